@@ -1,0 +1,96 @@
+"""Costs of a concrete decision, computed straight from the system model (SPEC §2), and the
+check of every limit. Independent of how the decision was found: the optimizer re-checks its
+own answers with it, and so do the tests and the SLSQP baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from laimco.optimize.problem import SplitProblem, memory_bytes
+
+REL_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class DecisionCosts:
+    """Latency (s), energy (J), memory (bytes) and objective of one decision."""
+
+    latency_device_s: float
+    latency_uplink_s: float
+    latency_server_s: float
+    latency_downlink_s: float
+    energy_compute_j: float
+    energy_uplink_j: float
+    memory_bytes: float
+    objective: float
+
+    @property
+    def latency_total_s(self) -> float:
+        return (self.latency_device_s + self.latency_uplink_s + self.latency_server_s
+                + self.latency_downlink_s)
+
+    @property
+    def energy_total_j(self) -> float:
+        return self.energy_compute_j + self.energy_uplink_j
+
+
+def decision_costs(problem: SplitProblem, split: int, rho_device: float, rho_server: float,
+                   power_w: float, freq_device_hz: float, freq_server_hz: float,
+                   gain: float | None = None) -> DecisionCosts:
+    """Evaluate eqs. (2.1)–(2.12) and (3.10) for one decision."""
+    s = int(split)
+    g = float(np.ravel(problem.gain)[0]) if gain is None else gain
+    device, server, channel = problem.device, problem.server, problem.channel
+    table = problem.table
+    cycles_d = device.cycles((1 - rho_device) * table.flops_prunable_device[s]
+                             + table.flops_fixed_device[s])
+    cycles_s = server.cycles((1 - rho_server) * table.flops_prunable_server[s]
+                             + table.flops_fixed_server[s])
+    bits = table.upload_bits[s]
+    t_c = float(channel.upload_time_s(bits, power_w, g)) if bits > 0 else 0.0
+    rho_d_arr = np.zeros(problem.n_splits)
+    rho_s_arr = np.zeros(problem.n_splits)
+    rho_d_arr[s], rho_s_arr[s] = rho_device, rho_server
+    objective = float(problem.bound.device(rho_d_arr)[s] + problem.bound.server(rho_s_arr)[s])
+    return DecisionCosts(
+        latency_device_s=float(device.compute_latency_s(cycles_d, freq_device_hz)),
+        latency_uplink_s=t_c,
+        latency_server_s=float(server.compute_latency_s(cycles_s, freq_server_hz)),
+        latency_downlink_s=problem.scenario.task.downlink_s,
+        energy_compute_j=float(device.compute_energy_j(cycles_d, freq_device_hz)),
+        energy_uplink_j=power_w * t_c,
+        memory_bytes=float(memory_bytes(table.prunable_device[s], table.fixed_device[s],
+                                        rho_device, problem.scenario.model.bytes_per_weight)),
+        objective=objective,
+    )
+
+
+def limit_usage(problem: SplitProblem, split: int, rho_device: float, rho_server: float,
+                power_w: float, freq_device_hz: float, freq_server_hz: float,
+                costs: DecisionCosts) -> dict[str, float]:
+    """Each limit's used / allowed (≤ 1 means satisfied). Keys name the limits."""
+    sc = problem.scenario
+    usage = {
+        "latency": costs.latency_total_s / sc.task.latency_budget_s,
+        "energy": costs.energy_total_j / sc.device.energy_budget_j,
+        "tx_power": power_w / sc.device.tx_power_max_w,
+        "cpu_freq_device": freq_device_hz / sc.device.cpu_freq_max_hz,
+        "cpu_freq_server": freq_server_hz / sc.server.cpu_freq_max_hz,
+        "rho_max_device": rho_device / sc.task.rho_max if sc.task.rho_max > 0 else 0.0,
+        "rho_max_server": rho_server / sc.task.rho_max if sc.task.rho_max > 0 else 0.0,
+        "privacy_min_split": (sc.task.min_split - split + 1.0) if sc.task.min_split else 0.0,
+    }
+    if sc.device.memory_bytes is not None:
+        usage["memory"] = costs.memory_bytes / sc.device.memory_bytes
+    return usage
+
+
+def violations(usage: dict[str, float], rho_device: float, rho_server: float,
+               power_w: float) -> list[str]:
+    """Names of the limits a decision breaks (beyond a 1e-9 relative tolerance)."""
+    broken = [name for name, used in usage.items() if used > 1 + REL_TOL]
+    if min(rho_device, rho_server, power_w) < -REL_TOL:
+        broken.append("non_negative")
+    return broken

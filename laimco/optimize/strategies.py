@@ -1,0 +1,167 @@
+"""Every decision strategy by name: the exact joint design and the benchmarks it is judged
+against (SPEC §4). Each takes a scenario and returns a checked `Decision`."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from laimco.config import Scenario
+from laimco.optimize.decision import Decision, make_decision
+from laimco.optimize.device_capacity import DevicePolicy
+from laimco.optimize.evaluate import decision_costs, limit_usage
+from laimco.optimize.problem import SplitProblem, build_problem
+from laimco.optimize.ratios import RatioSolution, fixed_ratios, separate_ratios, tied_ratios
+from laimco.optimize.slsqp import slsqp_split
+from laimco.profile import ModelProfile
+
+
+class StrategyError(ValueError):
+    """An unknown strategy name or a missing/invalid strategy option."""
+
+
+@dataclass(frozen=True)
+class StrategyOptions:
+    """Options some strategies need: `ratio` for fixed-ratio, `split` for fixed-split,
+    `n_starts`/`seed` for slsqp."""
+
+    ratio: float = 0.5
+    split: int | None = None
+    n_starts: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    description: str
+    policy: DevicePolicy
+    ratios: Callable[[SplitProblem, DevicePolicy, StrategyOptions], RatioSolution]
+    splits: Callable[[SplitProblem, StrategyOptions], np.ndarray] | None = None
+
+
+def _scenario_ratios(problem: SplitProblem, policy: DevicePolicy,
+                     _: StrategyOptions) -> RatioSolution:
+    if problem.scenario.task.ratios == "tied":
+        return tied_ratios(problem, policy)
+    return separate_ratios(problem, policy)
+
+
+def _tied(problem: SplitProblem, policy: DevicePolicy, _: StrategyOptions) -> RatioSolution:
+    return tied_ratios(problem, policy)
+
+
+def _no_pruning(problem: SplitProblem, policy: DevicePolicy,
+                _: StrategyOptions) -> RatioSolution:
+    return fixed_ratios(problem, 0.0, 0.0, policy)
+
+
+def _fixed_ratio(problem: SplitProblem, policy: DevicePolicy,
+                 options: StrategyOptions) -> RatioSolution:
+    if not 0 <= options.ratio <= problem.scenario.task.rho_max:
+        raise StrategyError(f"fixed-ratio needs --ratio in [0, task.rho_max = "
+                            f"{problem.scenario.task.rho_max}], got {options.ratio}")
+    return fixed_ratios(problem, options.ratio, options.ratio, policy)
+
+
+def _only(split_of: Callable[[SplitProblem, StrategyOptions], int]) -> Callable[
+        [SplitProblem, StrategyOptions], np.ndarray]:
+    def mask(problem: SplitProblem, options: StrategyOptions) -> np.ndarray:
+        return np.arange(problem.n_splits) == split_of(problem, options)
+    return mask
+
+
+def _given_split(problem: SplitProblem, options: StrategyOptions) -> int:
+    split = problem.profile.n_units // 2 if options.split is None else options.split
+    if not 0 <= split <= problem.profile.n_units:
+        raise StrategyError(f"fixed-split needs --split in 0..{problem.profile.n_units} "
+                            f"for profile {problem.profile.name!r}, got {split}")
+    return split
+
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy("joint", "exact joint design: best split, ratios, power and frequency (default)",
+             "free", _scenario_ratios),
+    Strategy("tied", "joint design with one pruning ratio for both sides (the paper's design)",
+             "free", _tied),
+    Strategy("on-device", "whole model on the device (split = L), ratios and resources optimized",
+             "free", _scenario_ratios, _only(lambda p, o: p.profile.n_units)),
+    Strategy("on-server", "device uploads the raw input (split = 0), server model optimized",
+             "free", _scenario_ratios, _only(lambda p, o: 0)),
+    Strategy("no-pruning", "no pruning on either side; best split and resources",
+             "free", _no_pruning),
+    Strategy("fixed-ratio", "the same given ratio (--ratio) on both sides; best split",
+             "free", _fixed_ratio),
+    Strategy("max-power", "transmit at maximum power; everything else optimized",
+             "max-power", _scenario_ratios),
+    Strategy("max-frequency", "device CPU at maximum frequency; everything else optimized",
+             "max-frequency", _scenario_ratios),
+    Strategy("fixed-split", "a given split (--split, default L/2); everything else optimized",
+             "free", _scenario_ratios, _only(_given_split)),
+    Strategy("slsqp", "scipy SLSQP multi-start on (ρ_d, ρ_s, p, f_d, f_s) per split "
+             "(generic-solver reference)", "free", _scenario_ratios),
+)}
+
+
+def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile | None = None,
+          options: StrategyOptions | None = None) -> Decision:
+    """Run one strategy on a scenario at its design channel gain."""
+    if strategy not in STRATEGIES:
+        raise StrategyError(f"unknown strategy {strategy!r}: choose one of "
+                            f"{', '.join(STRATEGIES)}")
+    options = options or StrategyOptions()
+    started = time.perf_counter()
+    problem = build_problem(scenario, profile)
+    if strategy == "slsqp":
+        return _solve_slsqp(problem, options, started)
+    spec = STRATEGIES[strategy]
+    if spec.splits is not None:
+        problem = build_problem(scenario, problem.profile,
+                                split_restriction=spec.splits(problem, options))
+    solution = spec.ratios(problem, spec.policy, options)
+    elapsed = time.perf_counter() - started
+    decision = make_decision(problem, solution, spec.policy, strategy)
+    return dataclasses.replace(decision, solve_time_s=elapsed)
+
+
+def solve_per_split(scenario: Scenario, strategy: str = "joint", *,
+                    profile: ModelProfile | None = None,
+                    options: StrategyOptions | None = None) -> RatioSolution:
+    """Ratios and objective of every split (no operating point), for tables and plots."""
+    options = options or StrategyOptions()
+    problem = build_problem(scenario, profile)
+    spec = STRATEGIES[strategy]
+    return spec.ratios(problem, spec.policy, options)
+
+
+def _solve_slsqp(problem: SplitProblem, options: StrategyOptions, started: float) -> Decision:
+    rng = np.random.default_rng(options.seed)
+    best: tuple[float, int, np.ndarray] | None = None
+    for split in np.flatnonzero(problem.allowed):
+        found = slsqp_split(problem, int(split), options.n_starts, rng)
+        if found is not None and (best is None or found[0] < best[0]):
+            best = (found[0], int(split), found[1])
+    elapsed = time.perf_counter() - started
+    if best is None:
+        return Decision(status="infeasible", strategy="slsqp", solve_time_s=elapsed,
+                        reasons=["SLSQP found no feasible point from "
+                                 f"{options.n_starts} starts per split"])
+    _, split, x = best
+    gain = float(np.ravel(problem.gain)[0])
+    costs = decision_costs(problem, split, *x, gain)
+    usage = limit_usage(problem, split, *x, costs)
+    return Decision(
+        status="optimal", strategy="slsqp", split=split, rho_device=float(x[0]),
+        rho_server=float(x[1]), power_w=float(x[2]), freq_device_hz=float(x[3]),
+        freq_server_hz=float(x[4]),
+        latency_s={"device": costs.latency_device_s, "uplink": costs.latency_uplink_s,
+                   "server": costs.latency_server_s, "downlink": costs.latency_downlink_s,
+                   "total": costs.latency_total_s},
+        energy_j={"compute": costs.energy_compute_j, "uplink": costs.energy_uplink_j,
+                  "total": costs.energy_total_j},
+        memory_bytes=costs.memory_bytes, objective=costs.objective,
+        binding=[k for k, u in usage.items() if u >= 1 - 1e-6], solve_time_s=elapsed)

@@ -1,0 +1,150 @@
+"""Model profiles: the per-unit numbers the optimizer needs, loaded from JSON (SPEC §1).
+
+A profile lists the units u = 1..L of a model in execution order. Split s runs units 1..s on
+the device and s+1..L on the server; `SplitTable` holds the per-split sums (eq. 1.1).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+class ProfileError(ValueError):
+    """A profile file that is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class UnitProfile:
+    """One unit (embedding, block, head) of a model, measured at the profile's input size."""
+
+    name: str
+    n_prunable: int
+    n_fixed: int
+    flops_prunable: float
+    flops_fixed: float
+    out_bits: float
+    weight_mean_abs: float
+    weight_std: float
+    gennorm_beta: float
+    gennorm_scale: float
+    magnitude_quantiles: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """A whole model: its units in order and the raw input size in bits."""
+
+    name: str
+    input_bits: float
+    units: tuple[UnitProfile, ...]
+
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+    def column(self, field: str) -> FloatArray:
+        """One numeric field of every unit, shape (L,)."""
+        return np.array([getattr(u, field) for u in self.units], dtype=np.float64)
+
+    def device_mask(self) -> NDArray[np.bool_]:
+        """mask[s, u] is True when unit u (0-based) runs on the device at split s = 0..L."""
+        splits = np.arange(self.n_units + 1)[:, None]
+        return np.arange(self.n_units)[None, :] < splits
+
+    def split_table(self) -> SplitTable:
+        """Per-split sums of every cost input (eq. 1.1)."""
+        mask = self.device_mask().astype(np.float64)
+        server = 1.0 - mask
+        out_bits = self.column("out_bits")
+        upload = np.concatenate([[self.input_bits], out_bits[:-1], [0.0]])
+        return SplitTable(
+            prunable_device=mask @ self.column("n_prunable"),
+            prunable_server=server @ self.column("n_prunable"),
+            fixed_device=mask @ self.column("n_fixed"),
+            flops_prunable_device=mask @ self.column("flops_prunable"),
+            flops_fixed_device=mask @ self.column("flops_fixed"),
+            flops_prunable_server=server @ self.column("flops_prunable"),
+            flops_fixed_server=server @ self.column("flops_fixed"),
+            upload_bits=upload,
+        )
+
+    @property
+    def has_quantiles(self) -> bool:
+        return all(len(u.magnitude_quantiles) >= 2 or u.n_prunable == 0 for u in self.units)
+
+
+@dataclass(frozen=True)
+class SplitTable:
+    """Arrays of shape (L+1,), indexed by split s: what the device and server each carry."""
+
+    prunable_device: FloatArray
+    prunable_server: FloatArray
+    fixed_device: FloatArray
+    flops_prunable_device: FloatArray
+    flops_fixed_device: FloatArray
+    flops_prunable_server: FloatArray
+    flops_fixed_server: FloatArray
+    upload_bits: FloatArray
+
+
+_UNIT_DEFAULTS = {"gennorm_beta": 1.0, "gennorm_scale": 0.0, "magnitude_quantiles": ()}
+_REQUIRED = ("name", "n_prunable", "n_fixed", "flops_prunable", "flops_fixed", "out_bits",
+             "weight_mean_abs", "weight_std")
+
+
+def profile_from_dict(data: dict[str, object]) -> ModelProfile:
+    """Build a profile from its JSON form (schema: docs/profile_minilm.md)."""
+    try:
+        raw_units = data["units"]
+        name = str(data["name"])
+        input_bits = float(data["input_bits"])  # type: ignore[arg-type]
+    except KeyError as err:
+        raise ProfileError(f"profile is missing the top-level key {err.args[0]!r}") from err
+    if not isinstance(raw_units, list) or not raw_units:
+        raise ProfileError("profile 'units' must be a non-empty list")
+    units = []
+    for i, raw in enumerate(raw_units):
+        missing = [k for k in _REQUIRED if k not in raw]
+        if missing:
+            raise ProfileError(f"profile unit {i} is missing {', '.join(missing)}")
+        values = {**_UNIT_DEFAULTS, **{k: raw[k] for k in raw if k in UnitProfile.__annotations__}}
+        values["magnitude_quantiles"] = tuple(float(q) for q in values["magnitude_quantiles"])
+        unit = UnitProfile(**values)
+        if unit.n_prunable < 0 or unit.n_fixed < 0 or unit.out_bits < 0:
+            raise ProfileError(f"profile unit {unit.name!r} has a negative count")
+        units.append(unit)
+    return ModelProfile(name=name, input_bits=input_bits, units=tuple(units))
+
+
+def builtin_profile_names() -> list[str]:
+    """Names of the profiles shipped inside the package."""
+    folder = resources.files("laimco") / "profiles"
+    return sorted(p.name.removesuffix(".json") for p in folder.iterdir()
+                  if p.name.endswith(".json"))
+
+
+def load_profile(name_or_path: str | Path) -> ModelProfile:
+    """A built-in profile by name (e.g. "minilm-l6") or a profile JSON file by path."""
+    text: str
+    candidate = Path(name_or_path)
+    if str(name_or_path) in builtin_profile_names():
+        text = (resources.files("laimco") / "profiles" / f"{name_or_path}.json").read_text()
+    elif candidate.is_file():
+        text = candidate.read_text()
+    else:
+        raise ProfileError(
+            f"no profile {str(name_or_path)!r}: give a built-in name "
+            f"({', '.join(builtin_profile_names())}) or the path of a profile JSON file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ProfileError(f"profile {str(name_or_path)!r} is not valid JSON: {err}") from err
+    return profile_from_dict(data)

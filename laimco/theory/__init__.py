@@ -1,0 +1,1 @@
+"""Distortion laws and rate–distortion bounds (numpy/scipy only; no torch)."""

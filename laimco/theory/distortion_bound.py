@@ -1,0 +1,93 @@
+"""The optimizer's objective: the output-distortion bound of a pruned, split model (SPEC §3–4).
+
+    D_y ≤ k_d·Σ_{u≤s} N_u·δ_u(ρ_d) + k_s·Σ_{u>s} N_u·δ_u(ρ_s)            (eq. 3.10)
+
+N_u = n_prunable of unit u, δ_u the per-weight law of unit u's weights (docs/theory.md §3),
+k_d, k_s the output-sensitivity constants of each side. Each side is convex and non-decreasing
+in its ratio, because every δ_u is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from laimco.profile import ModelProfile
+from laimco.theory.distortion import (
+    DistortionLaw,
+    EmpiricalLaw,
+    GaussianLaw,
+    GenNormLaw,
+    LaplaceLaw,
+)
+
+FloatArray = NDArray[np.float64]
+LawName = Literal["laplace", "gaussian", "gennorm", "empirical"]
+LAW_NAMES: tuple[LawName, ...] = ("laplace", "gaussian", "gennorm", "empirical")
+
+
+def unit_laws(profile: ModelProfile, law: LawName) -> DistortionLaw:
+    """One law object holding every unit's statistics (parameters of shape (L,))."""
+    if law == "laplace":
+        return LaplaceLaw(profile.column("weight_mean_abs"))
+    if law == "gaussian":
+        return GaussianLaw(profile.column("weight_std"))
+    if law == "gennorm":
+        return GenNormLaw(profile.column("gennorm_scale"), profile.column("gennorm_beta"))
+    if law == "empirical":
+        if not profile.has_quantiles:
+            raise ValueError(
+                f"profile {profile.name!r} has no magnitude quantiles: use law = 'laplace', "
+                "'gaussian' or 'gennorm', or profile the model with its weights")
+        levels = max(len(u.magnitude_quantiles) for u in profile.units)
+        table = np.array([u.magnitude_quantiles or (0.0,) * levels for u in profile.units])
+        return EmpiricalLaw(table)
+    raise ValueError(f"unknown law {law!r}: choose one of {', '.join(LAW_NAMES)}")
+
+
+@dataclass(frozen=True)
+class SplitDistortionBound:
+    """The two sides of eq. (3.10), evaluated for every split at once.
+
+    Methods take ρ of shape (..., L+1) — one ratio per split — and return the same shape."""
+
+    profile: ModelProfile
+    law: LawName
+    k_device: float
+    k_server: float
+    _laws: DistortionLaw = field(init=False, repr=False)
+    _weights_device: FloatArray = field(init=False, repr=False)
+    _weights_server: FloatArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        mask = self.profile.device_mask().astype(np.float64)
+        counts = self.profile.column("n_prunable")
+        object.__setattr__(self, "_laws", unit_laws(self.profile, self.law))
+        object.__setattr__(self, "_weights_device", self.k_device * mask * counts)
+        object.__setattr__(self, "_weights_server", self.k_server * (1 - mask) * counts)
+
+    def _side(self, rho: ArrayLike, weights: FloatArray, derivative: bool) -> FloatArray:
+        rho_a = np.asarray(rho, dtype=np.float64)[..., None]
+        per_unit = (self._laws.delta_derivative(rho_a) if derivative
+                    else self._laws.delta(rho_a))
+        # units without prunable weights have zero weight and possibly degenerate laws
+        return np.asarray((np.nan_to_num(per_unit) * weights).sum(axis=-1), dtype=np.float64)
+
+    def device(self, rho: ArrayLike) -> FloatArray:
+        """k_d·Σ_{u≤s} N_u·δ_u(ρ_d) for each split s."""
+        return self._side(rho, self._weights_device, derivative=False)
+
+    def server(self, rho: ArrayLike) -> FloatArray:
+        """k_s·Σ_{u>s} N_u·δ_u(ρ_s) for each split s."""
+        return self._side(rho, self._weights_server, derivative=False)
+
+    def device_derivative(self, rho: ArrayLike) -> FloatArray:
+        """d/dρ_d of the device side: k_d·Σ N_u·q_u(ρ_d)² (eq. 3.3)."""
+        return self._side(rho, self._weights_device, derivative=True)
+
+    def server_derivative(self, rho: ArrayLike) -> FloatArray:
+        """d/dρ_s of the server side."""
+        return self._side(rho, self._weights_server, derivative=True)
