@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from laimco.optimize.device_capacity import DevicePolicy
+from laimco.optimize.diagnose import RatioSolver, infeasibility_reasons
 from laimco.optimize.evaluate import decision_costs, limit_usage, violations
 from laimco.optimize.operating_point import operating_point
 from laimco.optimize.problem import SplitProblem
@@ -67,8 +68,10 @@ def _pick_split(problem: SplitProblem, solution: RatioSolution,
 
 
 def make_decision(problem: SplitProblem, solution: RatioSolution, policy: DevicePolicy,
-                  strategy: str, solve_time_s: float = 0.0) -> Decision:
-    """Turn per-split ratios into one checked decision at the problem's design gain."""
+                  strategy: str, ratio_solver: RatioSolver,
+                  solve_time_s: float = 0.0) -> Decision:
+    """Turn per-split ratios into one checked decision at the problem's design gain;
+    `ratio_solver` is re-run on relaxed problems to explain an infeasible answer."""
     gain = float(np.ravel(problem.gain)[0])
     objective = np.ravel(solution.objective)
     feasible_splits = np.flatnonzero(np.isfinite(objective))
@@ -86,10 +89,8 @@ def make_decision(problem: SplitProblem, solution: RatioSolution, policy: Device
         energies[s] = costs.energy_total_j
     split = _pick_split(problem, solution, energies)
     if split is None:
-        from laimco.optimize.diagnose import infeasibility_reasons
-
         return Decision(status="infeasible", strategy=strategy,
-                        reasons=infeasibility_reasons(problem, policy),
+                        reasons=infeasibility_reasons(problem, ratio_solver),
                         solve_time_s=solve_time_s)
     rho_d = float(np.ravel(solution.rho_device)[split])
     rho_s = float(np.ravel(solution.rho_server)[split])

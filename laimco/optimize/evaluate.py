@@ -80,7 +80,7 @@ def limit_usage(problem: SplitProblem, split: int, rho_device: float, rho_server
         "cpu_freq_server": freq_server_hz / sc.server.cpu_freq_max_hz,
         "rho_max_device": rho_device / sc.task.rho_max if sc.task.rho_max > 0 else 0.0,
         "rho_max_server": rho_server / sc.task.rho_max if sc.task.rho_max > 0 else 0.0,
-        "privacy_min_split": (sc.task.min_split - split + 1.0) if sc.task.min_split else 0.0,
+        "privacy": (sc.task.min_split - split + 1.0) if sc.task.min_split else 0.0,
     }
     if sc.device.memory_bytes is not None:
         usage["memory"] = costs.memory_bytes / sc.device.memory_bytes

@@ -124,7 +124,11 @@ def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile 
                                 split_restriction=spec.splits(problem, options))
     solution = spec.ratios(problem, spec.policy, options)
     elapsed = time.perf_counter() - started
-    decision = make_decision(problem, solution, spec.policy, strategy)
+
+    def ratio_solver(relaxed: SplitProblem) -> RatioSolution:
+        return spec.ratios(relaxed, spec.policy, options)
+
+    decision = make_decision(problem, solution, spec.policy, strategy, ratio_solver)
     return dataclasses.replace(decision, solve_time_s=elapsed)
 
 

@@ -1,0 +1,33 @@
+# laimco — every target installs what it needs into .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SCENARIO ?= scenarios/minilm-phone.toml
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch is pinned here, before anything can ask for it loosely (a CPU build, no CUDA)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[models,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/laimco optimize $(SCENARIO)
+	$(BIN)/laimco compare $(SCENARIO)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_optimizer.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check laimco tests benchmarks scripts
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,156 @@
+"""Scenario validation and the CLI contract: JSON schema, exit codes, messages naming keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from laimco.cli import app
+from laimco.config import ScenarioError, load_scenario
+from laimco.optimize import STRATEGIES
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "scenarios" / "minilm-phone.toml"
+runner = CliRunner()
+
+DECISION_KEYS = {"status", "strategy", "split", "rho_device", "rho_server", "power_w",
+                 "freq_device_hz", "freq_server_hz", "latency_s", "energy_j", "memory_bytes",
+                 "objective", "binding", "solve_time_s"}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+def _edit(key: str, value: str | None) -> str:
+    """The default scenario with one `key = ...` line replaced (or removed when None)."""
+    lines = []
+    for line in DEFAULT.read_text().splitlines():
+        if line.split("=")[0].strip() == key:
+            if value is None:
+                continue
+            line = f"{key} = {value}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.toml")))
+def test_every_shipped_scenario_validates_and_solves(path: Path) -> None:
+    result = runner.invoke(app, ["optimize", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["status"] in ("optimal", "infeasible")
+
+
+def test_optimize_json_follows_the_contract() -> None:
+    result = runner.invoke(app, ["optimize", str(DEFAULT), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert set(data) == DECISION_KEYS
+    assert data["status"] == "optimal"
+    assert set(data["latency_s"]) == {"device", "uplink", "server", "downlink", "total"}
+    assert set(data["energy_j"]) == {"compute", "uplink", "total"}
+    lat = data["latency_s"]
+    assert lat["total"] == pytest.approx(lat["device"] + lat["uplink"] + lat["server"]
+                                         + lat["downlink"])
+    assert data["energy_j"]["total"] == pytest.approx(data["energy_j"]["compute"]
+                                                      + data["energy_j"]["uplink"])
+
+
+def test_default_scenario_is_a_real_trade_off() -> None:
+    """The README promises: neither on-device, on-server nor no-pruning is optimal."""
+    scenario = load_scenario(DEFAULT)
+    from laimco.optimize import solve
+
+    joint = solve(scenario)
+    assert joint.success and 0 < joint.split < 8
+    assert joint.rho_device > 0 and joint.rho_server > 0
+    for name in ("on-device", "on-server", "no-pruning"):
+        other = solve(scenario, name)
+        assert not other.success or other.objective > joint.objective * 1.01
+
+
+def test_infeasible_scenario_exits_zero_with_reasons(tmp_path: Path) -> None:
+    path = _write(tmp_path, _edit("latency_budget_s", "0.001"))
+    result = runner.invoke(app, ["optimize", str(path), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["status"] == "infeasible"
+    assert data["reasons"] and any("latency" in r for r in data["reasons"])
+
+
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("energy_budget_j", None, "device.energy_budget_j"),             # missing key
+    ("energy_budget_j", "-1.0", "device.energy_budget_j"),           # negative budget
+    ("bandwidth_hz", '"1 MHz"', "channel.bandwidth_hz"),             # wrong unit
+    ("law", '"cauchy"', "distortion.law"),                           # unknown law
+    ("rho_max", "1.5", "task.rho_max"),                              # out of range
+    ("fading", '"rayleigh"\nfoo_bar = 1', "channel.foo_bar"),         # unknown key
+    ("fading", '"rayleigh"', "outage_prob"),                          # rayleigh needs ε
+])
+def test_malformed_scenario_exits_2_naming_the_key(tmp_path: Path, key: str,
+                                                   value: str | None, named: str) -> None:
+    text = _edit(key, value)
+    if key == "fading" and "foo_bar" not in text:
+        text = text.replace("outage_prob", "# outage_prob")
+    path = _write(tmp_path, text)
+    # a real process, so stdout/stderr/exit code are what a user sees
+    proc = subprocess.run([sys.executable, "-m", "laimco.cli", "optimize", str(path), "--json"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert named in proc.stderr
+    with pytest.raises(ScenarioError, match=named.split(".")[-1]):
+        load_scenario(path)
+
+
+def test_not_toml_and_missing_file_are_clear(tmp_path: Path) -> None:
+    bad = _write(tmp_path, "[device\ncpu = 1")
+    assert runner.invoke(app, ["optimize", str(bad)]).exit_code == 2
+    missing = runner.invoke(app, ["optimize", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 2
+
+
+def test_min_split_beyond_the_model_is_an_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, _edit("min_split", "12"))
+    result = runner.invoke(app, ["optimize", str(path)])
+    assert result.exit_code == 2
+
+
+def test_unknown_strategy_exits_2() -> None:
+    result = runner.invoke(app, ["optimize", str(DEFAULT), "--strategy", "magic"])
+    assert result.exit_code == 2
+
+
+def test_strategies_lists_every_strategy() -> None:
+    result = runner.invoke(app, ["strategies"])
+    assert result.exit_code == 0
+    for name in STRATEGIES:
+        assert name in result.stdout
+
+
+def test_compare_json_has_every_strategy() -> None:
+    result = runner.invoke(app, ["compare", str(DEFAULT), "--json"])
+    assert result.exit_code == 0
+    assert [d["strategy"] for d in json.loads(result.stdout)] == list(STRATEGIES)
+
+
+def test_scenario_keys_match_the_documented_schema() -> None:
+    data = tomllib.loads(DEFAULT.read_text())
+    assert set(data) == {"model", "device", "server", "channel", "task", "distortion"}
+
+
+def test_analytic_core_does_not_import_torch() -> None:
+    code = ("import sys, laimco.optimize, laimco.config, laimco.cli; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
