@@ -28,7 +28,7 @@ LN2 = float(np.log(2.0))
 
 @dataclass(frozen=True)
 class UplinkEnergy:
-    """e(t) = w·t·(2^{a/t} − 1), a = S/B, and its first two derivatives (eq. 2.6, 4.3)."""
+    """e(t) = w·t·(2^{a/t} − 1), a = S/B, and its slope e'(t) (eq. 2.6, 4.6)."""
 
     noise_to_gain_w: FloatArray
     bits_per_hz: FloatArray

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from laimco.optimize.device_capacity import DeviceCapacity, DevicePolicy, device_capacity
+from laimco.optimize.device_capacity import (
+    LN2,
+    DeviceCapacity,
+    DevicePolicy,
+    device_capacity,
+    shortest_upload_time_s,
+)
 from laimco.optimize.problem import SplitProblem
 from laimco.optimize.roots import increasing_root
 
@@ -43,6 +49,26 @@ def capacity(problem: SplitProblem, time_s: FloatArray, policy: DevicePolicy) ->
         bandwidth_hz=problem.channel.bandwidth_hz, noise_to_gain_w=problem.noise_to_gain_w(),
         tx_power_max_w=d.tx_power_max_w, kappa=d.kappa, cpu_freq_max_hz=d.cpu_freq_max_hz,
         policy=policy)
+
+
+def _upload_ratio_floor(problem: SplitProblem, policy: DevicePolicy) -> FloatArray:
+    """The least server ratio that leaves the shortest possible upload time t_lo (eq. 4.4):
+    below it C*(T') = −inf, a step no root finder crosses quickly, so searches start here."""
+    d = problem.device
+    w = problem.noise_to_gain_w()
+    if policy == "max-power":
+        eta = np.log1p(d.tx_power_max_w / w) / LN2
+        t_lo = np.where(problem.upload_bits > 0,
+                        problem.upload_bits / (problem.channel.bandwidth_hz * eta), 0.0)
+    else:
+        t_lo = shortest_upload_time_s(problem.upload_bits, problem.channel.bandwidth_hz, w,
+                                      d.tx_power_max_w, np.asarray(d.energy_budget_j))
+    spare_s = problem.time_budget_s - t_lo - problem.server_fixed_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(problem.server_prunable_s > 0, 1 - spare_s / problem.server_prunable_s,
+                       0.0)
+    return np.asarray(np.clip(np.nan_to_num(rho, nan=1.0, posinf=1.0), 0.0,
+                              problem.scenario.task.rho_max), dtype=np.float64)
 
 
 def _shape(problem: SplitProblem) -> tuple[int, ...]:
@@ -80,7 +106,9 @@ def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSo
         cap = capacity(problem, problem.time_budget_s - problem.server_time_s(rho), policy)
         return cap.cycles - problem.device_cycles(rho)
 
-    lo = np.broadcast_to(np.minimum(problem.rho_floor_device, rho_max), shape).copy()
+    lo = np.maximum(np.minimum(problem.rho_floor_device, rho_max),
+                    _upload_ratio_floor(problem, policy))
+    lo = np.broadcast_to(lo, shape).copy()
     hi = np.full(shape, rho_max)
     rho = increasing_root(margin, lo, hi)
     feasible = problem.allowed & (margin(rho) >= 0)
@@ -108,7 +136,8 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
         cap = capacity(problem, problem.time_budget_s - problem.server_time_s(rho_s), policy)
         return cap.cycles - problem.device_cycles(np.full(shape, rho_max))
 
-    rho_s_lo = increasing_root(margin, np.zeros(shape), np.full(shape, rho_max))
+    start = np.broadcast_to(_upload_ratio_floor(problem, policy), shape).copy()
+    rho_s_lo = increasing_root(margin, start, np.full(shape, rho_max))
     feasible = problem.allowed & (margin(rho_s_lo) >= 0)
 
     def phi_slope(rho_s: FloatArray) -> FloatArray:
