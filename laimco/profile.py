@@ -6,6 +6,7 @@ the device and s+1..L on the server; `SplitTable` holds the per-split sums (eq. 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -76,10 +77,6 @@ class ModelProfile:
             upload_bits=upload,
         )
 
-    @property
-    def has_quantiles(self) -> bool:
-        return all(len(u.magnitude_quantiles) >= 2 or u.n_prunable == 0 for u in self.units)
-
 
 @dataclass(frozen=True)
 class SplitTable:
@@ -132,17 +129,32 @@ def builtin_profile_names() -> list[str]:
 
 
 def load_profile(name_or_path: str | Path) -> ModelProfile:
-    """A built-in profile by name (e.g. "minilm-l6") or a profile JSON file by path."""
-    text: str
+    """A built-in profile by name (e.g. "minilm-l6") or a profile JSON file by path.
+
+    Profiles are immutable, so a file is parsed once per modification time."""
     candidate = Path(name_or_path)
     if str(name_or_path) in builtin_profile_names():
-        text = (resources.files("laimco") / "profiles" / f"{name_or_path}.json").read_text()
-    elif candidate.is_file():
-        text = candidate.read_text()
-    else:
-        raise ProfileError(
-            f"no profile {str(name_or_path)!r}: give a built-in name "
-            f"({', '.join(builtin_profile_names())}) or the path of a profile JSON file")
+        return _load_builtin(str(name_or_path))
+    if candidate.is_file():
+        resolved = candidate.resolve()
+        return _load_file(resolved, resolved.stat().st_mtime_ns)
+    raise ProfileError(
+        f"no profile {str(name_or_path)!r}: give a built-in name "
+        f"({', '.join(builtin_profile_names())}) or the path of a profile JSON file")
+
+
+@functools.lru_cache(maxsize=16)
+def _load_builtin(name: str) -> ModelProfile:
+    text = (resources.files("laimco") / "profiles" / f"{name}.json").read_text()
+    return _parse(text, name)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_file(path: Path, mtime_ns: int) -> ModelProfile:
+    return _parse(path.read_text(), str(path))
+
+
+def _parse(text: str, name_or_path: str) -> ModelProfile:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

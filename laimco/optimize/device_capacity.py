@@ -1,14 +1,18 @@
-"""How many CPU cycles the device can run before the cut, given what is left of the latency
-and energy budgets after the server's share (docs/theory.md §4.2).
+"""How many CPU cycles the device can run before the cut, given the time T left for device
+compute and upload after the server's share (docs/theory.md §4.2).
 
-The device must compute C cycles in t_d and upload S bits in t_c with t_d + t_c ≤ T and
-κC³/t_d² + e_c(t_c) ≤ E, f_d = C/t_d ≤ F, p(t_c) ≤ P. The largest feasible C, C*(T), is a
-concave non-decreasing function of T (eq. 4.5); its derivative dC*/dT is what the outer
-problem needs (eq. 4.8). Three policies:
+The device must compute C cycles in t_d and upload S bits in t_c with t_d + t_c ≤ T,
+κC³/t_d² + e_c(t_c) ≤ E, f_d = C/t_d ≤ F and p(t_c) ≤ P. The largest feasible C, C*(T), is a
+concave non-decreasing function of T (eq. 4.5). Instead of solving the inner maximization for
+every T, the curve is traced in closed form by a parameter v ≥ 0 (eq. 4.14):
 
-- "free": power and frequency both chosen (the joint design);
-- "max-power": p = P fixed;
-- "max-frequency": f_d = F fixed.
+- boundary piece, 0 ≤ v ≤ Δ: the upload takes its shortest time t_lo, the device gets v;
+- interior piece, v > Δ: the upload takes τ = t_lo + (v − Δ) and the device time follows from
+  the optimality condition of τ — (4.6) where energy limits the device, (4.7) where the
+  frequency cap does — in closed form.
+
+Policies: "free" (power and frequency chosen), "max-power" (p = P: τ = t_P always, Δ = ∞),
+"max-frequency" (f_d = F: the frequency-capped piece throughout).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import lambertw
 
 from laimco.optimize.roots import increasing_root
 
@@ -46,6 +51,151 @@ class UplinkEnergy:
                             self.noise_to_gain_w * (np.expm1(x) - x * np.exp(x)), 0.0)
 
 
+def shortest_upload_time_s(upload_bits: ArrayLike, bandwidth_hz: float,
+                           noise_to_gain_w: ArrayLike, tx_power_max_w: float,
+                           energy_j: ArrayLike) -> FloatArray:
+    """t_lo = S/(B·η_max): the shortest upload time the power cap and the whole energy budget
+    allow, η_max = min(log₂(1 + P/w), η_E) with η_E from eq. (2.11) (eq. 4.4); 0 when nothing
+    is sent, inf when no upload fits the energy."""
+    bits = np.asarray(upload_bits, dtype=np.float64)
+    w = np.asarray(noise_to_gain_w, dtype=np.float64)
+    eta_power = np.log1p(tx_power_max_w / w) / LN2
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        c = np.asarray(energy_j) * bandwidth_hz / (w * bits)
+        ok = np.isfinite(c) & (c > LN2 * (1 + 1e-12))
+        c_ok = np.where(ok, c, 2.0)
+        y = -(c_ok / LN2) * lambertw(-(LN2 / c_ok) * np.exp(-LN2 / c_ok), k=-1).real
+        eta_energy = np.where(ok, (y - 1) / c_ok, 0.0)
+        eta = np.minimum(eta_power, eta_energy)
+        t_lo = np.where(eta > 0, bits / (bandwidth_hz * eta), np.inf)
+    return np.asarray(np.where(bits > 0, t_lo, 0.0), dtype=np.float64)
+
+
+def cap_switch_time_s(bits_per_hz: FloatArray, noise_to_gain_w: FloatArray, kappa: float,
+                      cpu_freq_max_hz: float) -> FloatArray:
+    """τ_F: the upload time at which −e'(τ) = 2κF³ (eq. 4.15). For τ ≥ τ_F the frequency cap
+    does not bind at the energy-limited optimum. With x = a·ln2/τ, −e' = w·(1 + (x−1)e^x), so
+    x = 1 + W₀((2κF³/w − 1)/e)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        arg = (2 * kappa * cpu_freq_max_hz**3 / noise_to_gain_w - 1) / np.e
+        x = 1 + lambertw(np.maximum(arg, -1 / np.e), k=0).real
+        return np.asarray(np.where(bits_per_hz > 0, bits_per_hz * LN2 / x, 0.0),
+                          dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class CapacityCurve:
+    """The curve v ↦ (T(v), C*(T(v)), dC*/dT, τ(v)) for a flat batch of elements.
+
+    `args()` are the per-element arrays that `capacity_point` needs, in order, so that a root
+    finder can pass the slices of the elements it is still working on."""
+
+    t_lo: FloatArray
+    tau_cap: FloatArray
+    boundary: FloatArray
+    noise_to_gain_w: FloatArray
+    bits_per_hz: FloatArray
+    feasible: NDArray[np.bool_]
+    energy_j: float
+    kappa: float
+    cpu_freq_max_hz: float
+
+    def args(self) -> tuple[FloatArray, ...]:
+        return (self.t_lo, self.tau_cap, self.boundary, self.noise_to_gain_w, self.bits_per_hz)
+
+    def constants(self) -> tuple[float, float, float]:
+        return (self.energy_j, self.kappa, self.cpu_freq_max_hz)
+
+    def subset(self, index: NDArray[np.intp]) -> CapacityCurve:
+        return CapacityCurve(*(a[index] for a in self.args()), self.feasible[index],
+                             *self.constants())
+
+
+def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwidth_hz: float,
+                   energy_j: float, tx_power_max_w: float, kappa: float,
+                   cpu_freq_max_hz: float, policy: DevicePolicy = "free") -> CapacityCurve:
+    """The capacity curve of every element of the (broadcast, flattened) inputs."""
+    bits, w = (np.ravel(a).astype(np.float64) for a in np.broadcast_arrays(
+        np.asarray(upload_bits, dtype=np.float64), np.asarray(noise_to_gain_w, dtype=np.float64)))
+    a = bits / bandwidth_hz
+    uplink = UplinkEnergy(w, a)
+    F, kap = cpu_freq_max_hz, kappa
+    if policy == "max-power":
+        eta = np.log1p(tx_power_max_w / w) / LN2
+        t_lo = np.where(bits > 0, a / eta, 0.0)
+    else:
+        t_lo = shortest_upload_time_s(bits, bandwidth_hz, w, tx_power_max_w, energy_j)
+    finite = np.isfinite(t_lo)
+    t_lo_safe = np.where(finite, t_lo, 1.0)
+    left = energy_j - uplink.energy(t_lo_safe)
+    feasible = finite & (left >= -1e-12 * energy_j)
+    left = np.maximum(left, 0.0)
+    if policy == "max-frequency":
+        tau_cap = np.full(bits.shape, np.inf)
+    else:
+        tau_cap = cap_switch_time_s(a, w, kap, F)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = uplink.slope(t_lo_safe)
+        boundary = np.where(t_lo_safe >= tau_cap, 2 * left / (-slope), left / (kap * F**3))
+    boundary = np.where((bits > 0) & (policy != "max-power"), boundary, np.inf)
+    if policy == "max-frequency":
+        boundary = np.where(bits > 0, left / (kap * F**3), np.inf)
+    return CapacityCurve(t_lo=t_lo_safe, tau_cap=tau_cap, boundary=boundary,
+                         noise_to_gain_w=w, bits_per_hz=a, feasible=feasible,
+                         energy_j=energy_j, kappa=kap, cpu_freq_max_hz=F)
+
+
+def capacity_point(v: FloatArray, t_lo: FloatArray, tau_cap: FloatArray, boundary: FloatArray,
+                   noise_to_gain_w: FloatArray, bits_per_hz: FloatArray, energy_j: float,
+                   kappa: float, cpu_freq_max_hz: float
+                   ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(T, C*, dC*/dT, τ) at curve parameter v (eq. 4.14, slopes eq. 4.8)."""
+    F, kap = cpu_freq_max_hz, kappa
+    uplink = UplinkEnergy(noise_to_gain_w, bits_per_hz)
+    on_boundary = v <= boundary
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        tau = np.where(on_boundary, t_lo, t_lo + (v - boundary))
+        left = np.maximum(energy_j - uplink.energy(tau), 0.0)
+        e_slope = uplink.slope(tau)
+        energy_limited = tau >= tau_cap
+        # interior piece: device time from the optimality of τ
+        d_in = np.where(energy_limited, 2 * left / (-e_slope), left / (kap * F**3))
+        c_in = np.where(energy_limited, np.cbrt(left * d_in**2 / kap), F * d_in)
+        s_in = np.where(energy_limited, 2 * c_in / (3 * d_in), F * (-e_slope) / (kap * F**3 - e_slope))
+        # boundary piece: device time v, the smaller of the energy and frequency limits; at a
+        # fixed frequency F (tau_cap = inf) the energy allows C = left/(κF²) whatever v is
+        fixed_frequency = np.isinf(tau_cap)
+        c_energy = np.where(fixed_frequency, left / (kap * F**2), np.cbrt(left * v**2 / kap))
+        capped = F * v <= c_energy
+        c_bd = np.minimum(F * v, c_energy)
+        s_energy = np.where(fixed_frequency | (v <= 0), 0.0, 2 * c_bd / (3 * v))
+        s_bd = np.where(capped, F, s_energy)
+        time_s = np.where(on_boundary, t_lo + v, tau + d_in)
+        cycles = np.where(on_boundary, c_bd, c_in)
+        slope = np.where(on_boundary, s_bd, s_in)
+    return time_s, cycles, np.where(np.isfinite(slope), slope, F), tau
+
+
+def parameter_for_time(curve: CapacityCurve, time_s: ArrayLike) -> FloatArray:
+    """The curve parameter v with T(v) = time_s. On the boundary piece T(v) = t_lo + v;
+    beyond it T(v) is increasing and v is found by a monotone root in [Δ, T − t_lo + Δ], on
+    the side T(v) ≤ time_s (so the capacity found always fits in the time)."""
+    target = np.broadcast_to(np.asarray(time_s, dtype=np.float64), curve.t_lo.shape)
+    v = np.maximum(target - curve.t_lo, 0.0)
+    interior = np.flatnonzero(v > curve.boundary)
+    if interior.size:
+        sub = curve.subset(interior)
+        constants = curve.constants()
+
+        def excess(v: FloatArray, tgt: FloatArray, *args: FloatArray) -> FloatArray:
+            return capacity_point(v, *args, *constants)[0] - tgt
+
+        v[interior] = increasing_root(excess, sub.boundary, v[interior] + sub.boundary,
+                                      (target[interior], *sub.args()), rel_tol=1e-13,
+                                      side="lower")
+    return v
+
+
 @dataclass(frozen=True)
 class DeviceCapacity:
     """C*(T), the upload time t_c that attains it, and dC*/dT; C* = −inf where infeasible."""
@@ -55,125 +205,32 @@ class DeviceCapacity:
     slope_cycles_per_s: FloatArray
 
 
-def shortest_upload_time_s(
-    upload_bits: FloatArray,
-    bandwidth_hz: float,
-    noise_to_gain_w: FloatArray,
-    tx_power_max_w: float,
-    energy_j: FloatArray,
-) -> FloatArray:
-    """t_lo = S/(B·η_max): the shortest upload time the power cap and the whole energy budget
-    allow (eq. 4.4); 0 when nothing is sent, inf when no upload fits the energy."""
-    eta_power = np.log1p(tx_power_max_w / noise_to_gain_w) / LN2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = energy_j * bandwidth_hz / (noise_to_gain_w * upload_bits)
-    ok = np.isfinite(c) & (c > LN2 * (1 + 1e-12))
-    c_ok = np.where(ok, c, 2.0)
-    from scipy.special import lambertw  # local: keeps this module's import cheap
-
-    x = -(LN2 / c_ok) * np.exp(-LN2 / c_ok)
-    y = -(c_ok / LN2) * lambertw(x, k=-1).real
-    eta_energy = np.where(ok, (y - 1) / c_ok, 0.0)
-    eta = np.minimum(eta_power, eta_energy)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_lo = np.where(eta > 0, upload_bits / (bandwidth_hz * eta), np.inf)
-    return np.where(upload_bits > 0, t_lo, 0.0)
+def capacity_at(curve: CapacityCurve, time_s: ArrayLike) -> DeviceCapacity:
+    """C*(T) at given times T (flat arrays matching the curve)."""
+    target = np.broadcast_to(np.asarray(time_s, dtype=np.float64), curve.t_lo.shape)
+    v = parameter_for_time(curve, target)
+    reached, cycles, slope, tau = capacity_point(v, *curve.args(), *curve.constants())
+    ok = curve.feasible & (target >= curve.t_lo * (1 - 1e-15))
+    # T(v) ≤ target within the root's tolerance; the curve is non-decreasing, so C(v) is a
+    # valid (feasible) capacity for the target time
+    return DeviceCapacity(cycles=np.where(ok, cycles, -np.inf),
+                          upload_time_s=np.where(ok, np.where(curve.bits_per_hz > 0, tau, 0.0),
+                                                 np.nan),
+                          slope_cycles_per_s=np.where(ok, slope, 0.0))
 
 
-def device_capacity(
-    time_s: FloatArray,
-    energy_j: FloatArray,
-    upload_bits: FloatArray,
-    *,
-    bandwidth_hz: float,
-    noise_to_gain_w: FloatArray,
-    tx_power_max_w: float,
-    kappa: float,
-    cpu_freq_max_hz: float,
-    policy: DevicePolicy = "free",
-) -> DeviceCapacity:
+def device_capacity(time_s: ArrayLike, energy_j: float, upload_bits: ArrayLike, *,
+                    bandwidth_hz: float, noise_to_gain_w: ArrayLike, tx_power_max_w: float,
+                    kappa: float, cpu_freq_max_hz: float,
+                    policy: DevicePolicy = "free") -> DeviceCapacity:
     """C*(T) for every element of the broadcast inputs (docs/theory.md §4.2)."""
-    T, E, S, w = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
-                                       for v in (time_s, energy_j, upload_bits, noise_to_gain_w)))
-    F, kap = cpu_freq_max_hz, kappa
-    t_lo = shortest_upload_time_s(S, bandwidth_hz, w, tx_power_max_w, E)
-    if policy == "max-power":
-        # p = P whatever the energy: the upload takes S/r(P) and must still fit E
-        eta_p = np.log1p(tx_power_max_w / w) / LN2
-        t_lo = np.where(S > 0, S / (bandwidth_hz * eta_p), 0.0)
-    feasible = (T >= t_lo) & (T >= 0)
-    # neutralize infeasible elements so the arithmetic below stays finite
-    T = np.where(feasible, T, 1.0)
-    t_lo = np.where(feasible, t_lo, 0.0)
-    uplink = UplinkEnergy(w, S / bandwidth_hz)
-    sends = S > 0
-
-    if policy == "max-frequency":
-        cycles, t_c, slope = _capacity_at_max_frequency(T, E, t_lo, uplink, kap, F)
-    else:
-        cycles, t_c, slope = _capacity_free(T, E, t_lo, uplink, kap, F, sends,
-                                            fixed_upload=(policy == "max-power"))
-    energy_ok = uplink.energy(t_c) <= E * (1 + 1e-12)
-    ok = feasible & energy_ok & (cycles >= 0)
-    return DeviceCapacity(
-        cycles=np.where(ok, cycles, -np.inf),
-        upload_time_s=np.where(ok, t_c, np.nan),
-        slope_cycles_per_s=np.where(ok, slope, 0.0),
-    )
-
-
-def _capacity_free(T: FloatArray, E: FloatArray, t_lo: FloatArray, uplink: UplinkEnergy,
-                   kap: float, F: float, sends: FloatArray,
-                   fixed_upload: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Energy-limited optimum t* (root of ψ, eq. 4.6), then the frequency cap (root of χ)."""
-
-    def psi(t: FloatArray) -> FloatArray:
-        return 2 * (E - uplink.energy(t)) + uplink.slope(t) * (T - t)
-
-    if fixed_upload:
-        t_star = t_lo
-    else:
-        lo = np.where(sends, t_lo, T)
-        t_star = increasing_root(psi, lo, T.copy())
-    t_star = np.where(sends, t_star, 0.0)
-    left = np.maximum(E - uplink.energy(t_star), 0.0)
-    t_d = np.maximum(T - t_star, 0.0)
-    c_energy = np.cbrt(left * t_d**2 / kap)
-    capped = F * t_d < c_energy
-
-    def chi_negated(t: FloatArray) -> FloatArray:
-        return (E - uplink.energy(t)) - kap * F**3 * (T - t)
-
-    needs_crossing = capped & sends & (chi_negated(t_lo) < 0)
-    lo = np.where(needs_crossing, t_lo, t_star)
-    t_cross = increasing_root(chi_negated, lo, t_star.copy())
-    t_c = np.where(capped & sends, np.where(needs_crossing, t_cross, t_lo), t_star)
-    cycles = np.where(capped, F * (T - t_c), c_energy)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope_energy = np.where(t_d > 0, 2 * c_energy / (3 * t_d), F)
-        e_slope = uplink.slope(t_c)
-        slope_cross = F * (-e_slope) / (kap * F**3 - e_slope)
-    slope = np.where(capped, np.where(needs_crossing, slope_cross, F), slope_energy)
-    return cycles, t_c, slope
-
-
-def _capacity_at_max_frequency(T: FloatArray, E: FloatArray, t_lo: FloatArray,
-                               uplink: UplinkEnergy, kap: float,
-                               F: float) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """f_d = F: C* is the root of κCF² + e(T − C/F) = E on [0, F(T − t_lo)] (eq. 4.9)."""
-    c_hi = F * np.maximum(T - t_lo, 0.0)
-
-    def excess(c: FloatArray) -> FloatArray:
-        return kap * c * F**2 + uplink.energy(T - c / F) - E
-
-    fits_whole = excess(c_hi) <= 0
-    # excess is increasing in C; search u = C_hi − C so the returned side satisfies excess ≤ 0
-    u_root = increasing_root(lambda u: -excess(c_hi - u), np.zeros_like(c_hi), c_hi.copy())
-    cycles = np.where(fits_whole, c_hi, c_hi - u_root)
-    cycles = np.where(excess(np.zeros_like(c_hi)) > 0, -1.0, cycles)
-    t_c = np.where(uplink.bits_per_hz > 0, T - cycles / F, 0.0)
-    e_slope = uplink.slope(t_c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope_root = -e_slope / (kap * F**2 - e_slope / F)
-    slope = np.where(fits_whole, F, slope_root)
-    return cycles, t_c, slope
+    shape = np.broadcast_shapes(np.shape(time_s), np.shape(upload_bits),
+                                np.shape(noise_to_gain_w))
+    bits = np.broadcast_to(np.asarray(upload_bits, dtype=np.float64), shape)
+    w = np.broadcast_to(np.asarray(noise_to_gain_w, dtype=np.float64), shape)
+    curve = capacity_curve(bits, w, bandwidth_hz=bandwidth_hz, energy_j=float(energy_j),
+                           tx_power_max_w=tx_power_max_w, kappa=kappa,
+                           cpu_freq_max_hz=cpu_freq_max_hz, policy=policy)
+    result = capacity_at(curve, np.ravel(np.broadcast_to(np.asarray(time_s, dtype=float), shape)))
+    return DeviceCapacity(*(np.reshape(a, shape) for a in (
+        result.cycles, result.upload_time_s, result.slope_cycles_per_s)))

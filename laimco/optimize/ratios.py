@@ -1,14 +1,18 @@
 """The best pruning ratios of every split at once (docs/theory.md §4.3).
 
-For a fixed split the problem is convex (§4.1). Writing C*(T) for the device capacity
-(device_capacity.py), a pair (ρ_d, ρ_s) is feasible iff
+For a fixed split the problem is convex (§4.1). With C*(T) the device capacity
+(device_capacity.py), a ratio pair is feasible iff
 
-    C_d(ρ_d) ≤ C*(T' − t_s(ρ_s)),  ρ_d ≥ ρ_floor,  ρ_d, ρ_s ≤ ρ_max           (eq. 4.10)
+    C_d(ρ_d) ≤ C*(T' − t_s(ρ_s)),  ρ_floor ≤ ρ_d ≤ ρ_max,  0 ≤ ρ_s ≤ ρ_max           (eq. 4.10)
 
 and the objective is non-decreasing in each ratio. Tied ratios: the answer is the least
-feasible ρ, a root of an increasing function. Separate ratios: the least feasible ρ_d for a
-given ρ_s, β(ρ_s), is convex and non-increasing, so φ(ρ_s) = D_s(ρ_s) + D_d(β(ρ_s)) is convex
-and the answer is the root of its increasing derivative (eq. 4.12).
+feasible ρ, a root of an increasing function (4.11). Separate ratios: the least feasible ρ_d
+for a given ρ_s, β(ρ_s), is convex and non-increasing, so φ(ρ_s) = D_s(ρ_s) + D_d(β(ρ_s)) is
+convex and the answer is the root of its non-decreasing derivative (4.12).
+
+Every search runs along the capacity curve's parameter v (eq. 4.14), on which T, C* and dC*/dT
+are closed forms, so no root is nested inside another. Each function searched is monotone in
+v because T(v) is increasing and the function is monotone in T.
 """
 
 from __future__ import annotations
@@ -19,16 +23,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from laimco.optimize.device_capacity import (
-    LN2,
-    DeviceCapacity,
+    CapacityCurve,
     DevicePolicy,
-    device_capacity,
-    shortest_upload_time_s,
+    capacity_at,
+    capacity_curve,
+    capacity_point,
+    parameter_for_time,
 )
 from laimco.optimize.problem import SplitProblem
 from laimco.optimize.roots import increasing_root
 
 FloatArray = NDArray[np.float64]
+_FEASIBILITY_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -41,117 +47,195 @@ class RatioSolution:
     objective: FloatArray
 
 
-def capacity(problem: SplitProblem, time_s: FloatArray, policy: DevicePolicy) -> DeviceCapacity:
-    """C*(T) for the problem's device and channel (eq. 4.5)."""
+@dataclass(frozen=True)
+class _Elements:
+    """The problem flattened to one element per (realization, split)."""
+
+    shape: tuple[int, ...]
+    split: NDArray[np.intp]
+    cycles_prunable: FloatArray
+    cycles_fixed: FloatArray
+    server_prunable_s: FloatArray
+    server_fixed_s: FloatArray
+    rho_floor: FloatArray
+    allowed: NDArray[np.bool_]
+    curve: CapacityCurve
+
+
+def _elements(problem: SplitProblem, policy: DevicePolicy) -> _Elements:
+    shape = np.broadcast_shapes(np.shape(problem.gain), (problem.n_splits,))
+
+    def flat(a: NDArray[np.generic]) -> NDArray[np.generic]:
+        return np.ravel(np.broadcast_to(a, shape))
+
     d = problem.device
-    return device_capacity(
-        time_s, d.energy_budget_j, problem.upload_bits,
-        bandwidth_hz=problem.channel.bandwidth_hz, noise_to_gain_w=problem.noise_to_gain_w(),
+    curve = capacity_curve(
+        np.broadcast_to(problem.upload_bits, shape), np.broadcast_to(problem.noise_to_gain_w(),
+                                                                    shape),
+        bandwidth_hz=problem.channel.bandwidth_hz, energy_j=d.energy_budget_j,
         tx_power_max_w=d.tx_power_max_w, kappa=d.kappa, cpu_freq_max_hz=d.cpu_freq_max_hz,
         policy=policy)
+    return _Elements(
+        shape=shape, split=flat(np.arange(problem.n_splits)).astype(np.intp),
+        cycles_prunable=flat(problem.cycles_prunable_device).astype(np.float64),
+        cycles_fixed=flat(problem.cycles_fixed_device).astype(np.float64),
+        server_prunable_s=flat(problem.server_prunable_s).astype(np.float64),
+        server_fixed_s=flat(problem.server_fixed_s).astype(np.float64),
+        rho_floor=flat(np.minimum(problem.rho_floor_device,
+                                  problem.scenario.task.rho_max)).astype(np.float64),
+        allowed=flat(problem.allowed & (problem.rho_floor_device
+                                        <= problem.scenario.task.rho_max)).astype(bool),
+        curve=curve)
 
 
-def _upload_ratio_floor(problem: SplitProblem, policy: DevicePolicy) -> FloatArray:
-    """The least server ratio that leaves the shortest possible upload time t_lo (eq. 4.4):
-    below it C*(T') = −inf, a step no root finder crosses quickly, so searches start here."""
-    d = problem.device
-    w = problem.noise_to_gain_w()
-    if policy == "max-power":
-        eta = np.log1p(d.tx_power_max_w / w) / LN2
-        t_lo = np.where(problem.upload_bits > 0,
-                        problem.upload_bits / (problem.channel.bandwidth_hz * eta), 0.0)
-    else:
-        t_lo = shortest_upload_time_s(problem.upload_bits, problem.channel.bandwidth_hz, w,
-                                      d.tx_power_max_w, np.asarray(d.energy_budget_j))
-    spare_s = problem.time_budget_s - t_lo - problem.server_fixed_s
+def _server_ratio(time_s: FloatArray, budget_s: float, prunable_s: FloatArray,
+                  fixed_s: FloatArray) -> FloatArray:
+    """ρ_s that leaves the device `time_s`: T' − t_s(ρ_s) = time_s (t_s affine, eq. 2.7)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.where(problem.server_prunable_s > 0, 1 - spare_s / problem.server_prunable_s,
-                       0.0)
-    return np.asarray(np.clip(np.nan_to_num(rho, nan=1.0, posinf=1.0), 0.0,
-                              problem.scenario.task.rho_max), dtype=np.float64)
+        return 1 - (budget_s - time_s - fixed_s) / prunable_s
 
 
-def _shape(problem: SplitProblem) -> tuple[int, ...]:
-    return np.broadcast_shapes(np.shape(problem.gain), (problem.n_splits,))
+def _device_cycles(rho: FloatArray, prunable: FloatArray, fixed: FloatArray) -> FloatArray:
+    return (1 - rho) * prunable + fixed
 
 
-def _finish(problem: SplitProblem, feasible: NDArray[np.bool_], rho_d: FloatArray,
-            rho_s: FloatArray) -> RatioSolution:
-    rho_d = np.where(problem.cycles_prunable_device > 0, rho_d, 0.0)
-    rho_s = np.where(problem.server_prunable_s > 0, rho_s, 0.0)
-    objective = problem.bound.device(rho_d) + problem.bound.server(rho_s)
-    return RatioSolution(feasible=feasible, rho_device=np.where(feasible, rho_d, np.nan),
-                         rho_server=np.where(feasible, rho_s, np.nan),
-                         objective=np.where(feasible, objective, np.inf))
+def _least_device_ratio(cycles_max: FloatArray, el_prunable: FloatArray, el_fixed: FloatArray,
+                        floor: FloatArray) -> FloatArray:
+    """β: the least device ratio whose cycles fit in cycles_max (floor when no weights)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where(el_prunable > 0, 1 - (cycles_max - el_fixed) / el_prunable, floor)
+    return np.maximum(beta, floor)
+
+
+def _parameter_bracket_hi(el: _Elements, budget_s: float, rho_max: float) -> FloatArray:
+    """A curve parameter at which T(v) ≥ T' − t_s(ρ_max) (T(v) ≥ t_lo + v − Δ)."""
+    time_max = budget_s - ((1 - rho_max) * el.server_prunable_s + el.server_fixed_s)
+    finite_boundary = np.where(np.isfinite(el.curve.boundary), el.curve.boundary, 0.0)
+    return np.maximum(time_max - el.curve.t_lo, 0.0) + finite_boundary
+
+
+def _finish(problem: SplitProblem, el: _Elements, feasible: NDArray[np.bool_],
+            rho_d: FloatArray, rho_s: FloatArray) -> RatioSolution:
+    rho_d = np.where(el.cycles_prunable > 0, rho_d, 0.0)
+    rho_s = np.where(el.server_prunable_s > 0, rho_s, 0.0)
+    rho_d_s = rho_d.reshape(el.shape)
+    rho_s_s = rho_s.reshape(el.shape)
+    objective = problem.bound.device(rho_d_s) + problem.bound.server(rho_s_s)
+    ok = feasible.reshape(el.shape)
+    return RatioSolution(feasible=ok, rho_device=np.where(ok, rho_d_s, np.nan),
+                         rho_server=np.where(ok, rho_s_s, np.nan),
+                         objective=np.where(ok, objective, np.inf))
+
+
+def _check(el: _Elements, budget_s: float, rho_max: float, rho_d: FloatArray | None,
+           rho_s: FloatArray) -> tuple[NDArray[np.bool_], FloatArray]:
+    """Feasibility of final ratios by a direct capacity evaluation (eq. 4.10), and the least
+    device ratio β the capacity allows. With rho_d None the device ratio is β itself."""
+    time_s = budget_s - ((1 - rho_s) * el.server_prunable_s + el.server_fixed_s)
+    cap = capacity_at(el.curve, time_s)
+    beta = _least_device_ratio(cap.cycles, el.cycles_prunable, el.cycles_fixed, el.rho_floor)
+    rho = np.minimum(beta, rho_max) if rho_d is None else rho_d
+    need = _device_cycles(rho, el.cycles_prunable, el.cycles_fixed)
+    fits = cap.cycles >= need * (1 - _FEASIBILITY_TOL) - 1e-9
+    feasible = (el.allowed & el.curve.feasible & fits & (rho <= rho_max * (1 + 1e-12))
+                & (rho >= el.rho_floor - 1e-15))
+    if rho_d is None:
+        feasible &= beta <= rho_max * (1 + 1e-12)
+    return feasible, beta
 
 
 def fixed_ratios(problem: SplitProblem, rho_device: float, rho_server: float,
                  policy: DevicePolicy = "free") -> RatioSolution:
     """Feasibility and objective of given ratios at every split."""
-    shape = _shape(problem)
-    rho_d = np.broadcast_to(np.maximum(rho_device, 0.0), shape)
-    rho_s = np.broadcast_to(float(rho_server), shape)
-    cap = capacity(problem, problem.time_budget_s - problem.server_time_s(rho_s), policy)
-    feasible = (problem.allowed & (rho_d >= problem.rho_floor_device - 1e-15)
-                & (cap.cycles >= problem.device_cycles(rho_d)))
-    return _finish(problem, feasible, rho_d, rho_s)
+    el = _elements(problem, policy)
+    rho_d = np.full(el.split.shape, float(rho_device))
+    rho_s = np.full(el.split.shape, float(rho_server))
+    rho_d_eff = np.where(el.cycles_prunable > 0, rho_d, el.rho_floor)
+    feasible, _ = _check(el, problem.time_budget_s, problem.scenario.task.rho_max,
+                         rho_d_eff, np.where(el.server_prunable_s > 0, rho_s, 0.0))
+    return _finish(problem, el, feasible, rho_d, rho_s)
 
 
 def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSolution:
     """The least feasible common ratio ρ_d = ρ_s = ρ at every split (eq. 4.11)."""
-    shape = _shape(problem)
-    rho_max = problem.scenario.task.rho_max
+    el = _elements(problem, policy)
+    budget, rho_max = problem.time_budget_s, problem.scenario.task.rho_max
+    constants = el.curve.constants()
+    searched = el.server_prunable_s > 0
 
-    def margin(rho: FloatArray) -> FloatArray:
-        cap = capacity(problem, problem.time_budget_s - problem.server_time_s(rho), policy)
-        return cap.cycles - problem.device_cycles(rho)
+    def margin(v: FloatArray, a_d: FloatArray, b_d: FloatArray, a_s: FloatArray,
+               b_s: FloatArray, *curve_args: FloatArray) -> FloatArray:
+        time_s, cycles, _, _ = capacity_point(v, *curve_args, *constants)
+        rho = _server_ratio(time_s, budget, a_s, b_s)
+        return cycles - _device_cycles(rho, a_d, b_d)
 
-    lo = np.maximum(np.minimum(problem.rho_floor_device, rho_max),
-                    _upload_ratio_floor(problem, policy))
-    lo = np.broadcast_to(lo, shape).copy()
-    hi = np.full(shape, rho_max)
-    rho = increasing_root(margin, lo, hi)
-    feasible = problem.allowed & (margin(rho) >= 0)
-    return _finish(problem, feasible, rho, rho)
+    index = np.flatnonzero(searched & el.allowed & el.curve.feasible)
+    sub = el.curve.subset(index)
+    hi = _parameter_bracket_hi(el, budget, rho_max)[index]
+    v = increasing_root(margin, np.zeros_like(hi), hi,
+                        (el.cycles_prunable[index], el.cycles_fixed[index],
+                         el.server_prunable_s[index], el.server_fixed_s[index], *sub.args()),
+                        rel_tol=1e-13)
+    rho = np.zeros(el.split.shape)
+    time_s = capacity_point(v, *sub.args(), *constants)[0]
+    rho[index] = _server_ratio(time_s, budget, el.server_prunable_s[index],
+                               el.server_fixed_s[index])
+    rho = np.maximum(np.nan_to_num(rho, nan=np.inf), el.rho_floor)
+    # splits whose server side has no weights: T is fixed, ρ only moves the device cycles
+    fixed_time = budget - el.server_fixed_s
+    cap_fixed = capacity_at(el.curve, fixed_time)
+    beta = _least_device_ratio(cap_fixed.cycles, el.cycles_prunable, el.cycles_fixed,
+                               el.rho_floor)
+    rho = np.where(searched, rho, beta)
+    feasible, _ = _check(el, budget, rho_max, rho, np.where(searched, rho, 0.0))
+    feasible &= rho <= rho_max * (1 + 1e-12)
+    rho = np.minimum(rho, rho_max)
+    return _finish(problem, el, feasible, rho, rho)
 
 
 def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSolution:
     """The optimal (ρ_d, ρ_s) at every split: minimize φ(ρ_s) = D_s(ρ_s) + D_d(β(ρ_s))."""
-    shape = _shape(problem)
-    rho_max = problem.scenario.task.rho_max
-    floor = np.minimum(problem.rho_floor_device, rho_max)
-    a_d = problem.cycles_prunable_device
-    has_device_weights = a_d > 0
+    el = _elements(problem, policy)
+    budget, rho_max = problem.time_budget_s, problem.scenario.task.rho_max
+    constants = el.curve.constants()
+    bound = problem.bound
+    searched = (el.server_prunable_s > 0) & el.allowed & el.curve.feasible
+    index = np.flatnonzero(searched)
+    sub = el.curve.subset(index)
+    a_d, b_d = el.cycles_prunable[index], el.cycles_fixed[index]
+    a_s, b_s = el.server_prunable_s[index], el.server_fixed_s[index]
+    floor, split = el.rho_floor[index], el.split[index]
+    # v_max: where ρ_s reaches ρ_max; the search for the optimum stays in [v_lo, v_max]
+    hi = parameter_for_time(sub, budget - ((1 - rho_max) * a_s + b_s))
+    cycles_at_rho_max = _device_cycles(np.full(index.size, rho_max), a_d, b_d)
 
-    def least_device_ratio(rho_s: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """β(ρ_s), whether it sits on its floor, and C*'(T'') (eq. 4.12)."""
-        cap = capacity(problem, problem.time_budget_s - problem.server_time_s(rho_s), policy)
+    def margin(v: FloatArray, need: FloatArray, *curve_args: FloatArray) -> FloatArray:
+        return capacity_point(v, *curve_args, *constants)[1] - need
+
+    # the feasibility edge: the least v (least ρ_s) at which ρ_d = ρ_max fits
+    v_lo = increasing_root(margin, np.zeros_like(hi), hi, (cycles_at_rho_max, *sub.args()),
+                           rel_tol=1e-13)
+
+    def phi_slope(v: FloatArray, a_d: FloatArray, b_d: FloatArray, a_s: FloatArray,
+                  b_s: FloatArray, floor: FloatArray, split: FloatArray,
+                  *curve_args: FloatArray) -> FloatArray:
+        time_s, cycles, cap_slope, _ = capacity_point(v, *curve_args, *constants)
+        rho_s = np.clip(_server_ratio(time_s, budget, a_s, b_s), 0.0, rho_max)
         with np.errstate(divide="ignore", invalid="ignore"):
-            beta = np.where(has_device_weights,
-                            1 - (cap.cycles - problem.cycles_fixed_device) / a_d, floor)
-        on_floor = beta <= floor
-        return np.maximum(beta, floor), on_floor, cap.slope_cycles_per_s
-
-    def margin(rho_s: FloatArray) -> FloatArray:
-        cap = capacity(problem, problem.time_budget_s - problem.server_time_s(rho_s), policy)
-        return cap.cycles - problem.device_cycles(np.full(shape, rho_max))
-
-    start = np.broadcast_to(_upload_ratio_floor(problem, policy), shape).copy()
-    rho_s_lo = increasing_root(margin, start, np.full(shape, rho_max))
-    feasible = problem.allowed & (margin(rho_s_lo) >= 0)
-
-    def phi_slope(rho_s: FloatArray) -> FloatArray:
-        beta, on_floor, cap_slope = least_device_ratio(rho_s)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            beta_slope = np.where(on_floor | ~has_device_weights, 0.0,
-                                  -cap_slope * problem.server_prunable_s / a_d)
-        slope = (problem.bound.server_derivative(rho_s)
-                 + problem.bound.device_derivative(np.minimum(beta, rho_max)) * beta_slope)
+            beta_raw = np.where(a_d > 0, 1 - (cycles - b_d) / a_d, floor)
+            beta_slope = np.where((beta_raw <= floor) | (a_d <= 0), 0.0,
+                                  -cap_slope * a_s / a_d)
+        beta = np.clip(np.maximum(beta_raw, floor), 0.0, rho_max)
+        slope = (bound.server_derivative_at(rho_s, split)
+                 + bound.device_derivative_at(beta, split) * beta_slope)
         return np.where(np.isfinite(slope), slope, 0.0)
 
-    lo = np.where(feasible, rho_s_lo, 0.0)
-    rho_s = increasing_root(phi_slope, lo, np.full(shape, rho_max))
-    rho_d = least_device_ratio(rho_s)[0]
-    # guard the floating-point edge: never return a device ratio above rho_max
-    feasible &= rho_d <= rho_max * (1 + 1e-12)
-    return _finish(problem, feasible, np.minimum(rho_d, rho_max), rho_s)
+    # φ is flat at its minimum: an error ε in ρ_s costs O(ε²) in the objective
+    v_star = increasing_root(phi_slope, v_lo, np.maximum(hi, v_lo),
+                             (a_d, b_d, a_s, b_s, floor, split, *sub.args()), rel_tol=1e-10)
+    time_star = capacity_point(v_star, *sub.args(), *constants)[0]
+    rho_s = np.zeros(el.split.shape)
+    rho_s[index] = np.clip(_server_ratio(time_star, budget, a_s, b_s), 0.0, rho_max)
+    # the final device ratio comes from a direct capacity evaluation at the chosen ρ_s
+    feasible, beta = _check(el, budget, rho_max, None, rho_s)
+    return _finish(problem, el, feasible, np.minimum(beta, rho_max), rho_s)

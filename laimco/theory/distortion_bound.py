@@ -29,22 +29,31 @@ LawName = Literal["laplace", "gaussian", "gennorm", "empirical"]
 LAW_NAMES: tuple[LawName, ...] = ("laplace", "gaussian", "gennorm", "empirical")
 
 
-def unit_laws(profile: ModelProfile, law: LawName) -> DistortionLaw:
-    """One law object holding every unit's statistics (parameters of shape (L,))."""
+def unit_laws(profile: ModelProfile, law: LawName,
+              units: NDArray[np.intp] | None = None) -> DistortionLaw:
+    """One law object holding the statistics of the given units (default: all), as
+    parameters of shape (len(units),)."""
+    chosen = np.arange(profile.n_units) if units is None else units
+
+    def column(field: str) -> FloatArray:
+        return profile.column(field)[chosen]
+
     if law == "laplace":
-        return LaplaceLaw(profile.column("weight_mean_abs"))
+        return LaplaceLaw(column("weight_mean_abs"))
     if law == "gaussian":
-        return GaussianLaw(profile.column("weight_std"))
+        return GaussianLaw(column("weight_std"))
     if law == "gennorm":
-        return GenNormLaw(profile.column("gennorm_scale"), profile.column("gennorm_beta"))
+        return GenNormLaw(column("gennorm_scale"), column("gennorm_beta"))
     if law == "empirical":
-        if not profile.has_quantiles:
+        tables = [profile.units[i].magnitude_quantiles for i in chosen]
+        if any(len(t) < 2 for t in tables):
             raise ValueError(
                 f"profile {profile.name!r} has no magnitude quantiles: use law = 'laplace', "
                 "'gaussian' or 'gennorm', or profile the model with its weights")
-        levels = max(len(u.magnitude_quantiles) for u in profile.units)
-        table = np.array([u.magnitude_quantiles or (0.0,) * levels for u in profile.units])
-        return EmpiricalLaw(table)
+        if len({len(t) for t in tables}) > 1:
+            raise ValueError(f"profile {profile.name!r}: units have different numbers of "
+                             "magnitude quantile levels")
+        return EmpiricalLaw(np.array(tables))
     raise ValueError(f"unknown law {law!r}: choose one of {', '.join(LAW_NAMES)}")
 
 
@@ -63,18 +72,30 @@ class SplitDistortionBound:
     _weights_server: FloatArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        mask = self.profile.device_mask().astype(np.float64)
+        # only units with prunable weights enter the sums (the others have degenerate laws)
         counts = self.profile.column("n_prunable")
-        object.__setattr__(self, "_laws", unit_laws(self.profile, self.law))
-        object.__setattr__(self, "_weights_device", self.k_device * mask * counts)
-        object.__setattr__(self, "_weights_server", self.k_server * (1 - mask) * counts)
+        units = np.flatnonzero(counts > 0)
+        mask = self.profile.device_mask()[:, units].astype(np.float64)
+        object.__setattr__(self, "_laws", unit_laws(self.profile, self.law, units))
+        object.__setattr__(self, "_weights_device", self.k_device * mask * counts[units])
+        object.__setattr__(self, "_weights_server", self.k_server * (1 - mask) * counts[units])
 
-    def _side(self, rho: ArrayLike, weights: FloatArray, derivative: bool) -> FloatArray:
+    def _side(self, rho: ArrayLike, weights: FloatArray, derivative: bool,
+              split: ArrayLike | None = None) -> FloatArray:
         rho_a = np.asarray(rho, dtype=np.float64)[..., None]
         per_unit = (self._laws.delta_derivative(rho_a) if derivative
                     else self._laws.delta(rho_a))
-        # units without prunable weights have zero weight and possibly degenerate laws
-        return np.asarray((np.nan_to_num(per_unit) * weights).sum(axis=-1), dtype=np.float64)
+        if split is not None:
+            weights = weights[np.asarray(split, dtype=np.intp)]
+        return np.asarray((per_unit * weights).sum(axis=-1), dtype=np.float64)
+
+    def device_derivative_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
+        """The device side's derivative for elements with explicit split indices."""
+        return self._side(rho, self._weights_device, derivative=True, split=split)
+
+    def server_derivative_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
+        """The server side's derivative for elements with explicit split indices."""
+        return self._side(rho, self._weights_server, derivative=True, split=split)
 
     def device(self, rho: ArrayLike) -> FloatArray:
         """k_d·Σ_{u≤s} N_u·δ_u(ρ_d) for each split s."""
