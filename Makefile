@@ -23,7 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_optimizer.py
+	{ echo '<!-- produced by: make bench (benchmarks/bench_optimizer.py) -->'; \
+	  $(BIN)/python benchmarks/bench_optimizer.py; } | tee benchmarks/RESULTS.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check laimco tests benchmarks scripts

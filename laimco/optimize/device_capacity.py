@@ -176,7 +176,8 @@ def capacity_point(v: FloatArray, t_lo: FloatArray, tau_cap: FloatArray, boundar
     return time_s, cycles, np.where(np.isfinite(slope), slope, F), tau
 
 
-def parameter_for_time(curve: CapacityCurve, time_s: ArrayLike) -> FloatArray:
+def parameter_for_time(curve: CapacityCurve, time_s: ArrayLike,
+                       rel_tol: float = 1e-15) -> FloatArray:
     """The curve parameter v with T(v) = time_s. On the boundary piece T(v) = t_lo + v;
     beyond it T(v) is increasing and v is found by a monotone root in [Δ, T − t_lo + Δ], on
     the side T(v) ≤ time_s (so the capacity found always fits in the time)."""
@@ -191,7 +192,7 @@ def parameter_for_time(curve: CapacityCurve, time_s: ArrayLike) -> FloatArray:
             return capacity_point(v, *args, *constants)[0] - tgt
 
         v[interior] = increasing_root(excess, sub.boundary, v[interior] + sub.boundary,
-                                      (target[interior], *sub.args()), rel_tol=1e-13,
+                                      (target[interior], *sub.args()), rel_tol=rel_tol,
                                       side="lower")
     return v
 

@@ -206,7 +206,7 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
     a_s, b_s = el.server_prunable_s[index], el.server_fixed_s[index]
     floor, split = el.rho_floor[index], el.split[index]
     # v_max: where ρ_s reaches ρ_max; the search for the optimum stays in [v_lo, v_max]
-    hi = parameter_for_time(sub, budget - ((1 - rho_max) * a_s + b_s))
+    hi = parameter_for_time(sub, budget - ((1 - rho_max) * a_s + b_s), rel_tol=1e-10)
     cycles_at_rho_max = _device_cycles(np.full(index.size, rho_max), a_d, b_d)
 
     def margin(v: FloatArray, need: FloatArray, *curve_args: FloatArray) -> FloatArray:

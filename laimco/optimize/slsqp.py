@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import minimize
-
 from laimco.optimize.evaluate import decision_costs, limit_usage, violations
 from laimco.optimize.problem import SplitProblem
 
@@ -17,6 +15,8 @@ def slsqp_split(problem: SplitProblem, split: int, n_starts: int,
                 rng: np.random.Generator) -> tuple[float, FloatArray] | None:
     """Best feasible (objective, x) over `n_starts` SLSQP runs at one split; x = (ρ_d, ρ_s, p,
     f_d, f_s) in physical units. None when no run ends feasible."""
+    from scipy.optimize import minimize  # only this baseline needs it: keeps start-up fast
+
     sc = problem.scenario
     gain = float(np.ravel(problem.gain)[0])
     scale = np.array([max(sc.task.rho_max, 1e-12), max(sc.task.rho_max, 1e-12),

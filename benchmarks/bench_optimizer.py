@@ -1,0 +1,96 @@
+"""Optimizer benchmarks (issue: core). Prints ratios against references measured in the same
+run; never part of the test suite. Run: `make bench` (or python benchmarks/bench_optimizer.py).
+
+1. `joint` on the default scenario (all 9 splits of minilm-l6, separate ratios): median solve
+   time, and the speed-up over the `slsqp` multi-start reference at an objective no worse.
+2. 10,000 Rayleigh realizations of one scenario, tied ratios, solved in one vectorized call.
+3. Importing the analytic core does not import torch.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from laimco.config import load_scenario
+from laimco.optimize import solve
+from laimco.optimize.problem import build_problem
+from laimco.optimize.ratios import separate_ratios, tied_ratios
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "minilm-phone.toml"
+RAYLEIGH = ROOT / "scenarios" / "minilm-phone-rayleigh.toml"
+
+
+def median_time_s(func, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    func()  # warm-up: imports, caches
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    scenario = load_scenario(SCENARIO)
+    print(f"# Optimizer benchmarks\n\nscenario: {SCENARIO.relative_to(ROOT)}; "
+          f"python {sys.version.split()[0]}; numpy {np.__version__}\n")
+
+    joint = solve(scenario)
+    joint_s = median_time_s(lambda: solve(scenario), 50)
+    problem = build_problem(scenario)
+    ratios_s = median_time_s(lambda: separate_ratios(problem), 50)
+    slsqp = solve(scenario, "slsqp")
+    slsqp_s = median_time_s(lambda: solve(scenario, "slsqp"), 3)
+    gap = (slsqp.objective - joint.objective) / joint.objective
+    print("## 1. joint vs slsqp (one scenario, all splits, separate ratios)\n")
+    print("| solver | median time | objective | split | ρ_d | ρ_s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"| joint (solve: build + ratios + decision + re-check) | {joint_s*1e3:.2f} ms | "
+          f"{joint.objective:.6f} | {joint.split} | {joint.rho_device:.5f} | "
+          f"{joint.rho_server:.5f} |")
+    print(f"| joint ratio search only (separate_ratios) | {ratios_s*1e3:.2f} ms | | | | |")
+    print(f"| slsqp, 8 starts × 9 splits | {slsqp_s*1e3:.0f} ms | {slsqp.objective:.6f} | "
+          f"{slsqp.split} | {slsqp.rho_device:.5f} | {slsqp.rho_server:.5f} |")
+    print(f"\n- target median ≤ 5 ms: {'met' if joint_s <= 5e-3 else 'NOT met'} "
+          f"({joint_s*1e3:.2f} ms)")
+    print(f"- speed-up over slsqp: {slsqp_s / joint_s:.0f}× (target ≥ 100×: "
+          f"{'met' if slsqp_s / joint_s >= 100 else 'NOT met'})")
+    print(f"- slsqp objective relative to joint: {gap:+.2e} (joint no worse: "
+          f"{'yes' if gap >= -1e-9 else 'NO'})\n")
+
+    rayleigh = load_scenario(RAYLEIGH)
+    gains = rayleigh.channel.to_channel().sample_gains(10_000, np.random.default_rng(0))
+
+    def fading_batch() -> np.ndarray:
+        return tied_ratios(build_problem(rayleigh, gain=gains)).objective
+
+    fading_s = median_time_s(fading_batch, 3)
+    objective = fading_batch()
+    best = objective.min(axis=1)
+    outage = float(np.mean(~np.isfinite(best)))
+    print("## 2. 10,000 Rayleigh realizations, tied ratios, one vectorized call\n")
+    print(f"- scenario {RAYLEIGH.relative_to(ROOT)}: {fading_s:.3f} s for 10,000 × 9 splits "
+          f"({10_000 / fading_s:.0f} realizations/s); target ≤ 2 s: "
+          f"{'met' if fading_s <= 2 else 'NOT met'}")
+    print(f"- infeasible realizations: {outage:.1%}; median best objective "
+          f"{np.median(best[np.isfinite(best)]):.4g}\n")
+
+    code = ("import sys, time; t = time.perf_counter(); import laimco.optimize; "
+            "print('torch' in sys.modules, time.perf_counter() - t)")
+    torch_loaded, import_s = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    print("## 3. Import of the analytic core\n")
+    print(f"- `import laimco.optimize` loads torch: {torch_loaded}; takes "
+          f"{float(import_s)*1e3:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The physical blocks (device, channel, server) against independent computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import brentq
+
+from laimco.optimize.device_capacity import shortest_upload_time_s
+from laimco.system import Channel, Device, Server
+
+CHANNEL = Channel(bandwidth_hz=2e6, noise_psd_w_per_hz=3.98e-21, path_gain=1e-7)
+
+
+def test_rate_is_shannon_capacity_in_bits() -> None:
+    snr = 0.2 * 1e-7 / (3.98e-21 * 2e6)
+    assert CHANNEL.rate_bps(0.2, 1e-7) == pytest.approx(2e6 * np.log2(1 + snr), rel=1e-14)
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=st.floats(1e3, 1e8), time_s=st.floats(1e-4, 10.0), log_gain=st.floats(-13, -5))
+def test_power_for_time_sends_exactly_the_bits(bits: float, time_s: float,
+                                               log_gain: float) -> None:
+    gain = 10.0**log_gain
+    power = CHANNEL.power_for_time_w(bits, time_s, gain)
+    if not np.isfinite(power) or power > 1e30:
+        return
+    assert CHANNEL.rate_bps(power, gain) * time_s == pytest.approx(bits, rel=1e-9)
+    assert CHANNEL.upload_energy_j(bits, time_s, gain) == pytest.approx(power * time_s)
+
+
+def test_upload_energy_falls_to_its_floor() -> None:
+    bits, gain = 1.6e6, 1e-7
+    times = np.geomspace(1e-3, 1e4, 200)
+    energy = CHANNEL.upload_energy_j(bits, times, gain)
+    assert np.all(np.diff(energy) < 0)
+    assert energy[-1] == pytest.approx(CHANNEL.upload_energy_floor_j(bits, gain), rel=1e-4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=st.floats(1e3, 1e7), energy=st.floats(1e-6, 1.0), log_gain=st.floats(-12, -6))
+def test_lambert_w_efficiency_matches_brentq(bits: float, energy: float,
+                                             log_gain: float) -> None:
+    """eq. (2.11): the closed form vs a numerical root of e_c(S/(Bη)) = E."""
+    gain = 10.0**log_gain
+    eta = CHANNEL.max_efficiency_for_energy(bits, energy, gain)
+    floor = CHANNEL.upload_energy_floor_j(bits, gain)
+    if energy <= floor * (1 + 1e-9):
+        assert eta == 0.0
+        return
+
+    def excess(e: float) -> float:
+        return float(CHANNEL.upload_energy_j(bits, bits / (CHANNEL.bandwidth_hz * e), gain)
+                     - energy)
+
+    upper = 1.0
+    while excess(upper) < 0:
+        upper *= 2
+    reference = brentq(excess, 1e-12, upper, xtol=1e-14, rtol=1e-13)
+    assert eta == pytest.approx(reference, rel=1e-8)
+
+
+def test_shortest_upload_time_respects_power_and_energy() -> None:
+    bits, gain = np.array([1.6e6, 1.6e6, 0.0]), 1e-7
+    w = CHANNEL.noise_to_gain_w(gain)
+    t = shortest_upload_time_s(bits, CHANNEL.bandwidth_hz, w, 0.2, np.array([10.0, 1e-4, 1.0]))
+    # ample energy: the power cap decides
+    assert t[0] == pytest.approx(bits[0] / CHANNEL.rate_bps(0.2, gain), rel=1e-12)
+    # scarce energy: the upload uses exactly the budget, at a power below the cap
+    assert CHANNEL.upload_energy_j(bits[1], t[1], gain) == pytest.approx(1e-4, rel=1e-9)
+    assert CHANNEL.power_for_time_w(bits[1], t[1], gain) < 0.2
+    assert t[2] == 0.0
+
+
+def test_rayleigh_outage_gain_has_the_stated_outage_probability() -> None:
+    """eq. (2.9) against Monte Carlo."""
+    channel = Channel(2e6, 3.98e-21, 1e-7, fading="rayleigh", outage_prob=0.1)
+    gains = channel.sample_gains(400_000, np.random.default_rng(7))
+    outage = np.mean(gains < channel.design_gain())
+    assert outage == pytest.approx(0.1, abs=4 * np.sqrt(0.1 * 0.9 / gains.size))
+    assert gains.mean() == pytest.approx(1e-7, rel=0.01)
+
+
+def test_device_energy_is_kappa_cycles_f_squared() -> None:
+    device = Device(2e9, 8.0, 1e-28, 0.2, 1.0)
+    cycles = device.cycles(8e8)
+    assert cycles == pytest.approx(1e8)
+    assert device.compute_latency_s(cycles, 1e9) == pytest.approx(0.1)
+    assert device.compute_energy_j(cycles, 1e9) == pytest.approx(1e-28 * 1e8 * 1e18)
+    assert Server(3e9, 64.0).compute_latency_s(Server(3e9, 64.0).cycles(6.4e10), 1e9) == \
+        pytest.approx(1.0)
