@@ -91,12 +91,13 @@ class DistortionSection(_Section):
 class Scenario(_Section):
     """A whole scenario (one TOML file)."""
 
-    model: ModelSection = ModelSection()
+    model: ModelSection = Field(default_factory=lambda: ModelSection.model_validate({}))
     device: DeviceSection
     server: ServerSection
     channel: ChannelSection
     task: TaskSection
-    distortion: DistortionSection = DistortionSection()
+    distortion: DistortionSection = Field(
+        default_factory=lambda: DistortionSection.model_validate({}))
 
     def replace(self, **changes: dict[str, object]) -> Scenario:
         """A copy with some keys of some sections changed, validated again:

@@ -78,7 +78,7 @@ def make_decision(problem: SplitProblem, solution: RatioSolution, policy: Device
     energies = np.full(objective.shape, np.inf)
     points: dict[int, tuple[float, float]] = {}
     best = objective.min() if feasible_splits.size else np.inf
-    for s in feasible_splits:
+    for s in (int(i) for i in feasible_splits):
         if objective[s] > best + TIE_TOL * max(abs(best), 1e-300):
             continue
         rho_d, rho_s = float(np.ravel(solution.rho_device)[s]), float(

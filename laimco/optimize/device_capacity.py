@@ -18,7 +18,7 @@ Policies: "free" (power and frequency chosen), "max-power" (p = P: τ = t_P alwa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -107,8 +107,11 @@ class CapacityCurve:
         return (self.energy_j, self.kappa, self.cpu_freq_max_hz)
 
     def subset(self, index: NDArray[np.intp]) -> CapacityCurve:
-        return CapacityCurve(*(a[index] for a in self.args()), self.feasible[index],
-                             *self.constants())
+        return CapacityCurve(
+            t_lo=self.t_lo[index], tau_cap=self.tau_cap[index], boundary=self.boundary[index],
+            noise_to_gain_w=self.noise_to_gain_w[index], bits_per_hz=self.bits_per_hz[index],
+            feasible=self.feasible[index], energy_j=self.energy_j, kappa=self.kappa,
+            cpu_freq_max_hz=self.cpu_freq_max_hz)
 
 
 def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwidth_hz: float,
@@ -145,11 +148,14 @@ def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwi
                          energy_j=energy_j, kappa=kap, cpu_freq_max_hz=F)
 
 
-def capacity_point(v: FloatArray, t_lo: FloatArray, tau_cap: FloatArray, boundary: FloatArray,
-                   noise_to_gain_w: FloatArray, bits_per_hz: FloatArray, energy_j: float,
-                   kappa: float, cpu_freq_max_hz: float
+def capacity_point(v: FloatArray, *curve: Any
                    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """(T, C*, dC*/dT, τ) at curve parameter v (eq. 4.14, slopes eq. 4.8)."""
+    """(T, C*, dC*/dT, τ) at curve parameter v (eq. 4.14, slopes eq. 4.8).
+
+    `curve` is CapacityCurve.args() followed by CapacityCurve.constants(): the per-element
+    arrays (t_lo, τ_F, Δ, w, a) — sliced by the root finder — then (E, κ, F)."""
+    t_lo, tau_cap, boundary, noise_to_gain_w, bits_per_hz, energy_j, kappa, cpu_freq_max_hz = (
+        curve)
     F, kap = cpu_freq_max_hz, kappa
     uplink = UplinkEnergy(noise_to_gain_w, bits_per_hz)
     on_boundary = v <= boundary
@@ -161,7 +167,8 @@ def capacity_point(v: FloatArray, t_lo: FloatArray, tau_cap: FloatArray, boundar
         # interior piece: device time from the optimality of τ
         d_in = np.where(energy_limited, 2 * left / (-e_slope), left / (kap * F**3))
         c_in = np.where(energy_limited, np.cbrt(left * d_in**2 / kap), F * d_in)
-        s_in = np.where(energy_limited, 2 * c_in / (3 * d_in), F * (-e_slope) / (kap * F**3 - e_slope))
+        s_in = np.where(energy_limited, 2 * c_in / (3 * d_in),
+                        F * (-e_slope) / (kap * F**3 - e_slope))
         # boundary piece: device time v, the smaller of the energy and frequency limits; at a
         # fixed frequency F (tau_cap = inf) the energy allows C = left/(κF²) whatever v is
         fixed_frequency = np.isinf(tau_cap)
@@ -210,7 +217,7 @@ def capacity_at(curve: CapacityCurve, time_s: ArrayLike) -> DeviceCapacity:
     """C*(T) at given times T (flat arrays matching the curve)."""
     target = np.broadcast_to(np.asarray(time_s, dtype=np.float64), curve.t_lo.shape)
     v = parameter_for_time(curve, target)
-    reached, cycles, slope, tau = capacity_point(v, *curve.args(), *curve.constants())
+    _, cycles, slope, tau = capacity_point(v, *curve.args(), *curve.constants())
     ok = curve.feasible & (target >= curve.t_lo * (1 - 1e-15))
     # T(v) ≤ target within the root's tolerance; the curve is non-decreasing, so C(v) is a
     # valid (feasible) capacity for the target time

@@ -40,8 +40,10 @@ def infeasibility_reasons(problem: SplitProblem, ratio_solver: RatioSolver) -> l
             reasons.append(_explain(name, problem))
     if not reasons:
         splits = "no split" if not problem.allowed.any() else "every allowed split"
-        reasons.append(f"latency and energy{' and memory' if 'memory' in _relaxations(problem) else ''}"
-                       f" are jointly too tight: {splits} fails even with one of them relaxed")
+        limits = "latency, energy and memory" if "memory" in _relaxations(problem) else (
+            "latency and energy")
+        reasons.append(f"{limits} are jointly too tight: {splits} fails even with one of "
+                       f"them relaxed")
     return reasons
 
 

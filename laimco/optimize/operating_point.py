@@ -31,7 +31,7 @@ def operating_point(problem: SplitProblem, split: int, rho_device: float, rho_se
         if policy == "max-frequency" and cycles > 0:
             freq = d.cpu_freq_max_hz
         return 0.0, min(freq, d.cpu_freq_max_hz)
-    uplink = UplinkEnergy(np.float64(w), np.float64(bits / bandwidth))
+    uplink = UplinkEnergy(np.array(w), np.array(bits / bandwidth))
     t_power = bits / (bandwidth * np.log1p(d.tx_power_max_w / w) / LN2)
     t_freq_cap = time_left - cycles / d.cpu_freq_max_hz
     if policy == "max-power":

@@ -107,7 +107,8 @@ def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
         gain_a = gain_a[:, None]
     server_rate = server.flops_per_cycle * server.cpu_freq_max_hz
     return SplitProblem(
-        scenario=scenario, profile=profile, table=table, device=device, server=server, channel=channel,
+        scenario=scenario, profile=profile, table=table, device=device, server=server,
+        channel=channel,
         bound=bound, gain=gain_a,
         time_budget_s=task.latency_budget_s - task.downlink_s,
         cycles_prunable_device=table.flops_prunable_device / device.flops_per_cycle,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+
 from laimco.optimize.evaluate import decision_costs, limit_usage, violations
 from laimco.optimize.problem import SplitProblem
 

@@ -71,7 +71,7 @@ def _fixed_ratio(problem: SplitProblem, policy: DevicePolicy,
 def _only(split_of: Callable[[SplitProblem, StrategyOptions], int]) -> Callable[
         [SplitProblem, StrategyOptions], np.ndarray]:
     def mask(problem: SplitProblem, options: StrategyOptions) -> np.ndarray:
-        return np.arange(problem.n_splits) == split_of(problem, options)
+        return np.asarray(np.arange(problem.n_splits) == split_of(problem, options))
     return mask
 
 
@@ -145,23 +145,23 @@ def solve_per_split(scenario: Scenario, strategy: str = "joint", *,
 def _solve_slsqp(problem: SplitProblem, options: StrategyOptions, started: float) -> Decision:
     rng = np.random.default_rng(options.seed)
     best: tuple[float, int, np.ndarray] | None = None
-    for split in np.flatnonzero(problem.allowed):
-        found = slsqp_split(problem, int(split), options.n_starts, rng)
+    for split in (int(i) for i in np.flatnonzero(problem.allowed)):
+        found = slsqp_split(problem, split, options.n_starts, rng)
         if found is not None and (best is None or found[0] < best[0]):
-            best = (found[0], int(split), found[1])
+            best = (found[0], split, found[1])
     elapsed = time.perf_counter() - started
     if best is None:
         return Decision(status="infeasible", strategy="slsqp", solve_time_s=elapsed,
                         reasons=["SLSQP found no feasible point from "
                                  f"{options.n_starts} starts per split"])
-    _, split, x = best
+    _, split_best, x = best
+    rho_d, rho_s, power, freq_d, freq_s = (float(v) for v in x)
     gain = float(np.ravel(problem.gain)[0])
-    costs = decision_costs(problem, split, *x, gain)
-    usage = limit_usage(problem, split, *x, costs)
+    costs = decision_costs(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, gain)
+    usage = limit_usage(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, costs)
     return Decision(
-        status="optimal", strategy="slsqp", split=split, rho_device=float(x[0]),
-        rho_server=float(x[1]), power_w=float(x[2]), freq_device_hz=float(x[3]),
-        freq_server_hz=float(x[4]),
+        status="optimal", strategy="slsqp", split=split_best, rho_device=rho_d,
+        rho_server=rho_s, power_w=power, freq_device_hz=freq_d, freq_server_hz=freq_s,
         latency_s={"device": costs.latency_device_s, "uplink": costs.latency_uplink_s,
                    "server": costs.latency_server_s, "downlink": costs.latency_downlink_s,
                    "total": costs.latency_total_s},

@@ -55,7 +55,8 @@ class Channel:
         bits_a = np.asarray(bits, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             efficiency = np.where(bits_a > 0, bits_a / (self.bandwidth_hz * np.asarray(time_s)), 0)
-            return self.noise_to_gain_w(gain) * np.expm1(efficiency * LN2)
+            return np.asarray(self.noise_to_gain_w(gain) * np.expm1(efficiency * LN2),
+                              dtype=np.float64)
 
     def upload_time_s(self, bits: ArrayLike, power_w: ArrayLike, gain: ArrayLike) -> FloatArray:
         """t_c = S / r(p); zero when nothing is sent."""
@@ -72,7 +73,8 @@ class Channel:
 
     def upload_energy_floor_j(self, bits: ArrayLike, gain: ArrayLike) -> FloatArray:
         """inf_t e_c(t) = w·(S/B)·ln 2, approached as t → ∞ (eq. 2.10)."""
-        return self.noise_to_gain_w(gain) * np.asarray(bits) / self.bandwidth_hz * LN2
+        return np.asarray(self.noise_to_gain_w(gain) * np.asarray(bits) / self.bandwidth_hz
+                          * LN2, dtype=np.float64)
 
     def max_efficiency_for_energy(self, bits: ArrayLike, energy_j: ArrayLike,
                                   gain: ArrayLike) -> FloatArray:

@@ -31,8 +31,10 @@ class Device:
         """t_d = cycles / f_d (eq. 2.2)."""
         cycles_a = np.asarray(cycles, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(cycles_a > 0, cycles_a / np.asarray(freq_hz), 0.0)
+            return np.asarray(np.where(cycles_a > 0, cycles_a / np.asarray(freq_hz), 0.0),
+                              dtype=np.float64)
 
     def compute_energy_j(self, cycles: ArrayLike, freq_hz: ArrayLike) -> NDArray[np.float64]:
         """e_d = κ · cycles · f_d² (eq. 2.3)."""
-        return self.kappa * np.asarray(cycles, dtype=np.float64) * np.asarray(freq_hz) ** 2
+        return np.asarray(self.kappa * np.asarray(cycles, dtype=np.float64)
+                          * np.asarray(freq_hz) ** 2, dtype=np.float64)

@@ -26,4 +26,5 @@ class Server:
         """t_s = cycles / f_s (eq. 2.7)."""
         cycles_a = np.asarray(cycles, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(cycles_a > 0, cycles_a / np.asarray(freq_hz), 0.0)
+            return np.asarray(np.where(cycles_a > 0, cycles_a / np.asarray(freq_hz), 0.0),
+                              dtype=np.float64)

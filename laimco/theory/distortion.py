@@ -69,7 +69,7 @@ class GenNormLaw:
 
     def second_moment(self) -> FloatArray:
         alpha, beta = self._params()
-        return alpha**2 * np.exp(special.gammaln(3 / beta) - special.gammaln(1 / beta))
+        return _as_float(alpha**2 * np.exp(special.gammaln(3 / beta) - special.gammaln(1 / beta)))
 
     def _level(self, rho: ArrayLike) -> FloatArray:
         _, beta = self._params()
@@ -77,7 +77,7 @@ class GenNormLaw:
 
     def delta(self, rho: ArrayLike) -> FloatArray:
         _, beta = self._params()
-        return self.second_moment() * special.gammainc(3 / beta, self._level(rho))
+        return _as_float(self.second_moment() * special.gammainc(3 / beta, self._level(rho)))
 
     def magnitude_quantile(self, rho: ArrayLike) -> FloatArray:
         alpha, beta = self._params()
@@ -133,7 +133,8 @@ class EmpiricalLaw:
             raise ValueError("EmpiricalLaw needs at least 2 magnitude quantile levels")
         return table
 
-    def _segment(self, rho: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    def _segment(self, rho: ArrayLike) -> tuple[NDArray[np.intp], FloatArray, FloatArray,
+                                                FloatArray]:
         """Index of the segment holding ρ, the offset inside it, and its end quantiles."""
         table = self._table()
         n_seg = table.shape[-1] - 1
@@ -165,11 +166,12 @@ class EmpiricalLaw:
         cumulative = self._cumulative()
         batch = index.shape
         cum_b = np.broadcast_to(cumulative, (*batch, cumulative.shape[-1]))
-        whole = np.take_along_axis(cum_b, index[..., None], axis=-1)[..., 0]
+        whole = np.take_along_axis(cum_b, index[..., None].astype(np.intp), axis=-1)[..., 0]
         width = 1.0 / (self._table().shape[-1] - 1)
         slope = q_hi - q_lo
         # ∫₀^{fw} (q_lo + slope·x/w)² dx for the partial segment
-        part = width * (q_lo**2 * fraction + q_lo * slope * fraction**2 + slope**2 * fraction**3 / 3)
+        part = width * (q_lo**2 * fraction + q_lo * slope * fraction**2
+                        + slope**2 * fraction**3 / 3)
         return _as_float(whole + part)
 
     def magnitude_quantile(self, rho: ArrayLike) -> FloatArray:
