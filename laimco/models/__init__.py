@@ -1,0 +1,1 @@
+"""Real models (torch): load, split into device and server parts, profile."""
