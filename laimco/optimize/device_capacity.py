@@ -4,10 +4,10 @@ compute and upload after the server's share (docs/theory.md §4.2).
 The device must compute C cycles in t_d and upload S bits in t_c with t_d + t_c ≤ T,
 κC³/t_d² + e_c(t_c) ≤ E, f_d = C/t_d ≤ F and p(t_c) ≤ P. The largest feasible C, C*(T), is a
 concave non-decreasing function of T (eq. 4.5). Instead of solving the inner maximization for
-every T, the curve is traced in closed form by a parameter v ≥ 0 (eq. 4.14):
+every T, the curve is traced in closed form by a parameter x (eq. 4.14):
 
-- boundary piece, 0 ≤ v ≤ Δ: the upload takes its shortest time t_lo, the device gets v;
-- interior piece, v > Δ: the upload takes τ = t_lo + (v − Δ) and the device time follows from
+- boundary piece, −Δ ≤ x ≤ 0: the upload takes its shortest time t_lo, the device Δ + x;
+- interior piece, x > 0: the upload takes τ = t_lo + x and the device time follows from
   the optimality condition of τ — (4.6) where energy limits the device, (4.7) where the
   frequency cap does — in closed form.
 
@@ -85,7 +85,7 @@ def cap_switch_time_s(bits_per_hz: FloatArray, noise_to_gain_w: FloatArray, kapp
 
 @dataclass(frozen=True)
 class CapacityCurve:
-    """The curve v ↦ (T(v), C*(T(v)), dC*/dT, τ(v)) for a flat batch of elements.
+    """The curve x ↦ (T(x), C*(T(x)), dC*/dT, τ(x)) for a flat batch of elements.
 
     `args()` are the per-element arrays that `capacity_point` needs, in order, so that a root
     finder can pass the slices of the elements it is still working on."""
@@ -148,9 +148,19 @@ def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwi
                          energy_j=energy_j, kappa=kap, cpu_freq_max_hz=F)
 
 
-def capacity_point(v: FloatArray, *curve: Any
+def parameter_floor(boundary: FloatArray) -> FloatArray:
+    """The least curve parameter: −Δ where the boundary piece is finite, else 0."""
+    return np.where(np.isfinite(boundary), -boundary, 0.0)
+
+
+def capacity_point(x: FloatArray, *curve: Any
                    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """(T, C*, dC*/dT, τ) at curve parameter v (eq. 4.14, slopes eq. 4.8).
+    """(T, C*, dC*/dT, τ) at curve parameter x (eq. 4.14, slopes eq. 4.8).
+
+    With a finite boundary piece of length Δ, x ∈ [−Δ, 0] is on it (device time Δ + x, upload
+    time t_lo) and x > 0 is in the interior (upload time t_lo + x); with Δ = ∞ (nothing to
+    upload, or a fixed power) x ≥ 0 is the device time. Measuring x from the junction keeps
+    the interior upload time exact even when Δ is large.
 
     `curve` is CapacityCurve.args() followed by CapacityCurve.constants(): the per-element
     arrays (t_lo, τ_F, Δ, w, a) — sliced by the root finder — then (E, κ, F)."""
@@ -158,9 +168,11 @@ def capacity_point(v: FloatArray, *curve: Any
         curve)
     F, kap = cpu_freq_max_hz, kappa
     uplink = UplinkEnergy(noise_to_gain_w, bits_per_hz)
-    on_boundary = v <= boundary
+    finite = np.isfinite(boundary)
+    on_boundary = ~finite | (x <= 0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        tau = np.where(on_boundary, t_lo, t_lo + (v - boundary))
+        v = np.where(finite, boundary + x, x)  # device time on the boundary piece
+        tau = np.where(on_boundary, t_lo, t_lo + x)
         left = np.maximum(energy_j - uplink.energy(tau), 0.0)
         e_slope = uplink.slope(tau)
         energy_limited = tau >= tau_cap
@@ -185,23 +197,29 @@ def capacity_point(v: FloatArray, *curve: Any
 
 def parameter_for_time(curve: CapacityCurve, time_s: ArrayLike,
                        rel_tol: float = 1e-15) -> FloatArray:
-    """The curve parameter v with T(v) = time_s. On the boundary piece T(v) = t_lo + v;
-    beyond it T(v) is increasing and v is found by a monotone root in [Δ, T − t_lo + Δ], on
-    the side T(v) ≤ time_s (so the capacity found always fits in the time)."""
+    """The curve parameter x with T(x) = time_s. On the boundary piece T is linear in x;
+    beyond it T(x) ≥ t_lo + x is increasing and x is a monotone root in [0, T − t_lo], taken
+    on the side T(x) ≤ time_s (so the capacity found always fits in the time)."""
     target = np.broadcast_to(np.asarray(time_s, dtype=np.float64), curve.t_lo.shape)
-    v = np.maximum(target - curve.t_lo, 0.0)
-    interior = np.flatnonzero(v > curve.boundary)
+    spare = np.maximum(target - curve.t_lo, 0.0)
+    finite = np.isfinite(curve.boundary)
+    boundary = np.where(finite, curve.boundary, 0.0)
+    x = np.where(finite, spare - boundary, spare)
+    for _ in range(4):  # rounding must not hand the device more time than there is
+        over = finite & (x <= 0) & (boundary + x > spare)
+        x = np.where(over, np.nextafter(x, -np.inf), x)
+    interior = np.flatnonzero(finite & (x > 0))
     if interior.size:
         sub = curve.subset(interior)
         constants = curve.constants()
 
-        def excess(v: FloatArray, tgt: FloatArray, *args: FloatArray) -> FloatArray:
-            return capacity_point(v, *args, *constants)[0] - tgt
+        def excess(x: FloatArray, tgt: FloatArray, *args: FloatArray) -> FloatArray:
+            return capacity_point(x, *args, *constants)[0] - tgt
 
-        v[interior] = increasing_root(excess, sub.boundary, v[interior] + sub.boundary,
+        x[interior] = increasing_root(excess, np.zeros(interior.size), spare[interior],
                                       (target[interior], *sub.args()), rel_tol=rel_tol,
                                       side="lower")
-    return v
+    return x
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from laimco.optimize.device_capacity import (
     capacity_at,
     capacity_curve,
     capacity_point,
+    parameter_floor,
     parameter_for_time,
 )
 from laimco.optimize.problem import SplitProblem
@@ -108,10 +109,9 @@ def _least_device_ratio(cycles_max: FloatArray, el_prunable: FloatArray, el_fixe
 
 
 def _parameter_bracket_hi(el: _Elements, budget_s: float, rho_max: float) -> FloatArray:
-    """A curve parameter at which T(v) ≥ T' − t_s(ρ_max) (T(v) ≥ t_lo + v − Δ)."""
+    """A curve parameter at which T(x) ≥ T' − t_s(ρ_max) (T(x) ≥ t_lo + x, eq. 4.14)."""
     time_max = budget_s - ((1 - rho_max) * el.server_prunable_s + el.server_fixed_s)
-    finite_boundary = np.where(np.isfinite(el.curve.boundary), el.curve.boundary, 0.0)
-    return np.maximum(time_max - el.curve.t_lo, 0.0) + finite_boundary
+    return np.maximum(time_max - el.curve.t_lo, 0.0)
 
 
 def _finish(problem: SplitProblem, el: _Elements, feasible: NDArray[np.bool_],
@@ -172,7 +172,7 @@ def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSo
     index = np.flatnonzero(searched & el.allowed & el.curve.feasible)
     sub = el.curve.subset(index)
     hi = _parameter_bracket_hi(el, budget, rho_max)[index]
-    v = increasing_root(margin, np.zeros_like(hi), hi,
+    v = increasing_root(margin, parameter_floor(sub.boundary), hi,
                         (el.cycles_prunable[index], el.cycles_fixed[index],
                          el.server_prunable_s[index], el.server_fixed_s[index], *sub.args()),
                         rel_tol=1e-13)
@@ -213,7 +213,8 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
         return capacity_point(v, *curve_args, *constants)[1] - need
 
     # the feasibility edge: the least v (least ρ_s) at which ρ_d = ρ_max fits
-    v_lo = increasing_root(margin, np.zeros_like(hi), hi, (cycles_at_rho_max, *sub.args()),
+    v_lo = increasing_root(margin, parameter_floor(sub.boundary), hi,
+                           (cycles_at_rho_max, *sub.args()),
                            rel_tol=1e-13)
 
     def phi_slope(v: FloatArray, a_d: FloatArray, b_d: FloatArray, a_s: FloatArray,
