@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from laimco.measure.metrics import mean_pool, normalize
 from laimco.models.loading import LoadedModel
 
 Crossing = dict[str, torch.Tensor]
@@ -52,13 +53,6 @@ class _ZeroPositions(nn.Module):
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
         return torch.zeros(*position_ids.shape, self.width)
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Sentence-transformers mean pooling over real tokens, then L2 normalization."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
 def _blocks(loaded: LoadedModel) -> tuple[nn.Module, str]:
@@ -174,7 +168,7 @@ def run_full(part: LoadedModel, inputs: Crossing) -> torch.Tensor:
     m = part.model
     if part.family == "bert":
         hidden = m(**_text_inputs(inputs)).last_hidden_state
-        return mean_pool(hidden, inputs["attention_mask"])
+        return normalize(mean_pool(hidden, inputs["attention_mask"]))
     if part.family in ("gpt2", "llama"):
         return m(**_text_inputs(inputs), use_cache=False).logits
     return m(pixel_values=inputs["pixel_values"]).last_hidden_state[:, 0]
@@ -207,7 +201,8 @@ def _server_forward(part: LoadedModel, crossing: Crossing) -> torch.Tensor:
         return m.layernorm(_vit_blocks(m, hidden))[:, 0]
     mask = crossing["attention_mask"]
     if part.family == "bert":
-        return mean_pool(m(inputs_embeds=hidden, attention_mask=mask).last_hidden_state, mask)
+        return normalize(mean_pool(m(inputs_embeds=hidden, attention_mask=mask).last_hidden_state,
+                                   mask))
     return m(inputs_embeds=hidden, attention_mask=mask, use_cache=False).logits
 
 
