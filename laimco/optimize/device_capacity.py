@@ -116,8 +116,13 @@ class CapacityCurve:
 
 def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwidth_hz: float,
                    energy_j: float, tx_power_max_w: float, kappa: float,
-                   cpu_freq_max_hz: float, policy: DevicePolicy = "free") -> CapacityCurve:
-    """The capacity curve of every element of the (broadcast, flattened) inputs."""
+                   cpu_freq_max_hz: float, policy: DevicePolicy = "free",
+                   time_max_s: ArrayLike | None = None) -> CapacityCurve:
+    """The capacity curve of every element of the (broadcast, flattened) inputs.
+
+    `time_max_s`, the most time any search will ask about, lets elements whose boundary piece
+    extends past it drop the interior piece (Δ = ∞): their parameter is then the device time
+    itself, exact near zero however long the boundary piece is."""
     bits, w = (np.ravel(a).astype(np.float64) for a in np.broadcast_arrays(
         np.asarray(upload_bits, dtype=np.float64), np.asarray(noise_to_gain_w, dtype=np.float64)))
     a = bits / bandwidth_hz
@@ -143,6 +148,9 @@ def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwi
     boundary = np.where((bits > 0) & (policy != "max-power"), boundary, np.inf)
     if policy == "max-frequency":
         boundary = np.where(bits > 0, left / (kap * F**3), np.inf)
+    if time_max_s is not None:
+        reach = np.broadcast_to(np.ravel(np.asarray(time_max_s, dtype=np.float64)), bits.shape)
+        boundary = np.where(boundary >= reach - t_lo_safe, np.inf, boundary)
     return CapacityCurve(t_lo=t_lo_safe, tau_cap=tau_cap, boundary=boundary,
                          noise_to_gain_w=w, bits_per_hz=a, feasible=feasible,
                          energy_j=energy_j, kappa=kap, cpu_freq_max_hz=F)
@@ -236,7 +244,8 @@ def capacity_at(curve: CapacityCurve, time_s: ArrayLike) -> DeviceCapacity:
     target = np.broadcast_to(np.asarray(time_s, dtype=np.float64), curve.t_lo.shape)
     v = parameter_for_time(curve, target)
     _, cycles, slope, tau = capacity_point(v, *curve.args(), *curve.constants())
-    ok = curve.feasible & (target >= curve.t_lo * (1 - 1e-15))
+    # a time a few ulps short of t_lo (rounding in T' − t_s(ρ)) still reaches the curve's start
+    ok = curve.feasible & (target >= curve.t_lo * (1 - 1e-12))
     # T(v) ≤ target within the root's tolerance; the curve is non-decreasing, so C(v) is a
     # valid (feasible) capacity for the target time
     return DeviceCapacity(cycles=np.where(ok, cycles, -np.inf),
@@ -254,9 +263,10 @@ def device_capacity(time_s: ArrayLike, energy_j: float, upload_bits: ArrayLike, 
                                 np.shape(noise_to_gain_w))
     bits = np.broadcast_to(np.asarray(upload_bits, dtype=np.float64), shape)
     w = np.broadcast_to(np.asarray(noise_to_gain_w, dtype=np.float64), shape)
+    times = np.broadcast_to(np.asarray(time_s, dtype=float), shape)
     curve = capacity_curve(bits, w, bandwidth_hz=bandwidth_hz, energy_j=float(energy_j),
                            tx_power_max_w=tx_power_max_w, kappa=kappa,
-                           cpu_freq_max_hz=cpu_freq_max_hz, policy=policy)
-    result = capacity_at(curve, np.ravel(np.broadcast_to(np.asarray(time_s, dtype=float), shape)))
+                           cpu_freq_max_hz=cpu_freq_max_hz, policy=policy, time_max_s=times)
+    result = capacity_at(curve, np.ravel(times))
     return DeviceCapacity(*(np.reshape(a, shape) for a in (
         result.cycles, result.upload_time_s, result.slope_cycles_per_s)))

@@ -70,12 +70,14 @@ def _elements(problem: SplitProblem, policy: DevicePolicy) -> _Elements:
         return np.ravel(np.broadcast_to(a, shape))
 
     d = problem.device
+    # the most time any search asks about: the whole budget less the server's fixed part
+    time_max = np.broadcast_to(problem.time_budget_s - problem.server_fixed_s, shape)
     curve = capacity_curve(
         np.broadcast_to(problem.upload_bits, shape), np.broadcast_to(problem.noise_to_gain_w(),
                                                                     shape),
         bandwidth_hz=problem.channel.bandwidth_hz, energy_j=d.energy_budget_j,
         tx_power_max_w=d.tx_power_max_w, kappa=d.kappa, cpu_freq_max_hz=d.cpu_freq_max_hz,
-        policy=policy)
+        policy=policy, time_max_s=time_max)
     return _Elements(
         shape=shape, split=flat(np.arange(problem.n_splits)).astype(np.intp),
         cycles_prunable=flat(problem.cycles_prunable_device).astype(np.float64),
@@ -172,23 +174,23 @@ def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSo
     index = np.flatnonzero(searched & el.allowed & el.curve.feasible)
     sub = el.curve.subset(index)
     hi = _parameter_bracket_hi(el, budget, rho_max)[index]
-    v = increasing_root(margin, parameter_floor(sub.boundary), hi,
-                        (el.cycles_prunable[index], el.cycles_fixed[index],
-                         el.server_prunable_s[index], el.server_fixed_s[index], *sub.args()),
-                        rel_tol=1e-13)
-    rho = np.zeros(el.split.shape)
-    time_s = capacity_point(v, *sub.args(), *constants)[0]
-    rho[index] = _server_ratio(time_s, budget, el.server_prunable_s[index],
-                               el.server_fixed_s[index])
-    rho = np.maximum(np.nan_to_num(rho, nan=np.inf), el.rho_floor)
+    args = (el.cycles_prunable[index], el.cycles_fixed[index], el.server_prunable_s[index],
+            el.server_fixed_s[index], *sub.args())
+    x = increasing_root(margin, parameter_floor(sub.boundary), hi, args, rel_tol=1e-13)
+    # feasibility is judged where the root landed (margin ≥ 0 there), not re-derived from ρ
+    time_s = capacity_point(x, *sub.args(), *constants)[0]
+    rho = np.full(el.split.shape, np.inf)
+    rho[index] = np.where(margin(x, *args) >= 0,
+                          _server_ratio(time_s, budget, el.server_prunable_s[index],
+                                        el.server_fixed_s[index]), np.inf)
+    rho = np.maximum(rho, el.rho_floor)
     # splits whose server side has no weights: T is fixed, ρ only moves the device cycles
-    fixed_time = budget - el.server_fixed_s
-    cap_fixed = capacity_at(el.curve, fixed_time)
+    cap_fixed = capacity_at(el.curve, budget - el.server_fixed_s)
     beta = _least_device_ratio(cap_fixed.cycles, el.cycles_prunable, el.cycles_fixed,
                                el.rho_floor)
     rho = np.where(searched, rho, beta)
-    feasible, _ = _check(el, budget, rho_max, rho, np.where(searched, rho, 0.0))
-    feasible &= rho <= rho_max * (1 + 1e-12)
+    feasible = (el.allowed & el.curve.feasible & (rho <= rho_max * (1 + 1e-12))
+                & (searched | (cap_fixed.cycles >= el.cycles_fixed)))
     rho = np.minimum(rho, rho_max)
     return _finish(problem, el, feasible, rho, rho)
 
@@ -234,9 +236,25 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
     # φ is flat at its minimum: an error ε in ρ_s costs O(ε²) in the objective
     v_star = increasing_root(phi_slope, v_lo, np.maximum(hi, v_lo),
                              (a_d, b_d, a_s, b_s, floor, split, *sub.args()), rel_tol=1e-10)
-    time_star = capacity_point(v_star, *sub.args(), *constants)[0]
+    time_star, cycles_star = capacity_point(v_star, *sub.args(), *constants)[:2]
+    rho_s_raw = _server_ratio(time_star, budget, a_s, b_s)
+    cycles = np.full(el.split.shape, -np.inf)
     rho_s = np.zeros(el.split.shape)
-    rho_s[index] = np.clip(_server_ratio(time_star, budget, a_s, b_s), 0.0, rho_max)
-    # the final device ratio comes from a direct capacity evaluation at the chosen ρ_s
-    feasible, beta = _check(el, budget, rho_max, None, rho_s)
+    cycles[index], rho_s[index] = cycles_star, np.clip(rho_s_raw, 0.0, rho_max)
+    # where ρ_s would be negative, or the server has no weights, the device time is fixed:
+    # evaluate the capacity there directly (on the side that fits in the time)
+    direct = np.ones(el.split.shape, dtype=bool)
+    direct[index] = rho_s_raw < 0
+    direct_index = np.flatnonzero(direct)
+    time_direct = budget - ((1 - rho_s[direct_index]) * el.server_prunable_s[direct_index]
+                            + el.server_fixed_s[direct_index])
+    cycles[direct_index] = capacity_at(el.curve.subset(direct_index), time_direct).cycles
+    # feasibility is judged at the capacity the search found, not re-derived from ρ_s
+    beta = _least_device_ratio(cycles, el.cycles_prunable, el.cycles_fixed, el.rho_floor)
+    fits = np.where(el.cycles_prunable > 0, beta <= rho_max * (1 + 1e-12),
+                    cycles >= el.cycles_fixed)
+    # the time the search settled on must be one the server leaves at some ρ_s ≤ ρ_max
+    reachable = np.ones(el.split.shape, dtype=bool)
+    reachable[index] = rho_s_raw <= rho_max * (1 + 1e-12)
+    feasible = el.allowed & el.curve.feasible & fits & reachable
     return _finish(problem, el, feasible, np.minimum(beta, rho_max), rho_s)

@@ -123,9 +123,14 @@ class EmpiricalLaw:
     Between levels q is taken linear, so δ(ρ) = ∫₀^ρ q² du is a piecewise cubic computed
     exactly (eq. 3.7); δ'(ρ) = q(ρ)². With Q → ∞ this is the measured magnitude-pruning
     distortion of the population.
+
+    The top segment runs from the (Q−2)/(Q−1) quantile to the largest weight, where a straight
+    line overstates the energy of a heavy tail; `mean_square`, the measured E[w²], when given,
+    fixes that segment's energy so that δ(1) = E[w²] (eq. 3.7).
     """
 
     magnitude_quantiles: ArrayLike
+    mean_square: ArrayLike | None = None
 
     def _table(self) -> FloatArray:
         table = _as_float(self.magnitude_quantiles)
@@ -149,13 +154,26 @@ class EmpiricalLaw:
         q_hi = np.take_along_axis(table_b, index_b + 1, axis=-1)[..., 0]
         return index_b[..., 0], np.broadcast_to(fraction, batch), q_lo, q_hi
 
-    def _cumulative(self) -> FloatArray:
-        """∫ q² over whole segments, cumulated: shape (..., Q)."""
+    def _segments(self) -> tuple[FloatArray, FloatArray]:
+        """∫ q² over each segment (..., Q−1), and the factor applied to the top segment's
+        straight-line energy (1 unless `mean_square` is given)."""
         table = self._table()
         width = 1.0 / (table.shape[-1] - 1)
         a, b = table[..., :-1], table[..., 1:]
         per_segment = width * (a * a + a * b + b * b) / 3
-        zeros = np.zeros((*table.shape[:-1], 1))
+        scale = np.ones(table.shape[:-1])
+        if self.mean_square is not None:
+            below = per_segment[..., :-1].sum(axis=-1)
+            top = np.maximum(_as_float(self.mean_square) - below, width * a[..., -1] ** 2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = np.where(per_segment[..., -1] > 0, top / per_segment[..., -1], 1.0)
+            per_segment = np.concatenate([per_segment[..., :-1], top[..., None]], axis=-1)
+        return per_segment, scale
+
+    def _cumulative(self) -> FloatArray:
+        """∫ q² over whole segments, cumulated: shape (..., Q)."""
+        per_segment, _ = self._segments()
+        zeros = np.zeros((*per_segment.shape[:-1], 1))
         return np.concatenate([zeros, np.cumsum(per_segment, axis=-1)], axis=-1)
 
     def second_moment(self) -> FloatArray:
@@ -172,6 +190,8 @@ class EmpiricalLaw:
         # ∫₀^{fw} (q_lo + slope·x/w)² dx for the partial segment
         part = width * (q_lo**2 * fraction + q_lo * slope * fraction**2
                         + slope**2 * fraction**3 / 3)
+        top_scale = np.broadcast_to(self._segments()[1], batch)
+        part = np.where(index == self._table().shape[-1] - 2, part * top_scale, part)
         return _as_float(whole + part)
 
     def magnitude_quantile(self, rho: ArrayLike) -> FloatArray:
@@ -195,10 +215,15 @@ class EmpiricalLaw:
 
 def magnitude_pruning_distortion(weights: ArrayLike, rho: ArrayLike) -> FloatArray:
     """Measured per-weight distortion of magnitude pruning a sample: (1/N)·Σ of the ⌊ρN⌋
-    smallest w² (eq. 3.1). The reference every law is checked against."""
+    smallest w² (eq. 3.1). The reference every law is checked against. ρN is rounded to 9
+    decimals before the floor, so ρ = k/N prunes exactly k weights."""
+    rho_a = _as_float(rho)
+    if np.any((rho_a < 0) | (rho_a > 1)) or np.any(np.isnan(rho_a)):
+        bad = rho_a[(rho_a < 0) | (rho_a > 1) | np.isnan(rho_a)]
+        raise ValueError(f"pruning ratios must lie in [0, 1], got {bad[:3]}")
     squares = np.sort(np.abs(_as_float(weights)).ravel()) ** 2
     cumulative = np.concatenate([[0.0], np.cumsum(squares)])
-    count = np.floor(_as_float(rho) * squares.size).astype(np.intp)
+    count = np.floor(np.round(rho_a * squares.size, 9)).astype(np.intp)
     return _as_float(cumulative[count] / squares.size)
 
 

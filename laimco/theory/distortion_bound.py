@@ -53,7 +53,7 @@ def unit_laws(profile: ModelProfile, law: LawName,
         if len({len(t) for t in tables}) > 1:
             raise ValueError(f"profile {profile.name!r}: units have different numbers of "
                              "magnitude quantile levels")
-        return EmpiricalLaw(np.array(tables))
+        return EmpiricalLaw(np.array(tables), mean_square=column("weight_std") ** 2)
     raise ValueError(f"unknown law {law!r}: choose one of {', '.join(LAW_NAMES)}")
 
 

@@ -1,0 +1,410 @@
+"""Profile a model for split inference (SPEC §1): per unit, the weights pruning may remove, the
+work each side computes, and the bits that cross the cut. The counting rules are in
+docs/profiling.md; the JSON schema is the one `laimco.profile` reads.
+
+* parameter counts: the unit's real `nn.Module` parameters (`laimco.models.units`);
+* matmul FLOPs: measured by `torch.utils.flop_counter.FlopCounterMode` over one forward pass
+  with eager attention, per module, and checked against 2·B·T·n_prunable (linear layers) and
+  2·2·B·T²·heads·head_dim (attention QKᵀ and A·V);
+* element-wise FLOPs (norms, softmax, activations, biases, residuals, rotary, pooling):
+  analytic, with the per-element constants of `FLOPS_PER_ELEMENT`;
+* bits: element counts of the tensors of that forward pass times their bit widths;
+* weight statistics: `laimco.models.weight_stats` on the prunable weights, or, for an
+  architecture-only profile, the Gaussian of the config's `initializer_range`.
+
+Three entry points: `profile_model` (a loaded model, or a meta-device skeleton with
+`stats=False`), `profile_from_config` (architecture only, no weights in memory) and
+`profile_safetensors_dir` (architecture on the meta device + statistics streamed from the
+checkpoint files, without loading the model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from laimco.measure.metrics import mean_pool, normalize
+from laimco.models.loading import LoadedModel, model_from_config, read_config
+from laimco.models.units import (
+    Unit,
+    UnitParameters,
+    model_units,
+    uncovered_parameters,
+    unit_parameters,
+)
+from laimco.models.weight_stats import (
+    QUANTILE_LEVELS,
+    SAMPLE_SIZE,
+    WeightStats,
+    checkpoint_renamer,
+    safetensors_stats,
+    tensor_stats,
+)
+
+TOKEN_BITS = 32  # token ids and attention-mask entries travel as int32
+PIXEL_BITS = 8  # a raw image travels as 8-bit RGB
+SIGNIFICANT_DIGITS = 7  # float32 carries ~7 significant decimal digits
+
+# FLOPs charged per element for the work FlopCounterMode does not count (docs/profiling.md).
+FLOPS_PER_ELEMENT: dict[str, int] = {
+    "embedding_sum": 2,  # BERT: word + position + token-type, 2 adds per hidden element
+    "position_add": 1,  # GPT-2: token + position table; ViT: patch + position embedding
+    "layernorm": 8,  # mean, centre, square, variance sum, normalise, gamma, beta (+ rsqrt)
+    "rmsnorm": 4,  # square, accumulate, multiply by rsqrt, gamma
+    "attention_scale": 1,  # scores * 1/sqrt(head_dim)
+    "attention_mask_add": 1,  # scores + additive mask (padding or causal); ViT has none
+    "softmax": 5,  # max, subtract, exp, sum, divide
+    "bias_add": 1,  # per output element of every linear layer (and conv) with a bias
+    "gelu": 8,  # exact erf GELU: x * 0.5 * (1 + erf(x / sqrt(2)))
+    "gelu_tanh": 9,  # 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))): x³ 2, ×, +, ×, tanh, +1, ×x, ×0.5
+    "relu": 1,
+    "silu": 5,  # x * sigmoid(x): negate, exp, +1, divide, multiply
+    "gate_multiply": 1,  # LLaMA MLP: act(gate(x)) * up(x)
+    "rotary": 3,  # q*cos + rotate_half(q)*sin per query/key element (the sign flip is a copy)
+    "rotary_table": 9,  # per (position, frequency): p*f, cos & sin of the doubled pair (2×2),
+    # attention-scaling multiplies (2×2); computed once per forward, before block 1
+    "residual_add": 1,  # per hidden element, twice per block
+    "mean_pool": 2,  # mask multiply + accumulate per hidden element of every token
+    "l2_normalize": 3,  # square + accumulate + divide per embedding element
+}
+# config activation name → FLOPS_PER_ELEMENT key
+ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_tanh",
+               "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh", "relu": "relu",
+               "silu": "silu", "swish": "silu"}
+
+
+class ProfilerError(ValueError):
+    """A model or option the profiler cannot measure honestly; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    """What one instrumented forward pass saw."""
+
+    batch: int
+    tokens: int  # sequence length (text) or patches + 1 (ViT)
+    image_size: int | None
+    input_bits: int
+    out_bits: list[int]  # per unit
+    flops: dict[str, int]  # module path (relative to the model) → counted FLOPs; "" = total
+
+
+def profile_model(loaded: LoadedModel, *, seq_len: int = 128, batch_size: int = 1,
+                  activation_bits: int = 32, image_size: int | None = None,
+                  prunable_head: bool = False, stats: bool = True, name: str | None = None,
+                  source: str | None = None, sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
+    """The profile of a loaded model (weights measured) or of a meta-device skeleton
+    (`stats=False`: weight statistics assumed Gaussian with σ = config.initializer_range).
+
+    `seq_len` is the token count of text models; ViT models take `image_size` (default: the
+    config's). `prunable_head` makes the head's linear layer prunable (unless it is tied to the
+    embeddings, which own it)."""
+    params = unit_parameters(model_units(loaded), prunable_head=prunable_head)
+    if stats and _on_meta(loaded):
+        raise ProfilerError("the model's weights are on the meta device: use stats=False "
+                            "(assumed statistics) or profile_safetensors_dir (streamed weights)")
+    statistics = (tensor_stats([[p for _, p in up.prunable] for up in params],
+                               sample_size=sample_size) if stats else None)
+    return _profile(loaded, params, statistics, seq_len=seq_len, batch_size=batch_size,
+                    activation_bits=activation_bits, image_size=image_size, name=name,
+                    source=source)
+
+
+def profile_from_config(config: Any, *, seq_len: int = 128, batch_size: int = 1,
+                        activation_bits: int = 32, image_size: int | None = None,
+                        prunable_head: bool = False, name: str | None = None,
+                        source: str | None = None) -> dict[str, Any]:
+    """Architecture-only profile of a config (object, config.json or model directory), built
+    on the meta device: no weight is allocated; statistics are assumed (`"weights": "assumed"`)."""
+    if isinstance(config, str | Path):
+        source = source or str(config)
+        config = read_config(config)
+    skeleton = model_from_config(config, device="meta")
+    return profile_model(skeleton, seq_len=seq_len, batch_size=batch_size,
+                         activation_bits=activation_bits, image_size=image_size,
+                         prunable_head=prunable_head, stats=False,
+                         name=name or str(getattr(config, "model_type", "model")),
+                         source=source or f"{type(config).__name__} (architecture only)")
+
+
+def profile_safetensors_dir(folder: str | Path, *, seq_len: int = 128, batch_size: int = 1,
+                            activation_bits: int = 32, image_size: int | None = None,
+                            prunable_head: bool = False, name: str | None = None,
+                            source: str | None = None,
+                            sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
+    """Profile of a Hugging Face model directory without loading the model: architecture on the
+    meta device, weight statistics streamed tensor by tensor from its `*.safetensors` files."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ProfilerError(f"{folder}: no *.safetensors files; for an architecture-only "
+                            "profile use profile_from_config")
+    skeleton = model_from_config(read_config(folder), device="meta")
+    params = unit_parameters(model_units(skeleton), prunable_head=prunable_head)
+    aliases: dict[int, list[str]] = {}
+    for qualified, parameter in skeleton.model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(parameter), []).append(qualified)
+    wanted = [[(n, *(a for a in aliases[id(p)] if a != n)) for n, p in up.prunable]
+              for up in params]
+    statistics = safetensors_stats(files, wanted, rename=checkpoint_renamer(skeleton.model),
+                                   sample_size=sample_size)
+    for up, s in zip(params, statistics, strict=True):
+        if s.count != up.n_prunable:
+            raise ProfilerError(f"{folder}: unit {up.unit.name} has {s.count} prunable weights "
+                                f"in the checkpoint, {up.n_prunable} in config.json")
+    return _profile(skeleton, params, statistics, seq_len=seq_len, batch_size=batch_size,
+                    activation_bits=activation_bits, image_size=image_size,
+                    name=name or folder.name, source=source or str(folder))
+
+
+def save_profile(profile: dict[str, Any], path: str | Path) -> Path:
+    """Write a profile as pretty-printed JSON, atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(profile, indent=2) + "\n"
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _profile(loaded: LoadedModel, params: list[UnitParameters],
+             statistics: list[WeightStats] | None, *, seq_len: int, batch_size: int,
+             activation_bits: int, image_size: int | None, name: str | None,
+             source: str | None) -> dict[str, Any]:
+    uncovered = uncovered_parameters(loaded, [up.unit for up in params])
+    if uncovered:
+        raise ProfilerError(f"{loaded.name}: parameters outside every unit ({uncovered[:5]}…); "
+                            "laimco's units do not cover this architecture")
+    shapes = _forward(loaded, seq_len=seq_len, batch_size=batch_size,
+                      activation_bits=activation_bits, image_size=image_size)
+    attributed = sum(shapes.flops.get(p, 0) for up in params for p in up.unit.module_paths)
+    outside = shapes.flops[""] - attributed  # counted work outside every unit's modules
+    units = []
+    for i, up in enumerate(params):
+        flops_prunable, counted_fixed = _counted_flops(loaded, up, shapes)
+        flops_fixed = (counted_fixed + _elementwise_flops(loaded, up.unit, shapes)
+                       + (outside if i == 0 else 0))
+        weight_fields = (_measured_fields(statistics[i]) if statistics is not None
+                         else _assumed_fields(loaded, up.n_prunable))
+        units.append({"name": up.unit.name, "kind": up.unit.kind, "n_prunable": up.n_prunable,
+                      "n_fixed": up.n_fixed, "flops_prunable": flops_prunable,
+                      "flops_fixed": flops_fixed, "out_bits": shapes.out_bits[i],
+                      "weights": "measured" if statistics is not None else "assumed",
+                      **weight_fields})
+    header: dict[str, Any] = {
+        "name": name or loaded.name,
+        "source": source or f"{loaded.source or loaded.name}",
+        "family": loaded.family,
+        "batch_size": batch_size,
+        "seq_len": shapes.tokens,
+    }
+    if shapes.image_size is not None:
+        header["image_size"] = shapes.image_size
+    header |= {"activation_bits": activation_bits, "input_bits": shapes.input_bits,
+               "magnitude_quantile_levels": QUANTILE_LEVELS, "units": units}
+    header["source"] += ", computed by laimco.models.profiler"
+    return header
+
+
+def _on_meta(loaded: LoadedModel) -> bool:
+    return any(p.is_meta for p in loaded.model.parameters())
+
+
+def _forward(loaded: LoadedModel, *, seq_len: int, batch_size: int, activation_bits: int,
+             image_size: int | None) -> _Shapes:
+    """One forward pass under FlopCounterMode with eager attention; shapes and counted FLOPs."""
+    model, cfg, family = loaded.model, loaded.config, loaded.family
+    device = next(model.parameters()).device
+    kwargs: dict[str, Any] = {"output_hidden_states": True}
+    if family == "vit":
+        size = image_size or int(cfg.image_size)
+        if size % int(cfg.patch_size):
+            raise ProfilerError(f"image_size {size} is not a multiple of the patch size "
+                                f"{cfg.patch_size}")
+        kwargs["pixel_values"] = torch.zeros(batch_size, int(cfg.num_channels), size, size,
+                                             device=device)
+        kwargs["interpolate_pos_encoding"] = size != int(cfg.image_size)
+        input_bits = batch_size * int(cfg.num_channels) * size * size * PIXEL_BITS
+        tokens = (size // int(cfg.patch_size)) ** 2 + 1
+    else:
+        limit = getattr(cfg, "max_position_embeddings", None)
+        if family in ("bert", "gpt2") and limit is not None and seq_len > int(limit):
+            raise ProfilerError(f"seq_len {seq_len} exceeds the model's {limit} positions")
+        size, tokens = None, seq_len
+        kwargs["input_ids"] = torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)
+        input_bits = 2 * batch_size * seq_len * TOKEN_BITS  # token ids + attention mask
+        mask = torch.ones(batch_size, seq_len, dtype=torch.long, device=device)
+        if family in ("gpt2", "llama"):
+            # Decoders get the (all-ones) mask: without one, transformers inspects position ids
+            # for packed sequences, which a meta tensor cannot answer. Encoders get none: with
+            # one, transformers checks whether it can skip it (same problem). The counted
+            # matmuls are the same either way; the mask's own cost is charged analytically.
+            kwargs |= {"attention_mask": mask, "use_cache": False}
+    counter = FlopCounterMode(display=False)
+    with _eager_attention(model), torch.no_grad(), counter:
+        out = model(**kwargs)
+        if family == "bert":
+            final = normalize(mean_pool(out.last_hidden_state, mask))  # the pooling head
+        elif family == "vit":
+            final = out.last_hidden_state[:, 0]
+        else:
+            final = out.logits
+    root = type(model).__name__
+    flops = {key.removeprefix(root).removeprefix("."): sum(ops.values())
+             for key, ops in counter.get_flop_counts().items() if key != "Global"}
+    flops[""] = counter.get_total_flops()
+    mask_bits = 0 if family == "vit" else batch_size * tokens * TOKEN_BITS
+    out_bits = [h.numel() * activation_bits + mask_bits for h in out.hidden_states]
+    out_bits.append(final.numel() * activation_bits)
+    return _Shapes(batch=batch_size, tokens=tokens, image_size=size, input_bits=input_bits,
+                   out_bits=out_bits, flops=flops)
+
+
+class _eager_attention:  # noqa: N801 (a context manager used like a function)
+    """Switch a transformers model to eager attention for the duration of a block:
+    FlopCounterMode sees eager's matmuls, not the CPU SDPA kernel."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.previous = getattr(model.config, "_attn_implementation", None)
+
+    def __enter__(self) -> None:
+        if self.previous != "eager":
+            self.model.set_attn_implementation("eager")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous not in (None, "eager"):
+            self.model.set_attn_implementation(self.previous)
+
+
+def _counted_flops(loaded: LoadedModel, up: UnitParameters, shapes: _Shapes) -> tuple[int, int]:
+    """(prunable, fixed) FLOPs that FlopCounterMode measured in the unit's modules, checked."""
+    total = sum(shapes.flops.get(path, 0) for path in up.unit.module_paths)
+    prunable_layers = {name.rsplit(".", 1)[0] for name, _ in up.prunable}
+    prunable = sum(shapes.flops.get(path, 0) for path in prunable_layers)
+    expected = 2 * shapes.batch * shapes.tokens * up.n_prunable
+    if prunable != expected:
+        raise ProfilerError(f"{up.unit.name}: measured {prunable} FLOPs in the prunable linear "
+                            f"layers, expected 2·B·T·n_prunable = {expected}")
+    fixed = total - prunable
+    if up.unit.kind == "block":
+        heads, head_dim, _ = _attention_shape(loaded.config)
+        linear_other = sum(shapes.flops.get(path, 0) for path in up.unit.linear_layers()
+                           if path not in prunable_layers)
+        attention = 2 * 2 * shapes.batch * shapes.tokens**2 * heads * head_dim
+        if fixed - linear_other != attention:
+            raise ProfilerError(
+                f"{up.unit.name}: counted {fixed - linear_other} attention FLOPs, expected "
+                f"2·2·B·T²·heads·head_dim = {attention}; load the model with "
+                "attn_implementation='eager'")
+    return prunable, fixed
+
+
+def _attention_shape(cfg: Any) -> tuple[int, int, int]:
+    """(query heads, head dimension, key/value heads)."""
+    heads = int(cfg.num_attention_heads)
+    head_dim = getattr(cfg, "head_dim", None) or int(cfg.hidden_size) // heads
+    kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+    return heads, int(head_dim), kv_heads
+
+
+def _activation_flops(cfg: Any, family: str) -> int:
+    name = cfg.activation_function if family == "gpt2" else cfg.hidden_act
+    if name not in ACTIVATIONS:
+        raise ProfilerError(f"activation {name!r} has no FLOP constant; known: "
+                            f"{', '.join(sorted(ACTIVATIONS))}")
+    return FLOPS_PER_ELEMENT[ACTIVATIONS[name]]
+
+
+def _bias_outputs(unit: Unit) -> int:
+    """Output features of the unit's linear layers that add a bias (per token)."""
+    total = 0
+    for layer in unit.linear_layers().values():
+        bias = getattr(layer, "bias", None)
+        if bias is not None:
+            total += int(bias.numel())
+    return total
+
+
+def _elementwise_flops(loaded: LoadedModel, unit: Unit, shapes: _Shapes) -> int:
+    """Analytic FLOPs of the unit's element-wise work, per the constants of FLOPS_PER_ELEMENT."""
+    cfg, family, f = loaded.config, loaded.family, FLOPS_PER_ELEMENT
+    T, H = shapes.tokens, int(cfg.hidden_size)
+    heads, head_dim, kv_heads = _attention_shape(cfg)
+    if unit.kind == "embeddings":
+        if family == "bert":
+            per_token = (f["embedding_sum"] + f["layernorm"]) * H
+        elif family == "gpt2":
+            per_token = f["position_add"] * H
+        elif family == "llama":  # the rotary cos/sin table, shared by every block
+            per_token = f["rotary_table"] * head_dim // 2
+        else:  # vit: conv bias on every patch, position embeddings on every token
+            return shapes.batch * (f["bias_add"] * (T - 1) * H + f["position_add"] * T * H)
+        return shapes.batch * T * per_token
+    if unit.kind == "head":
+        if family == "bert":
+            return shapes.batch * (f["mean_pool"] * T * H + T + H + f["l2_normalize"] * H + 1)
+        norm = f["rmsnorm"] if family == "llama" else f["layernorm"]
+        return shapes.batch * T * (norm * H + f["bias_add"] * _bias_outputs(unit))
+    F = int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * H)
+    per_score = f["attention_scale"] + f["softmax"] + (0 if family == "vit"
+                                                       else f["attention_mask_add"])
+    per_token = (f["bias_add"] * _bias_outputs(unit) + 2 * f["residual_add"] * H
+                 + _activation_flops(cfg, family) * F)
+    if family == "llama":
+        per_token += (2 * f["rmsnorm"] * H + f["gate_multiply"] * F
+                      + f["rotary"] * (heads + kv_heads) * head_dim)
+    else:
+        per_token += 2 * f["layernorm"] * H
+    return shapes.batch * (per_score * heads * T * T + T * per_token)
+
+
+def _round(x: float) -> float:
+    """Round to SIGNIFICANT_DIGITS significant digits."""
+    return float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+
+
+_NO_WEIGHTS = {"weight_mean_abs": 0.0, "weight_std": 0.0, "gennorm_beta": 1.0,
+               "gennorm_scale": 0.0, "magnitude_quantiles": [], "weight_sample_size": 0}
+
+
+def _measured_fields(stats: WeightStats) -> dict[str, Any]:
+    if not stats.count:
+        return dict(_NO_WEIGHTS)
+    fit = stats.gennorm()
+    return {"weight_mean_abs": _round(stats.mean_abs), "weight_std": _round(stats.rms),
+            "gennorm_beta": _round(fit.beta), "gennorm_scale": _round(fit.scale),
+            "magnitude_quantiles": [_round(q) for q in stats.quantiles().tolist()],
+            "weight_sample_size": int(stats.sample.size)}
+
+
+def _assumed_fields(loaded: LoadedModel, n_prunable: int) -> dict[str, Any]:
+    """Gaussian weights N(0, σ²), σ = config.initializer_range: E|w| = σ√(2/π), β = 2,
+    α = σ√2."""
+    if not n_prunable:
+        return dict(_NO_WEIGHTS)
+    sigma = getattr(loaded.config, "initializer_range", None)
+    if sigma is None:
+        raise ProfilerError(f"{loaded.name}: the config has no initializer_range to assume "
+                            "weight statistics from; profile the weights instead")
+    sigma = float(sigma)
+    return {"weight_mean_abs": _round(sigma * math.sqrt(2.0 / math.pi)),
+            "weight_std": _round(sigma), "gennorm_beta": 2.0,
+            "gennorm_scale": _round(sigma * math.sqrt(2.0)), "magnitude_quantiles": [],
+            "weight_sample_size": 0}
+
