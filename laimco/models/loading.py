@@ -15,7 +15,7 @@ from torch import nn
 Family = Literal["bert", "gpt2", "llama", "vit"]
 # model_type (config.json) → family whose split and units laimco knows
 FAMILY_OF_MODEL_TYPE: dict[str, Family] = {
-    "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "electra": "bert",
+    "bert": "bert", "roberta": "bert", "xlm-roberta": "bert",
     "gpt2": "gpt2",
     "llama": "llama", "mistral": "llama", "qwen2": "llama",
     "vit": "vit",

@@ -1,0 +1,290 @@
+"""Apply a decision to a real model: prune each side of a split model at its own ratio, and
+save or load the two pruned parts (safetensors + JSON manifest) (SPEC §5).
+
+Rules:
+- "magnitude": per weight matrix, the ratio of smallest |w| (docs/theory.md eq. 3.1);
+- "magnitude-global": the ratio of smallest |w| over all of one side's matrices together;
+- "wanda": per output row, smallest |w|·‖x‖ with input norms from calibration text;
+- "structured": whole attention heads and FFN neurons of each block, so the matrices shrink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model as load_module_weights
+from safetensors.torch import save_model as save_module_weights
+from torch import nn
+
+import laimco
+from laimco.models.loading import LoadedModel, ModelLoadError, model_from_config, read_config
+from laimco.models.split import Crossing, DevicePart, ServerPart, split_model
+from laimco.pruning import (
+    InputNormCollector,
+    apply_masks,
+    linear_weights,
+    magnitude_masks,
+    parameter_distortion,
+    prune_structured,
+    shrink_layer,
+    sparsity,
+    wanda_masks,
+)
+from laimco.pruning.masks import conv1d_names
+
+Rule = Literal["magnitude", "magnitude-global", "wanda", "structured"]
+RULES: tuple[Rule, ...] = ("magnitude", "magnitude-global", "wanda", "structured")
+MANIFEST = "manifest.json"
+
+
+class PruningError(ValueError):
+    """A pruning request that cannot be carried out; the message says what to change."""
+
+
+@dataclass
+class SideReport:
+    """What pruning did to one side: achieved sparsity, ‖w − ŵ‖², and structure."""
+
+    ratio: float
+    sparsity: float = 0.0
+    parameter_distortion: float = 0.0
+    n_prunable: int = 0
+    structure: list[dict[str, list[int]]] = field(default_factory=list)
+
+
+@dataclass
+class PrunedSplit:
+    """A split model with both parts pruned, ready to run or save."""
+
+    loaded: LoadedModel
+    split: int
+    rule: Rule
+    device: DevicePart
+    server: ServerPart
+    reports: dict[str, SideReport]
+    masks: dict[str, dict[str, torch.Tensor]]
+
+    def __call__(self, inputs: Crossing) -> torch.Tensor:
+        with torch.no_grad():
+            return self.server(self.device(inputs))
+
+
+def _check_ratio(name: str, ratio: float) -> None:
+    if not 0.0 <= ratio < 1.0:
+        raise PruningError(f"{name} = {ratio} is outside [0, 1): a pruning ratio is the "
+                           "fraction of weights removed")
+
+
+def _blocks_of(part: nn.Module | None, family: str) -> list[nn.Module]:
+    if part is None:
+        return []
+    if family == "bert":
+        return list(part.encoder.layer)
+    if family == "gpt2":
+        return list(part.transformer.h)
+    if family == "llama":
+        return list(part.model.layers)
+    return list(part.layers)
+
+
+def calibration_norms(parts: Sequence[nn.Module | None], run: Iterable[Crossing],
+                      device: DevicePart, server: ServerPart
+                      ) -> list[dict[str, torch.Tensor]]:
+    """Input norms ‖x_j‖₂ of every linear layer of each part over calibration batches, run
+    through the dense split pipeline (padding tokens excluded via the attention mask)."""
+    collectors = [InputNormCollector(p) if p is not None else None for p in parts]
+    for c in collectors:
+        if c is not None:
+            c.__enter__()
+    try:
+        with torch.no_grad():
+            for batch in run:
+                mask = batch.get("attention_mask")
+                for c in collectors:
+                    if c is not None:
+                        c.set_token_mask(None if mask is None else mask.bool())
+                server(device(batch))
+    finally:
+        for c in collectors:
+            if c is not None:
+                c.__exit__(None, None, None)
+    return [c.norms() if c is not None else {} for c in collectors]
+
+
+def _prune_part(part: nn.Module | None, family: str, ratio: float, rule: Rule,
+                norms: dict[str, torch.Tensor]) -> tuple[SideReport, dict[str, torch.Tensor]]:
+    report = SideReport(ratio=ratio)
+    if part is None:
+        return report, {}
+    weights = linear_weights(part)
+    report.n_prunable = sum(w.numel() for w in weights.values())
+    original = {k: w.detach().clone() for k, w in weights.items()}
+    if ratio == 0.0 or not weights:
+        return report, {}
+    if rule == "structured":
+        if family == "vit":
+            raise PruningError("structured pruning supports bert, gpt2 and llama blocks; use "
+                               "rule 'magnitude' or 'wanda' for ViT")
+        kept_before = report.n_prunable
+        for layer in _blocks_of(part, family):
+            r = prune_structured(layer, family, ratio)  # type: ignore[arg-type]
+            report.structure.append({"heads": list(r.kept_kv_heads),
+                                     "neurons": list(r.kept_neurons)})
+        kept = sum(w.numel() for w in linear_weights(part).values())
+        report.sparsity = 1.0 - kept / kept_before
+        report.parameter_distortion = float("nan")  # shapes change: see docs
+        return report, {}
+    if rule == "wanda":
+        masks = wanda_masks(weights, norms, ratio, transposed=conv1d_names(part))
+    else:
+        masks = magnitude_masks(weights, ratio,
+                                scope="global" if rule == "magnitude-global" else "layer")
+    apply_masks(part, masks)
+    report.sparsity = sparsity(masks)
+    report.parameter_distortion = parameter_distortion(original, linear_weights(part))
+    return report, masks
+
+
+def prune_split_model(loaded: LoadedModel, split: int, rho_device: float, rho_server: float,
+                      rule: Rule = "magnitude",
+                      calibration: Iterable[Crossing] | None = None) -> PrunedSplit:
+    """Split `loaded` at s and prune each part at its ratio by `rule` (Wanda needs
+    calibration batches: dicts of model inputs)."""
+    if rule not in RULES:
+        raise PruningError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
+    _check_ratio("rho_device", rho_device)
+    _check_ratio("rho_server", rho_server)
+    device, server = split_model(loaded, split)
+    parts = [device.model, server.model]
+    norms: list[dict[str, torch.Tensor]] = [{}, {}]
+    if rule == "wanda":
+        if calibration is None:
+            raise PruningError("rule 'wanda' needs calibration inputs (it weighs |w| by the "
+                               "norm of each input feature)")
+        norms = calibration_norms(parts, calibration, device, server)
+    reports, masks = {}, {}
+    for side, part, ratio, norm in (("device", device.model, rho_device, norms[0]),
+                                    ("server", server.model, rho_server, norms[1])):
+        reports[side], masks[side] = _prune_part(part, loaded.family, ratio, rule, norm)
+    return PrunedSplit(loaded=loaded, split=split, rule=rule, device=device, server=server,
+                       reports=reports, masks=masks)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_pruned(pruned: PrunedSplit, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write both pruned parts, their masks, the base config/tokenizer and a manifest into
+    `out`. Everything is written to a temporary folder first and renamed into place, so an
+    interrupted save leaves nothing half-written."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise PruningError(f"{out} exists and is not empty: choose another folder or overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        files: dict[str, str] = {}
+        for side, part in (("device", pruned.device.model), ("server", pruned.server.model)):
+            if part is not None:
+                save_module_weights(part, str(staging / f"{side}.safetensors"))
+                files[side] = f"{side}.safetensors"
+        flat_masks = {f"{side}/{name}": m.to(torch.uint8).contiguous()
+                      for side, ms in pruned.masks.items() for name, m in ms.items()}
+        if flat_masks:
+            save_file(flat_masks, str(staging / "masks.safetensors"))
+            files["masks"] = "masks.safetensors"
+        pruned.loaded.config.save_pretrained(str(staging))
+        if pruned.loaded.tokenizer is not None:
+            pruned.loaded.tokenizer.save_pretrained(str(staging))
+        manifest = {
+            "laimco_version": laimco.__version__,
+            "model": pruned.loaded.name,
+            "source": str(pruned.loaded.source) if pruned.loaded.source else None,
+            "family": pruned.loaded.family,
+            "n_units": pruned.loaded.n_units,
+            "split": pruned.split,
+            "rule": pruned.rule,
+            "sides": {side: vars(report) for side, report in pruned.reports.items()},
+            "files": {key: {"name": name, "sha256": _sha256(staging / name)}
+                      for key, name in files.items()},
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a saved pruned model, checked for presence and format."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ModelLoadError(f"{folder}: no {MANIFEST}; give a folder written by `laimco prune`")
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{path}: not valid JSON ({err})") from None
+    return manifest
+
+
+def load_pruned(folder: str | Path, *, verify: bool = True) -> PrunedSplit:
+    """Rebuild both pruned parts from a folder written by `save_pruned`."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if verify:
+        for key, entry in manifest["files"].items():
+            path = folder / entry["name"]
+            if not path.is_file() or _sha256(path) != entry["sha256"]:
+                raise ModelLoadError(f"{path}: missing or changed since it was saved ({key}); "
+                                     "re-run `laimco prune`")
+    config = read_config(folder)
+    base = model_from_config(config)
+    base.name = manifest["model"]
+    base.tokenizer = _tokenizer(folder, base.family)
+    base.source = folder
+    device, server = split_model(base, int(manifest["split"]))
+    for side, part in (("device", device.model), ("server", server.model)):
+        structure = manifest["sides"][side].get("structure") or []
+        for layer, kept in zip(_blocks_of(part, base.family), structure, strict=False):
+            shrink_layer(layer, base.family, kept["heads"], kept["neurons"])  # type: ignore[arg-type]
+        if part is not None:
+            load_module_weights(part, str(folder / manifest["files"][side]["name"]))
+            part.eval()
+    masks: dict[str, dict[str, torch.Tensor]] = {"device": {}, "server": {}}
+    if "masks" in manifest["files"]:
+        for key, value in load_file(str(folder / manifest["files"]["masks"]["name"])).items():
+            side, name = key.split("/", 1)
+            masks[side][name] = value.bool()
+    reports = {side: SideReport(**{k: v for k, v in report.items()})
+               for side, report in manifest["sides"].items()}
+    return PrunedSplit(loaded=base, split=int(manifest["split"]), rule=manifest["rule"],
+                       device=device, server=server, reports=reports, masks=masks)
+
+
+def _tokenizer(folder: Path, family: str) -> Any | None:
+    if family == "vit":
+        return None
+    import transformers
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError):
+        return None
