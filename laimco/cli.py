@@ -148,6 +148,124 @@ def strategies() -> None:
     console.print(table)
 
 
+ModelArg = Annotated[str, typer.Argument(
+    help="'minilm' (built in) or a Hugging Face model directory")]
+
+
+@app.command()
+def profile(
+    model: Annotated[str | None, typer.Argument(
+        help="'minilm' (built in) or a Hugging Face model directory")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="architecture only: a config.json (no weights are loaded)")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="profile JSON to write")] = Path(
+        "profile.json"),
+    seq_len: Annotated[int, typer.Option(help="tokens per input (text models)")] = 128,
+    batch_size: Annotated[int, typer.Option(help="inputs per inference")] = 1,
+    activation_bits: Annotated[int, typer.Option(help="bits per activation element")] = 32,
+    image_size: Annotated[int | None, typer.Option(help="image side (ViT)")] = None,
+    prunable_head: Annotated[bool, typer.Option(help="count the head's matrix as prunable")] = (
+        False),
+    name: Annotated[str | None, typer.Option(help="profile name")] = None,
+) -> None:
+    """Profile a model for the optimizer: per-unit weights, FLOPs, activation bits, statistics."""
+    from laimco.models.loading import ModelLoadError, builtin_model_dir
+    from laimco.models.profiler import (
+        ProfilerError,
+        profile_from_config,
+        profile_safetensors_dir,
+        save_profile,
+    )
+
+    if (model is None) == (config is None):
+        _fail("give either a model (built-in name or directory) or --config CONFIG.json")
+    options = {"seq_len": seq_len, "batch_size": batch_size, "activation_bits": activation_bits,
+               "image_size": image_size, "prunable_head": prunable_head, "name": name}
+    try:
+        with console.status("profiling …"):
+            if config is not None:
+                result = profile_from_config(config, **options)
+            else:
+                assert model is not None
+                folder = builtin_model_dir(model) if model == "minilm" else Path(model)
+                if model == "minilm":
+                    options["name"] = name or "minilm-l6"
+                result = profile_safetensors_dir(folder, **options)
+            save_profile(result, output)
+    except (ModelLoadError, ProfilerError, ValueError) as err:
+        _fail(str(err))
+    table = Table(title=f"{result['name']} → {output}", title_justify="left")
+    for column in ("unit", "prunable", "fixed", "GFLOP prunable", "GFLOP fixed", "out Mbit",
+                   "mean |w|"):
+        table.add_column(column, justify="left" if column == "unit" else "right")
+    for u in result["units"]:
+        table.add_row(u["name"], f"{u['n_prunable']:,}", f"{u['n_fixed']:,}",
+                      f"{u['flops_prunable']/1e9:.3f}", f"{u['flops_fixed']/1e9:.3f}",
+                      f"{u['out_bits']/1e6:.3f}", f"{u['weight_mean_abs']:.4g}")
+    console.print(table)
+
+
+@app.command()
+def prune(
+    model: ModelArg,
+    split: Annotated[int, typer.Option(help="units 1..split run on the device")],
+    rho_device: Annotated[float, typer.Option(help="pruning ratio of the device part")] = 0.0,
+    rho_server: Annotated[float, typer.Option(help="pruning ratio of the server part")] = 0.0,
+    rule: Annotated[str, typer.Option(
+        help="magnitude | magnitude-global | wanda | structured")] = "magnitude",
+    out: Annotated[Path, typer.Option(help="folder to write the two parts into")] = Path(
+        "pruned"),
+    calibration_sentences: Annotated[int, typer.Option(
+        help="calibration sentences for wanda (from the shipped corpus)")] = 128,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing folder")] = False,
+) -> None:
+    """Split a model, prune each side at its ratio, save both parts (safetensors + manifest)."""
+    from laimco.models.loading import ModelLoadError, load_model
+    from laimco.models.pruned import PruningError, prune_split_model, save_pruned
+    from laimco.models.split import SplitError
+
+    try:
+        with console.status(f"loading {model} …"):
+            loaded = load_model(model)
+        calibration = None
+        if rule == "wanda":
+            from laimco.data import calibration_sentences as sentences
+            from laimco.experiments.text_batches import text_batches
+
+            calibration = list(text_batches(loaded, sentences()[:calibration_sentences]))
+        with console.status(f"pruning ({rule}) …"):
+            pruned = prune_split_model(loaded, split, rho_device, rho_server, rule,  # type: ignore[arg-type]
+                                       calibration=calibration)
+            folder = save_pruned(pruned, out, overwrite=overwrite)
+    except (ModelLoadError, PruningError, SplitError, ValueError) as err:
+        _fail(str(err))
+    for side, report in pruned.reports.items():
+        console.print(f"{side}: ratio {report.ratio:.3f}, sparsity {report.sparsity:.4f}, "
+                      f"‖w − ŵ‖² = {report.parameter_distortion:.6g}")
+    console.print(f"wrote {folder}")
+
+
+@app.command()
+def analyze(
+    model: ModelArg = "minilm",
+    out: Annotated[Path, typer.Option(help="folder for figures, analysis.json/.md, profile")] = (
+        Path("reports/minilm")),
+    quick: Annotated[bool, typer.Option(help="fewer sentences and ratios (tests)")] = False,
+    split: Annotated[int, typer.Option(help="split for the per-side constants")] = 3,
+) -> None:
+    """Check the theory on a real model: laws, output bound, sensitivities, pruning rules."""
+    from laimco.experiments.analyze import analyze as run_analysis
+    from laimco.models.loading import ModelLoadError
+
+    try:
+        result = run_analysis(model, out, quick=quick, split=split)
+    except (ModelLoadError, ValueError) as err:
+        _fail(str(err))
+    console.print((out / "analysis.md").read_text(), highlight=False)
+    console.print(f"wrote {len(result['figures'])} figures, analysis.json, analysis.md, "
+                  f"profile.json to {out} in {result['elapsed_s']:.0f} s")
+
+
 def main() -> None:
     app()
 

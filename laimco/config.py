@@ -84,8 +84,9 @@ class TaskSection(_Section):
 
 class DistortionSection(_Section):
     law: LawName = "laplace"
-    k_device: NonNegative = 1.0
-    k_server: NonNegative = 1.0
+    # a number, or "profile": the constant measured by `laimco analyze` and stored in the profile
+    k_device: NonNegative | Literal["profile"] = 1.0
+    k_server: NonNegative | Literal["profile"] = 1.0
 
 
 class Scenario(_Section):

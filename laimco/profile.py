@@ -46,6 +46,7 @@ class ModelProfile:
     name: str
     input_bits: float
     units: tuple[UnitProfile, ...]
+    output_sensitivity: dict[str, float] | None = None
 
     @property
     def n_units(self) -> int:
@@ -118,7 +119,10 @@ def profile_from_dict(data: dict[str, object]) -> ModelProfile:
         if unit.n_prunable < 0 or unit.n_fixed < 0 or unit.out_bits < 0:
             raise ProfileError(f"profile unit {unit.name!r} has a negative count")
         units.append(unit)
-    return ModelProfile(name=name, input_bits=input_bits, units=tuple(units))
+    sensitivity = data.get("output_sensitivity")
+    return ModelProfile(name=name, input_bits=input_bits, units=tuple(units),
+                        output_sensitivity=dict(sensitivity) if isinstance(sensitivity, dict)
+                        else None)
 
 
 def builtin_profile_names() -> list[str]:

@@ -68,6 +68,20 @@ def memory_bytes(profile_table_prunable: ArrayLike, profile_table_fixed: ArrayLi
                       dtype=np.float64)
 
 
+def _sensitivity(value: float | str, key: str, profile: ModelProfile) -> float:
+    """A k constant from the scenario, or from the profile when the scenario says "profile"."""
+    if value != "profile":
+        return float(value)
+    measured = (profile.output_sensitivity or {}).get(key)
+    if measured is None:
+        from laimco.config import ScenarioError
+
+        raise ScenarioError(f"distortion.{key} = 'profile' but profile {profile.name!r} has no "
+                            f"measured {key}: run `laimco analyze` and use the profile.json it "
+                            "writes, or give a number")
+    return float(measured)
+
+
 def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
                   gain: ArrayLike | None = None,
                   split_restriction: NDArray[np.bool_] | None = None) -> SplitProblem:
@@ -101,7 +115,8 @@ def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
     else:
         floor = np.zeros(profile.n_units + 1)
     bound = SplitDistortionBound(profile, scenario.distortion.law,
-                                 scenario.distortion.k_device, scenario.distortion.k_server)
+                                 _sensitivity(scenario.distortion.k_device, "k_device", profile),
+                                 _sensitivity(scenario.distortion.k_server, "k_server", profile))
     gain_a = np.asarray(channel.design_gain() if gain is None else gain, dtype=np.float64)
     if gain_a.ndim == 1:
         gain_a = gain_a[:, None]

@@ -1,0 +1,1 @@
+"""Experiments: analyses, sweeps, figures and reports that drive the rest of laimco."""
