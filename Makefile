@@ -23,8 +23,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
 bench: $(STAMP)
-	{ echo '<!-- produced by: make bench (benchmarks/bench_optimizer.py) -->'; \
-	  $(BIN)/python benchmarks/bench_optimizer.py; } | tee benchmarks/RESULTS.md
+	{ echo '<!-- produced by: make bench (benchmarks/bench_*.py, one after the other) -->'; \
+	  $(BIN)/python benchmarks/bench_optimizer.py; echo; \
+	  $(BIN)/python benchmarks/bench_models.py; } | tee benchmarks/RESULTS.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check laimco tests benchmarks scripts

@@ -42,7 +42,7 @@ from laimco.models.loading import LoadedModel, load_model
 from laimco.models.profiler import profile_model
 from laimco.models.pruned import prune_split_model
 from laimco.models.sensitivity import lipschitz_estimate
-from laimco.models.split import run_full
+from laimco.models.split import block_modules, run_full
 from laimco.models.weight_stats import gennorm_mle
 from laimco.theory.distortion import (
     EmpiricalLaw,
@@ -229,23 +229,12 @@ def _single_block_outputs(loaded: LoadedModel, block: int, rho: float,
 
     clone = copy.copy(loaded)
     clone.model = copy.deepcopy(loaded.model)
-    layer = _block_modules(clone)[block - 1]
+    layer = block_modules(clone)[block - 1]
     weights = linear_weights(layer)
     original = {k: w.detach().clone() for k, w in weights.items()}
     apply_masks(layer, magnitude_masks(weights, rho))
     d_w = parameter_distortion(original, linear_weights(layer))
     return _run(lambda b: run_full(clone, b), texts.heldout), d_w
-
-
-def _block_modules(loaded: LoadedModel) -> list[torch.nn.Module]:
-    m = loaded.model
-    if loaded.family == "bert":
-        return list(m.encoder.layer)
-    if loaded.family == "gpt2":
-        return list(m.transformer.h)
-    if loaded.family == "llama":
-        return list(m.model.layers)
-    return list(m.layers)
 
 
 def rule_quality(loaded: LoadedModel, texts: Texts, reference: torch.Tensor,

@@ -88,13 +88,9 @@ def _check_ratio(name: str, ratio: float) -> None:
 def _blocks_of(part: nn.Module | None, family: str) -> list[nn.Module]:
     if part is None:
         return []
-    if family == "bert":
-        return list(part.encoder.layer)
-    if family == "gpt2":
-        return list(part.transformer.h)
-    if family == "llama":
-        return list(part.model.layers)
-    return list(part.layers)
+    from laimco.models.split import block_modules
+
+    return block_modules(LoadedModel(name="", family=family, model=part, config=None))  # type: ignore[arg-type]
 
 
 def calibration_norms(parts: Sequence[nn.Module | None], run: Iterable[Crossing],

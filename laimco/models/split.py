@@ -67,6 +67,12 @@ def _blocks(loaded: LoadedModel) -> tuple[nn.Module, str]:
     return m, "layers"  # vit
 
 
+def block_modules(loaded: LoadedModel) -> list[nn.Module]:
+    """The model's transformer blocks, in order."""
+    owner, attr = _blocks(loaded)
+    return list(getattr(owner, attr))
+
+
 def _keep_blocks(model: LoadedModel, start: int, stop: int) -> None:
     owner, attr = _blocks(model)
     blocks = getattr(owner, attr)
