@@ -29,7 +29,6 @@ from laimco.optimize.device_capacity import (
     capacity_curve,
     capacity_point,
     parameter_floor,
-    parameter_for_time,
 )
 from laimco.optimize.problem import SplitProblem
 from laimco.optimize.roots import increasing_root
@@ -207,8 +206,9 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
     a_d, b_d = el.cycles_prunable[index], el.cycles_fixed[index]
     a_s, b_s = el.server_prunable_s[index], el.server_fixed_s[index]
     floor, split = el.rho_floor[index], el.split[index]
-    # v_max: where ρ_s reaches ρ_max; the search for the optimum stays in [v_lo, v_max]
-    hi = parameter_for_time(sub, budget - ((1 - rho_max) * a_s + b_s), rel_tol=1e-10)
+    # a parameter whose time reaches T' − t_s(ρ_max) (T(x) ≥ t_lo + x); beyond ρ_max the
+    # slope searched below reads +1, a step up that keeps it non-decreasing
+    hi = _parameter_bracket_hi(el, budget, rho_max)[index]
     cycles_at_rho_max = _device_cycles(np.full(index.size, rho_max), a_d, b_d)
 
     def margin(v: FloatArray, need: FloatArray, *curve_args: FloatArray) -> FloatArray:
@@ -223,7 +223,8 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
                   b_s: FloatArray, floor: FloatArray, split: FloatArray,
                   *curve_args: FloatArray) -> FloatArray:
         time_s, cycles, cap_slope, _ = capacity_point(v, *curve_args, *constants)
-        rho_s = np.clip(_server_ratio(time_s, budget, a_s, b_s), 0.0, rho_max)
+        rho_s_raw = _server_ratio(time_s, budget, a_s, b_s)
+        rho_s = np.clip(rho_s_raw, 0.0, rho_max)
         with np.errstate(divide="ignore", invalid="ignore"):
             beta_raw = np.where(a_d > 0, 1 - (cycles - b_d) / a_d, floor)
             beta_slope = np.where((beta_raw <= floor) | (a_d <= 0), 0.0,
@@ -231,7 +232,7 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
         beta = np.clip(np.maximum(beta_raw, floor), 0.0, rho_max)
         slope = (bound.server_derivative_at(rho_s, split)
                  + bound.device_derivative_at(beta, split) * beta_slope)
-        return np.where(np.isfinite(slope), slope, 0.0)
+        return np.where(rho_s_raw > rho_max, 1.0, np.where(np.isfinite(slope), slope, 0.0))
 
     # φ is flat at its minimum: an error ε in ρ_s costs O(ε²) in the objective
     v_star = increasing_root(phi_slope, v_lo, np.maximum(hi, v_lo),
@@ -241,10 +242,10 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
     cycles = np.full(el.split.shape, -np.inf)
     rho_s = np.zeros(el.split.shape)
     cycles[index], rho_s[index] = cycles_star, np.clip(rho_s_raw, 0.0, rho_max)
-    # where ρ_s would be negative, or the server has no weights, the device time is fixed:
-    # evaluate the capacity there directly (on the side that fits in the time)
-    direct = np.ones(el.split.shape, dtype=bool)
-    direct[index] = rho_s_raw < 0
+    # where ρ_s left [0, ρ_max] (clipped), or the server has no weights, the device time is
+    # fixed: evaluate the capacity there directly (on the side that fits in the time)
+    direct = el.allowed & el.curve.feasible
+    direct[index] = (rho_s_raw < 0) | (rho_s_raw > rho_max)
     direct_index = np.flatnonzero(direct)
     time_direct = budget - ((1 - rho_s[direct_index]) * el.server_prunable_s[direct_index]
                             + el.server_fixed_s[direct_index])
@@ -253,8 +254,9 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
     beta = _least_device_ratio(cycles, el.cycles_prunable, el.cycles_fixed, el.rho_floor)
     fits = np.where(el.cycles_prunable > 0, beta <= rho_max * (1 + 1e-12),
                     cycles >= el.cycles_fixed)
-    # the time the search settled on must be one the server leaves at some ρ_s ≤ ρ_max
+    # the feasibility edge must be a time the server leaves at some ρ_s ≤ ρ_max
+    time_lo = capacity_point(v_lo, *sub.args(), *constants)[0]
     reachable = np.ones(el.split.shape, dtype=bool)
-    reachable[index] = rho_s_raw <= rho_max * (1 + 1e-12)
+    reachable[index] = _server_ratio(time_lo, budget, a_s, b_s) <= rho_max * (1 + 1e-12)
     feasible = el.allowed & el.curve.feasible & fits & reachable
     return _finish(problem, el, feasible, np.minimum(beta, rho_max), rho_s)
