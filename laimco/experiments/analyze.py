@@ -40,7 +40,7 @@ from laimco.measure.metrics import (
 )
 from laimco.models.loading import LoadedModel, load_model
 from laimco.models.profiler import profile_model
-from laimco.models.pruned import prune_split_model
+from laimco.models.pruned import calibration_norms, prune_split_model
 from laimco.models.sensitivity import lipschitz_estimate
 from laimco.models.split import block_modules, run_full
 from laimco.models.weight_stats import gennorm_mle
@@ -56,7 +56,7 @@ from laimco.theory.law_fit import fit_gennorm_to_distortion, worst_relative_erro
 
 LAW_RATIOS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 OUTPUT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-QUICK_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
+QUICK_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)  # also the rule comparison's ratios
 SIDE_RATIOS = (0.3, 0.6, 0.9)
 STRUCTURED_RATIOS = (0.0, 0.25, 0.5, 0.75)
 RETRIEVAL_K = 10
@@ -156,18 +156,22 @@ def _run(model: Callable[[dict[str, torch.Tensor]], torch.Tensor],
 
 
 def _pruned_outputs(loaded: LoadedModel, split: int, rho_device: float, rho_server: float,
-                    rule: str, texts: Texts, batches: Sequence[dict[str, torch.Tensor]]
+                    rule: str, texts: Texts, batches: Sequence[dict[str, torch.Tensor]],
+                    input_norms: Sequence[dict[str, torch.Tensor]] | None = None
                     ) -> tuple[torch.Tensor, float]:
     pruned = prune_split_model(loaded, split, rho_device, rho_server, rule,  # type: ignore[arg-type]
-                               calibration=texts.calibration if rule == "wanda" else None)
+                               calibration=texts.calibration if rule == "wanda" else None,
+                               input_norms=input_norms)
     d_w = sum(r.parameter_distortion for r in pruned.reports.values()
               if not math.isnan(r.parameter_distortion))
     return _run(pruned, batches), d_w
 
 
 def output_bound(loaded: LoadedModel, texts: Texts, ratios: Sequence[float],
-                 reference: dict[str, torch.Tensor], progress: Progress) -> dict[str, Any]:
-    """D_y and D_w for whole-model magnitude pruning; K̂ from calibration, checked held-out."""
+                 reference: dict[str, torch.Tensor], progress: Progress,
+                 heldout_outputs: dict[float, torch.Tensor]) -> dict[str, Any]:
+    """D_y and D_w for whole-model magnitude pruning; K̂ from calibration, checked held-out.
+    The held-out outputs are left in `heldout_outputs` (by ratio) for the rule comparison."""
     n = loaded.n_units
     rows = []
     task = progress.add_task("output bound (magnitude)", total=len(ratios))
@@ -176,7 +180,8 @@ def output_bound(loaded: LoadedModel, texts: Texts, ratios: Sequence[float],
         d_w = pruned.reports["device"].parameter_distortion
         cal = output_distortion_per_input(reference["calibration"],
                                           _run(pruned, texts.calibration))
-        held = output_distortion_per_input(reference["heldout"], _run(pruned, texts.heldout))
+        heldout_outputs[rho] = _run(pruned, texts.heldout)
+        held = output_distortion_per_input(reference["heldout"], heldout_outputs[rho])
         rows.append({"rho": rho, "d_w": d_w, "d_y_calibration_mean": float(cal.mean()),
                      "d_y_calibration_max": float(cal.max()), "d_y_heldout_mean":
                      float(held.mean()), "d_y_heldout_max": float(held.max()),
@@ -238,15 +243,25 @@ def _single_block_outputs(loaded: LoadedModel, block: int, rho: float,
 
 
 def rule_quality(loaded: LoadedModel, texts: Texts, reference: torch.Tensor,
-                 ratios: Sequence[float], progress: Progress) -> dict[str, Any]:
-    """Cosine to the dense embedding, retrieval agreement@10 and D_y per rule and ratio."""
+                 ratios: Sequence[float], progress: Progress,
+                 magnitude_outputs: dict[float, torch.Tensor]) -> dict[str, Any]:
+    """Cosine to the dense embedding, retrieval agreement@10 and D_y per rule and ratio
+    (whole-model magnitude outputs are reused from the output-bound measurement)."""
     rules = ("magnitude", "wanda", "structured")
     out: dict[str, Any] = {"ratios": list(ratios)}
+    # Wanda's input norms come from the dense model: measure them once for every ratio
+    dense = prune_split_model(loaded, loaded.n_units, 0.0, 0.0)
+    norms = calibration_norms([dense.device.model, None], texts.calibration, dense.device,
+                              dense.server)
     task = progress.add_task("quality per pruning rule", total=len(rules) * len(ratios))
     for rule in rules:
         rows = []
         for rho in ratios:
-            y, _ = _pruned_outputs(loaded, loaded.n_units, rho, 0.0, rule, texts, texts.heldout)
+            if rule == "magnitude" and rho in magnitude_outputs:
+                y = magnitude_outputs[rho]
+            else:
+                y, _ = _pruned_outputs(loaded, loaded.n_units, rho, 0.0, rule, texts,
+                                       texts.heldout, norms if rule == "wanda" else None)
             rows.append({"rho": rho,
                          "d_y": float(output_distortion_per_input(reference, y).mean()),
                          "cosine": mean_cosine_similarity(reference, y),
@@ -307,27 +322,46 @@ def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick:
     if loaded.family != "bert":
         raise ValueError(f"laimco analyze measures sentence embeddings: {loaded.name} is a "
                          f"{loaded.family} model; use a BERT-style encoder")
-    cal = calibration_sentences()
-    held = heldout_sentences()
-    if quick:
-        cal, held = cal[:96], held[:192]
+    # 160 calibration and 320 held-out sentences keep the whole analysis within ~3 minutes of
+    # CPU on 2 cores (≈ 13 k sentence forwards); --quick uses 64 and 128
+    cal = calibration_sentences()[:64 if quick else 160]
+    held = heldout_sentences()[:128 if quick else 320]
+    # batches of similar lengths carry little padding (order does not matter to any metric)
+    cal, held = sorted(cal, key=len), sorted(held, key=len)
     texts = Texts(calibration=list(text_batches(loaded, cal)),
                   heldout=list(text_batches(loaded, held)))
     ratios = QUICK_RATIOS if quick else OUTPUT_RATIOS
     result: dict[str, Any] = {"model": loaded.name, "n_calibration": len(cal),
                               "n_heldout": len(held), "quick": quick}
+    timings: dict[str, float] = {}
+
+    def timed(name: str, func: Callable[[], Any]) -> Any:
+        begun = time.perf_counter()
+        value = func()
+        timings[name] = time.perf_counter() - begun
+        return value
+
     with Progress(transient=True) as progress:
         t = progress.add_task("weights: law fits", total=1)
-        result["laws"] = law_accuracy(_weights_by_matrix(loaded))
+        result["laws"] = timed("laws", lambda: law_accuracy(_weights_by_matrix(loaded)))
         progress.advance(t)
-        reference = {"calibration": _run(lambda b: run_full(loaded, b), texts.calibration),
-                     "heldout": _run(lambda b: run_full(loaded, b), texts.heldout)}
-        result["bound"] = output_bound(loaded, texts, ratios, reference, progress)
-        result["bound"]["lipschitz"] = lipschitz_estimate(loaded, texts.calibration)
-        result["sides"] = side_constants(loaded, texts, reference["heldout"], split, progress)
-        result["quality"] = rule_quality(loaded, texts, reference["heldout"], ratios, progress)
-        result["structured_timing"] = structured_timing(loaded, progress)
-        result["profile"] = _export_profile(loaded, result, out / "profile.json")
+        reference = timed("dense", lambda: {
+            "calibration": _run(lambda b: run_full(loaded, b), texts.calibration),
+            "heldout": _run(lambda b: run_full(loaded, b), texts.heldout)})
+        magnitude_outputs: dict[float, torch.Tensor] = {}
+        result["bound"] = timed("bound", lambda: output_bound(
+            loaded, texts, ratios, reference, progress, magnitude_outputs))
+        result["bound"]["lipschitz"] = timed("lipschitz", lambda: lipschitz_estimate(
+            loaded, texts.calibration))
+        result["sides"] = timed("sides", lambda: side_constants(
+            loaded, texts, reference["heldout"], split, progress))
+        result["quality"] = timed("quality", lambda: rule_quality(
+            loaded, texts, reference["heldout"], QUICK_RATIOS, progress, magnitude_outputs))
+        result["structured_timing"] = timed("structured", lambda: structured_timing(
+            loaded, progress))
+        result["profile"] = timed("profile", lambda: _export_profile(
+            loaded, result, out / "profile.json"))
+    result["timings_s"] = timings
     result["elapsed_s"] = time.perf_counter() - started
     result["figures"] = write_figures(result, out)
     (out / "analysis.json").write_text(json.dumps(result, indent=1, default=float) + "\n")

@@ -153,9 +153,12 @@ def _prune_part(part: nn.Module | None, family: str, ratio: float, rule: Rule,
 
 def prune_split_model(loaded: LoadedModel, split: int, rho_device: float, rho_server: float,
                       rule: Rule = "magnitude",
-                      calibration: Iterable[Crossing] | None = None) -> PrunedSplit:
-    """Split `loaded` at s and prune each part at its ratio by `rule` (Wanda needs
-    calibration batches: dicts of model inputs)."""
+                      calibration: Iterable[Crossing] | None = None,
+                      input_norms: Sequence[dict[str, torch.Tensor]] | None = None
+                      ) -> PrunedSplit:
+    """Split `loaded` at s and prune each part at its ratio by `rule`. Wanda needs calibration
+    batches (dicts of model inputs), or the (device, server) input norms they give, computed
+    once by `calibration_norms` when the same split is pruned at several ratios."""
     if rule not in RULES:
         raise PruningError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
     _check_ratio("rho_device", rho_device)
@@ -163,7 +166,9 @@ def prune_split_model(loaded: LoadedModel, split: int, rho_device: float, rho_se
     device, server = split_model(loaded, split)
     parts = [device.model, server.model]
     norms: list[dict[str, torch.Tensor]] = [{}, {}]
-    if rule == "wanda":
+    if rule == "wanda" and input_norms is not None:
+        norms = list(input_norms)
+    elif rule == "wanda":
         if calibration is None:
             raise PruningError("rule 'wanda' needs calibration inputs (it weighs |w| by the "
                                "norm of each input feature)")

@@ -28,10 +28,6 @@ from laimco.models.loading import LoadedModel
 GELU_LIPSCHITZ = 1.13
 
 
-def _spectral(linear: nn.Linear) -> float:
-    return float(torch.linalg.matrix_norm(linear.weight.detach().double(), ord=2))
-
-
 def lipschitz_estimate(loaded: LoadedModel, calibration: Sequence[dict[str, torch.Tensor]]
                        ) -> dict[str, Any]:
     """K_lip and its per-layer terms for a BERT-style encoder (see module docstring)."""
@@ -39,19 +35,26 @@ def lipschitz_estimate(loaded: LoadedModel, calibration: Sequence[dict[str, torc
         raise ValueError("the analytic K estimate is implemented for BERT-style encoders")
     model = loaded.model
     layers = list(model.encoder.layer)
+    norms_2 = {id(m): float(torch.linalg.matrix_norm(m.weight.detach(), ord=2))
+               for m in model.modules() if isinstance(m, nn.Linear)}
+
+    def _spectral(linear: nn.Module) -> float:
+        """Largest singular value of a linear layer's matrix."""
+        return norms_2[id(linear)]
+
     max_input: dict[str, float] = {}
     min_std: dict[str, float] = {}
     handles = []
 
     def watch_input(name: str):  # type: ignore[no-untyped-def]
         def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            norms = args[0].detach().double().norm(dim=-1)
+            norms = args[0].detach().norm(dim=-1)
             max_input[name] = max(max_input.get(name, 0.0), float(norms.max()))
         return hook
 
     def watch_norm(name: str):  # type: ignore[no-untyped-def]
         def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            std = args[0].detach().double().std(dim=-1, unbiased=False)
+            std = args[0].detach().std(dim=-1, unbiased=False)
             min_std[name] = min(min_std.get(name, float("inf")), float(std.min()))
         return hook
 

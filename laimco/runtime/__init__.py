@@ -1,0 +1,20 @@
+"""Split inference over a real network (SPEC §5): the edge server hosting the server part as an
+MLServer custom runtime, the device client, link emulation and `laimco deploy`.
+
+| module | what it holds |
+|---|---|
+| `protocol` | the tensors that cross the cut, request checks, manifest identity (numpy only) |
+| `server_model` | `ServerSubModel`, the MLServer runtime (server process only) |
+| `guard` | gRPC interceptor: token, raw-tensor sizes, request size (server process only) |
+| `repository` | MLServer settings generated from a pruned folder |
+| `launch` | `python -m laimco.runtime.launch REPO`: `mlserver start` with the guard |
+| `server` | start/stop the server as a child process on loopback ports |
+| `client` | `DeviceClient`, `ServerConnection`: device part, gRPC, retries, request log |
+| `link` | `ShapedUplink`: a relay that paces the upload at r(p, g) |
+| `deploy`, `deploy_report` | `laimco deploy` and its report |
+| `commands` | the `serve`, `infer`, `deploy` commands |
+
+MLServer's and tritonclient's generated protobuf modules both define `inference.*` and cannot
+be imported into one process: the server side (`server_model`, `launch`) and the client side
+(`client`, `server.wait_until_ready`) live in different processes. Nothing is imported here.
+"""

@@ -1,0 +1,84 @@
+"""`python -m laimco.runtime.launch REPOSITORY`: MLServer's own `mlserver start REPOSITORY`, with
+laimco's gRPC interceptor (`laimco.runtime.guard`) installed in front of MLServer's servicer.
+
+MLServer 1.7.1 has no setting for server interceptors; its gRPC server is built by
+`mlserver.grpc.server.GRPCServer._create_server`, which calls `aio.server(...)` through the
+module's `aio` name. The launcher replaces that one name by a proxy whose `server()` puts the
+guard first in the interceptor list, then hands over to MLServer's command line unchanged. The
+pin `mlserver==1.7.1` (pyproject `serve` extra) keeps this seam where it is; a test starts a
+real server and checks the guard's answers, so a moved seam fails loudly.
+
+MLServer's REST app gets the same token check (`guard.RestGuard`) by wrapping
+`mlserver.rest.server.create_app` the same way.
+
+The token comes from the environment variable LAIMCO_TOKEN (never from a file or argv).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from grpc import aio
+
+from laimco.runtime.guard import Guard, RestGuard
+from laimco.runtime.repository import GUARD_FILE
+
+TOKEN_ENV = "LAIMCO_TOKEN"
+
+
+class _GuardedAio:
+    """Stands in for `grpc.aio` inside mlserver.grpc.server: adds the guard to aio.server()."""
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    def server(self, *args: Any, interceptors: Any = (), **kwargs: Any) -> aio.Server:
+        return aio.server(*args, interceptors=[self._guard, *list(interceptors or ())],
+                          **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(aio, name)
+
+
+def install_guard(repository: str | Path) -> Guard:
+    """Put the guard configured by `repository`'s laimco-guard.json (and LAIMCO_TOKEN) into
+    MLServer's gRPC server factory."""
+    import mlserver.grpc.server as mlserver_grpc
+
+    limits = json.loads((Path(repository) / GUARD_FILE).read_text())
+    guard = Guard(token=os.environ.get(TOKEN_ENV) or None,
+                  max_request_bytes=int(limits["max_request_bytes"]))
+    if not hasattr(mlserver_grpc, "aio"):
+        raise RuntimeError("mlserver.grpc.server has no `aio` name: this MLServer version is not "
+                           "the pinned 1.7.1; install laimco[serve]")
+    mlserver_grpc.aio = _GuardedAio(guard)  # type: ignore[assignment]
+    import mlserver.rest.server as mlserver_rest
+
+    create_app = mlserver_rest.create_app
+
+    def guarded_app(*args: Any, **kwargs: Any) -> Any:
+        app = create_app(*args, **kwargs)
+        app.add_middleware(RestGuard, token=guard.token)
+        return app
+
+    mlserver_rest.create_app = guarded_app
+    return guard
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.exit("usage: python -m laimco.runtime.launch REPOSITORY (written by "
+                 "laimco.runtime.repository.write_repository)")
+    install_guard(args[0])
+    from mlserver.cli.main import root
+
+    root(["start", args[0]], prog_name="mlserver")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Starting and stopping the edge server: MLServer in a child process on loopback ports.
+
+`start_server(folder)` writes the model repository for the pruned folder, starts
+`python -m laimco.runtime.launch REPOSITORY` (MLServer's `start` with laimco's guard) in its
+own process group, waits until the gRPC endpoint says the server and the model are ready, and
+returns a `ServerProcess` that stops it (SIGTERM, then SIGKILL after a grace period). The
+child's output goes to `server.log` in the repository folder; a server that dies while starting
+raises `ServerStartError` with the end of that log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from laimco.runtime.launch import TOKEN_ENV
+from laimco.runtime.repository import LOOPBACK, ServeOptions, write_repository
+
+LOG_FILE = "server.log"
+
+
+class ServerStartError(RuntimeError):
+    """The server process exited or did not become ready in time; the message has its log."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that is free on `host` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until_ready(url: str, model_name: str, timeout_s: float,
+                     process: subprocess.Popen[bytes] | None = None,
+                     log: Path | None = None) -> float:
+    """Poll the gRPC health endpoints until server and model are ready; the time it took."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    start = time.monotonic()
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        while True:
+            if process is not None and process.poll() is not None:
+                raise ServerStartError(f"the server exited with code {process.returncode} "
+                                       f"while starting; its log ends with:\n"
+                                       f"{_log_tail(log) if log else ''}")
+            try:
+                if client.is_server_ready(client_timeout=1.0) and client.is_model_ready(
+                        model_name, client_timeout=1.0):
+                    return time.monotonic() - start
+            except InferenceServerException:
+                pass
+            if time.monotonic() - start > timeout_s:
+                raise ServerStartError(f"the server at {url} was not ready after {timeout_s:.0f}"
+                                       f" s; its log ends with:\n"
+                                       f"{_log_tail(log) if log else ''}")
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
+@dataclass
+class ServerProcess:
+    """A running edge server (child process). Use as a context manager or call stop()."""
+
+    folder: Path
+    repository: Path
+    options: ServeOptions
+    process: subprocess.Popen[bytes]
+    startup_s: float = 0.0
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches the server's gRPC endpoint."""
+        return self.options.connect_url
+
+    @property
+    def log(self) -> Path:
+        return self.repository / LOG_FILE
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)  # its own group: the server and nothing else
+
+    def kill(self) -> None:
+        """End the server abruptly (SIGKILL), as a crash would."""
+        self._signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM (MLServer shuts down gracefully), SIGKILL after `grace_s`."""
+        if self.alive():
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def start_server(folder: str | Path, options: ServeOptions | None = None, *,
+                 token: str | None = None, repository: str | Path | None = None,
+                 ready_timeout_s: float = 120.0) -> ServerProcess:
+    """Start MLServer serving the server part of `folder` and wait until it is ready.
+
+    Without `options` the server listens on 127.0.0.1 on two free ports (gRPC, HTTP). Without
+    `repository` the settings go to a temporary folder removed by stop()."""
+    folder = Path(folder)
+    if options is None:
+        options = ServeOptions(grpc_port=free_port(), http_port=free_port())
+    tmp = None
+    if repository is None:
+        tmp = tempfile.TemporaryDirectory(prefix="laimco-serve-")
+        repository = tmp.name
+    repo = write_repository(folder, repository, options)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop(TOKEN_ENV, None)
+    if token:
+        env[TOKEN_ENV] = token
+    log = repo / LOG_FILE
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "laimco.runtime.launch", str(repo)], cwd=repo, env=env,
+            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    server = ServerProcess(folder=folder, repository=repo, options=options, process=process,
+                           _tmp=tmp)
+    try:
+        server.startup_s = wait_until_ready(options.connect_url, options.model_name,
+                                            ready_timeout_s, process, log)
+    except BaseException:
+        if tmp is not None:
+            # keep the log readable in the exception, then clean up
+            server._tmp = None
+        server.stop(grace_s=2.0)
+        if tmp is not None:
+            tmp.cleanup()
+        raise
+    return server

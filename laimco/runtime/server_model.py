@@ -1,0 +1,148 @@
+"""The edge server's sub-model as an MLServer custom runtime (SPEC §5).
+
+`ServerSubModel` loads the server part (units s+1..L) of a pruned folder written by
+`laimco.models.pruned.save_pruned` and answers Open Inference Protocol requests: it checks the
+request's identity (`manifest_sha256` parameter) and tensors (`laimco.runtime.protocol`), runs
+the forward pass in a worker thread (so the gRPC event loop keeps serving health checks and
+refusals meanwhile), and returns the output with the server's compute time in the response
+parameters (`server_compute_ns`, int64: the protocol's parameters carry no floats in MLServer).
+
+The model-settings that point MLServer here are written by `laimco.runtime.repository`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import status
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.errors import InferenceError, MLServerError
+from mlserver.types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataTensor,
+    Parameters,
+)
+
+from laimco.runtime.guard import RAW_TENSORS
+from laimco.runtime.protocol import (
+    MANIFEST_PARAMETER,
+    SERVER_COMPUTE_PARAMETER,
+    SERVER_HANDLER_PARAMETER,
+    CrossingError,
+    IdentityError,
+    Interface,
+    Limits,
+    check_arrays,
+    check_header,
+    check_identity,
+    interface_for,
+    manifest_sha256,
+)
+
+
+class ServerSubModel(MLModel):
+    """MLServer runtime hosting the server part of one pruned split model."""
+
+    async def load(self) -> bool:
+        import torch
+
+        from laimco.models.loading import read_config
+        from laimco.models.pruned import load_pruned, read_manifest
+
+        parameters = self.settings.parameters
+        if parameters is None or not parameters.uri:
+            raise MLServerError("model-settings need parameters.uri: the pruned folder to serve",
+                                status.HTTP_422_UNPROCESSABLE_ENTITY)
+        folder = Path(parameters.uri)
+        sha = manifest_sha256(folder)
+        if parameters.version and parameters.version != sha:
+            raise MLServerError(f"{folder}/manifest.json changed since the model-settings were "
+                                "written (version mismatch); regenerate them with "
+                                "`laimco serve`", status.HTTP_422_UNPROCESSABLE_ENTITY)
+        extra = dict(parameters.extra or {})
+        self._limits = Limits(**extra.get("limits", {}))
+        self._interface = interface_for(read_manifest(folder), read_config(folder), sha)
+        pruned = load_pruned(folder)  # verifies the weights' SHA-256 against the manifest
+        self._server = pruned.server
+        self._server.eval()
+        self._torch = torch
+        # one forward at a time: torch already spreads one forward over the cores
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="laimco-forward")
+        return True
+
+    async def unload(self) -> bool:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        return True
+
+    @property
+    def interface(self) -> Interface:
+        return self._interface
+
+    async def metadata(self) -> MetadataModelResponse:
+        iface = self._interface
+        return MetadataModelResponse(
+            name=self.name, platform="laimco-split-server", versions=[iface.manifest_sha256],
+            inputs=[MetadataTensor(**spec.metadata()) for spec in iface.inputs],
+            outputs=[MetadataTensor(**iface.output.metadata())],
+            parameters=Parameters(model=iface.model, family=iface.family, split=iface.split,
+                                  n_units=iface.n_units, manifest_sha256=iface.manifest_sha256))
+
+    def _decode(self, payload: InferenceRequest) -> dict[str, np.ndarray[Any, Any]]:
+        """The request's tensors: binary ones as decoded by the guard, typed ones from
+        MLServer's payload."""
+        raw = RAW_TENSORS.get() or {}
+        arrays: dict[str, np.ndarray[Any, Any]] = {}
+        for inp in payload.inputs:
+            if inp.name in arrays:
+                raise CrossingError(f"input {inp.name!r} is given twice")
+            spec = check_header(self._interface, inp.name, str(inp.datatype), list(inp.shape),
+                                self._limits)
+            if inp.name in raw:
+                arrays[inp.name] = raw[inp.name]
+                continue
+            data = getattr(inp.data, "root", inp.data)
+            flat = np.asarray(data, dtype=spec.dtype)
+            if flat.size != int(np.prod(inp.shape)):
+                raise CrossingError(f"input {inp.name!r}: shape {list(inp.shape)} needs "
+                                    f"{int(np.prod(inp.shape))} values, got {flat.size}")
+            arrays[inp.name] = flat.reshape(inp.shape)
+        return arrays
+
+    def _forward(self, arrays: dict[str, np.ndarray[Any, Any]]) -> tuple[np.ndarray[Any, Any],
+                                                                          int]:
+        torch = self._torch
+        crossing = {name: torch.from_numpy(array) for name, array in arrays.items()}
+        start = time.perf_counter_ns()
+        with torch.no_grad():
+            output = self._server(crossing)
+        elapsed = time.perf_counter_ns() - start
+        return output.detach().to(torch.float32).contiguous().numpy(), elapsed
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        started = time.perf_counter_ns()
+        parameters = payload.parameters.model_dump() if payload.parameters else {}
+        try:
+            check_identity(self._interface, parameters.get(MANIFEST_PARAMETER))
+            arrays = self._decode(payload)
+            check_arrays(self._interface, arrays, self._limits)
+        except IdentityError as err:
+            raise MLServerError(str(err), status.HTTP_422_UNPROCESSABLE_ENTITY) from None
+        except CrossingError as err:
+            raise InferenceError(str(err)) from None
+        loop = asyncio.get_running_loop()
+        output, compute_ns = await loop.run_in_executor(self._executor, self._forward, arrays)
+        encoded = NumpyCodec.encode_output(self._interface.output.name, output)
+        handler_ns = time.perf_counter_ns() - started
+        return InferenceResponse(
+            model_name=self.name, model_version=self.version, outputs=[encoded],
+            parameters=Parameters(**{SERVER_COMPUTE_PARAMETER: int(compute_ns),
+                                     SERVER_HANDLER_PARAMETER: int(handler_ns),
+                                     MANIFEST_PARAMETER: self._interface.manifest_sha256}))
