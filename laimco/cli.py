@@ -266,6 +266,17 @@ def analyze(
                   f"profile.json to {out} in {result['elapsed_s']:.0f} s")
 
 
+def _register_optional_commands() -> None:
+    """Commands whose modules bring their own dependencies (the study's Dask, the runtime's
+    MLServer) register themselves; they import those dependencies only when run."""
+    from laimco.experiments.commands import register as register_study
+
+    register_study(app)
+
+
+_register_optional_commands()
+
+
 def main() -> None:
     app()
 
