@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch is pinned here, before anything can ask for it loosely (a CPU build, no CUDA)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[models,test,study]'
+	$(BIN)/pip install --quiet -e '.[models,test,study,serve]'
 	touch $(STAMP)
 
 demo: $(STAMP)

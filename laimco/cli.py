@@ -270,8 +270,10 @@ def _register_optional_commands() -> None:
     """Commands whose modules bring their own dependencies (the study's Dask, the runtime's
     MLServer) register themselves; they import those dependencies only when run."""
     from laimco.experiments.commands import register as register_study
+    from laimco.runtime.commands import register as register_runtime
 
     register_study(app)
+    register_runtime(app)
 
 
 _register_optional_commands()

@@ -13,9 +13,11 @@ Two pieces:
 
 Times per request (`Timings`, seconds, wall clock on this machine):
 `tokenize` + `device` (units 1..s) on the device; `rpc` the successful gRPC call; `server` the
-server part's forward pass as the server reports it (`server_compute_ns`); `uplink` = rpc −
-server: everything between the two computations (serialization, network or emulated link,
-MLServer's handling, the response); `total` from text to output.
+server part's forward pass as the server reports it (`server_compute_ns`); `server_call` the
+whole call inside the server process after gRPC delivered it (`server_call_ns`: MLServer's
+handling, checks, forward pass, encoding); `uplink` = rpc − server: everything between the two
+computations (serialization, network or emulated link, MLServer's handling, the response);
+`total` from text to output.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from laimco.runtime.protocol import (
     DATATYPE_OF,
     MANIFEST_PARAMETER,
     OUTPUT_NAME,
+    SERVER_CALL_PARAMETER,
     SERVER_COMPUTE_PARAMETER,
     SERVER_HANDLER_PARAMETER,
     manifest_sha256,
@@ -108,6 +111,7 @@ class Timings:
     rpc_s: float = 0.0
     server_s: float = 0.0
     server_handler_s: float = 0.0
+    server_call_s: float = 0.0
     total_s: float = 0.0
     payload_bytes: int = 0
 
@@ -250,14 +254,23 @@ class ServerConnection:
     def send(self, crossing: dict[str, np.ndarray[Any, Any]],
              timings: Timings | None = None) -> Reply:
         """Send one crossing; retry transient failures; always log the request."""
-        from tritonclient.utils import InferenceServerException
-
         with self._lock:
             record = RequestRecord(index=len(self.log), request_id="")
             record.request_id = f"{self.client_id}-{record.index}"
             self.log.append(record)
         if timings is not None:
             record.timings = timings
+        try:
+            return self._attempts(record, crossing)
+        except BaseException as err:  # a client-side fault: still accounted for in the log
+            record.status = "failed"
+            record.error = f"client error: {type(err).__name__}: {err}"
+            raise
+
+    def _attempts(self, record: RequestRecord,
+                  crossing: dict[str, np.ndarray[Any, Any]]) -> Reply:
+        from tritonclient.utils import InferenceServerException
+
         inputs, record.timings.payload_bytes = self._inputs(crossing)
         for number in range(1, self.retry.max_attempts + 1):
             if number > 1:
@@ -283,6 +296,8 @@ class ServerConnection:
             record.timings.server_s = parameters[SERVER_COMPUTE_PARAMETER].int64_param / 1e9
             record.timings.server_handler_s = (
                 parameters[SERVER_HANDLER_PARAMETER].int64_param / 1e9)
+            if SERVER_CALL_PARAMETER in parameters:  # binary requests: set by the guard
+                record.timings.server_call_s = parameters[SERVER_CALL_PARAMETER].int64_param / 1e9
             record.status = "ok"
             return Reply(result.as_numpy(OUTPUT_NAME), record)
         last = record.attempts[-1]

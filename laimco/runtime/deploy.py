@@ -14,10 +14,12 @@ measured time of that part is scaled by Θ_host / Θ_scenario, with Θ_device = 
 
     t_emulated = t_measured · Θ_host / Θ_scenario = (t_measured / t_dense) · F_dense / Θ_scenario.
 
-t_dense is timed right after each request, in this process, on the same input (dense device part,
-then dense server part), so each pruned time is paired with a dense time taken under the same
-load; the emulated time is the median over requests of the paired values. For the dense part
-this reproduces the model's F/Θ; for a pruned part it shows whatever speed-up pruning really
+The ratio t_pruned / t_dense is measured in pairs: after each request over the network, the
+dense and the pruned parts (device, then server) run back to back in this process on the same
+input, so both see the same load from whatever else runs on the machine. The emulated time is
+the median of the paired values over requests. The times measured in the live run (the
+client's device compute, the server process's compute) are reported next to it. For the dense
+part this reproduces the model's F/Θ; for a pruned part it shows whatever speed-up pruning really
 gave on a CPU (unstructured masks give none: the matrices stay dense, while the model assumes
 (1 − ρ) of the prunable FLOPs). The uplink needs no scaling: it is measured through the shaped
 link. Energies follow from the emulated times: e_compute = κ·f_d³·t_device (κ·C·f² with
@@ -58,24 +60,34 @@ class DeployOptions:
     warmup_requests: int = 2
 
 
-class _DenseProbe:
-    """The dense (unpruned) split parts, timed on one input: (t_device, t_server) in s."""
+class _PairedProbe:
+    """Times the dense and the pruned parts back to back in this process on one input (which
+    of the two goes first alternates between calls)."""
 
-    def __init__(self, loaded: Any, split: int) -> None:
+    def __init__(self, loaded: Any, split: int, pruned: Any) -> None:
         from laimco.models.split import split_model
 
-        self.device, self.server = split_model(loaded, split)
+        dense_device, dense_server = split_model(loaded, split)
+        self.parts = {"dense": (dense_device, dense_server),
+                      "pruned": (pruned.device, pruned.server)}
+        self.calls = 0
 
-    def time(self, batch: dict[str, Any]) -> tuple[float, float]:
+    def time(self, batch: dict[str, Any]) -> dict[str, float]:
         import torch
 
+        order = ("dense", "pruned") if self.calls % 2 == 0 else ("pruned", "dense")
+        self.calls += 1
+        times = {}
         with torch.no_grad():
-            start = time.perf_counter()
-            crossing = self.device(batch)
-            middle = time.perf_counter()
-            self.server(crossing)
-            end = time.perf_counter()
-        return middle - start, end - middle
+            for kind in order:
+                device, server = self.parts[kind]
+                start = time.perf_counter()
+                crossing = device(batch)
+                middle = time.perf_counter()
+                server(crossing)
+                times[f"device_{kind}_s"] = middle - start
+                times[f"server_{kind}_s"] = time.perf_counter() - middle
+        return times
 
 
 def _profile_seq_len(name_or_path: str) -> int:
@@ -172,7 +184,7 @@ def deploy(scenario_path: str | Path, out: str | Path,
     table = profile.split_table()
     flops = (float(table.flops_prunable_device[split] + table.flops_fixed_device[split]),
              float(table.flops_prunable_server[split] + table.flops_fixed_server[split]))
-    probe = _DenseProbe(loaded, split)
+    probe = _PairedProbe(loaded, split, pruned)
 
     channel = scenario.channel.to_channel()
     gain = channel.design_gain()
@@ -182,7 +194,7 @@ def deploy(scenario_path: str | Path, out: str | Path,
         f"split {split} = L: the whole model runs on the device, no server")
     outputs: list[np.ndarray[Any, Any]] = []
     records = []
-    dense_times: list[tuple[float, float]] = []
+    probes: list[dict[str, float]] = []
     remote = split < loaded.n_units  # at s = L everything runs here: no server, no upload
     serving = (start_server(folder, token=token, repository=out / "server") if remote
                else contextlib.nullcontext(None))
@@ -202,7 +214,7 @@ def deploy(scenario_path: str | Path, out: str | Path,
                 records.append(reply.record)
                 outputs.append(reply.output if reply.output is not None
                                else np.full((1, dense.shape[1]), np.nan, np.float32))
-                dense_times.append(probe.time(client.tokenize([sentence], seq_len, True)))
+                probes.append(probe.time(client.tokenize([sentence], seq_len, True)))
             client.connection.write_log(out / "requests.jsonl")
             summary = client.connection.summary()
         startup_s = server.startup_s if server else 0.0
@@ -219,27 +231,27 @@ def deploy(scenario_path: str | Path, out: str | Path,
                 "uplink": med([r.timings.uplink_s for r in ok]),
                 "server": med([r.timings.server_s for r in ok]),
                 "total": med([r.timings.total_s for r in ok])}
-    paired = [(r.timings, d) for r, d in zip(records, dense_times, strict=True)
-              if r.status == "ok"]
+    paired = [(r.timings, p) for r, p in zip(records, probes, strict=True) if r.status == "ok"]
     theta_device = scenario.device.flops_per_cycle * decision.freq_device_hz
     theta_server = scenario.server.flops_per_cycle * decision.freq_server_hz
-    host = {"device_dense_s": med([d[0] for _, d in paired]),
-            "server_dense_s": med([d[1] for _, d in paired]),
+    host = {"device_dense_s": med([p["device_dense_s"] for _, p in paired]),
+            "server_dense_s": med([p["server_dense_s"] for _, p in paired]),
+            "device_pruned_in_process_s": med([p["device_pruned_s"] for _, p in paired]),
+            "server_pruned_in_process_s": med([p["server_pruned_s"] for _, p in paired]),
             "device_flops": flops[0], "server_flops": flops[1]}
     host["device_flop_per_s"] = flops[0] / host["device_dense_s"] if split > 0 else 0.0
     host["server_flop_per_s"] = flops[1] / host["server_dense_s"] if remote else 0.0
+    ratios = {side + "_pruned_over_dense": med([p[f"{side}_pruned_s"] / p[f"{side}_dense_s"]
+                                                for _, p in paired]) if active else 0.0
+              for side, active in (("device", split > 0), ("server", remote))}
     emulated = {
-        "device": med([t.device_s / d[0] * flops[0] / theta_device for t, d in paired])
-        if split > 0 and theta_device > 0 else 0.0,
+        "device": ratios["device_pruned_over_dense"] * flops[0] / theta_device
+        if theta_device > 0 else 0.0,
         "uplink": measured["uplink"],
-        "server": med([t.server_s / d[1] * flops[1] / theta_server for t, d in paired])
-        if remote and theta_server > 0 else 0.0,
+        "server": ratios["server_pruned_over_dense"] * flops[1] / theta_server
+        if theta_server > 0 else 0.0,
         "downlink": decision.latency_s["downlink"]}
     emulated["total"] = sum(emulated.values())
-    ratios = {"device_pruned_over_dense": med([t.device_s / d[0] for t, d in paired])
-              if split > 0 else 0.0,
-              "server_pruned_over_dense": med([t.server_s / d[1] for t, d in paired])
-              if remote else 0.0}
     kappa = scenario.device.kappa
     energy_emulated = {"compute": kappa * decision.freq_device_hz ** 3 * emulated["device"],
                        "uplink": decision.power_w * emulated["uplink"]}
@@ -255,9 +267,11 @@ def deploy(scenario_path: str | Path, out: str | Path,
                  "predicted_upload_bits": float(table.upload_bits[split]),
                  "payload_over_rate_s": payload_bits / rate},
         "host": host,
-        "emulation": {"rule": "t_emulated = t_measured · Θ_host / Θ_scenario with Θ_host = "
-                              "F_dense / t_dense (dense part timed right after each request, "
-                              "same input) and Θ = flops_per_cycle · f; median over requests",
+        "emulation": {"rule": "t_emulated = (t_pruned / t_dense) · F_dense / Θ_scenario, i.e. "
+                              "t_pruned · Θ_host / Θ_scenario with Θ_host = F_dense / t_dense "
+                              "and Θ = flops_per_cycle · f; t_pruned / t_dense: both parts back "
+                              "to back in one process on the same input after each request, "
+                              "median over requests",
                       **ratios,
                       "theta_device_flop_per_s": theta_device,
                       "theta_server_flop_per_s": theta_server},

@@ -20,7 +20,9 @@ task: the server runs with `parallel_workers = 0`), and removed from the message
 would otherwise turn every element into a Python float (`struct.unpack`, then a list): 6.4 ms
 for the same activation, more than the whole gRPC round trip. A request without binary tensors
 (typed `contents`) takes MLServer's own path unchanged. The response of a binary request is
-made binary again here (`raw_output_contents`, as `tritonclient` reads it).
+made binary again here (`raw_output_contents`, as `tritonclient` reads it), and gets the
+parameter `server_call_ns`: the time from the guard's decode to the finished response, i.e.
+everything the server process spent on the call after gRPC delivered the message.
 
 MLServer also serves the same protocol over REST (it cannot be switched off in 1.7.1);
 `RestGuard`, an ASGI middleware, asks the same token there (401 otherwise), with the same
@@ -35,6 +37,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
@@ -43,7 +46,7 @@ import grpc
 import numpy as np
 from grpc import aio
 
-from laimco.runtime.protocol import NUMPY_DTYPE, raw_size_problem
+from laimco.runtime.protocol import NUMPY_DTYPE, SERVER_CALL_PARAMETER, raw_size_problem
 
 SERVICE = "/inference.GRPCInferenceService/"
 HEALTH_METHODS = frozenset(SERVICE + m for m in ("ServerLive", "ServerReady", "ModelReady"))
@@ -136,7 +139,7 @@ def _aborting(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,
     return grpc.stream_stream_rpc_method_handler(streaming, **kwargs)
 
 
-class Guard(aio.ServerInterceptor):
+class Guard(aio.ServerInterceptor):  # type: ignore[misc]
     """Token check and raw-tensor checks for MLServer's gRPC server."""
 
     def __init__(self, token: str | None, max_request_bytes: int) -> None:
@@ -170,11 +173,15 @@ class Guard(aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             if not request.raw_input_contents:
                 return await inner(request, context)
+            start = time.perf_counter_ns()
             token = RAW_TENSORS.set(take_raw_tensors(request))
             try:
-                return make_raw_outputs(await inner(request, context))
+                response = make_raw_outputs(await inner(request, context))
             finally:
                 RAW_TENSORS.reset(token)
+            response.parameters[SERVER_CALL_PARAMETER].int64_param = (
+                time.perf_counter_ns() - start)
+            return response
 
         return grpc.unary_unary_rpc_method_handler(
             checked, request_deserializer=handler.request_deserializer,

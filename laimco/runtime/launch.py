@@ -55,7 +55,7 @@ def install_guard(repository: str | Path) -> Guard:
     if not hasattr(mlserver_grpc, "aio"):
         raise RuntimeError("mlserver.grpc.server has no `aio` name: this MLServer version is not "
                            "the pinned 1.7.1; install laimco[serve]")
-    mlserver_grpc.aio = _GuardedAio(guard)  # type: ignore[assignment]
+    mlserver_grpc.aio = _GuardedAio(guard)
     import mlserver.rest.server as mlserver_rest
 
     create_app = mlserver_rest.create_app

@@ -35,14 +35,15 @@ import numpy as np
 MANIFEST_PARAMETER = "manifest_sha256"
 SERVER_COMPUTE_PARAMETER = "server_compute_ns"  # the server part's forward pass, in ns
 SERVER_HANDLER_PARAMETER = "server_handler_ns"  # decode + checks + forward + encode, in ns
+SERVER_CALL_PARAMETER = "server_call_ns"  # the whole call inside the server process, in ns
 OUTPUT_NAME = "output"
-NUMPY_DTYPE = {"FP32": np.dtype(np.float32), "INT64": np.dtype(np.int64),
+NUMPY_DTYPE: dict[str, np.dtype[Any]] = {"FP32": np.dtype(np.float32), "INT64": np.dtype(np.int64),
                "FP64": np.dtype(np.float64), "FP16": np.dtype(np.float16),
                "INT32": np.dtype(np.int32), "INT16": np.dtype(np.int16),
                "INT8": np.dtype(np.int8), "UINT8": np.dtype(np.uint8),
                "UINT16": np.dtype(np.uint16), "UINT32": np.dtype(np.uint32),
                "UINT64": np.dtype(np.uint64), "BOOL": np.dtype(np.bool_)}
-DATATYPE_OF = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
+DATATYPE_OF: dict[np.dtype[Any], str] = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 
 
 class CrossingError(ValueError):
@@ -127,6 +128,7 @@ def interface_for(manifest: Mapping[str, Any], config: Any, sha: str) -> Interfa
     hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0))
     vocab = getattr(config, "vocab_size", None)
     text = family != "vit"
+    inputs: tuple[TensorSpec, ...]
     if split == 0 and text:
         inputs = (TensorSpec("input_ids", "INT64", (-1, -1)),
                   TensorSpec("attention_mask", "INT64", (-1, -1)))
@@ -138,7 +140,7 @@ def interface_for(manifest: Mapping[str, Any], config: Any, sha: str) -> Interfa
         if text:
             inputs += (TensorSpec("attention_mask", "INT64", (-1, -1)),)
     if family in ("gpt2", "llama"):
-        output = TensorSpec(OUTPUT_NAME, "FP32", (-1, -1, int(vocab)))
+        output = TensorSpec(OUTPUT_NAME, "FP32", (-1, -1, int(vocab or 0)))
     else:
         output = TensorSpec(OUTPUT_NAME, "FP32", (-1, hidden))
     return Interface(model=str(manifest["model"]), family=family, split=split, n_units=n_units,
@@ -213,7 +215,7 @@ def check_arrays(interface: Interface, arrays: Mapping[str, np.ndarray[Any, Any]
             raise CrossingError(f"input {name!r} has {bad} NaN or infinite value(s); expected "
                                 "finite FP32 activations")
     mask = arrays.get("attention_mask")
-    if mask is not None and not np.isin(mask, (0, 1)).all():
+    if mask is not None and not ((mask == 0) | (mask == 1)).all():
         raise CrossingError("input 'attention_mask' must hold only 0 (padding) and 1 (token)")
     ids = arrays.get("input_ids")
     if ids is not None and interface.vocab_size is not None and (

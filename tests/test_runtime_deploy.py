@@ -1,0 +1,100 @@
+"""`laimco deploy` end to end on the default scenario: optimize → prune → save → serve → run
+held-out sentences over gRPC through the shaped uplink → report (JSON, markdown, bar chart)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from laimco.config import load_scenario
+from laimco.optimize import solve
+from laimco.runtime.commands import register
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "minilm-phone.toml"
+N_SENTENCES = 12
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("deploy") / "run"
+    result = CliRunner().invoke(_app(), ["deploy", str(SCENARIO), "--out", str(out),
+                                         "--sentences", str(N_SENTENCES)])
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "deploy.json").read_text())
+
+
+def test_deploy_runs_the_optimizers_decision_over_the_network(deployed) -> None:
+    out, report = deployed
+    decision = solve(load_scenario(SCENARIO))
+    assert report["decision"]["split"] == decision.split
+    manifest = json.loads((out / "pruned" / "manifest.json").read_text())
+    assert manifest["split"] == decision.split
+    assert manifest["sides"]["device"]["ratio"] == pytest.approx(decision.rho_device)
+    assert manifest["sides"]["server"]["ratio"] == pytest.approx(decision.rho_server)
+    requests = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert len(requests) == report["requests"]["requests"] >= N_SENTENCES
+    assert all(r["status"] == "ok" for r in requests) and report["status"] == "ok"
+
+
+def test_deploy_outputs_over_the_network_equal_the_in_process_pruned_model(deployed) -> None:
+    _, report = deployed
+    quality = report["quality"]
+    assert quality["network_vs_local_max_abs"] <= 1e-5
+    net, local = quality["network_vs_dense"], quality["local_vs_dense"]
+    assert net["output_distortion"] == pytest.approx(local["output_distortion"], rel=1e-4)
+    assert 0.5 < net["mean_cosine"] < 1.0
+    assert 0.0 <= net["retrieval_agreement_at_10"] <= 1.0
+
+
+def test_deploy_reports_predicted_next_to_measured_latency(deployed) -> None:
+    out, report = deployed
+    decision = solve(load_scenario(SCENARIO))
+    lat = report["latency_s"]
+    assert lat["predicted"] == pytest.approx(decision.latency_s)
+    link = report["link"]
+    assert link["rate_bps"] == pytest.approx(load_scenario(SCENARIO).channel.to_channel()
+                                             .rate_bps(decision.power_w, 1e-7))
+    # the upload is paced at r: never faster than S/r, and only protocol time slower
+    assert link["payload_over_rate_s"] <= lat["measured_host"]["uplink"]
+    assert lat["measured_host"]["uplink"] <= link["payload_over_rate_s"] + 0.05
+    assert link["payload_bits"] == pytest.approx(link["predicted_upload_bits"], rel=0.01)
+    emu, host = report["emulation"], report["host"]
+    units = json.loads((ROOT / "laimco" / "profiles" / "minilm-l6.json").read_text())["units"]
+    flops = [u["flops_prunable"] + u["flops_fixed"] for u in units]
+    split = decision.split
+    assert host["device_flops"] == pytest.approx(sum(flops[:split]))
+    assert host["server_flops"] == pytest.approx(sum(flops[split:]))
+    scenario = load_scenario(SCENARIO)
+    theta_server = scenario.server.flops_per_cycle * decision.freq_server_hz
+    assert lat["emulated"]["server"] == pytest.approx(
+        emu["server_pruned_over_dense"] * sum(flops[split:]) / theta_server)
+    assert emu["device_pruned_over_dense"] > 0 and emu["server_pruned_over_dense"] > 0
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "deploy.md").read_text()
+    for needed in ("| device |", "| uplink |", "| server |", "| total |", "latency.png",
+                   "Θ_host / Θ_scenario", "retrieval agreement"):
+        assert needed in text
+
+
+def test_an_infeasible_scenario_is_reported_without_deploying(tmp_path) -> None:
+    scenario = tmp_path / "tight.toml"
+    scenario.write_text(SCENARIO.read_text().replace("latency_budget_s = 0.2",
+                                                     "latency_budget_s = 0.001"))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(_app(), ["deploy", str(scenario), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "deploy.json").read_text())
+    assert report["status"] == "infeasible" and report["decision"]["reasons"]
+    assert "infeasible" in (out / "deploy.md").read_text()
+    assert not (out / "pruned").exists()
