@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from laimco.config import Scenario, ScenarioError, load_scenario
@@ -27,7 +28,7 @@ ScenarioArg = Annotated[Path, typer.Argument(help="scenario TOML file (see scena
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=2)
 
 

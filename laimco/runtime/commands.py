@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -30,7 +31,7 @@ ModelNameOpt = Annotated[str, typer.Option(help="model name on the server")]
 
 
 def _fail(message: str, code: int = 2) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=code)
 
 
@@ -86,7 +87,7 @@ def serve(
                   f"{iface.n_units}) from {folder}\n  gRPC {host}:{port}, model "
                   f"{model_name!r}, manifest {iface.manifest_sha256[:12]}…, token "
                   f"{'required' if secret else 'none'}\n  inputs: "
-                  f"{iface.describe_inputs()}\n  settings: {repo}", highlight=False)
+                  f"{iface.describe_inputs()}\n  settings: {repo}", markup=False, highlight=False)
     if secret:
         os.environ[TOKEN_ENV] = secret
     else:
@@ -149,12 +150,13 @@ def infer(
     else:
         for reply, text in zip(replies, texts, strict=True):
             if reply.output is None:
-                console.print(f"[red]failed[/] {text!r}: {reply.record.error}", highlight=False)
+                console.print(f"[red]failed[/] {escape(repr(text))}: "
+                              f"{escape(str(reply.record.error))}", highlight=False)
                 continue
             vector = reply.output.reshape(-1)
             shown = ", ".join(f"{v:+.4f}" for v in vector[:6])
             console.print(f"{text!r} → output {list(reply.output.shape)} [{shown}, …]",
-                          highlight=False)
+                          markup=False, highlight=False)
         console.print(_timings_table([r.record for r in replies]))
         console.print(f"{summary['ok']} ok, {summary['failed']} failed, "
                       f"{summary['failed_attempts']} failed attempts", highlight=False)
@@ -195,7 +197,7 @@ def deploy(
     except (ScenarioError, StrategyError, ModelLoadError, PruningError, DeployError,
             ServerStartError, ValueError) as err:
         _fail(str(err))
-    console.print((out / "deploy.md").read_text(), highlight=False)
+    console.print((out / "deploy.md").read_text(), markup=False, highlight=False)
     console.print(f"wrote {out / 'deploy.json'}, {out / 'deploy.md'}"
                   + ("" if report.get("status") == "infeasible" else
                      f", {out / 'latency.png'}, {out / 'requests.jsonl'}"), highlight=False)
