@@ -234,7 +234,7 @@ def _single_block_outputs(loaded: LoadedModel, block: int, rho: float,
 
     clone = copy.copy(loaded)
     clone.model = copy.deepcopy(loaded.model)
-    layer = block_modules(clone)[block - 1]
+    layer = block_modules(clone.model, clone.family)[block - 1]
     weights = linear_weights(layer)
     original = {k: w.detach().clone() for k, w in weights.items()}
     apply_masks(layer, magnitude_masks(weights, rho))

@@ -90,7 +90,7 @@ def _blocks_of(part: nn.Module | None, family: str) -> list[nn.Module]:
         return []
     from laimco.models.split import block_modules
 
-    return block_modules(LoadedModel(name="", family=family, model=part, config=None))  # type: ignore[arg-type]
+    return block_modules(part, family)
 
 
 def calibration_norms(parts: Sequence[nn.Module | None], run: Iterable[Crossing],

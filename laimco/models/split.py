@@ -55,26 +55,25 @@ class _ZeroPositions(nn.Module):
         return torch.zeros(*position_ids.shape, self.width)
 
 
-def _blocks(loaded: LoadedModel) -> tuple[nn.Module, str]:
+def _blocks(model: nn.Module, family: str) -> tuple[nn.Module, str]:
     """The module holding the block list and the list's attribute name."""
-    m = loaded.model
-    if loaded.family == "bert":
-        return m.encoder, "layer"
-    if loaded.family == "gpt2":
-        return m.transformer, "h"
-    if loaded.family == "llama":
-        return m.model, "layers"
-    return m, "layers"  # vit
+    if family == "bert":
+        return model.encoder, "layer"
+    if family == "gpt2":
+        return model.transformer, "h"
+    if family == "llama":
+        return model.model, "layers"
+    return model, "layers"  # vit
 
 
-def block_modules(loaded: LoadedModel) -> list[nn.Module]:
-    """The model's transformer blocks, in order."""
-    owner, attr = _blocks(loaded)
+def block_modules(model: nn.Module, family: str) -> list[nn.Module]:
+    """The transformer blocks of a model (or of one part of a split model), in order."""
+    owner, attr = _blocks(model, family)
     return list(getattr(owner, attr))
 
 
 def _keep_blocks(model: LoadedModel, start: int, stop: int) -> None:
-    owner, attr = _blocks(model)
+    owner, attr = _blocks(model.model, model.family)
     blocks = getattr(owner, attr)
     setattr(owner, attr, nn.ModuleList(list(blocks)[start:stop]))
 
