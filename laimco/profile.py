@@ -62,12 +62,17 @@ class ModelProfile:
         return np.arange(self.n_units)[None, :] < splits
 
     def split_table(self) -> SplitTable:
-        """Per-split sums of every cost input (eq. 1.1)."""
+        """Per-split sums of every cost input (eq. 1.1), computed once per profile (read-only
+        arrays: every optimizer call starts from them)."""
+        return self._split_table
+
+    @functools.cached_property
+    def _split_table(self) -> SplitTable:
         mask = self.device_mask().astype(np.float64)
         server = 1.0 - mask
         out_bits = self.column("out_bits")
         upload = np.concatenate([[self.input_bits], out_bits[:-1], [0.0]])
-        return SplitTable(
+        table = SplitTable(
             prunable_device=mask @ self.column("n_prunable"),
             prunable_server=server @ self.column("n_prunable"),
             fixed_device=mask @ self.column("n_fixed"),
@@ -77,6 +82,9 @@ class ModelProfile:
             flops_fixed_server=server @ self.column("flops_fixed"),
             upload_bits=upload,
         )
+        for array in vars(table).values():
+            array.flags.writeable = False
+        return table
 
 
 @dataclass(frozen=True)
@@ -127,9 +135,14 @@ def profile_from_dict(data: dict[str, object]) -> ModelProfile:
 
 def builtin_profile_names() -> list[str]:
     """Names of the profiles shipped inside the package."""
+    return list(_builtin_profile_names())
+
+
+@functools.cache
+def _builtin_profile_names() -> tuple[str, ...]:
     folder = resources.files("laimco") / "profiles"
-    return sorted(p.name.removesuffix(".json") for p in folder.iterdir()
-                  if p.name.endswith(".json"))
+    return tuple(sorted(p.name.removesuffix(".json") for p in folder.iterdir()
+                        if p.name.endswith(".json")))
 
 
 def load_profile(name_or_path: str | Path) -> ModelProfile:
@@ -137,7 +150,7 @@ def load_profile(name_or_path: str | Path) -> ModelProfile:
 
     Profiles are immutable, so a file is parsed once per modification time."""
     candidate = Path(name_or_path)
-    if str(name_or_path) in builtin_profile_names():
+    if str(name_or_path) in _builtin_profile_names():
         return _load_builtin(str(name_or_path))
     if candidate.is_file():
         resolved = candidate.resolve()

@@ -23,7 +23,7 @@ import pytest
 from scipy import optimize
 
 from laimco.optimize.device_capacity import device_capacity
-from laimco.optimize.roots import increasing_root
+from laimco.optimize.roots import increasing_root, increasing_root_bracket
 
 LN2 = math.log(2.0)
 GOLDEN = (math.sqrt(5.0) - 1) / 2
@@ -257,9 +257,11 @@ def _root_problems(seed: int, n: int = 300) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("rel_tol", [None, 1e-10])
-@pytest.mark.parametrize("seed", range(3))
-def test_increasing_root_agrees_with_brentq(seed: int, rel_tol: float | None) -> None:
-    prob = _root_problems(seed)
+@pytest.mark.parametrize(("seed", "n"), [(0, 8), (1, 40), (2, 300), (3, 1000)])
+def test_increasing_root_agrees_with_brentq(seed: int, n: int, rel_tol: float | None) -> None:
+    """Batch sizes cover every path: a small batch (64-point grid, converged elements masked),
+    a medium one (coarser grid, converged elements dropped), a large one (no grid)."""
+    prob = _root_problems(seed, n)
     args = (prob["kind"], prob["root"], prob["scale"], prob["steep"])
     kwargs = {} if rel_tol is None else {"rel_tol": rel_tol}
     tol = 4 * np.finfo(float).eps if rel_tol is None else rel_tol
@@ -287,6 +289,32 @@ def test_increasing_root_keeps_the_shape_and_returns_the_bracket_ends() -> None:
     assert found[1, 0] == pytest.approx(0.0, abs=1e-300)
     assert found[1, 1] == pytest.approx(0.2, rel=1e-15)
     assert found[1, 2] == 3.0  # empty bracket, f(lo) ≥ 0
+
+
+@pytest.mark.parametrize("n", [8, 300, 1000])
+def test_increasing_root_bracket_sides_enclose_the_sign_change(n: int) -> None:
+    """Both sides: f(lower) ≤ 0 ≤ f(upper), lower ≤ upper, and both within the tolerance of
+    brentq's root (for a max/min of monotone pieces too: only the sign pattern matters)."""
+    prob = _root_problems(7 + n, n)
+    args = (prob["kind"], prob["root"], prob["scale"], prob["steep"])
+    shifted = prob["root"] + 0.3 * (prob["hi"] - prob["root"])
+
+    def piecewise(x: np.ndarray, kind: np.ndarray, root: np.ndarray, scale: np.ndarray,
+                  steep: np.ndarray, other: np.ndarray) -> np.ndarray:
+        # the min of two increasing functions changes sign at the larger of their roots
+        first = _monotone(x, kind, root, scale, steep)
+        second = np.tanh((x - other) / scale)
+        return np.minimum(first, second)
+
+    lower, upper = increasing_root_bracket(piecewise, prob["lo"], prob["hi"], (*args, shifted),
+                                           rel_tol=1e-13)
+    f_lower, f_upper = piecewise(lower, *args, shifted), piecewise(upper, *args, shifted)
+    expected = np.maximum(prob["root"], shifted)
+    assert np.all(lower <= upper)
+    assert np.all(f_lower <= 0) and np.all(f_upper >= 0)
+    allowed = 4e-13 * np.abs(expected) + 4 * np.spacing(np.abs(expected))
+    assert np.all(np.abs(upper - expected) <= allowed)
+    assert np.all(np.abs(lower - expected) <= allowed)
 
 
 @pytest.mark.parametrize("seed", range(2))

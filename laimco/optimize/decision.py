@@ -10,7 +10,7 @@ import numpy as np
 
 from laimco.optimize.device_capacity import DevicePolicy
 from laimco.optimize.diagnose import RatioSolver, infeasibility_reasons
-from laimco.optimize.evaluate import decision_costs, limit_usage, violations
+from laimco.optimize.evaluate import DecisionCosts, decision_costs, limit_usage, violations
 from laimco.optimize.operating_point import operating_point
 from laimco.optimize.problem import SplitProblem
 from laimco.optimize.ratios import RatioSolution
@@ -77,6 +77,7 @@ def make_decision(problem: SplitProblem, solution: RatioSolution, policy: Device
     feasible_splits = np.flatnonzero(np.isfinite(objective))
     energies = np.full(objective.shape, np.inf)
     points: dict[int, tuple[float, float]] = {}
+    tied_costs: dict[int, DecisionCosts] = {}
     best = objective.min() if feasible_splits.size else np.inf
     for s in (int(i) for i in feasible_splits):
         if objective[s] > best + TIE_TOL * max(abs(best), 1e-300):
@@ -84,9 +85,9 @@ def make_decision(problem: SplitProblem, solution: RatioSolution, policy: Device
         rho_d, rho_s = float(np.ravel(solution.rho_device)[s]), float(
             np.ravel(solution.rho_server)[s])
         points[s] = operating_point(problem, s, rho_d, rho_s, gain, policy)
-        costs = decision_costs(problem, s, rho_d, rho_s, *points[s],
-                               problem.server.cpu_freq_max_hz, gain)
-        energies[s] = costs.energy_total_j
+        tied_costs[s] = decision_costs(problem, s, rho_d, rho_s, *points[s],
+                                       problem.server.cpu_freq_max_hz, gain)
+        energies[s] = tied_costs[s].energy_total_j
     split = _pick_split(problem, solution, energies)
     if split is None:
         return Decision(status="infeasible", strategy=strategy,
@@ -96,7 +97,8 @@ def make_decision(problem: SplitProblem, solution: RatioSolution, policy: Device
     rho_s = float(np.ravel(solution.rho_server)[split])
     power, freq_d = points[split]
     freq_s = problem.server.cpu_freq_max_hz if problem.server_time_s(rho_s)[split] > 0 else 0.0
-    costs = decision_costs(problem, split, rho_d, rho_s, power, freq_d, freq_s, gain)
+    costs = (tied_costs[split] if freq_s == problem.server.cpu_freq_max_hz
+             else decision_costs(problem, split, rho_d, rho_s, power, freq_d, freq_s, gain))
     usage = limit_usage(problem, split, rho_d, rho_s, power, freq_d, freq_s, costs)
     broken = violations(usage, rho_d, rho_s, power)
     if broken:

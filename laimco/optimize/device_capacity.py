@@ -175,32 +175,36 @@ def capacity_point(x: FloatArray, *curve: Any
     t_lo, tau_cap, boundary, noise_to_gain_w, bits_per_hz, energy_j, kappa, cpu_freq_max_hz = (
         curve)
     F, kap = cpu_freq_max_hz, kappa
-    uplink = UplinkEnergy(noise_to_gain_w, bits_per_hz)
-    finite = np.isfinite(boundary)
-    on_boundary = ~finite | (x <= 0)
+    k_f3 = kap * F**3
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        finite = boundary < np.inf
+        interior = finite & (x > 0)
         v = np.where(finite, boundary + x, x)  # device time on the boundary piece
-        tau = np.where(on_boundary, t_lo, t_lo + x)
-        left = np.maximum(energy_j - uplink.energy(tau), 0.0)
-        e_slope = uplink.slope(tau)
+        tau = np.where(interior, t_lo + x, t_lo)
+        # e(τ) and −e'(τ) (eq. 2.6, 4.6) from one exponential; nothing sent: both 0
+        y = bits_per_hz * LN2 / tau
+        grow = np.expm1(y)
+        sends = bits_per_hz > 0
+        left = np.maximum(energy_j - np.where(sends, noise_to_gain_w * tau * grow, 0.0), 0.0)
+        neg_slope = np.where(sends, noise_to_gain_w * (y * (grow + 1) - grow), 0.0)
         energy_limited = tau >= tau_cap
         # interior piece: device time from the optimality of τ
-        d_in = np.where(energy_limited, 2 * left / (-e_slope), left / (kap * F**3))
+        d_in = np.where(energy_limited, 2 * left / neg_slope, left / k_f3)
         c_in = np.where(energy_limited, np.cbrt(left * d_in**2 / kap), F * d_in)
-        s_in = np.where(energy_limited, 2 * c_in / (3 * d_in),
-                        F * (-e_slope) / (kap * F**3 - e_slope))
+        s_in = np.where(energy_limited, (2 / 3) * c_in / d_in, F * neg_slope / (k_f3 + neg_slope))
         # boundary piece: device time v, the smaller of the energy and frequency limits; at a
         # fixed frequency F (tau_cap = inf) the energy allows C = left/(κF²) whatever v is
-        fixed_frequency = np.isinf(tau_cap)
+        fixed_frequency = tau_cap == np.inf
         c_energy = np.where(fixed_frequency, left / (kap * F**2), np.cbrt(left * v**2 / kap))
-        capped = F * v <= c_energy
-        c_bd = np.minimum(F * v, c_energy)
-        s_energy = np.where(fixed_frequency | (v <= 0), 0.0, 2 * c_bd / (3 * v))
-        s_bd = np.where(capped, F, s_energy)
-        time_s = np.where(on_boundary, t_lo + v, tau + d_in)
-        cycles = np.where(on_boundary, c_bd, c_in)
-        slope = np.where(on_boundary, s_bd, s_in)
-    return time_s, cycles, np.where(np.isfinite(slope), slope, F), tau
+        f_v = F * v
+        c_bd = np.minimum(f_v, c_energy)
+        s_bd = np.where(f_v <= c_energy, F,
+                        np.where(fixed_frequency | (v <= 0), 0.0, (2 / 3) * c_bd / v))
+        time_s = np.where(interior, tau + d_in, t_lo + v)
+        cycles = np.where(interior, c_in, c_bd)
+        slope = np.where(interior, s_in, s_bd)
+        slope = np.where(np.isfinite(slope), slope, F)
+    return time_s, cycles, slope, tau
 
 
 def parameter_for_time(curve: CapacityCurve, time_s: ArrayLike,

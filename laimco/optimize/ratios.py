@@ -8,11 +8,11 @@ For a fixed split the problem is convex (§4.1). With C*(T) the device capacity
 and the objective is non-decreasing in each ratio. Tied ratios: the answer is the least
 feasible ρ, a root of an increasing function (4.11). Separate ratios: the least feasible ρ_d
 for a given ρ_s, β(ρ_s), is convex and non-increasing, so φ(ρ_s) = D_s(ρ_s) + D_d(β(ρ_s)) is
-convex and the answer is the root of its non-decreasing derivative (4.12).
+convex (4.12); its minimizer within the feasible range is the one sign change of a max/min of
+three monotone functions of the curve parameter (4.16), found by a single search.
 
 Every search runs along the capacity curve's parameter v (eq. 4.14), on which T, C* and dC*/dT
-are closed forms, so no root is nested inside another. Each function searched is monotone in
-v because T(v) is increasing and the function is monotone in T.
+are closed forms, so no root is nested inside another.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from laimco.optimize.device_capacity import (
     parameter_floor,
 )
 from laimco.optimize.problem import SplitProblem
-from laimco.optimize.roots import increasing_root
+from laimco.optimize.roots import increasing_root, increasing_root_bracket
 
 FloatArray = NDArray[np.float64]
 _FEASIBILITY_TOL = 1e-12
@@ -195,68 +195,91 @@ def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSo
 
 
 def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSolution:
-    """The optimal (ρ_d, ρ_s) at every split: minimize φ(ρ_s) = D_s(ρ_s) + D_d(β(ρ_s))."""
+    """The optimal (ρ_d, ρ_s) at every split: minimize φ(ρ_s) = D_s(ρ_s) + D_d(β(ρ_s)).
+
+    One search along the curve parameter v finds, per split, min(v_max, max(v_edge, v*))
+    (docs/theory.md §4.3): v_edge the least v at which ρ_d = ρ_max fits, v* the root of φ',
+    v_max the v whose time is what the server leaves at ρ_s = ρ_max. Each is the one sign
+    change of a function of v, so max(min(margin, φ'), excess) changes sign exactly there."""
     el = _elements(problem, policy)
     budget, rho_max = problem.time_budget_s, problem.scenario.task.rho_max
     constants = el.curve.constants()
     bound = problem.bound
-    searched = (el.server_prunable_s > 0) & el.allowed & el.curve.feasible
-    index = np.flatnonzero(searched)
-    sub = el.curve.subset(index)
+    live = el.allowed & el.curve.feasible
+    index = np.flatnonzero(live)
+    n = index.size
     a_d, b_d = el.cycles_prunable[index], el.cycles_fixed[index]
     a_s, b_s = el.server_prunable_s[index], el.server_fixed_s[index]
     floor, split = el.rho_floor[index], el.split[index]
-    # a parameter whose time reaches T' − t_s(ρ_max) (T(x) ≥ t_lo + x); beyond ρ_max the
-    # slope searched below reads +1, a step up that keeps it non-decreasing
-    hi = _parameter_bracket_hi(el, budget, rho_max)[index]
-    cycles_at_rho_max = _device_cycles(np.full(index.size, rho_max), a_d, b_d)
+    sub = el.curve.subset(index)
+    curve_args = sub.args()
+    # the device cycles at ρ_d = ρ_max (the feasibility edge is where the capacity reaches
+    # them) and the most time the server leaves (at ρ_s = ρ_max; all of it without weights)
+    need = _device_cycles(np.full(n, rho_max), a_d, b_d)
+    time_max = budget - ((1 - rho_max) * a_s + b_s)
+    time_scale = np.maximum(np.abs(time_max), 1e-300)
+    has_device_weights, has_server_weights = a_d > 0, a_s > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # ρ_s = (T − T₀)/a_s with T₀ the time left at ρ_s = 0 (eq. 2.7); β = base − C/a_d
+        time_at_rho_zero = budget - (a_s + b_s)
+        per_server_s = np.where(has_server_weights, 1 / a_s, 0.0)
+        beta_base = np.where(has_device_weights, 1 + b_d / a_d, floor)
+        per_device_cycle = np.where(has_device_weights, 1 / a_d, 0.0)
+        # dβ/dρ_s = −(dC*/dT)·a_s/a_d (§4.3)
+        beta_per_capacity_slope = np.where(has_device_weights, a_s / a_d, 0.0)
+    per_need = 1 / np.maximum(need, 1.0)
+    per_time = 1 / time_scale
+    # splits without server weights have nothing to balance: the device takes all the time
+    no_balance = np.where(has_server_weights, 0.0, -1.0)
 
-    def margin(v: FloatArray, need: FloatArray, *curve_args: FloatArray) -> FloatArray:
-        return capacity_point(v, *curve_args, *constants)[1] - need
-
-    # the feasibility edge: the least v (least ρ_s) at which ρ_d = ρ_max fits
-    v_lo = increasing_root(margin, parameter_floor(sub.boundary), hi,
-                           (cycles_at_rho_max, *sub.args()),
-                           rel_tol=1e-13)
-
-    def phi_slope(v: FloatArray, a_d: FloatArray, b_d: FloatArray, a_s: FloatArray,
-                  b_s: FloatArray, floor: FloatArray, split: FloatArray,
-                  *curve_args: FloatArray) -> FloatArray:
+    def search(v: FloatArray, floor: FloatArray, split: FloatArray, time_at_rho_zero: FloatArray,
+               per_server_s: FloatArray, beta_base: FloatArray, per_device_cycle: FloatArray,
+               beta_per_capacity_slope: FloatArray, need: FloatArray, per_need: FloatArray,
+               time_max: FloatArray, per_time: FloatArray, no_balance: FloatArray,
+               *curve_args: FloatArray) -> FloatArray:
         time_s, cycles, cap_slope, _ = capacity_point(v, *curve_args, *constants)
-        rho_s_raw = _server_ratio(time_s, budget, a_s, b_s)
-        rho_s = np.clip(rho_s_raw, 0.0, rho_max)
+        rho_s_raw = (time_s - time_at_rho_zero) * per_server_s
+        rho_s = np.minimum(np.maximum(rho_s_raw, 0.0), rho_max)
+        beta_raw = beta_base - cycles * per_device_cycle
+        beta_slope = np.where(beta_raw <= floor, 0.0, -cap_slope * beta_per_capacity_slope)
+        beta = np.minimum(np.maximum(beta_raw, floor), rho_max)
+        # φ' = D_s' + D_d'·β' as a balance in [−1, 1]: the same sign, and of order one like
+        # the other two pieces, so the piece changing sign is the one max/min picks
+        # below ρ_s = 0 the server's ratio stays at 0: its term does not move
+        gain_s = bound.server_derivative_at(rho_s, split) * (rho_s_raw > 0)
+        loss_d = -bound.device_derivative_at(beta, split) * beta_slope
         with np.errstate(divide="ignore", invalid="ignore"):
-            beta_raw = np.where(a_d > 0, 1 - (cycles - b_d) / a_d, floor)
-            beta_slope = np.where((beta_raw <= floor) | (a_d <= 0), 0.0,
-                                  -cap_slope * a_s / a_d)
-        beta = np.clip(np.maximum(beta_raw, floor), 0.0, rho_max)
-        slope = (bound.server_derivative_at(rho_s, split)
-                 + bound.device_derivative_at(beta, split) * beta_slope)
-        return np.where(rho_s_raw > rho_max, 1.0, np.where(np.isfinite(slope), slope, 0.0))
+            balance = (gain_s - loss_d) / (gain_s + loss_d)
+        balance = np.where(np.isnan(balance), no_balance, balance)
+        margin = (cycles - need) * per_need
+        excess = (time_s - time_max) * per_time
+        return np.maximum(np.minimum(margin, balance), excess)
 
-    # φ is flat at its minimum: an error ε in ρ_s costs O(ε²) in the objective
-    v_star = increasing_root(phi_slope, v_lo, np.maximum(hi, v_lo),
-                             (a_d, b_d, a_s, b_s, floor, split, *sub.args()), rel_tol=1e-10)
-    time_star, cycles_star = capacity_point(v_star, *sub.args(), *constants)[:2]
-    rho_s_raw = _server_ratio(time_star, budget, a_s, b_s)
+    # a bracket: the parameter floor, and a v whose time reaches time_max (T(x) ≥ t_lo + x)
+    lo = parameter_floor(sub.boundary)
+    hi = np.maximum(time_max - sub.t_lo, lo)
+    v_lower, v_upper = increasing_root_bracket(
+        search, lo, hi, (floor, split, time_at_rho_zero, per_server_s, beta_base,
+                         per_device_cycle, beta_per_capacity_slope, need, per_need, time_max,
+                         per_time, no_balance, *curve_args),
+        rel_tol=1e-13)
+    # where the search stopped at time_max take the side within it; everywhere else the side
+    # with margin ≥ 0 (the device fits). One evaluation of both candidates:
+    both = capacity_point(np.concatenate([v_upper, v_lower]),
+                          *(np.concatenate([arg, arg]) for arg in curve_args), *constants)
+    over = both[0][:n] > time_max
+    time_found = np.where(over, both[0][n:], both[0][:n])
+    cycles_found = np.where(over, both[1][n:], both[1][:n])
     cycles = np.full(el.split.shape, -np.inf)
     rho_s = np.zeros(el.split.shape)
-    cycles[index], rho_s[index] = cycles_star, np.clip(rho_s_raw, 0.0, rho_max)
-    # where ρ_s left [0, ρ_max] (clipped), or the server has no weights, the device time is
-    # fixed: evaluate the capacity there directly (on the side that fits in the time)
-    direct = el.allowed & el.curve.feasible
-    direct[index] = (rho_s_raw < 0) | (rho_s_raw > rho_max)
-    direct_index = np.flatnonzero(direct)
-    time_direct = budget - ((1 - rho_s[direct_index]) * el.server_prunable_s[direct_index]
-                            + el.server_fixed_s[direct_index])
-    cycles[direct_index] = capacity_at(el.curve.subset(direct_index), time_direct).cycles
+    cycles[index] = cycles_found
+    rho_s[index] = np.clip((time_found - time_at_rho_zero) * per_server_s, 0.0, rho_max)
     # feasibility is judged at the capacity the search found, not re-derived from ρ_s
     beta = _least_device_ratio(cycles, el.cycles_prunable, el.cycles_fixed, el.rho_floor)
     fits = np.where(el.cycles_prunable > 0, beta <= rho_max * (1 + 1e-12),
                     cycles >= el.cycles_fixed)
-    # the feasibility edge must be a time the server leaves at some ρ_s ≤ ρ_max
-    time_lo = capacity_point(v_lo, *sub.args(), *constants)[0]
-    reachable = np.ones(el.split.shape, dtype=bool)
-    reachable[index] = _server_ratio(time_lo, budget, a_s, b_s) <= rho_max * (1 + 1e-12)
-    feasible = el.allowed & el.curve.feasible & fits & reachable
+    # the device time found must be one the server leaves (a few ulps over: rounding in T')
+    reachable = np.zeros(el.split.shape, dtype=bool)
+    reachable[index] = time_found <= time_max + 1e-12 * time_scale
+    feasible = live & fits & reachable
     return _finish(problem, el, feasible, np.minimum(beta, rho_max), rho_s)

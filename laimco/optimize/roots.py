@@ -1,15 +1,22 @@
 """Elementwise root finding for monotone functions, vectorized over a whole batch.
 
-Hand-written on purpose: the solver nests root finds inside root finds, over one element per
-split (or per split and channel realization), and scipy.optimize.elementwise.find_root costs
-about 5 ms of overhead per call (measured here). Method: Chandrupatla's (1997) bracketing
-method — inverse quadratic interpolation when the last three points make it safe, bisection
-otherwise — the algorithm scipy's elementwise.find_root uses too (docs/theory.md §4.4).
-Converged elements leave the working set, so the cost follows the elements still searching.
+Hand-written on purpose: the solver searches over one element per split (or per split and
+channel realization), and scipy.optimize.elementwise.find_root costs about 5 ms of overhead per
+call (measured here). Method: Chandrupatla's (1997) bracketing method — inverse quadratic
+interpolation when the last three points make it safe, bisection otherwise — the algorithm
+scipy's elementwise.find_root uses too (docs/theory.md §4.4).
+
+Small batches cost numpy's per-call overhead, not their size. So a small batch (a single
+scenario) first narrows every bracket by evaluating the function on a grid of points in one
+call (two rounds), which replaces the bisection steps a wide bracket would need; and its
+converged elements stay in the arrays (masked) instead of being sliced out. Large batches
+(many channel realizations) skip the grid and drop converged elements, so the cost follows the
+elements still searching.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +24,12 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
 _EPS = float(np.finfo(np.float64).eps)
+# grid narrowing: points per element and round while elements × points stays within budget
+_GRID_POINTS = 64
+_GRID_BUDGET = 4096
+_GRID_ROUNDS = 2
+# batches up to this size keep converged elements (masked) rather than slicing every array
+_SMALL_BATCH = 64
 
 
 def increasing_root(
@@ -32,7 +45,7 @@ def increasing_root(
 ) -> FloatArray:
     """For a non-decreasing `func(x, *args)` and brackets [lo, hi], the sign change of func,
     elementwise. `args` are arrays broadcast with lo and hi; func is called with 1-D slices of
-    x and of every arg (only the elements still searching).
+    x and of every arg (the elements still searching, possibly repeated for a grid).
 
     Returns `lo` where func(lo) ≥ 0 and `hi` where func(hi) < 0 (the caller decides what that
     means). Otherwise the returned point lies within rel_tol·|x| + abs_tol of the sign change,
@@ -41,7 +54,28 @@ def increasing_root(
     """
     if side not in ("upper", "lower"):
         raise ValueError(f"side must be 'upper' or 'lower', got {side!r}")
-    lower = side == "lower"
+    lower, upper = increasing_root_bracket(func, lo, hi, args, rel_tol=rel_tol,
+                                           abs_tol=abs_tol, max_iter=max_iter)
+    return lower if side == "lower" else upper
+
+
+def increasing_root_bracket(
+    func: Callable[..., FloatArray],
+    lo: ArrayLike,
+    hi: ArrayLike,
+    args: tuple[ArrayLike, ...] = (),
+    *,
+    rel_tol: float = 4 * _EPS,
+    abs_tol: float = 0.0,
+    max_iter: int = 200,
+) -> tuple[FloatArray, FloatArray]:
+    """Both sides of the sign change found by `increasing_root`: (lower, upper), with
+    func(lower) ≤ 0 ≤ func(upper) and the two within rel_tol·|x| + abs_tol of each other.
+
+    Only the sign pattern matters (negative, then non-negative), so func may be the max or min
+    of several non-decreasing pieces; the two sides let the caller pick, per element, the side
+    of whichever piece changed sign. Where func(lo) ≥ 0 both are `lo`, where func(hi) < 0
+    both are `hi`."""
     arrays = np.broadcast_arrays(np.asarray(lo, dtype=np.float64),
                                  np.asarray(hi, dtype=np.float64),
                                  *(np.asarray(a) for a in args))
@@ -49,46 +83,94 @@ def increasing_root(
     lo_f, hi_f, *flat_args = (np.ravel(a) for a in arrays)
     f_lo = func(lo_f, *flat_args)
     f_hi = func(hi_f, *flat_args)
-    out = np.where(f_lo >= 0, lo_f, hi_f)
+    upper = np.where(f_lo >= 0, lo_f, hi_f)
+    lower = upper.copy()
     work = np.flatnonzero((f_lo < 0) & (f_hi >= 0) & (hi_f > lo_f))
+    if work.size == 0:
+        return lower.reshape(shape), upper.reshape(shape)
     # a: newest point, b: the other end of the bracket, c: the previous point
     a, fa = hi_f[work], f_hi[work]
     b, fb = lo_f[work], f_lo[work]
-    c, fc = b.copy(), fb.copy()
+    wargs = [arg[work] for arg in flat_args]
+    points = min(_GRID_POINTS, _GRID_BUDGET // work.size)
+    if points >= 8:
+        for round_ in range(_GRID_ROUNDS):
+            a, fa, b, fb = _narrow_by_grid(func, a, fa, b, fb, wargs, points,
+                                           spread=round_ == 0)
+    c, fc = b, fb
     # first step by false position (exact for a linear function), kept off the ends
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.clip(np.nan_to_num(fa / (fa - fb), nan=0.5), 1e-3, 1 - 1e-3)
-    wargs = [arg[work] for arg in flat_args]
+    active = np.ones(work.size, dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for _ in range(max_iter):
-            if work.size == 0:
-                break
             x = a + t * (b - a)
             fx = func(x, *wargs)
-            same = np.sign(fx) == np.sign(fa)
+            same = (fx < 0) == (fa < 0)
             c, fc = np.where(same, a, b), np.where(same, fa, fb)
             b, fb = np.where(same, b, a), np.where(same, fb, fa)
             a, fa = x, fx
-            tl = (rel_tol * np.maximum(np.abs(a), np.abs(b)) + abs_tol) / np.abs(b - a)
-            done = (tl >= 0.5) | (fa == 0) | ~np.isfinite(tl)
-            if done.any():
-                out[work[done]] = _pick(a, fa, b, lower)[done]
-                keep = ~done
-                work, a, fa, b, fb, c, fc, tl = (v[keep] for v in (work, a, fa, b, fb, c, fc, tl))
-                wargs = [v[keep] for v in wargs]
+            tol = rel_tol * np.maximum(np.abs(a), np.abs(b))
+            tl = (tol + abs_tol if abs_tol else tol) / np.abs(b - a)
+            done = ~(tl < 0.5) | (fa == 0)  # also NaN widths: nothing left to search
+            finished = done & active
+            if finished.any():
+                upper[work[finished]] = np.where(fa >= 0, a, b)[finished]
+                lower[work[finished]] = np.where(fa <= 0, a, b)[finished]
+                active &= ~done
+                if not active.any():
+                    break
+                if work.size > _SMALL_BATCH:  # large batch: drop the converged elements
+                    keep = active
+                    work = work[keep]
+                    a, fa, b, fb, c, fc, tl = (v[keep] for v in (a, fa, b, fb, c, fc, tl))
+                    wargs = [v[keep] for v in wargs]
+                    active = np.ones(work.size, dtype=bool)
+            # inverse quadratic interpolation where Chandrupatla's test says it is safe
+            fab, fcb = fa - fb, fc - fb
             xi = (a - b) / (c - b)
-            ph = (fa - fb) / (fc - fb)
-            t_iqi = (fa / (fb - fa) * fc / (fb - fc)
-                     + (c - a) / (b - a) * fa / (fc - fa) * fb / (fc - fb))
+            ph = fab / fcb
+            t_iqi = (fa / fab * fc / fcb
+                     + (c - a) / (b - a) * fa / (fc - fa) * fb / fcb)
             safe = (ph * ph < xi) & ((1 - ph) * (1 - ph) < 1 - xi) & np.isfinite(t_iqi)
             t = np.where(safe, t_iqi, 0.5)
             t = np.minimum(np.maximum(t, np.minimum(tl, 0.5)), np.maximum(1 - tl, 0.5))
-    out[work] = _pick(a, fa, b, lower)
-    return out.reshape(shape)
+        else:
+            upper[work[active]] = np.where(fa >= 0, a, b)[active]
+            lower[work[active]] = np.where(fa <= 0, a, b)[active]
+    return lower.reshape(shape), upper.reshape(shape)
 
 
-def _pick(a: FloatArray, fa: FloatArray, b: FloatArray, lower: bool) -> FloatArray:
-    """The bracket end on the requested side (a is the newest point, fa its value)."""
-    if lower:
-        return np.where(fa > 0, b, a)
-    return np.where(fa >= 0, a, b)
+@functools.cache
+def _grid_fractions(points: int, spread: bool) -> FloatArray:
+    """Where in a bracket the grid points sit, as fractions of its width from the lower end."""
+    if spread:
+        half = points // 2
+        return np.unique(np.concatenate([np.linspace(0, 1, half + 2)[1:-1],
+                                         np.geomspace(1e-6, 1, half + 1)[:-1]]))
+    return np.linspace(0, 1, points + 2)[1:-1]
+
+
+def _narrow_by_grid(func: Callable[..., FloatArray], a: FloatArray, fa: FloatArray,
+                    b: FloatArray, fb: FloatArray, args: list[NDArray[np.generic]],
+                    points: int, spread: bool) -> tuple[FloatArray, FloatArray, FloatArray,
+                                                         FloatArray]:
+    """One call of func on `points` interior points of every bracket [b, a], returning the
+    sub-bracket around the sign change. With `spread`, half the points are crowded
+    geometrically toward b (for roots that may sit orders of magnitude below the bracket's
+    top), half evenly spaced; otherwise all evenly spaced."""
+    fractions = _grid_fractions(points, spread)
+    n, m = a.size, fractions.size
+    x = b[:, None] + fractions[None, :] * (a - b)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        fx = func(x.ravel(), *(np.repeat(arg, m, axis=0) for arg in args)).reshape(n, m)
+    # a sign pattern − … − + … +: the first grid point at or above zero and the one before it
+    above = fx >= 0
+    first = np.where(above.any(axis=1), above.argmax(axis=1), m)
+    rows = np.arange(n)
+    upper_col, lower_col = np.minimum(first, m - 1), np.maximum(first - 1, 0)
+    has_upper, has_lower = first < m, first > 0
+    return (np.where(has_upper, x[rows, upper_col], a),
+            np.where(has_upper, fx[rows, upper_col], fa),
+            np.where(has_lower, x[rows, lower_col], b),
+            np.where(has_lower, fx[rows, lower_col], fb))
