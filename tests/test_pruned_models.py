@@ -69,6 +69,31 @@ def test_pruned_parts_save_and_load_to_the_same_outputs(tmp_path: Path, config, 
     assert manifest["sides"]["server"]["sparsity"] == pytest.approx(0.3, abs=0.05)
 
 
+def _vit() -> transformers.ViTConfig:
+    return transformers.ViTConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                  intermediate_size=64, image_size=16, patch_size=4,
+                                  num_channels=3)
+
+
+def _pixel_batches(n: int = 2) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(5)
+    return [{"pixel_values": torch.randn(3, 3, 16, 16, generator=g)} for _ in range(n)]
+
+
+@pytest.mark.parametrize("rule", ["magnitude", "magnitude-global", "wanda", "structured"])
+def test_pruned_vit_parts_save_and_load_to_the_same_outputs(tmp_path: Path, rule) -> None:
+    loaded = model_from_config(_vit(), seed=3)
+    pruned = prune_split_model(loaded, 2, 0.5, 0.3, rule, calibration=_pixel_batches())
+    batch = _pixel_batches(1)[0]
+    out = pruned(batch)
+    assert out.shape == run_full(loaded, batch).shape and torch.isfinite(out).all()
+    folder = save_pruned(pruned, tmp_path / "parts")
+    torch.testing.assert_close(load_pruned(folder)(batch), out, rtol=0, atol=0)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["sides"]["device"]["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert manifest["sides"]["server"]["sparsity"] == pytest.approx(0.3, abs=0.05)
+
+
 def test_side_magnitude_masks_equal_torch_prune_per_layer() -> None:
     loaded = model_from_config(_bert(), seed=4)
     pruned = prune_split_model(loaded, 3, 0.4, 0.0, "magnitude")

@@ -1,6 +1,6 @@
 """Structured head/neuron pruning (laimco.pruning.structured) on stock transformers layers.
 
-Tiny random BERT, GPT-2 and LLaMA (grouped-query and plain multi-head) models; the real
+Tiny random BERT, GPT-2, LLaMA (grouped-query and plain multi-head) and ViT models; the real
 all-MiniLM-L6-v2 for the timing print and a real-weight check. References: the dense model's own
 output (zero-ratio identity; heads whose output columns are zero contribute nothing, so removing
 them must not change the output), parameter counts from the architecture formulas, and weight
@@ -30,7 +30,7 @@ from laimco.pruning import (
 transformers = pytest.importorskip("transformers")
 
 D, HEADS, HEAD_DIM, FFN = 32, 4, 8, 64
-FAMILIES = ["bert", "gpt2", "llama", "llama_mha"]
+FAMILIES = ["bert", "gpt2", "llama", "llama_mha", "vit"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,6 +55,11 @@ def _model(kind: str) -> nn.Module:
                                       n_positions=32, vocab_size=64, bos_token_id=0,
                                       eos_token_id=0)
         return transformers.GPT2Model(cfg).eval()
+    if kind == "vit":
+        cfg = transformers.ViTConfig(hidden_size=D, num_hidden_layers=2, num_attention_heads=HEADS,
+                                     intermediate_size=FFN, image_size=16, patch_size=4,
+                                     num_channels=3)
+        return transformers.ViTModel(cfg, add_pooling_layer=False).eval()
     cfg = transformers.LlamaConfig(hidden_size=D, num_hidden_layers=2, num_attention_heads=HEADS,
                                    num_key_value_heads=HEADS if kind == "llama_mha" else 2,
                                    intermediate_size=FFN, vocab_size=64,
@@ -74,6 +79,10 @@ def _layers(model: nn.Module) -> list[nn.Module]:
 
 
 def _run(model: nn.Module) -> torch.Tensor:
+    if isinstance(model, transformers.ViTModel):
+        pixels = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            return model(pixel_values=pixels).last_hidden_state
     ids = torch.randint(1, 64, (3, 11), generator=torch.Generator().manual_seed(1))
     mask = torch.ones_like(ids)
     mask[0, 8:] = 0  # one padded sequence
@@ -87,7 +96,7 @@ def _kv_group(kind: str) -> int:
 
 def _unit_params(kind: str) -> tuple[int, int]:
     """Parameters (weights and biases) of one head unit and of one neuron, from the formulas."""
-    if kind in ("bert", "gpt2"):  # q, k, v rows with bias + output-projection columns
+    if kind in ("bert", "gpt2", "vit"):  # q, k, v rows with bias + output-projection columns
         return 3 * HEAD_DIM * (D + 1) + D * HEAD_DIM, (D + 1) + D
     g = _kv_group(kind)  # q rows of G heads, k and v rows, o columns of G heads; no biases
     return (2 * g + 2) * HEAD_DIM * D, 3 * D
@@ -149,8 +158,9 @@ def test_removed_fraction_is_within_half_a_neuron_of_ratio_unless_all_but_one_go
 def _zero_units(layer: nn.Module, kind: str, units: list[int], neurons: list[int]) -> None:
     """Zero the output-projection columns of the given head units and neurons (dense model)."""
     o, down = {"bert": ("attention.output.dense", "output.dense"),
-               "gpt2": ("attn.c_proj", "mlp.c_proj")}.get(kind, ("self_attn.o_proj",
-                                                                  "mlp.down_proj"))
+               "gpt2": ("attn.c_proj", "mlp.c_proj"),
+               "vit": ("attention.o_proj", "mlp.fc2")}.get(kind, ("self_attn.o_proj",
+                                                                 "mlp.down_proj"))
     width = HEAD_DIM * _kv_group(kind)
     with torch.no_grad():
         for name, cols, size in ((o, units, width), (down, neurons, 1)):
@@ -240,6 +250,19 @@ def test_llama_gqa_removes_whole_kv_groups_and_keeps_the_group_size() -> None:
     assert attn.o_proj.weight.shape == (D, 2 * HEAD_DIM)
     assert layer.mlp.intermediate_size == report.neurons_kept
     assert _run(model).shape == (3, 11, D)
+
+
+def test_vit_attributes_follow_the_kept_heads() -> None:
+    model = _model("vit")
+    layer = _layers(model)[0]
+    shrink_layer(layer, "vit", [0, 2], range(12))
+    attn = layer.attention
+    assert attn.num_attention_heads == 2
+    assert attn.q_proj.weight.shape == attn.k_proj.weight.shape == (2 * HEAD_DIM, D)
+    assert attn.q_proj.bias.shape == (2 * HEAD_DIM,)
+    assert attn.o_proj.in_features == 2 * HEAD_DIM
+    assert layer.mlp.fc1.out_features == layer.mlp.fc2.in_features == 12
+    assert _run(model).shape == (3, 17, D)  # 16 patches + [CLS]
 
 
 def test_bert_attributes_follow_the_kept_heads() -> None:

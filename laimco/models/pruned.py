@@ -128,9 +128,6 @@ def _prune_part(part: nn.Module | None, family: str, ratio: float, rule: Rule,
     if ratio == 0.0 or not weights:
         return report, {}
     if rule == "structured":
-        if family == "vit":
-            raise PruningError("structured pruning supports bert, gpt2 and llama blocks; use "
-                               "rule 'magnitude' or 'wanda' for ViT")
         kept_before = report.n_prunable
         for layer in _blocks_of(part, family):
             r = prune_structured(layer, family, ratio)  # type: ignore[arg-type]

@@ -19,6 +19,9 @@ Families and what a unit is:
   rule (with plain multi-head attention, G = 1 and a group is a head). Neuron j = row j of
   gate_proj and up_proj and column j of down_proj. Any layer with these module names
   (Mistral, Qwen2, ...) fits; q/k/v biases, where present, are cut with their rows.
+- "vit" (ViTLayer of transformers ≥ 5): head h = rows h·d_h..(h+1)·d_h−1 of
+  attention.q_proj/k_proj/v_proj (with their biases) and the same columns of
+  attention.o_proj; neuron j = row j of mlp.fc1 and column j of mlp.fc2.
 
 Importance of a unit (smaller is removed first):
 
@@ -50,7 +53,7 @@ from torch import nn
 
 from laimco.pruning.masks import is_conv1d
 
-Family = Literal["bert", "gpt2", "llama"]
+Family = Literal["bert", "gpt2", "llama", "vit"]
 Importance = Literal["magnitude", "activation"]
 
 
@@ -108,6 +111,9 @@ _GEOMETRY: dict[str, _Geometry] = {
                       ("mlp.c_fc",), "mlp.c_proj"),
     "llama": _Geometry("self_attn", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                        "self_attn.o_proj", ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj"),
+    # ViT (transformers ≥ 5): separate q/k/v/o projections with biases, fc1/fc2 MLP
+    "vit": _Geometry("attention", "attention.q_proj", "attention.k_proj", "attention.v_proj",
+                     "attention.o_proj", ("mlp.fc1",), "mlp.fc2"),
 }
 
 
@@ -304,6 +310,8 @@ def _shrink_attention(layer: nn.Module, family: str, hd: _Heads, units: list[int
     elif family == "gpt2":
         attn.num_heads = n_q
         attn.split_size = n_q * hd.head_dim
+    elif family == "vit":  # the forward infers the head count from the shapes; kept in step
+        attn.num_attention_heads = n_q
     # llama: the forward infers head counts from the shapes; num_key_value_groups is unchanged.
 
 
