@@ -98,3 +98,36 @@ def test_an_infeasible_scenario_is_reported_without_deploying(tmp_path) -> None:
     assert report["status"] == "infeasible" and report["decision"]["reasons"]
     assert "infeasible" in (out / "deploy.md").read_text()
     assert not (out / "pruned").exists()
+
+
+def test_deploy_at_split_l_runs_everything_on_the_device_without_a_server(tmp_path) -> None:
+    """The on-device strategy picks s = L: nothing is served or uploaded, and the outputs are
+    the in-process pruned model's."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(_app(), ["deploy", str(SCENARIO), "--out", str(out),
+                                         "--strategy", "on-device", "--sentences", "6"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "deploy.json").read_text())
+    decision = solve(load_scenario(SCENARIO), "on-device")
+    n_units = json.loads((out / "pruned" / "manifest.json").read_text())["n_units"]
+    assert report["status"] == "ok" and report["decision"]["split"] == decision.split == n_units
+    requests = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert requests and all(r["status"] == "ok" for r in requests)
+    assert all(r["timings"]["rpc_s"] == 0 and r["timings"]["server_s"] == 0 for r in requests)
+    assert report["quality"]["network_vs_local_max_abs"] <= 1e-5
+    assert report["latency_s"]["measured_host"]["server"] == 0
+
+
+def test_deploy_with_wanda_prunes_by_activations_and_serves_the_result(tmp_path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(_app(), ["deploy", str(SCENARIO), "--out", str(out),
+                                         "--rule", "wanda", "--sentences", "6",
+                                         "--calibration-sentences", "16"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "deploy.json").read_text())
+    manifest = json.loads((out / "pruned" / "manifest.json").read_text())
+    assert report["status"] == "ok" and manifest["rule"] == "wanda" == report["rule"]
+    assert report["quality"]["network_vs_local_max_abs"] <= 1e-5
+    requests = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert requests and all(r["status"] == "ok" and r["timings"]["server_s"] > 0
+                            for r in requests)

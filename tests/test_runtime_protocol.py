@@ -130,6 +130,13 @@ def test_guard_decodes_raw_tensors_and_makes_typed_outputs_raw() -> None:
     assert not response.outputs[0].HasField("contents")
     np.testing.assert_array_equal(np.frombuffer(response.raw_output_contents[0], np.float32),
                                   [1.5, -2.0, 3.25])
+    # an array the runtime left for the output goes out as is (no typed values needed)
+    left = np.array([[0.25, 7.0, -1.0]], dtype=np.float32)
+    response = service_pb2.ModelInferResponse()
+    response.outputs.add(name="output", datatype="FP32", shape=[1, 3])
+    make_raw_outputs(response, {"output": left})
+    assert not response.outputs[0].HasField("contents")
+    assert response.raw_output_contents[0] == left.tobytes()
 
 
 def test_retry_backoff_grows_exponentially_up_to_its_cap() -> None:

@@ -201,7 +201,8 @@ def deploy(scenario_path: str | Path, out: str | Path,
     with serving as server:
         client = DeviceClient(folder, server.url if server else "127.0.0.1:9", token=token,
                               check=remote,
-                              uplink_rate_bps=rate if options.shape_uplink else None,
+                              uplink_rate_bps=rate if options.shape_uplink and remote
+                              else None,
                               retry=RetryPolicy(max_attempts=5, timeout_s=60.0))
         with client:
             for _ in range(options.warmup_requests):
@@ -262,10 +263,10 @@ def deploy(scenario_path: str | Path, out: str | Path,
         "model": model_name, "rule": options.rule, "pruned_folder": str(folder),
         "sequence_length": seq_len, "n_sentences": len(sentences),
         "requests": summary, "server_startup_s": startup_s,
-        "link": {"shaped": options.shape_uplink, "rate_bps": rate, "design_gain": gain,
-                 "payload_bits": payload_bits,
+        "link": {"shaped": options.shape_uplink and remote, "rate_bps": rate,
+                 "design_gain": gain, "payload_bits": payload_bits,
                  "predicted_upload_bits": float(table.upload_bits[split]),
-                 "payload_over_rate_s": payload_bits / rate},
+                 "payload_over_rate_s": payload_bits / rate if rate > 0 else 0.0},
         "host": host,
         "emulation": {"rule": "t_emulated = (t_pruned / t_dense) · F_dense / Θ_scenario, i.e. "
                               "t_pruned · Θ_host / Θ_scenario with Θ_host = F_dense / t_dense "

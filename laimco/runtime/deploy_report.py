@@ -100,12 +100,16 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## How the scenario's hardware is emulated",
         "",
-        f"- **Uplink**: the upload goes through a relay that paces the serialized gRPC stream at "
-        f"r(p, g) = B·log₂(1+pg/(N₀B)) = {link['rate_bps'] / 1e6:.3f} Mbit/s "
-        f"({'shaped' if link['shaped'] else 'NOT shaped: raw loopback'}). Payload "
-        f"{link['payload_bits'] / 1e6:.3f} Mbit (model: {link['predicted_upload_bits'] / 1e6:.3f}"
-        f" Mbit), S/r = {link['payload_over_rate_s'] * 1e3:.1f} ms. The measured uplink is "
-        "rpc time − server compute, so it also holds serialization and MLServer's handling.",
+        (f"- **Uplink**: the upload goes through a relay that paces the serialized gRPC stream "
+         f"at r(p, g) = B·log₂(1+pg/(N₀B)) = {link['rate_bps'] / 1e6:.3f} Mbit/s "
+         f"({'shaped' if link['shaped'] else 'NOT shaped: raw loopback'}). Payload "
+         f"{link['payload_bits'] / 1e6:.3f} Mbit (model: "
+         f"{link['predicted_upload_bits'] / 1e6:.3f} Mbit), S/r = "
+         f"{link['payload_over_rate_s'] * 1e3:.1f} ms. The measured uplink is rpc time − server "
+         "compute, so it also holds serialization and MLServer's handling."
+         if link["predicted_upload_bits"] > 0 else
+         "- **Uplink**: none — the split is s = L, the whole model runs on the device and "
+         "nothing is sent."),
         f"- **Device and server compute**: {emu['rule']}. Dense parts on this CPU (median): "
         f"device {host['device_dense_s'] * 1e3:.1f} ms ({host['device_flop_per_s'] / 1e9:.2f}"
         f" GFLOP/s), server {host['server_dense_s'] * 1e3:.1f} ms "
@@ -126,7 +130,9 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|",
     ]
     quality = report["quality"]
-    for label, key in (("over the network", "network_vs_dense"),
+    deployed_label = ("over the network" if link["predicted_upload_bits"] > 0
+                      else "deployed (s = L: all on the device)")
+    for label, key in ((deployed_label, "network_vs_dense"),
                        ("in-process (same pruned parts)", "local_vs_dense")):
         q = quality[key]
         agreement = next(((k, v) for k, v in q.items() if k.startswith("retrieval")), None)

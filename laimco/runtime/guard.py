@@ -15,14 +15,17 @@ A `grpc.aio` server interceptor:
   absurdly large messages are cut by gRPC itself (RESOURCE_EXHAUSTED).
 
 Binary tensors that pass are decoded here, once, with `np.frombuffer` (a 1×128×384 activation in
-about 0.05 ms), handed to the runtime through the context variable `RAW_TENSORS` (same asyncio
-task: the server runs with `parallel_workers = 0`), and removed from the message. MLServer 1.7.1
-would otherwise turn every element into a Python float (`struct.unpack`, then a list): 6.4 ms
-for the same activation, more than the whole gRPC round trip. A request without binary tensors
-(typed `contents`) takes MLServer's own path unchanged. The response of a binary request is
-made binary again here (`raw_output_contents`, as `tritonclient` reads it), and gets the
-parameter `server_call_ns`: the time from the guard's decode to the finished response, i.e.
-everything the server process spent on the call after gRPC delivered the message.
+about 0.05 ms), handed to the runtime in a `BinaryCall` through the context variable
+`BINARY_CALL` (same asyncio task: the server runs with `parallel_workers = 0`), and removed from
+the message. MLServer 1.7.1 would otherwise turn every element into a Python float
+(`struct.unpack`, then a list): 6.4 ms for the same activation, more than the whole gRPC round
+trip. The runtime leaves its output arrays in the same `BinaryCall` (and an empty typed tensor
+in MLServer's response), so the answer goes back as `raw_output_contents` (as `tritonclient`
+reads it) without a round trip through Python floats either. A request without binary tensors
+(typed `contents`) takes MLServer's own path unchanged; typed outputs of a binary request are
+made binary here. The response gets the parameter `server_call_ns`: the time from the guard's
+decode to the finished response, i.e. everything the server process spent on the call after
+gRPC delivered the message.
 
 MLServer also serves the same protocol over REST (it cannot be switched off in 1.7.1);
 `RestGuard`, an ASGI middleware, asks the same token there (401 otherwise), with the same
@@ -40,6 +43,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -52,9 +56,19 @@ SERVICE = "/inference.GRPCInferenceService/"
 HEALTH_METHODS = frozenset(SERVICE + m for m in ("ServerLive", "ServerReady", "ModelReady"))
 INFER_METHOD = SERVICE + "ModelInfer"
 TOKEN_HEADER = "authorization"
-# the binary tensors of the ModelInfer call being handled, decoded by the guard
-RAW_TENSORS: ContextVar[dict[str, np.ndarray[Any, Any]] | None] = ContextVar(
-    "laimco_raw_tensors", default=None)
+
+
+@dataclass
+class BinaryCall:
+    """One binary ModelInfer call: its input tensors as the guard decoded them, and the output
+    tensors the runtime leaves to be sent back raw (by output name)."""
+
+    inputs: dict[str, np.ndarray[Any, Any]]
+    outputs: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+
+
+# the binary ModelInfer call being handled (shared object: the runtime fills in its outputs)
+BINARY_CALL: ContextVar[BinaryCall | None] = ContextVar("laimco_binary_call", default=None)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -106,12 +120,18 @@ TYPED_FIELD = {"BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uin
                "FP32": "fp32_contents", "FP64": "fp64_contents"}
 
 
-def make_raw_outputs(response: Any) -> Any:
-    """Move every typed output tensor of a ModelInferResponse into raw_output_contents."""
+def make_raw_outputs(response: Any,
+                     arrays: dict[str, np.ndarray[Any, Any]] | None = None) -> Any:
+    """Move every output tensor of a ModelInferResponse into raw_output_contents: the array
+    the runtime left for it in `arrays` (by name) where there is one, else its typed values."""
+    arrays = arrays or {}
     raw = []
     for output in response.outputs:
-        values = getattr(output.contents, TYPED_FIELD[output.datatype])
-        raw.append(np.asarray(values, dtype=NUMPY_DTYPE[output.datatype]).tobytes())
+        array = arrays.get(output.name)
+        if array is None:
+            values = getattr(output.contents, TYPED_FIELD[output.datatype])
+            array = np.asarray(values, dtype=NUMPY_DTYPE[output.datatype])
+        raw.append(np.ascontiguousarray(array, dtype=NUMPY_DTYPE[output.datatype]).tobytes())
         output.ClearField("contents")
     response.raw_output_contents.extend(raw)
     return response
@@ -174,11 +194,12 @@ class Guard(aio.ServerInterceptor):  # type: ignore[misc]
             if not request.raw_input_contents:
                 return await inner(request, context)
             start = time.perf_counter_ns()
-            token = RAW_TENSORS.set(take_raw_tensors(request))
+            call = BinaryCall(inputs=take_raw_tensors(request))
+            token = BINARY_CALL.set(call)
             try:
-                response = make_raw_outputs(await inner(request, context))
+                response = make_raw_outputs(await inner(request, context), call.outputs)
             finally:
-                RAW_TENSORS.reset(token)
+                BINARY_CALL.reset(token)
             response.parameters[SERVER_CALL_PARAMETER].int64_param = (
                 time.perf_counter_ns() - start)
             return response
