@@ -246,9 +246,9 @@ def main() -> int:
             # 2. overhead vs echo, interleaved in rounds so both see the same conditions
             for s in sentences[:3]:
                 client.infer([s], pad_to_max_length=True)  # warm-up
-            echo = EchoClient(echo_url)
+            echo_client = EchoClient(echo_url)
             for _ in range(20):
-                echo.time(crossings[0])
+                echo_client.time(crossings[0])
             overheads, echoes, rpcs, inside, transport = [], [], [], [], []
             # one request each, alternating, so that both see the same moment of a noisy host;
             # the echo is sent right after the same device forward as the real request (not
@@ -263,11 +263,11 @@ def main() -> int:
                 inside.append(t.server_call_s - t.server_s)
                 transport.append(t.rpc_s - t.server_call_s)
                 crossing, _ = client.run_device(client.tokenize([sentence], 128, True))
-                echoes.append(echo.time(crossing))
+                echoes.append(echo_client.time(crossing))
             # and the echo on its own, back to back (no torch work anywhere near it)
-            hot_echoes = [echo.time(crossings[k % len(crossings)])
+            hot_echoes = [echo_client.time(crossings[k % len(crossings)])
                           for k in range(args.overhead_requests)]
-            echo.close()
+            echo_client.close()
             overhead_summary = client.connection.summary()
         med_over, med_echo = statistics.median(overheads), statistics.median(echoes)
         print("## Overhead vs a bare gRPC echo (sequence length 128, sequential)\n")

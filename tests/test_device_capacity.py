@@ -259,7 +259,7 @@ def _root_problems(seed: int, n: int = 300) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("rel_tol", [None, 1e-10])
 @pytest.mark.parametrize(("seed", "n"), [(0, 8), (1, 40), (2, 300), (3, 1000)])
 def test_increasing_root_agrees_with_brentq(seed: int, n: int, rel_tol: float | None) -> None:
-    """Batch sizes cover every path: a small batch (64-point grid, converged elements masked),
+    """Batch sizes cover every path: a small batch (16-point grids, converged elements masked),
     a medium one (coarser grid, converged elements dropped), a large one (no grid)."""
     prob = _root_problems(seed, n)
     args = (prob["kind"], prob["root"], prob["scale"], prob["steep"])

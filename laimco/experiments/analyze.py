@@ -328,8 +328,9 @@ def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick:
     if loaded.family != "bert":
         raise ValueError(f"laimco analyze measures sentence embeddings: {loaded.name} is a "
                          f"{loaded.family} model; use a BERT-style encoder")
-    # 160 calibration and 320 held-out sentences keep the whole analysis within ~3 minutes of
-    # CPU on 2 cores (≈ 13 k sentence forwards); --quick uses 64 and 128
+    # 160 calibration and 320 held-out sentences (≈ 13 k sentence forwards, compute-bound:
+    # ≈ 2 s per 320 sentences on 2 cores) keep the whole analysis near 2 minutes of wall time
+    # (benchmarks/bench_analyze.py); --quick uses 64 and 128
     cal = calibration_sentences()[:64 if quick else 160]
     held = heldout_sentences()[:128 if quick else 320]
     # batches of similar lengths carry little padding (order does not matter to any metric)

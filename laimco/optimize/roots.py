@@ -8,10 +8,11 @@ scipy's elementwise.find_root uses too (docs/theory.md §4.4).
 
 Small batches cost numpy's per-call overhead, not their size. So a small batch (a single
 scenario) first narrows every bracket by evaluating the function on a grid of points in one
-call (two rounds), which replaces the bisection steps a wide bracket would need; and its
+call (two rounds, the first with the bracket ends), which replaces the bisection steps a wide
+bracket would need; and its
 converged elements stay in the arrays (masked) instead of being sliced out. Large batches
-(many channel realizations) skip the grid and drop converged elements, so the cost follows the
-elements still searching.
+(many channel realizations) skip the grid (both ends in one call) and drop converged elements,
+so the cost follows the elements still searching.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 FloatArray = NDArray[np.float64]
 _EPS = float(np.finfo(np.float64).eps)
 # grid narrowing: points per element and round while elements × points stays within budget
-_GRID_POINTS = 64
+_GRID_POINTS = 16
 _GRID_BUDGET = 4096
 _GRID_ROUNDS = 2
 # batches up to this size keep converged elements (masked) rather than slicing every array
@@ -81,22 +82,31 @@ def increasing_root_bracket(
                                  *(np.asarray(a) for a in args))
     shape = arrays[0].shape
     lo_f, hi_f, *flat_args = (np.ravel(a) for a in arrays)
-    f_lo = func(lo_f, *flat_args)
-    f_hi = func(hi_f, *flat_args)
+    n = lo_f.size
+    points = min(_GRID_POINTS, _GRID_BUDGET // max(n, 1))
+    if points >= 8:
+        # small batch: the ends and the first grid in one call
+        x, fx = _grid(func, lo_f, hi_f, flat_args, points, spread=True, ends=True)
+        f_lo, f_hi = fx[:, 0], fx[:, -1]
+    else:
+        both = func(np.concatenate([lo_f, hi_f]), *(np.concatenate([a, a]) for a in flat_args))
+        f_lo, f_hi = both[:n], both[n:]
     upper = np.where(f_lo >= 0, lo_f, hi_f)
     lower = upper.copy()
     work = np.flatnonzero((f_lo < 0) & (f_hi >= 0) & (hi_f > lo_f))
     if work.size == 0:
         return lower.reshape(shape), upper.reshape(shape)
-    # a: newest point, b: the other end of the bracket, c: the previous point
-    a, fa = hi_f[work], f_hi[work]
-    b, fb = lo_f[work], f_lo[work]
     wargs = [arg[work] for arg in flat_args]
-    points = min(_GRID_POINTS, _GRID_BUDGET // work.size)
+    # a: newest point, b: the other end of the bracket, c: the previous point
     if points >= 8:
-        for round_ in range(_GRID_ROUNDS):
-            a, fa, b, fb = _narrow_by_grid(func, a, fa, b, fb, wargs, points,
-                                           spread=round_ == 0)
+        a, fa, b, fb = _first_sign_change(x[work], fx[work])
+        for _ in range(_GRID_ROUNDS - 1):
+            x_next, fx_next = _grid(func, b, a, wargs, points, spread=False, ends=False)
+            a, fa, b, fb = _first_sign_change(np.column_stack([b, x_next, a]),
+                                              np.column_stack([fb, fx_next, fa]))
+    else:
+        a, fa = hi_f[work], f_hi[work]
+        b, fb = lo_f[work], f_lo[work]
     c, fc = b, fb
     # first step by false position (exact for a linear function), kept off the ends
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -142,35 +152,41 @@ def increasing_root_bracket(
 
 
 @functools.cache
-def _grid_fractions(points: int, spread: bool) -> FloatArray:
-    """Where in a bracket the grid points sit, as fractions of its width from the lower end."""
+def _grid_fractions(points: int, spread: bool, ends: bool) -> FloatArray:
+    """Where in a bracket the grid points sit, as fractions of its width from the lower end:
+    with `spread` half of them crowded geometrically toward the lower end (for roots that may
+    sit orders of magnitude below the bracket's top), half evenly spaced; with `ends` the two
+    ends themselves too."""
     if spread:
         half = points // 2
-        return np.unique(np.concatenate([np.linspace(0, 1, half + 2)[1:-1],
-                                         np.geomspace(1e-6, 1, half + 1)[:-1]]))
-    return np.linspace(0, 1, points + 2)[1:-1]
+        inner = np.unique(np.concatenate([np.linspace(0, 1, half + 2)[1:-1],
+                                          np.geomspace(1e-6, 1, half + 1)[:-1]]))
+    else:
+        inner = np.linspace(0, 1, points + 2)[1:-1]
+    fractions = np.concatenate([[0.0], inner, [1.0]]) if ends else inner
+    fractions.flags.writeable = False
+    return fractions
 
 
-def _narrow_by_grid(func: Callable[..., FloatArray], a: FloatArray, fa: FloatArray,
-                    b: FloatArray, fb: FloatArray, args: list[NDArray[np.generic]],
-                    points: int, spread: bool) -> tuple[FloatArray, FloatArray, FloatArray,
-                                                         FloatArray]:
-    """One call of func on `points` interior points of every bracket [b, a], returning the
-    sub-bracket around the sign change. With `spread`, half the points are crowded
-    geometrically toward b (for roots that may sit orders of magnitude below the bracket's
-    top), half evenly spaced; otherwise all evenly spaced."""
-    fractions = _grid_fractions(points, spread)
-    n, m = a.size, fractions.size
-    x = b[:, None] + fractions[None, :] * (a - b)[:, None]
+def _grid(func: Callable[..., FloatArray], lo: FloatArray, hi: FloatArray,
+          args: list[NDArray[np.generic]], points: int, spread: bool,
+          ends: bool) -> tuple[FloatArray, FloatArray]:
+    """func on a grid across every bracket [lo, hi], in one call: (points, values), one row
+    per element (with `ends`, the first and last columns are exactly lo and hi)."""
+    fractions = _grid_fractions(points, spread, ends)
+    m = fractions.size
+    x = lo[:, None] + fractions[None, :] * (hi - lo)[:, None]
+    if ends:
+        x[:, 0], x[:, -1] = lo, hi
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        fx = func(x.ravel(), *(np.repeat(arg, m, axis=0) for arg in args)).reshape(n, m)
-    # a sign pattern − … − + … +: the first grid point at or above zero and the one before it
-    above = fx >= 0
-    first = np.where(above.any(axis=1), above.argmax(axis=1), m)
-    rows = np.arange(n)
-    upper_col, lower_col = np.minimum(first, m - 1), np.maximum(first - 1, 0)
-    has_upper, has_lower = first < m, first > 0
-    return (np.where(has_upper, x[rows, upper_col], a),
-            np.where(has_upper, fx[rows, upper_col], fa),
-            np.where(has_lower, x[rows, lower_col], b),
-            np.where(has_lower, fx[rows, lower_col], fb))
+        fx = func(x.ravel(), *(np.repeat(arg, m, axis=0) for arg in args)).reshape(x.shape)
+    return x, fx
+
+
+def _first_sign_change(x: FloatArray, fx: FloatArray
+                       ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """For rows whose values go − … − + … + with a negative first and a non-negative last
+    column: the first point at or above zero and the one before it, (a, fa, b, fb)."""
+    rows = np.arange(x.shape[0])
+    first = np.argmax(fx >= 0, axis=1)
+    return x[rows, first], fx[rows, first], x[rows, first - 1], fx[rows, first - 1]
