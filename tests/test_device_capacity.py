@@ -332,3 +332,18 @@ def test_increasing_root_lower_side_agrees_with_brentq_from_below(seed: int) -> 
         assert at_found[i] <= 0, (i, element, found[i])
         allowed = 4 * tol * abs(reference) + 4 * np.spacing(abs(reference))
         assert abs(found[i] - reference) <= allowed, (i, element, found[i], reference)
+
+
+@pytest.mark.parametrize("n", [4, 300, 1000])
+def test_nan_values_count_as_above_zero_everywhere(n: int) -> None:
+    """A NaN value is read as +inf by every sign test, so both sides stay consistent: the
+    sign change found is the first point that is NaN or ≥ 0."""
+    roots = np.linspace(0.2, 0.8, n)
+
+    def nan_above(x: np.ndarray, root: np.ndarray) -> np.ndarray:
+        return np.where(x < root, x - root, np.nan)
+
+    lower, upper = increasing_root_bracket(nan_above, np.zeros(n), np.ones(n), (roots,),
+                                           rel_tol=1e-12)
+    assert np.all(nan_above(lower, roots) < 0) and np.all(np.isnan(nan_above(upper, roots)))
+    assert np.allclose(upper, roots, rtol=4e-12, atol=0)

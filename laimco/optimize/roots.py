@@ -89,7 +89,9 @@ def increasing_root_bracket(
         x, fx = _grid(func, lo_f, hi_f, flat_args, points, spread=True, ends=True)
         f_lo, f_hi = fx[:, 0], fx[:, -1]
     else:
-        both = func(np.concatenate([lo_f, hi_f]), *(np.concatenate([a, a]) for a in flat_args))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            both = _signed(func(np.concatenate([lo_f, hi_f]),
+                                *(np.concatenate([a, a]) for a in flat_args)))
         f_lo, f_hi = both[:n], both[n:]
     upper = np.where(f_lo >= 0, lo_f, hi_f)
     lower = upper.copy()
@@ -115,7 +117,7 @@ def increasing_root_bracket(
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for _ in range(max_iter):
             x = a + t * (b - a)
-            fx = func(x, *wargs)
+            fx = _signed(func(x, *wargs))
             same = (fx < 0) == (fa < 0)
             c, fc = np.where(same, a, b), np.where(same, fa, fb)
             b, fb = np.where(same, b, a), np.where(same, fb, fa)
@@ -151,6 +153,12 @@ def increasing_root_bracket(
     return lower.reshape(shape), upper.reshape(shape)
 
 
+def _signed(values: FloatArray) -> FloatArray:
+    """Function values with NaN read as +inf, so that every test of a value's sign (bracket
+    updates, grids, the side returned) agrees about it."""
+    return np.where(np.isnan(values), np.inf, values)
+
+
 @functools.cache
 def _grid_fractions(points: int, spread: bool, ends: bool) -> FloatArray:
     """Where in a bracket the grid points sit, as fractions of its width from the lower end:
@@ -179,7 +187,8 @@ def _grid(func: Callable[..., FloatArray], lo: FloatArray, hi: FloatArray,
     if ends:
         x[:, 0], x[:, -1] = lo, hi
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        fx = func(x.ravel(), *(np.repeat(arg, m, axis=0) for arg in args)).reshape(x.shape)
+        fx = _signed(func(x.ravel(), *(np.repeat(arg, m, axis=0) for arg in args))
+                     ).reshape(x.shape)
     return x, fx
 
 

@@ -75,6 +75,10 @@ class GenNormLaw:
         _, beta = self._params()
         return _as_float(special.gammaincinv(1 / beta, _as_float(rho)))
 
+    def with_unit_scale(self) -> GenNormLaw:
+        """The same shape with α = 1: δ and q² scale as α², so δ_α(ρ) = α²·δ₁(ρ)."""
+        return GenNormLaw(scale=1.0, shape=self.shape)
+
     def delta(self, rho: ArrayLike) -> FloatArray:
         _, beta = self._params()
         return _as_float(self.second_moment() * special.gammainc(3 / beta, self._level(rho)))
@@ -110,6 +114,9 @@ class LaplaceLaw(GenNormLaw):
         with np.errstate(divide="ignore", invalid="ignore"):
             return _as_float(-np.log1p(-_as_float(rho)))
 
+    def with_unit_scale(self) -> LaplaceLaw:
+        return LaplaceLaw(1.0)
+
 
 class GaussianLaw(GenNormLaw):
     """Gaussian(0, σ²) weights: the generalized Gaussian law with α = σ√2, β = 2. With
@@ -122,6 +129,9 @@ class GaussianLaw(GenNormLaw):
     def _level(self, rho: ArrayLike) -> FloatArray:
         """P⁻¹(1/2, ρ) = erf⁻¹(ρ)² in closed form (P(1/2, x) = erf(√x))."""
         return _as_float(special.erfinv(_as_float(rho)) ** 2)
+
+    def with_unit_scale(self) -> GaussianLaw:
+        return GaussianLaw(1 / np.sqrt(2.0))  # α = σ√2 = 1
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,11 @@ class SplitDistortionBound:
     _laws: DistortionLaw = field(init=False, repr=False)
     _weights_device: FloatArray = field(init=False, repr=False)
     _weights_server: FloatArray = field(init=False, repr=False)
+    # when every unit's law has the same shape (Laplace, Gaussian): one unit-scale law and
+    # Σ_u w_u·α_u² per split and side, since δ_u(ρ) = α_u²·δ₁(ρ) (eq. 3.6)
+    _unit_law: GenNormLaw | None = field(init=False, repr=False, default=None)
+    _scaled_device: FloatArray | None = field(init=False, repr=False, default=None)
+    _scaled_server: FloatArray | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         # only units with prunable weights enter the sums (the others have degenerate laws)
@@ -79,9 +84,24 @@ class SplitDistortionBound:
         object.__setattr__(self, "_laws", unit_laws(self.profile, self.law, units))
         object.__setattr__(self, "_weights_device", self.k_device * mask * counts[units])
         object.__setattr__(self, "_weights_server", self.k_server * (1 - mask) * counts[units])
+        laws = self._laws
+        if isinstance(laws, GenNormLaw) and np.ndim(laws.shape) == 0:
+            alpha_2 = np.asarray(laws.scale, dtype=np.float64) ** 2
+            object.__setattr__(self, "_unit_law", laws.with_unit_scale())
+            object.__setattr__(self, "_scaled_device", self._weights_device @ alpha_2)
+            object.__setattr__(self, "_scaled_server", self._weights_server @ alpha_2)
 
     def _side(self, rho: ArrayLike, weights: FloatArray, derivative: bool,
               split: ArrayLike | None = None) -> FloatArray:
+        if self._unit_law is not None:  # one law evaluation per element, not per unit
+            scaled = (self._scaled_device if weights is self._weights_device
+                      else self._scaled_server)
+            assert scaled is not None
+            if split is not None:
+                scaled = scaled[np.asarray(split, dtype=np.intp)]
+            unit = self._unit_law
+            per_weight = unit.delta_derivative(rho) if derivative else unit.delta(rho)
+            return np.asarray(per_weight * scaled, dtype=np.float64)
         rho_a = np.asarray(rho, dtype=np.float64)[..., None]
         per_unit = (self._laws.delta_derivative(rho_a) if derivative
                     else self._laws.delta(rho_a))
