@@ -8,7 +8,6 @@ norms and layer outputs.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +33,7 @@ RATIOS = [0.0, 0.1, 0.25, 0.5, 0.7, 0.9, 1.0]
 SHAPES = [(1, 1), (3, 5), (8, 8), (16, 33), (64, 48)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny matrices gain nothing from threads, and on a shared CPU idle-spinning threads cost
-    10-20x; run this module's forwards on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_weights(seed: int, ties: bool) -> dict[str, torch.Tensor]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,14 +32,7 @@ D, HEADS, HEAD_DIM, FFN = 32, 4, 8, 64
 FAMILIES = ["bert", "gpt2", "llama", "llama_mha", "vit"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny matrices gain nothing from threads, and on a shared CPU idle-spinning threads cost
-    10-20x; run this module's forwards on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(kind: str) -> nn.Module:

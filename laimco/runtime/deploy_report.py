@@ -64,6 +64,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"- {reason}" for reason in decision.get("reasons", [])]
         return "\n".join(lines) + "\n"
     link, host, emu = report["link"], report["host"], report["emulation"]
+    uploads = link["predicted_upload_bits"] > 0  # nothing is sent only at s = L
     req = report["requests"]
     lines += [
         f"Decision ({decision['strategy']}): split **{decision['split']}**, "
@@ -107,7 +108,7 @@ def markdown(report: dict[str, Any]) -> str:
          f"{link['predicted_upload_bits'] / 1e6:.3f} Mbit), S/r = "
          f"{link['payload_over_rate_s'] * 1e3:.1f} ms. The measured uplink is rpc time − server "
          "compute, so it also holds serialization and MLServer's handling."
-         if link["predicted_upload_bits"] > 0 else
+         if uploads else
          "- **Uplink**: none — the split is s = L, the whole model runs on the device and "
          "nothing is sent."),
         f"- **Device and server compute**: {emu['rule']}. Dense parts on this CPU (median): "
@@ -130,8 +131,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|",
     ]
     quality = report["quality"]
-    deployed_label = ("over the network" if link["predicted_upload_bits"] > 0
-                      else "deployed (s = L: all on the device)")
+    deployed_label = "over the network" if uploads else "deployed (s = L: all on the device)"
     for label, key in ((deployed_label, "network_vs_dense"),
                        ("in-process (same pruned parts)", "local_vs_dense")):
         q = quality[key]

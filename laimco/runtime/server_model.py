@@ -36,7 +36,7 @@ from mlserver.types import (
     TensorData,
 )
 
-from laimco.runtime.guard import BINARY_CALL
+from laimco.runtime.guard import BINARY_CALL, BinaryCall
 from laimco.runtime.protocol import (
     MANIFEST_PARAMETER,
     SERVER_COMPUTE_PARAMETER,
@@ -94,10 +94,10 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
             parameters=Parameters(model=iface.model, family=iface.family, split=iface.split,
                                   n_units=iface.n_units, manifest_sha256=iface.manifest_sha256))
 
-    def _decode(self, payload: InferenceRequest) -> dict[str, np.ndarray[Any, Any]]:
+    def _decode(self, payload: InferenceRequest, call: BinaryCall | None
+                ) -> dict[str, np.ndarray[Any, Any]]:
         """The request's tensors: binary ones as decoded by the guard, typed ones from
         MLServer's payload."""
-        call = BINARY_CALL.get()
         raw = call.inputs if call is not None else {}
         arrays: dict[str, np.ndarray[Any, Any]] = {}
         for inp in payload.inputs:
@@ -128,10 +128,11 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         started = time.perf_counter_ns()
+        call = BINARY_CALL.get()  # set by the guard for binary requests, None otherwise
         parameters = payload.parameters.model_dump() if payload.parameters else {}
         try:
             check_identity(self._interface, parameters.get(MANIFEST_PARAMETER))
-            arrays = self._decode(payload)
+            arrays = self._decode(payload, call)
             check_arrays(self._interface, arrays, self._limits)
         except IdentityError as err:
             raise MLServerError(str(err), status.HTTP_422_UNPROCESSABLE_ENTITY) from None
@@ -139,7 +140,6 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
             raise InferenceError(str(err)) from None
         output, compute_ns = self._forward(arrays)
         name = self._interface.output.name
-        call = BINARY_CALL.get()
         if call is not None:  # a binary request: the guard sends the array back raw
             call.outputs[name] = output
             values: list[float] = []

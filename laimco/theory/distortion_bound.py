@@ -91,17 +91,18 @@ class SplitDistortionBound:
             object.__setattr__(self, "_scaled_device", self._weights_device @ alpha_2)
             object.__setattr__(self, "_scaled_server", self._weights_server @ alpha_2)
 
-    def _side(self, rho: ArrayLike, weights: FloatArray, derivative: bool,
+    def _side(self, rho: ArrayLike, side: Literal["device", "server"], derivative: bool,
               split: ArrayLike | None = None) -> FloatArray:
+        device = side == "device"
         if self._unit_law is not None:  # one law evaluation per element, not per unit
-            scaled = (self._scaled_device if weights is self._weights_device
-                      else self._scaled_server)
+            scaled = self._scaled_device if device else self._scaled_server
             assert scaled is not None
             if split is not None:
                 scaled = scaled[np.asarray(split, dtype=np.intp)]
             unit = self._unit_law
             per_weight = unit.delta_derivative(rho) if derivative else unit.delta(rho)
             return np.asarray(per_weight * scaled, dtype=np.float64)
+        weights = self._weights_device if device else self._weights_server
         rho_a = np.asarray(rho, dtype=np.float64)[..., None]
         per_unit = (self._laws.delta_derivative(rho_a) if derivative
                     else self._laws.delta(rho_a))
@@ -111,24 +112,24 @@ class SplitDistortionBound:
 
     def device_derivative_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
         """The device side's derivative for elements with explicit split indices."""
-        return self._side(rho, self._weights_device, derivative=True, split=split)
+        return self._side(rho, "device", derivative=True, split=split)
 
     def server_derivative_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
         """The server side's derivative for elements with explicit split indices."""
-        return self._side(rho, self._weights_server, derivative=True, split=split)
+        return self._side(rho, "server", derivative=True, split=split)
 
     def device(self, rho: ArrayLike) -> FloatArray:
         """k_d·Σ_{u≤s} N_u·δ_u(ρ_d) for each split s."""
-        return self._side(rho, self._weights_device, derivative=False)
+        return self._side(rho, "device", derivative=False)
 
     def server(self, rho: ArrayLike) -> FloatArray:
         """k_s·Σ_{u>s} N_u·δ_u(ρ_s) for each split s."""
-        return self._side(rho, self._weights_server, derivative=False)
+        return self._side(rho, "server", derivative=False)
 
     def device_derivative(self, rho: ArrayLike) -> FloatArray:
         """d/dρ_d of the device side: k_d·Σ N_u·q_u(ρ_d)² (eq. 3.3)."""
-        return self._side(rho, self._weights_device, derivative=True)
+        return self._side(rho, "device", derivative=True)
 
     def server_derivative(self, rho: ArrayLike) -> FloatArray:
         """d/dρ_s of the server side."""
-        return self._side(rho, self._weights_server, derivative=True)
+        return self._side(rho, "server", derivative=True)
