@@ -18,9 +18,10 @@ are closed forms, so no root is nested inside another.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from laimco.optimize.device_capacity import (
     CapacityCurve,
@@ -65,28 +66,30 @@ class _Elements:
 def _elements(problem: SplitProblem, policy: DevicePolicy) -> _Elements:
     shape = np.broadcast_shapes(np.shape(problem.gain), (problem.n_splits,))
 
-    def flat(a: NDArray[np.generic]) -> NDArray[np.generic]:
-        return np.ravel(np.broadcast_to(a, shape))
+    def full(a: ArrayLike) -> NDArray[np.generic]:
+        a = np.asarray(a)
+        return a if a.shape == shape else np.broadcast_to(a, shape)
+
+    def flat(a: ArrayLike, dtype: type = np.float64) -> Any:  # the dtype asked for
+        return np.ravel(full(np.asarray(a, dtype=dtype)))
 
     d = problem.device
     # the most time any search asks about: the whole budget less the server's fixed part
-    time_max = np.broadcast_to(problem.time_budget_s - problem.server_fixed_s, shape)
+    time_max = full(problem.time_budget_s - problem.server_fixed_s)
     curve = capacity_curve(
-        np.broadcast_to(problem.upload_bits, shape), np.broadcast_to(problem.noise_to_gain_w(),
-                                                                    shape),
+        full(problem.upload_bits), full(problem.noise_to_gain_w()),
         bandwidth_hz=problem.channel.bandwidth_hz, energy_j=d.energy_budget_j,
         tx_power_max_w=d.tx_power_max_w, kappa=d.kappa, cpu_freq_max_hz=d.cpu_freq_max_hz,
         policy=policy, time_max_s=time_max)
     return _Elements(
-        shape=shape, split=flat(np.arange(problem.n_splits)).astype(np.intp),
-        cycles_prunable=flat(problem.cycles_prunable_device).astype(np.float64),
-        cycles_fixed=flat(problem.cycles_fixed_device).astype(np.float64),
-        server_prunable_s=flat(problem.server_prunable_s).astype(np.float64),
-        server_fixed_s=flat(problem.server_fixed_s).astype(np.float64),
-        rho_floor=flat(np.minimum(problem.rho_floor_device,
-                                  problem.scenario.task.rho_max)).astype(np.float64),
+        shape=shape, split=flat(np.arange(problem.n_splits), np.intp),
+        cycles_prunable=flat(problem.cycles_prunable_device),
+        cycles_fixed=flat(problem.cycles_fixed_device),
+        server_prunable_s=flat(problem.server_prunable_s),
+        server_fixed_s=flat(problem.server_fixed_s),
+        rho_floor=flat(np.minimum(problem.rho_floor_device, problem.scenario.task.rho_max)),
         allowed=flat(problem.allowed & (problem.rho_floor_device
-                                        <= problem.scenario.task.rho_max)).astype(bool),
+                                        <= problem.scenario.task.rho_max), bool),
         curve=curve)
 
 
