@@ -17,6 +17,7 @@ Policies: "free" (power and frequency chosen), "max-power" (p = P: τ = t_P alwa
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -71,16 +72,26 @@ def shortest_upload_time_s(upload_bits: ArrayLike, bandwidth_hz: float,
     return np.asarray(np.where(bits > 0, t_lo, 0.0), dtype=np.float64)
 
 
+def upload_time_for_slope_s(bits_per_hz: FloatArray, noise_to_gain_w: FloatArray,
+                            neg_slope_w: ArrayLike) -> FloatArray:
+    """The upload time τ at which the upload energy falls at the rate −e'(τ) = c (in W), for
+    c ≥ 0; −e' is decreasing, so later uploads fall slower. With x = a·ln2/τ,
+    −e' = w·(1 + (x−1)e^x), so x = 1 + W₀((c/w − 1)/e) (eq. 4.15); τ = ∞ for c = 0, and 0
+    where nothing is sent."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        arg = (np.asarray(neg_slope_w) / noise_to_gain_w - 1) / np.e
+        # c = 0 sits on W's branch point −1/e, where scipy gives NaN: x = 0 there (τ = ∞)
+        x = np.where(arg > -1 / np.e, 1 + lambertw(np.maximum(arg, -1 / np.e), k=0).real, 0.0)
+        return np.asarray(np.where(bits_per_hz > 0, bits_per_hz * LN2 / x, 0.0),
+                          dtype=np.float64)
+
+
 def cap_switch_time_s(bits_per_hz: FloatArray, noise_to_gain_w: FloatArray, kappa: float,
                       cpu_freq_max_hz: float) -> FloatArray:
     """τ_F: the upload time at which −e'(τ) = 2κF³ (eq. 4.15). For τ ≥ τ_F the frequency cap
-    does not bind at the energy-limited optimum. With x = a·ln2/τ, −e' = w·(1 + (x−1)e^x), so
-    x = 1 + W₀((2κF³/w − 1)/e)."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        arg = (2 * kappa * cpu_freq_max_hz**3 / noise_to_gain_w - 1) / np.e
-        x = 1 + lambertw(np.maximum(arg, -1 / np.e), k=0).real
-        return np.asarray(np.where(bits_per_hz > 0, bits_per_hz * LN2 / x, 0.0),
-                          dtype=np.float64)
+    does not bind at the energy-limited optimum."""
+    return upload_time_for_slope_s(bits_per_hz, noise_to_gain_w,
+                                   2 * kappa * cpu_freq_max_hz**3)
 
 
 @dataclass(frozen=True)
@@ -96,22 +107,66 @@ class CapacityCurve:
     noise_to_gain_w: FloatArray
     bits_per_hz: FloatArray
     feasible: NDArray[np.bool_]
+    energy_left_j: FloatArray
     energy_j: float
     kappa: float
     cpu_freq_max_hz: float
+    fixed_frequency: bool = False
 
     def args(self) -> tuple[FloatArray, ...]:
-        return (self.t_lo, self.tau_cap, self.boundary, self.noise_to_gain_w, self.bits_per_hz)
+        """(t_lo, the upload time at x ≤ 0 (1 s where nothing is sent, so that e(τ) = 0
+        without a 0/0), τ_F, the junction (0, or ∞ where Δ = ∞), the device time at x = 0
+        on the boundary piece (Δ, or 0 where Δ = ∞), w (0 where nothing is sent), a·ln2)."""
+        return self._point_args
 
-    def constants(self) -> tuple[float, float, float]:
-        return (self.energy_j, self.kappa, self.cpu_freq_max_hz)
+    @functools.cached_property
+    def _point_args(self) -> tuple[FloatArray, ...]:
+        sends = self.bits_per_hz > 0
+        finite = np.isfinite(self.boundary)
+        return (self.t_lo, np.where(sends, self.t_lo, 1.0), self.tau_cap,
+                np.where(finite, 0.0, np.inf), np.where(finite, self.boundary, 0.0),
+                np.where(sends, self.noise_to_gain_w, 0.0), self.bits_per_hz * LN2)
+
+    def constants(self) -> tuple[float, float, float, bool]:
+        """(E, κ, F, whether the frequency is fixed at F: the "max-frequency" policy)."""
+        return (self.energy_j, self.kappa, self.cpu_freq_max_hz, self.fixed_frequency)
 
     def subset(self, index: NDArray[np.intp]) -> CapacityCurve:
         return CapacityCurve(
             t_lo=self.t_lo[index], tau_cap=self.tau_cap[index], boundary=self.boundary[index],
             noise_to_gain_w=self.noise_to_gain_w[index], bits_per_hz=self.bits_per_hz[index],
-            feasible=self.feasible[index], energy_j=self.energy_j, kappa=self.kappa,
-            cpu_freq_max_hz=self.cpu_freq_max_hz)
+            feasible=self.feasible[index], energy_left_j=self.energy_left_j[index],
+            energy_j=self.energy_j, kappa=self.kappa, cpu_freq_max_hz=self.cpu_freq_max_hz,
+            fixed_frequency=self.fixed_frequency)
+
+    def parameter_reaching(self, time_s: ArrayLike) -> FloatArray:
+        """A curve parameter x with T(x) ≥ time_s: an upper bracket for a search (eq. 4.18).
+
+        T(x) ≥ t_lo + x everywhere. On the interior at τ ≥ τ_F the device time is
+        2(E − e(τ))/(−e'(τ)) ≥ 2(E − e(t_lo))/(−e'(τ)) (a later upload leaves more energy),
+        and −e' falls exponentially fast in τ, so T has reached time_s by the τ at which
+        −e'(τ) = 2(E − e(t_lo))/time_s, or by τ_F if that is later: much sooner than t_lo +
+        time_s when the upload is cheap."""
+        time = np.asarray(time_s, dtype=np.float64)
+        reach = time - self.t_lo
+        if self.fixed_frequency:  # the capped line: no exponential growth to use
+            return np.asarray(reach, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # no energy left, or no time: τ = ∞, the bound says nothing
+            rate = np.where(time > 0, 2 * self.energy_left_j / time, 0.0)
+            tau = upload_time_for_slope_s(self.bits_per_hz, self.noise_to_gain_w, rate)
+        soon = np.maximum(np.maximum(tau, self.tau_cap) - self.t_lo, 0.0)
+        return np.asarray(np.where(np.isfinite(self.boundary), np.minimum(reach, soon), reach),
+                          dtype=np.float64)
+
+    def kinks(self) -> FloatArray:
+        """Curve parameters where dC*/dT may jump, shape (n, 2) (eq. 4.17): where the
+        boundary piece's frequency cap stops binding (device time (E − e_c(t_lo))/(κF³)),
+        and the junction x = 0 (where Δ = ∞ there is none: the first point again)."""
+        cap_ends = self.energy_left_j / (self.kappa * self.cpu_freq_max_hz**3)
+        finite = np.isfinite(self.boundary)
+        cap_ends = np.where(finite, cap_ends - self.boundary, cap_ends)
+        return np.column_stack([cap_ends, np.where(finite, 0.0, cap_ends)])
 
 
 def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwidth_hz: float,
@@ -153,7 +208,8 @@ def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwi
         boundary = np.where(boundary >= reach - t_lo_safe, np.inf, boundary)
     return CapacityCurve(t_lo=t_lo_safe, tau_cap=tau_cap, boundary=boundary,
                          noise_to_gain_w=w, bits_per_hz=a, feasible=feasible,
-                         energy_j=energy_j, kappa=kap, cpu_freq_max_hz=F)
+                         energy_left_j=left, energy_j=energy_j, kappa=kap, cpu_freq_max_hz=F,
+                         fixed_frequency=policy == "max-frequency")
 
 
 def parameter_floor(boundary: FloatArray) -> FloatArray:
@@ -171,39 +227,49 @@ def capacity_point(x: FloatArray, *curve: Any
     the interior upload time exact even when Δ is large.
 
     `curve` is CapacityCurve.args() followed by CapacityCurve.constants(): the per-element
-    arrays (t_lo, τ_F, Δ, w, a) — sliced by the root finder — then (E, κ, F)."""
-    t_lo, tau_cap, boundary, noise_to_gain_w, bits_per_hz, energy_j, kappa, cpu_freq_max_hz = (
-        curve)
+    arrays (see `CapacityCurve.args`) — sliced by the root finder — then (E, κ, F, whether
+    the frequency is fixed). The searches call this in their loops, so it is written for
+    few numpy calls: a selection by np.where costs several arithmetic operations here."""
+    (t_lo, upload_base, tau_cap, junction, offset, noise_to_gain_w, bits_ln2,
+     energy_j, kappa, cpu_freq_max_hz, fixed_frequency) = curve
     F, kap = cpu_freq_max_hz, kappa
     k_f3 = kap * F**3
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        finite = boundary < np.inf
-        interior = finite & (x > 0)
-        v = np.where(finite, boundary + x, x)  # device time on the boundary piece
-        tau = np.where(interior, t_lo + x, t_lo)
+        # the junction itself counts as interior: its slope is then the interior's, a
+        # one-sided derivative of C* (the boundary formula there may give neither side's)
+        interior = x >= junction
+        tau = upload_base + x * interior
         # e(τ) and −e'(τ) (eq. 2.6, 4.6) from one exponential; nothing sent: both 0
-        y = bits_per_hz * LN2 / tau
+        y = bits_ln2 / tau
         grow = np.expm1(y)
-        sends = bits_per_hz > 0
-        left = np.maximum(energy_j - np.where(sends, noise_to_gain_w * tau * grow, 0.0), 0.0)
-        neg_slope = np.where(sends, noise_to_gain_w * (y * (grow + 1) - grow), 0.0)
-        energy_limited = tau >= tau_cap
-        # interior piece: device time from the optimality of τ
-        d_in = np.where(energy_limited, 2 * left / neg_slope, left / k_f3)
-        c_in = np.where(energy_limited, np.cbrt(left * d_in**2 / kap), F * d_in)
-        s_in = np.where(energy_limited, (2 / 3) * c_in / d_in, F * neg_slope / (k_f3 + neg_slope))
-        # boundary piece: device time v, the smaller of the energy and frequency limits; at a
-        # fixed frequency F (tau_cap = inf) the energy allows C = left/(κF²) whatever v is
-        fixed_frequency = tau_cap == np.inf
-        c_energy = np.where(fixed_frequency, left / (kap * F**2), np.cbrt(left * v**2 / kap))
+        left = np.maximum(energy_j - noise_to_gain_w * tau * grow, 0.0)
+        neg_slope = noise_to_gain_w * (y * (grow + 1) - grow)
+        # boundary piece: device time v, the smaller of the frequency and energy limits
+        v = offset + x
         f_v = F * v
-        c_bd = np.minimum(f_v, c_energy)
-        s_bd = np.where(f_v <= c_energy, F,
-                        np.where(fixed_frequency | (v <= 0), 0.0, (2 / 3) * c_bd / v))
+        if fixed_frequency:
+            # interior: the capped line throughout; boundary: the energy allows
+            # C = left/(κF²) whatever v is (§4.2)
+            d_in = left / k_f3
+            c_in = F * d_in
+            s_in = F * neg_slope / (k_f3 + neg_slope)
+            c_energy = left / (kap * F**2)
+            c_bd = np.minimum(f_v, c_energy)
+            s_bd = np.where(f_v <= c_energy, F, 0.0)
+        else:
+            # interior: the device time from the optimality of τ (eq. 4.6/4.7): the
+            # energy-limited 2·left/(−e') is the longer one exactly when τ ≥ τ_F (eq. 4.15),
+            # and then the cap does not bind; capped, both capacities below are F·d
+            d_in = left * np.maximum(2 / neg_slope, 1 / k_f3)
+            c_in = np.minimum(np.cbrt(left * d_in**2 / kap), F * d_in)
+            s_in = np.where(tau >= tau_cap, (2 / 3) * c_in / d_in,
+                            F * neg_slope / (k_f3 + neg_slope))
+            c_bd = np.minimum(f_v, np.cbrt(left * v**2 / kap))
+            s_bd = np.where(f_v <= c_bd, F, (2 / 3) * c_bd / v)
         time_s = np.where(interior, tau + d_in, t_lo + v)
         cycles = np.where(interior, c_in, c_bd)
-        slope = np.where(interior, s_in, s_bd)
-        slope = np.where(np.isfinite(slope), slope, F)
+        # the slope never exceeds F (NaN or ∞ only at v = 0 or where nothing is left)
+        slope = np.fmin(np.where(interior, s_in, s_bd), F)
     return time_s, cycles, slope, tau
 
 

@@ -50,10 +50,8 @@ def decision_costs(problem: SplitProblem, split: int, rho_device: float, rho_ser
                              + table.flops_fixed_server[s])
     bits = table.upload_bits[s]
     t_c = float(channel.upload_time_s(bits, power_w, g)) if bits > 0 else 0.0
-    rho_d_arr = np.zeros(problem.n_splits)
-    rho_s_arr = np.zeros(problem.n_splits)
-    rho_d_arr[s], rho_s_arr[s] = rho_device, rho_server
-    objective = float(problem.bound.device(rho_d_arr)[s] + problem.bound.server(rho_s_arr)[s])
+    objective = float(problem.bound.device_at(rho_device, s)
+                      + problem.bound.server_at(rho_server, s))
     return DecisionCosts(
         latency_device_s=float(device.compute_latency_s(cycles_d, freq_device_hz)),
         latency_uplink_s=t_c,

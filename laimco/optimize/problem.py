@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 from laimco.config import Scenario
 from laimco.profile import ModelProfile, SplitTable, load_profile
 from laimco.system import Channel, Device, Server
-from laimco.theory.distortion_bound import SplitDistortionBound
+from laimco.theory.distortion_bound import SplitDistortionBound, split_distortion_bound
 
 FloatArray = NDArray[np.float64]
 
@@ -114,9 +114,10 @@ def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
         allowed &= (floor <= task.rho_max) & (fixed_bytes <= device.memory_bytes)
     else:
         floor = np.zeros(profile.n_units + 1)
-    bound = SplitDistortionBound(profile, scenario.distortion.law,
-                                 _sensitivity(scenario.distortion.k_device, "k_device", profile),
-                                 _sensitivity(scenario.distortion.k_server, "k_server", profile))
+    bound = split_distortion_bound(
+        profile, scenario.distortion.law,
+        _sensitivity(scenario.distortion.k_device, "k_device", profile),
+        _sensitivity(scenario.distortion.k_server, "k_server", profile))
     gain_a = np.asarray(channel.design_gain() if gain is None else gain, dtype=np.float64)
     if gain_a.ndim == 1:
         gain_a = gain_a[:, None]

@@ -36,6 +36,10 @@ from laimco.optimize.roots import increasing_root, increasing_root_bracket
 
 FloatArray = NDArray[np.float64]
 _FEASIBILITY_TOL = 1e-12
+# added to the balance's denominator: 0/0 (nothing moves) reads as 0 without a NaN test
+_TINY = 1e-300
+# fractions of the interior piece [0, x_hi] the joint search's first grid also evaluates
+_INTERIOR_GRID = np.linspace(0.0, 1.0, 10)[1:-1]
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,7 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
     n = index.size
     a_d, b_d = el.cycles_prunable[index], el.cycles_fixed[index]
     a_s, b_s = el.server_prunable_s[index], el.server_fixed_s[index]
-    floor, split = el.rho_floor[index], el.split[index]
+    floor, split = el.rho_floor[index], el.split[index].astype(np.float64)
     sub = el.curve.subset(index)
     curve_args = sub.args()
     # the device cycles at ρ_d = ρ_max (the feasibility edge is where the capacity reaches
@@ -232,40 +236,44 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
         beta_per_capacity_slope = np.where(has_device_weights, a_s / a_d, 0.0)
     per_need = 1 / np.maximum(need, 1.0)
     per_time = 1 / time_scale
-    # splits without server weights have nothing to balance: the device takes all the time
-    no_balance = np.where(has_server_weights, 0.0, -1.0)
+    # splits without server weights have nothing to balance: b = −1, the device takes all
+    # the time there is (b ≤ 1 elsewhere, so the cap changes nothing there)
+    balance_cap = np.where(has_server_weights, 1.0, -1.0)
 
     def search(v: FloatArray, floor: FloatArray, split: FloatArray, time_at_rho_zero: FloatArray,
                per_server_s: FloatArray, beta_base: FloatArray, per_device_cycle: FloatArray,
                beta_per_capacity_slope: FloatArray, need: FloatArray, per_need: FloatArray,
-               time_max: FloatArray, per_time: FloatArray, no_balance: FloatArray,
+               time_max: FloatArray, per_time: FloatArray, balance_cap: FloatArray,
                *curve_args: FloatArray) -> FloatArray:
         time_s, cycles, cap_slope, _ = capacity_point(v, *curve_args, *constants)
         rho_s_raw = (time_s - time_at_rho_zero) * per_server_s
         rho_s = np.minimum(np.maximum(rho_s_raw, 0.0), rho_max)
         beta_raw = beta_base - cycles * per_device_cycle
-        beta_slope = np.where(beta_raw <= floor, 0.0, -cap_slope * beta_per_capacity_slope)
         beta = np.minimum(np.maximum(beta_raw, floor), rho_max)
         # φ' = D_s' + D_d'·β' as a balance in [−1, 1]: the same sign, and of order one like
-        # the other two pieces, so the piece changing sign is the one max/min picks
-        # below ρ_s = 0 the server's ratio stays at 0: its term does not move
+        # the other two pieces, so the piece changing sign is the one max/min picks.
+        # Below ρ_s = 0 the server's ratio stays at 0: its term does not move; on its floor
+        # β does not move either (β' = 0). Neither moving: balance 0, nothing to gain.
         gain_s = bound.server_derivative_at(rho_s, split) * (rho_s_raw > 0)
-        loss_d = -bound.device_derivative_at(beta, split) * beta_slope
-        with np.errstate(divide="ignore", invalid="ignore"):
-            balance = (gain_s - loss_d) / (gain_s + loss_d)
-        balance = np.where(np.isnan(balance), no_balance, balance)
+        loss_d = (bound.device_derivative_at(beta, split) * (cap_slope * beta_per_capacity_slope)
+                  * (beta_raw > floor))
+        balance = np.minimum((gain_s - loss_d) / (gain_s + loss_d + _TINY), balance_cap)
         margin = (cycles - need) * per_need
         excess = (time_s - time_max) * per_time
         return np.maximum(np.minimum(margin, balance), excess)
 
-    # a bracket: the parameter floor, and a v whose time reaches time_max (T(x) ≥ t_lo + x)
+    # a bracket: the parameter floor, and a v whose time reaches time_max (eq. 4.18); most
+    # roots lie on the interior piece [0, hi], which gets grid points of its own (the
+    # boundary piece holds those of splits with little device compute)
     lo = parameter_floor(sub.boundary)
-    hi = np.maximum(time_max - sub.t_lo, lo)
-    v_lower, v_upper = increasing_root_bracket(
-        search, lo, hi, (floor, split, time_at_rho_zero, per_server_s, beta_base,
-                         per_device_cycle, beta_per_capacity_slope, need, per_need, time_max,
-                         per_time, no_balance, *curve_args),
-        rel_tol=1e-13)
+    hi = np.maximum(sub.parameter_reaching(time_max), lo)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v_lower, v_upper = increasing_root_bracket(
+            search, lo, hi, (floor, split, time_at_rho_zero, per_server_s, beta_base,
+                             per_device_cycle, beta_per_capacity_slope, need, per_need,
+                             time_max, per_time, balance_cap, *curve_args),
+            rel_tol=1e-13, abs_tol=1e-13 * time_scale, breakpoints=sub.kinks(),
+            grid_points=np.maximum(hi, 0.0)[:, None] * _INTERIOR_GRID)
     # where the search stopped at time_max take the side within it; everywhere else the side
     # with margin ≥ 0 (the device fits). One evaluation of both candidates:
     both = capacity_point(np.concatenate([v_upper, v_lower]),

@@ -8,11 +8,12 @@ scipy's elementwise.find_root uses too (docs/theory.md §4.4).
 
 Small batches cost numpy's per-call overhead, not their size. So a small batch (a single
 scenario) first narrows every bracket by evaluating the function on a grid of points in one
-call (two rounds, the first with the bracket ends), which replaces the bisection steps a wide
-bracket would need; and its
+call (two rounds, the first with the bracket ends and any points where the caller knows the
+function may jump), which replaces the bisection steps a wide bracket would need; and its
 converged elements stay in the arrays (masked) instead of being sliced out. Large batches
 (many channel realizations) skip the grid (both ends in one call) and drop converged elements,
-so the cost follows the elements still searching.
+so the cost follows the elements still searching. The per-element arguments travel as the
+rows of one array, so slicing or repeating them is one operation however many there are.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ def increasing_root(
     args: tuple[ArrayLike, ...] = (),
     *,
     rel_tol: float = 4 * _EPS,
-    abs_tol: float = 0.0,
+    abs_tol: ArrayLike = 0.0,
     max_iter: int = 200,
     side: str = "upper",
 ) -> FloatArray:
     """For a non-decreasing `func(x, *args)` and brackets [lo, hi], the sign change of func,
-    elementwise. `args` are arrays broadcast with lo and hi; func is called with 1-D slices of
-    x and of every arg (the elements still searching, possibly repeated for a grid).
+    elementwise. `args` are float arrays broadcast with lo and hi; func is called with 1-D
+    float64 slices of x and of every arg (the elements still searching, possibly repeated for
+    a grid).
 
     Returns `lo` where func(lo) ≥ 0 and `hi` where func(hi) < 0 (the caller decides what that
     means). Otherwise the returned point lies within rel_tol·|x| + abs_tol of the sign change,
@@ -67,90 +69,124 @@ def increasing_root_bracket(
     args: tuple[ArrayLike, ...] = (),
     *,
     rel_tol: float = 4 * _EPS,
-    abs_tol: float = 0.0,
+    abs_tol: ArrayLike = 0.0,
     max_iter: int = 200,
+    breakpoints: ArrayLike | None = None,
+    grid_points: ArrayLike | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Both sides of the sign change found by `increasing_root`: (lower, upper), with
-    func(lower) ≤ 0 ≤ func(upper) and the two within rel_tol·|x| + abs_tol of each other.
+    func(lower) ≤ 0 ≤ func(upper) and the two within rel_tol·|x| + abs_tol of each other
+    (`abs_tol` may differ per element: it broadcasts with lo and hi).
 
     Only the sign pattern matters (negative, then non-negative), so func may be the max or min
-    of several non-decreasing pieces; the two sides let the caller pick, per element, the side
-    of whichever piece changed sign. Where func(lo) ≥ 0 both are `lo`, where func(hi) < 0
-    both are `hi`."""
-    arrays = np.broadcast_arrays(np.asarray(lo, dtype=np.float64),
-                                 np.asarray(hi, dtype=np.float64),
-                                 *(np.asarray(a) for a in args))
-    shape = arrays[0].shape
-    lo_f, hi_f, *flat_args = (np.ravel(a) for a in arrays)
+    of several non-decreasing pieces, and it may jump; the two sides let the caller pick, per
+    element, the side of whichever piece changed sign. Where func(lo) ≥ 0 both are `lo`, where
+    func(hi) < 0 both are `hi`.
+
+    `breakpoints`, shape (*lo.shape, k), are points where func may jump (known to the caller).
+    A small batch evaluates each together with its neighbours at ± a quarter of the tolerance,
+    so a sign change at a jump is bracketed to within the tolerance without any iteration;
+    bisecting toward a jump would otherwise take ≈ 40 steps. `grid_points`, the same shape,
+    are more points of the caller's own for a small batch's first grid: where in the bracket
+    roots are likely to be. Large batches ignore both."""
+    columns = _columns(lo, hi, abs_tol, *args)
+    shape = columns.shape[1:]
+    columns = columns.reshape(columns.shape[0], -1)
+    lo_f, hi_f, abs_f, wargs = columns[0], columns[1], columns[2], columns[3:]
     n = lo_f.size
-    points = min(_GRID_POINTS, _GRID_BUDGET // max(n, 1))
-    if points >= 8:
-        # small batch: the ends and the first grid in one call
-        x, fx = _grid(func, lo_f, hi_f, flat_args, points, spread=True, ends=True)
-        f_lo, f_hi = fx[:, 0], fx[:, -1]
-    else:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            both = _signed(func(np.concatenate([lo_f, hi_f]),
-                                *(np.concatenate([a, a]) for a in flat_args)))
-        f_lo, f_hi = both[:n], both[n:]
-    upper = np.where(f_lo >= 0, lo_f, hi_f)
-    lower = upper.copy()
-    work = np.flatnonzero((f_lo < 0) & (f_hi >= 0) & (hi_f > lo_f))
-    if work.size == 0:
+    upper = np.empty(n)
+    lower = np.empty(n)
+
+    def result() -> tuple[FloatArray, FloatArray]:
         return lower.reshape(shape), upper.reshape(shape)
-    wargs = [arg[work] for arg in flat_args]
-    # a: newest point, b: the other end of the bracket, c: the previous point
-    if points >= 8:
-        a, fa, b, fb = _first_sign_change(x[work], fx[work])
-        for _ in range(_GRID_ROUNDS - 1):
-            x_next, fx_next = _grid(func, b, a, wargs, points, spread=False, ends=False)
-            a, fa, b, fb = _first_sign_change(np.column_stack([b, x_next, a]),
-                                              np.column_stack([fb, fx_next, fa]))
-    else:
-        a, fa = hi_f[work], f_hi[work]
-        b, fb = lo_f[work], f_lo[work]
-    c, fc = b, fb
-    # first step by false position (exact for a linear function), kept off the ends
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.clip(np.nan_to_num(fa / (fa - fb), nan=0.5), 1e-3, 1 - 1e-3)
-    active = np.ones(work.size, dtype=bool)
+
+    jumps = None if breakpoints is None or n == 0 else _near_points(
+        np.reshape(np.asarray(breakpoints, dtype=np.float64), (n, -1)), lo_f, hi_f, rel_tol,
+        abs_f)
+    if n == 0:
+        grid_points = None
+    points = min(_GRID_POINTS, _GRID_BUDGET // max(n, 1))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for _ in range(max_iter):
-            x = a + t * (b - a)
+        if points >= 8:  # small batch: the ends, the jumps and the first grid in one call
+            extra = [_within(np.reshape(np.asarray(p, dtype=np.float64), (n, -1)), lo_f, hi_f)
+                     for p in (grid_points,) if p is not None]
+            x, fx = _grid(func, lo_f, hi_f, wargs, points, first=True,
+                          extra=np.concatenate([*extra, jumps], axis=1) if jumps is not None
+                          else extra[0] if extra else None)
+            f_lo, f_hi = fx[:, 0], fx[:, -1]
+        else:
+            both = _signed(func(np.concatenate([lo_f, hi_f]), *np.tile(wargs, 2)))
+            f_lo, f_hi = both[:n], both[n:]
+        upper[:] = np.where(f_lo >= 0, lo_f, hi_f)
+        lower[:] = upper
+        work = np.flatnonzero((f_lo < 0) & (f_hi >= 0) & (hi_f > lo_f))
+        if work.size == 0:
+            return result()
+        if work.size < n:
+            wargs, abs_f = wargs[:, work], abs_f[work]
+        # a: newest point, b: the other end of the bracket, c: the previous point
+        if points >= 8:
+            a, fa, b, fb = _first_sign_change(x[work], fx[work])
+            for _ in range(_GRID_ROUNDS - 1):
+                x_next, fx_next = _grid(func, b, a, wargs, points, first=False)
+                a, fa, b, fb = _first_sign_change(np.column_stack([b, x_next, a]),
+                                                  np.column_stack([fb, fx_next, fa]))
+        else:
+            a, fa = hi_f[work], f_hi[work]
+            b, fb = lo_f[work], f_lo[work]
+        c, fc = b, fb
+        # first step by false position (exact for a linear function), kept off the ends
+        # (fmax/fmin also turn a NaN into the lower end)
+        t: FloatArray | None = np.fmin(np.fmax(fa / (fa - fb), 1e-3), 1 - 1e-3)
+        active = np.ones(work.size, dtype=bool)
+        for _ in range(max_iter + 1):
+            # converged: the bracket is within the tolerance, or a point is exactly a root
+            width = b - a
+            tl = (rel_tol * np.maximum(np.abs(a), np.abs(b)) + abs_f) / np.abs(width)
+            done = ~(tl < 0.5) | (fa == 0)  # also NaN widths: nothing left to search
+            finished = done & active
+            if np.count_nonzero(finished):
+                upper[work[finished]] = np.where(fa >= 0, a, b)[finished]
+                lower[work[finished]] = np.where(fa <= 0, a, b)[finished]
+                active &= ~done
+                if not np.count_nonzero(active):
+                    return result()
+                if work.size > _SMALL_BATCH:  # large batch: drop the converged elements
+                    keep = active
+                    work = work[keep]
+                    a, fa, b, fb, c, fc, tl, width, abs_f = (
+                        v[keep] for v in (a, fa, b, fb, c, fc, tl, width, abs_f))
+                    wargs = wargs[:, keep]
+                    if t is not None:
+                        t = t[keep]
+                    active = np.ones(work.size, dtype=bool)
+            if t is None:  # inverse quadratic interpolation where Chandrupatla's test allows
+                fab, fcb = fa - fb, fc - fb
+                xi = (a - b) / (c - b)
+                ph = fab / fcb
+                t_iqi = fa / fab * fc / fcb + (c - a) / width * fa / (fc - fa) * fb / fcb
+                safe = (ph * ph < xi) & ((1 - ph) * (1 - ph) < 1 - xi) & np.isfinite(t_iqi)
+                t = np.where(safe, t_iqi, 0.5)
+                t = np.minimum(np.maximum(t, np.minimum(tl, 0.5)), np.maximum(1 - tl, 0.5))
+            x = a + t * width
+            t = None
             fx = _signed(func(x, *wargs))
             same = (fx < 0) == (fa < 0)
             c, fc = np.where(same, a, b), np.where(same, fa, fb)
             b, fb = np.where(same, b, a), np.where(same, fb, fa)
             a, fa = x, fx
-            tol = rel_tol * np.maximum(np.abs(a), np.abs(b))
-            tl = (tol + abs_tol if abs_tol else tol) / np.abs(b - a)
-            done = ~(tl < 0.5) | (fa == 0)  # also NaN widths: nothing left to search
-            finished = done & active
-            if finished.any():
-                upper[work[finished]] = np.where(fa >= 0, a, b)[finished]
-                lower[work[finished]] = np.where(fa <= 0, a, b)[finished]
-                active &= ~done
-                if not active.any():
-                    break
-                if work.size > _SMALL_BATCH:  # large batch: drop the converged elements
-                    keep = active
-                    work = work[keep]
-                    a, fa, b, fb, c, fc, tl = (v[keep] for v in (a, fa, b, fb, c, fc, tl))
-                    wargs = [v[keep] for v in wargs]
-                    active = np.ones(work.size, dtype=bool)
-            # inverse quadratic interpolation where Chandrupatla's test says it is safe
-            fab, fcb = fa - fb, fc - fb
-            xi = (a - b) / (c - b)
-            ph = fab / fcb
-            t_iqi = (fa / fab * fc / fcb
-                     + (c - a) / (b - a) * fa / (fc - fa) * fb / fcb)
-            safe = (ph * ph < xi) & ((1 - ph) * (1 - ph) < 1 - xi) & np.isfinite(t_iqi)
-            t = np.where(safe, t_iqi, 0.5)
-            t = np.minimum(np.maximum(t, np.minimum(tl, 0.5)), np.maximum(1 - tl, 0.5))
-        else:
-            upper[work[active]] = np.where(fa >= 0, a, b)[active]
-            lower[work[active]] = np.where(fa <= 0, a, b)[active]
-    return lower.reshape(shape), upper.reshape(shape)
+        upper[work[active]] = np.where(fa >= 0, a, b)[active]
+        lower[work[active]] = np.where(fa <= 0, a, b)[active]
+    return result()
+
+
+def _columns(*arrays: ArrayLike) -> FloatArray:
+    """The arrays as the rows of one float64 array (broadcast only when their shapes differ:
+    numpy's broadcasting costs more here than the copy)."""
+    try:
+        return np.array(arrays, dtype=np.float64)
+    except ValueError:  # shapes differ: broadcast
+        return np.array(np.broadcast_arrays(*arrays), dtype=np.float64)
 
 
 def _signed(values: FloatArray) -> FloatArray:
@@ -159,36 +195,66 @@ def _signed(values: FloatArray) -> FloatArray:
     return np.where(np.isnan(values), np.inf, values)
 
 
+def _near_points(points: FloatArray, lo: FloatArray, hi: FloatArray, rel_tol: float,
+                 abs_tol: FloatArray) -> FloatArray:
+    """Each point, clipped into its bracket, with its neighbours a quarter of the tolerance
+    away on either side: shape (n, 3k)."""
+    step = (rel_tol * np.abs(points) + abs_tol[:, None]) / 4
+    return _within(np.concatenate([points - step, points, points + step], axis=1), lo, hi)
+
+
+def _within(points: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
+    """Points (n, k) moved into their rows' brackets [lo, hi]."""
+    return np.minimum(np.maximum(points, lo[:, None]), hi[:, None])
+
+
+def _near_zero(lo: FloatArray, hi: FloatArray, points: int) -> FloatArray:
+    """For brackets that hold 0 inside: points crowded geometrically toward 0 from both
+    sides (a relative tolerance resolves roots near 0 at their own scale); else lo."""
+    scales = _geometric(points)
+    inside = ((lo < 0) & (hi > 0))[:, None]
+    near = np.concatenate([lo[:, None] * scales, hi[:, None] * scales], axis=1)
+    return np.where(inside, near, lo[:, None])
+
+
 @functools.cache
-def _grid_fractions(points: int, spread: bool, ends: bool) -> FloatArray:
-    """Where in a bracket the grid points sit, as fractions of its width from the lower end:
-    with `spread` half of them crowded geometrically toward the lower end (for roots that may
-    sit orders of magnitude below the bracket's top), half evenly spaced; with `ends` the two
-    ends themselves too."""
-    if spread:
+def _geometric(points: int) -> FloatArray:
+    scales = np.geomspace(1e-6, 1, points + 1)[:-1]
+    scales.flags.writeable = False
+    return scales
+
+
+@functools.cache
+def _grid_fractions(points: int, first: bool) -> FloatArray:
+    """Where in a bracket the grid points sit, as fractions of its width from the lower end.
+    The first round crowds half of them geometrically toward the lower end (for roots that may
+    sit orders of magnitude below the bracket's top), spaces half evenly, and holds the two
+    ends themselves; later rounds are evenly spaced inside."""
+    if first:
         half = points // 2
         inner = np.unique(np.concatenate([np.linspace(0, 1, half + 2)[1:-1],
                                           np.geomspace(1e-6, 1, half + 1)[:-1]]))
+        fractions = np.concatenate([[0.0], inner, [1.0]])
     else:
-        inner = np.linspace(0, 1, points + 2)[1:-1]
-    fractions = np.concatenate([[0.0], inner, [1.0]]) if ends else inner
+        fractions = np.linspace(0, 1, points + 2)[1:-1]
     fractions.flags.writeable = False
     return fractions
 
 
-def _grid(func: Callable[..., FloatArray], lo: FloatArray, hi: FloatArray,
-          args: list[NDArray[np.generic]], points: int, spread: bool,
-          ends: bool) -> tuple[FloatArray, FloatArray]:
+def _grid(func: Callable[..., FloatArray], lo: FloatArray, hi: FloatArray, args: FloatArray,
+          points: int, first: bool, extra: FloatArray | None = None
+          ) -> tuple[FloatArray, FloatArray]:
     """func on a grid across every bracket [lo, hi], in one call: (points, values), one row
-    per element (with `ends`, the first and last columns are exactly lo and hi)."""
-    fractions = _grid_fractions(points, spread, ends)
-    m = fractions.size
+    per element, sorted. In the first round the first and last columns are exactly lo and hi;
+    `extra` (n, k) adds points of the caller's own inside the brackets (first round only)."""
+    fractions = _grid_fractions(points, first)
     x = lo[:, None] + fractions[None, :] * (hi - lo)[:, None]
-    if ends:
+    if first:
         x[:, 0], x[:, -1] = lo, hi
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        fx = _signed(func(x.ravel(), *(np.repeat(arg, m, axis=0) for arg in args))
-                     ).reshape(x.shape)
+    if extra is not None:  # sorted in among the inner points; the ends stay first and last
+        inner = np.sort(np.concatenate([x[:, 1:-1], extra], axis=1), axis=1)
+        x = np.concatenate([x[:, :1], inner, x[:, -1:]], axis=1)
+    fx = _signed(func(x.ravel(), *args.repeat(x.shape[1], axis=1))).reshape(x.shape)
     return x, fx
 
 
@@ -196,6 +262,15 @@ def _first_sign_change(x: FloatArray, fx: FloatArray
                        ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """For rows whose values go − … − + … + with a negative first and a non-negative last
     column: the first point at or above zero and the one before it, (a, fa, b, fb)."""
-    rows = np.arange(x.shape[0])
-    first = np.argmax(fx >= 0, axis=1)
-    return x[rows, first], fx[rows, first], x[rows, first - 1], fx[rows, first - 1]
+    first = np.argmax(fx >= 0, axis=1) + _row_starts(*x.shape)
+    before = first - 1
+    x, fx = x.ravel(), fx.ravel()
+    return x[first], fx[first], x[before], fx[before]
+
+
+@functools.cache
+def _row_starts(rows: int, columns: int) -> NDArray[np.intp]:
+    """Flat index of each row's first element in a C-ordered (rows, columns) array."""
+    starts = np.arange(rows) * columns
+    starts.flags.writeable = False
+    return starts

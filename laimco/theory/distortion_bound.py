@@ -110,6 +110,14 @@ class SplitDistortionBound:
             weights = weights[np.asarray(split, dtype=np.intp)]
         return np.asarray((per_unit * weights).sum(axis=-1), dtype=np.float64)
 
+    def device_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
+        """The device side for elements with explicit split indices."""
+        return self._side(rho, "device", derivative=False, split=split)
+
+    def server_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
+        """The server side for elements with explicit split indices."""
+        return self._side(rho, "server", derivative=False, split=split)
+
     def device_derivative_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
         """The device side's derivative for elements with explicit split indices."""
         return self._side(rho, "device", derivative=True, split=split)
@@ -133,3 +141,22 @@ class SplitDistortionBound:
     def server_derivative(self, rho: ArrayLike) -> FloatArray:
         """d/dρ_s of the server side."""
         return self._side(rho, "server", derivative=True)
+
+
+_BOUNDS: dict[tuple[int, str, float, float], SplitDistortionBound] = {}
+_BOUNDS_KEPT = 32
+
+
+def split_distortion_bound(profile: ModelProfile, law: LawName, k_device: float,
+                           k_server: float) -> SplitDistortionBound:
+    """The bound for a profile, built once per profile object, law and constants (profiles are
+    immutable; building one costs about as much as a third of a whole solve). A cached bound
+    keeps its profile alive, so a profile's id cannot be reused while its entry exists."""
+    key = (id(profile), law, float(k_device), float(k_server))
+    bound = _BOUNDS.get(key)
+    if bound is None or bound.profile is not profile:
+        bound = SplitDistortionBound(profile, law, float(k_device), float(k_server))
+        if len(_BOUNDS) >= _BOUNDS_KEPT:
+            _BOUNDS.pop(next(iter(_BOUNDS)))
+        _BOUNDS[key] = bound
+    return bound
