@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from laimco.optimize.device_capacity import device_capacity
+from laimco.optimize.device_capacity import capacity_curve, capacity_point, device_capacity
 from laimco.optimize.roots import increasing_root, increasing_root_bracket
 
 LN2 = math.log(2.0)
@@ -347,3 +347,61 @@ def test_nan_values_count_as_above_zero_everywhere(n: int) -> None:
                                            rel_tol=1e-12)
     assert np.all(nan_above(lower, roots) < 0) and np.all(np.isnan(nan_above(upper, roots)))
     assert np.allclose(upper, roots, rtol=4e-12, atol=0)
+
+
+@pytest.mark.parametrize("n", [8, 40])
+def test_breakpoints_bracket_a_jump_without_bisection(n: int) -> None:
+    """A monotone function that jumps over zero at a known point: with the point given as a
+    breakpoint, the two sides returned straddle the jump within the tolerance after the grid
+    rounds alone (no bisection toward the jump, which takes ≈ 40 steps without it)."""
+    rng = np.random.default_rng(n)
+    lo = rng.uniform(-2.0, 0.0, n)
+    hi = lo + _log_uniform(rng, 1e-3, 10.0, n)
+    jump = lo + rng.uniform(0.01, 0.99, n) * (hi - lo)
+    calls = [0]
+
+    def step(x: np.ndarray, at: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        return np.where(x < at, -1.0 - (at - x), 0.5 + (x - at))
+
+    tol = 1e-13
+    lower, upper = increasing_root_bracket(step, lo, hi, (jump,), rel_tol=tol,
+                                           breakpoints=jump[:, None])
+    assert calls[0] <= 2  # the two grid rounds
+    assert np.all(step(lower, jump) < 0) and np.all(step(upper, jump) >= 0)
+    assert np.all(lower < jump) and np.all(upper >= jump)
+    assert np.all(upper - lower <= tol * np.maximum(np.abs(lower), np.abs(upper)))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_caller_grid_points_leave_the_root_unchanged(seed: int) -> None:
+    """Extra first-round grid points (anywhere, even outside the bracket: they are moved in)
+    change where the search starts, not what it finds."""
+    prob = _root_problems(200 + seed, 24)
+    args = (prob["kind"], prob["root"], prob["scale"], prob["steep"])
+    rng = np.random.default_rng(seed)
+    width = prob["hi"] - prob["lo"]
+    points = prob["lo"][:, None] + rng.uniform(-0.5, 1.5, (24, 6)) * width[:, None]
+    found = increasing_root(_monotone, prob["lo"], prob["hi"], args, rel_tol=1e-13)
+    lower, upper = increasing_root_bracket(_monotone, prob["lo"], prob["hi"], args,
+                                           rel_tol=1e-13, grid_points=points)
+    assert np.all(_monotone(upper, *args) >= 0) and np.all(_monotone(lower, *args) <= 0)
+    allowed = 4e-13 * np.abs(found) + 4 * np.spacing(np.abs(found))
+    assert np.all(np.abs(upper - found) <= 2 * allowed)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("seed", range(4))
+def test_parameter_reaching_gives_a_curve_point_at_or_past_the_time(policy: str,
+                                                                    seed: int) -> None:
+    """`parameter_reaching(T)` (eq. 4.18) is an upper bracket: the curve's time there is at
+    least T wherever the curve is feasible, and it is never past the plain bound T − t_lo."""
+    scalars, arrays = _instances(300 + seed)
+    curve = capacity_curve(arrays["upload_bits"], arrays["noise_to_gain_w"],
+                           policy=policy, **scalars)  # type: ignore[arg-type]
+    times = arrays["time_s"]
+    x = curve.parameter_reaching(times)
+    reached = capacity_point(x, *curve.args(), *curve.constants())[0]
+    ok = curve.feasible & (times >= curve.t_lo)
+    assert np.all(reached[ok] >= times[ok] * (1 - 1e-12)), (reached[ok], times[ok])
+    assert np.all(x <= times - curve.t_lo)

@@ -32,24 +32,14 @@ DevicePolicy = Literal["free", "max-power", "max-frequency"]
 LN2 = float(np.log(2.0))
 
 
-@dataclass(frozen=True)
-class UplinkEnergy:
-    """e(t) = w·t·(2^{a/t} − 1), a = S/B, and its slope e'(t) (eq. 2.6, 4.6)."""
-
-    noise_to_gain_w: FloatArray
-    bits_per_hz: FloatArray
-
-    def energy(self, t: FloatArray) -> FloatArray:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.where(self.bits_per_hz > 0,
-                            self.noise_to_gain_w * t * np.expm1(self.bits_per_hz * LN2 / t), 0.0)
-
-    def slope(self, t: FloatArray) -> FloatArray:
-        """e'(t) = w·[(2^{a/t} − 1) − (a ln2/t)·2^{a/t}] < 0."""
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            x = self.bits_per_hz * LN2 / t
-            return np.where(self.bits_per_hz > 0,
-                            self.noise_to_gain_w * (np.expm1(x) - x * np.exp(x)), 0.0)
+def _uplink_energy(tau: FloatArray, noise_to_gain_w: FloatArray, bits_ln2: FloatArray
+                   ) -> tuple[FloatArray, FloatArray]:
+    """e(τ) = w·τ·(2^{a/τ} − 1) and −e'(τ) = w·[(a·ln2/τ)·2^{a/τ} − (2^{a/τ} − 1)] > 0
+    (eq. 2.6, 4.6) from one exponential, for bits_ln2 = a·ln2. With w = 0 where nothing is
+    sent (and any τ > 0 there) both are 0. Sets no np.errstate: callers do."""
+    y = bits_ln2 / tau
+    grow = np.expm1(y)
+    return noise_to_gain_w * tau * grow, noise_to_gain_w * (y * (grow + 1) - grow)
 
 
 def shortest_upload_time_s(upload_bits: ArrayLike, bandwidth_hz: float,
@@ -178,31 +168,32 @@ def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwi
     `time_max_s`, the most time any search will ask about, lets elements whose boundary piece
     extends past it drop the interior piece (Δ = ∞): their parameter is then the device time
     itself, exact near zero however long the boundary piece is."""
-    bits, w = (np.ravel(a).astype(np.float64) for a in np.broadcast_arrays(
-        np.asarray(upload_bits, dtype=np.float64), np.asarray(noise_to_gain_w, dtype=np.float64)))
+    bits, w = (np.asarray(x, dtype=np.float64) for x in (upload_bits, noise_to_gain_w))
+    if bits.shape != w.shape:
+        bits, w = np.broadcast_arrays(bits, w)
+    bits, w = bits.ravel(), w.ravel()
     a = bits / bandwidth_hz
-    uplink = UplinkEnergy(w, a)
+    sends = bits > 0
     F, kap = cpu_freq_max_hz, kappa
-    if policy == "max-power":
-        eta = np.log1p(tx_power_max_w / w) / LN2
-        t_lo = np.where(bits > 0, a / eta, 0.0)
-    else:
-        t_lo = shortest_upload_time_s(bits, bandwidth_hz, w, tx_power_max_w, energy_j)
-    finite = np.isfinite(t_lo)
-    t_lo_safe = np.where(finite, t_lo, 1.0)
-    left = energy_j - uplink.energy(t_lo_safe)
-    feasible = finite & (left >= -1e-12 * energy_j)
-    left = np.maximum(left, 0.0)
-    if policy == "max-frequency":
-        tau_cap = np.full(bits.shape, np.inf)
-    else:
-        tau_cap = cap_switch_time_s(a, w, kap, F)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = uplink.slope(t_lo_safe)
-        boundary = np.where(t_lo_safe >= tau_cap, 2 * left / (-slope), left / (kap * F**3))
-    boundary = np.where((bits > 0) & (policy != "max-power"), boundary, np.inf)
-    if policy == "max-frequency":
-        boundary = np.where(bits > 0, left / (kap * F**3), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if policy == "max-power":
+            t_lo = np.where(sends, a * LN2 / np.log1p(tx_power_max_w / w), 0.0)
+        else:
+            t_lo = shortest_upload_time_s(bits, bandwidth_hz, w, tx_power_max_w, energy_j)
+        finite = np.isfinite(t_lo)
+        t_lo_safe = np.where(finite, t_lo, 1.0)
+        spent, neg_slope = _uplink_energy(np.where(sends, t_lo_safe, 1.0),
+                                          np.where(sends, w, 0.0), a * LN2)
+        left = energy_j - spent
+        feasible = finite & (left >= -1e-12 * energy_j)
+        left = np.maximum(left, 0.0)
+        if policy == "max-frequency":
+            tau_cap = np.full(bits.shape, np.inf)
+            boundary = left / (kap * F**3)
+        else:
+            tau_cap = cap_switch_time_s(a, w, kap, F)
+            boundary = np.where(t_lo_safe >= tau_cap, 2 * left / neg_slope, left / (kap * F**3))
+        boundary = np.where(sends & (policy != "max-power"), boundary, np.inf)
     if time_max_s is not None:
         reach = np.broadcast_to(np.ravel(np.asarray(time_max_s, dtype=np.float64)), bits.shape)
         boundary = np.where(boundary >= reach - t_lo_safe, np.inf, boundary)
@@ -239,11 +230,8 @@ def capacity_point(x: FloatArray, *curve: Any
         # one-sided derivative of C* (the boundary formula there may give neither side's)
         interior = x >= junction
         tau = upload_base + x * interior
-        # e(τ) and −e'(τ) (eq. 2.6, 4.6) from one exponential; nothing sent: both 0
-        y = bits_ln2 / tau
-        grow = np.expm1(y)
-        left = np.maximum(energy_j - noise_to_gain_w * tau * grow, 0.0)
-        neg_slope = noise_to_gain_w * (y * (grow + 1) - grow)
+        spent, neg_slope = _uplink_energy(tau, noise_to_gain_w, bits_ln2)
+        left = np.maximum(energy_j - spent, 0.0)
         # boundary piece: device time v, the smaller of the frequency and energy limits
         v = offset + x
         f_v = F * v

@@ -124,9 +124,11 @@ def increasing_root_bracket(
             return result()
         if work.size < n:
             wargs, abs_f = wargs[:, work], abs_f[work]
+            if points >= 8:
+                x, fx = x[work], fx[work]
         # a: newest point, b: the other end of the bracket, c: the previous point
         if points >= 8:
-            a, fa, b, fb = _first_sign_change(x[work], fx[work])
+            a, fa, b, fb = _first_sign_change(x, fx)
             for _ in range(_GRID_ROUNDS - 1):
                 x_next, fx_next = _grid(func, b, a, wargs, points, first=False)
                 a, fa, b, fb = _first_sign_change(np.column_stack([b, x_next, a]),
@@ -139,6 +141,7 @@ def increasing_root_bracket(
         # (fmax/fmin also turn a NaN into the lower end)
         t: FloatArray | None = np.fmin(np.fmax(fa / (fa - fb), 1e-3), 1 - 1e-3)
         active = np.ones(work.size, dtype=bool)
+        a_negative = fa < 0
         for _ in range(max_iter + 1):
             # converged: the bracket is within the tolerance, or a point is exactly a root
             width = b - a
@@ -154,27 +157,30 @@ def increasing_root_bracket(
                 if work.size > _SMALL_BATCH:  # large batch: drop the converged elements
                     keep = active
                     work = work[keep]
-                    a, fa, b, fb, c, fc, tl, width, abs_f = (
-                        v[keep] for v in (a, fa, b, fb, c, fc, tl, width, abs_f))
+                    a, fa, b, fb, c, fc, tl, width, abs_f, a_negative = (
+                        v[keep] for v in (a, fa, b, fb, c, fc, tl, width, abs_f, a_negative))
                     wargs = wargs[:, keep]
                     if t is not None:
                         t = t[keep]
                     active = np.ones(work.size, dtype=bool)
             if t is None:  # inverse quadratic interpolation where Chandrupatla's test allows
                 fab, fcb = fa - fb, fc - fb
-                xi = (a - b) / (c - b)
+                xi = width / (b - c)
                 ph = fab / fcb
                 t_iqi = fa / fab * fc / fcb + (c - a) / width * fa / (fc - fa) * fb / fcb
                 safe = (ph * ph < xi) & ((1 - ph) * (1 - ph) < 1 - xi) & np.isfinite(t_iqi)
-                t = np.where(safe, t_iqi, 0.5)
-                t = np.minimum(np.maximum(t, np.minimum(tl, 0.5)), np.maximum(1 - tl, 0.5))
+                # a step of at least the tolerance from either end (converged elements, kept
+                # masked in a small batch, get t = 1/2: their x stays inside their bracket)
+                t = np.minimum(np.maximum(np.where(safe, t_iqi, 0.5), np.minimum(tl, 0.5)),
+                               np.maximum(1 - tl, 0.5))
             x = a + t * width
             t = None
             fx = _signed(func(x, *wargs))
-            same = (fx < 0) == (fa < 0)
+            negative = fx < 0
+            same = negative == a_negative
             c, fc = np.where(same, a, b), np.where(same, fa, fb)
             b, fb = np.where(same, b, a), np.where(same, fb, fa)
-            a, fa = x, fx
+            a, fa, a_negative = x, fx, negative
         upper[work[active]] = np.where(fa >= 0, a, b)[active]
         lower[work[active]] = np.where(fa <= 0, a, b)[active]
     return result()

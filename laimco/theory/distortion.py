@@ -13,6 +13,8 @@ object can hold the statistics of many units at once.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,8 +70,14 @@ class GenNormLaw:
         return _as_float(self.scale), _as_float(self.shape)
 
     def second_moment(self) -> FloatArray:
+        return self._second_moment
+
+    @functools.cached_property
+    def _second_moment(self) -> FloatArray:
         alpha, beta = self._params()
-        return _as_float(alpha**2 * np.exp(special.gammaln(3 / beta) - special.gammaln(1 / beta)))
+        moment = _as_float(alpha**2 * np.exp(special.gammaln(3 / beta) - special.gammaln(1 / beta)))
+        moment.flags.writeable = False
+        return moment
 
     def _level(self, rho: ArrayLike) -> FloatArray:
         _, beta = self._params()
@@ -78,6 +86,11 @@ class GenNormLaw:
     def with_unit_scale(self) -> GenNormLaw:
         """The same shape with α = 1: δ and q² scale as α², so δ_α(ρ) = α²·δ₁(ρ)."""
         return GenNormLaw(scale=1.0, shape=self.shape)
+
+    def unit_derivative_kernel(self) -> Callable[[FloatArray], FloatArray]:
+        """q(ρ)² at unit scale as a function of a float array, for loops that evaluate it
+        many times inside their own np.errstate (it sets none: ρ = 1 gives ∞)."""
+        return self.with_unit_scale().delta_derivative
 
     def delta(self, rho: ArrayLike) -> FloatArray:
         _, beta = self._params()
@@ -118,10 +131,12 @@ class LaplaceLaw(GenNormLaw):
         return LaplaceLaw(1.0)
 
     def delta_derivative(self, rho: ArrayLike) -> FloatArray:
-        """q(ρ)² = b²·ln(1−ρ)² in closed form (the optimizer's searches evaluate it)."""
+        """q(ρ)² = b²·ln(1−ρ)² in closed form."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.log1p(-_as_float(rho))
-        return _as_float(_as_float(self.scale) ** 2 * (u * u))
+            return _as_float(_as_float(self.scale) ** 2 * _laplace_unit_q2(_as_float(rho)))
+
+    def unit_derivative_kernel(self) -> Callable[[FloatArray], FloatArray]:
+        return _laplace_unit_q2
 
 
 class GaussianLaw(GenNormLaw):
@@ -140,9 +155,23 @@ class GaussianLaw(GenNormLaw):
         return GaussianLaw(1 / np.sqrt(2.0))  # α = σ√2 = 1
 
     def delta_derivative(self, rho: ArrayLike) -> FloatArray:
-        """q(ρ)² = α²·erf⁻¹(ρ)² in closed form (the optimizer's searches evaluate it)."""
-        z = special.erfinv(_as_float(rho))
-        return _as_float(_as_float(self.scale) ** 2 * (z * z))
+        """q(ρ)² = α²·erf⁻¹(ρ)² in closed form."""
+        return _as_float(_as_float(self.scale) ** 2 * _gaussian_unit_q2(_as_float(rho)))
+
+    def unit_derivative_kernel(self) -> Callable[[FloatArray], FloatArray]:
+        return _gaussian_unit_q2
+
+
+def _laplace_unit_q2(rho: FloatArray) -> FloatArray:
+    """q(ρ)² of Laplace(0, 1): ln(1−ρ)² (eq. 3.4)."""
+    u = np.log1p(-rho)
+    return u * u
+
+
+def _gaussian_unit_q2(rho: FloatArray) -> FloatArray:
+    """q(ρ)² of the Gaussian law with α = σ√2 = 1: erf⁻¹(ρ)² (eq. 3.5)."""
+    z: FloatArray = special.erfinv(rho)
+    return z * z
 
 
 @dataclass(frozen=True)

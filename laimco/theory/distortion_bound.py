@@ -9,6 +9,7 @@ in its ratio, because every δ_u is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -75,6 +76,8 @@ class SplitDistortionBound:
     _unit_law: GenNormLaw | None = field(init=False, repr=False, default=None)
     _scaled_device: FloatArray | None = field(init=False, repr=False, default=None)
     _scaled_server: FloatArray | None = field(init=False, repr=False, default=None)
+    _unit_derivative: Callable[[FloatArray], FloatArray] | None = field(
+        init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         # only units with prunable weights enter the sums (the others have degenerate laws)
@@ -88,6 +91,7 @@ class SplitDistortionBound:
         if isinstance(laws, GenNormLaw) and np.ndim(laws.shape) == 0:
             alpha_2 = np.asarray(laws.scale, dtype=np.float64) ** 2
             object.__setattr__(self, "_unit_law", laws.with_unit_scale())
+            object.__setattr__(self, "_unit_derivative", laws.unit_derivative_kernel())
             object.__setattr__(self, "_scaled_device", self._weights_device @ alpha_2)
             object.__setattr__(self, "_scaled_server", self._weights_server @ alpha_2)
 
@@ -118,13 +122,21 @@ class SplitDistortionBound:
         """The server side for elements with explicit split indices."""
         return self._side(rho, "server", derivative=False, split=split)
 
-    def device_derivative_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
-        """The device side's derivative for elements with explicit split indices."""
-        return self._side(rho, "device", derivative=True, split=split)
+    def device_derivative_at(self, rho: FloatArray, split: FloatArray) -> FloatArray:
+        """The device side's derivative for elements with explicit split indices (float
+        arrays). For searches that call it many times: call it inside np.errstate (it sets
+        none; ρ = 1 gives ∞)."""
+        return self._derivative_at(rho, split, self._scaled_device, "device")
 
-    def server_derivative_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
-        """The server side's derivative for elements with explicit split indices."""
-        return self._side(rho, "server", derivative=True, split=split)
+    def server_derivative_at(self, rho: FloatArray, split: FloatArray) -> FloatArray:
+        """The server side's derivative, as `device_derivative_at`."""
+        return self._derivative_at(rho, split, self._scaled_server, "server")
+
+    def _derivative_at(self, rho: FloatArray, split: FloatArray, scaled: FloatArray | None,
+                       side: Literal["device", "server"]) -> FloatArray:
+        if self._unit_derivative is None or scaled is None:
+            return self._side(rho, side, derivative=True, split=split)
+        return self._unit_derivative(rho) * scaled[split.astype(np.intp)]
 
     def device(self, rho: ArrayLike) -> FloatArray:
         """k_d·Σ_{u≤s} N_u·δ_u(ρ_d) for each split s."""
