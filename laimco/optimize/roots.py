@@ -157,8 +157,9 @@ def increasing_root_bracket(
                 if work.size > _SMALL_BATCH:  # large batch: drop the converged elements
                     keep = active
                     work = work[keep]
-                    a, fa, b, fb, c, fc, tl, width, abs_f, a_negative = (
-                        v[keep] for v in (a, fa, b, fb, c, fc, tl, width, abs_f, a_negative))
+                    a, fa, b, fb, c, fc, tl, width, abs_f = (
+                        v[keep] for v in (a, fa, b, fb, c, fc, tl, width, abs_f))
+                    a_negative = a_negative[keep]
                     wargs = wargs[:, keep]
                     if t is not None:
                         t = t[keep]
