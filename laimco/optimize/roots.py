@@ -100,19 +100,16 @@ def increasing_root_bracket(
     def result() -> tuple[FloatArray, FloatArray]:
         return lower.reshape(shape), upper.reshape(shape)
 
-    jumps = None if breakpoints is None or n == 0 else _near_points(
-        np.reshape(np.asarray(breakpoints, dtype=np.float64), (n, -1)), lo_f, hi_f, rel_tol,
-        abs_f)
-    if n == 0:
-        grid_points = None
     points = min(_GRID_POINTS, _GRID_BUDGET // max(n, 1))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if points >= 8:  # small batch: the ends, the jumps and the first grid in one call
-            extra = [_within(np.reshape(np.asarray(p, dtype=np.float64), (n, -1)), lo_f, hi_f)
-                     for p in (grid_points,) if p is not None]
+        if points >= 8:  # small batch: the ends, the caller's points and a grid in one call
+            own = []
+            if breakpoints is not None and n:
+                own.append(_near_points(_per_row(breakpoints, n), lo_f, hi_f, rel_tol, abs_f))
+            if grid_points is not None and n:
+                own.append(_within(_per_row(grid_points, n), lo_f, hi_f))
             x, fx = _grid(func, lo_f, hi_f, wargs, points, first=True,
-                          extra=np.concatenate([*extra, jumps], axis=1) if jumps is not None
-                          else extra[0] if extra else None)
+                          extra=np.concatenate(own, axis=1) if own else None)
             f_lo, f_hi = fx[:, 0], fx[:, -1]
         else:
             both = _signed(func(np.concatenate([lo_f, hi_f]), *np.tile(wargs, 2)))
@@ -208,6 +205,11 @@ def _near_points(points: FloatArray, lo: FloatArray, hi: FloatArray, rel_tol: fl
     away on either side: shape (n, 3k)."""
     step = (rel_tol * np.abs(points) + abs_tol[:, None]) / 4
     return _within(np.concatenate([points - step, points, points + step], axis=1), lo, hi)
+
+
+def _per_row(points: ArrayLike, n: int) -> FloatArray:
+    """Caller points of shape (*lo.shape, k) as (n, k) float rows."""
+    return np.reshape(np.asarray(points, dtype=np.float64), (n, -1))
 
 
 def _within(points: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
