@@ -405,3 +405,16 @@ def test_parameter_reaching_gives_a_curve_point_at_or_past_the_time(policy: str,
     ok = curve.feasible & (times >= curve.t_lo)
     assert np.all(reached[ok] >= times[ok] * (1 - 1e-12)), (reached[ok], times[ok])
     assert np.all(x <= times - curve.t_lo)
+
+
+def test_caller_points_that_are_nan_or_infinite_are_harmless() -> None:
+    """Breakpoints or grid points of NaN or ±∞ are moved into the bracket (NaN to its low end)
+    and change nothing about the root found."""
+    lo, hi = np.zeros(8), np.linspace(1.0, 8.0, 8)
+    target = hi / 3
+    bad = np.tile([np.nan, np.inf, -np.inf], (8, 1))
+    lower, upper = increasing_root_bracket(lambda x, t: x - t, lo, hi, (target,),
+                                           rel_tol=1e-13, breakpoints=bad, grid_points=bad)
+    assert np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))
+    assert np.allclose(upper, target, rtol=4e-13, atol=0)
+    assert np.all(lower <= target) and np.all(upper >= target)

@@ -213,8 +213,8 @@ def _per_row(points: ArrayLike, n: int) -> FloatArray:
 
 
 def _within(points: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
-    """Points (n, k) moved into their rows' brackets [lo, hi]."""
-    return np.minimum(np.maximum(points, lo[:, None]), hi[:, None])
+    """Points (n, k) moved into their rows' brackets [lo, hi] (a NaN point becomes lo)."""
+    return np.fmin(np.fmax(points, lo[:, None]), hi[:, None])
 
 
 def _near_zero(lo: FloatArray, hi: FloatArray, points: int) -> FloatArray:
@@ -277,7 +277,7 @@ def _first_sign_change(x: FloatArray, fx: FloatArray
     return x[first], fx[first], x[before], fx[before]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def _row_starts(rows: int, columns: int) -> NDArray[np.intp]:
     """Flat index of each row's first element in a C-ordered (rows, columns) array."""
     starts = np.arange(rows) * columns
