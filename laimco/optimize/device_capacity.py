@@ -210,7 +210,8 @@ def parameter_floor(boundary: FloatArray) -> FloatArray:
 
 def capacity_point(x: FloatArray, *curve: Any
                    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """(T, C*, dC*/dT, τ) at curve parameter x (eq. 4.14, slopes eq. 4.8).
+    """(T, C*, dC*/dT, τ) at curve parameter x (eq. 4.14, slopes eq. 4.8); τ is the upload
+    time, meaningless (1 s) where nothing is sent.
 
     With a finite boundary piece of length Δ, x ∈ [−Δ, 0] is on it (device time Δ + x, upload
     time t_lo) and x > 0 is in the interior (upload time t_lo + x); with Δ = ∞ (nothing to
@@ -243,7 +244,8 @@ def capacity_point(x: FloatArray, *curve: Any
             s_in = F * neg_slope / (k_f3 + neg_slope)
             c_energy = left / (kap * F**2)
             c_bd = np.minimum(f_v, c_energy)
-            s_bd = np.where(f_v <= c_energy, F, 0.0)
+            # compared in v, as Δ = left/(κF³) was computed: x ≤ 0 always gets slope F
+            s_bd = np.where(v <= left / k_f3, F, 0.0)
         else:
             # interior: the device time from the optimality of τ (eq. 4.6/4.7): the
             # energy-limited 2·left/(−e') is the longer one exactly when τ ≥ τ_F (eq. 4.15),

@@ -272,7 +272,7 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
             search, lo, hi, (floor, split, time_at_rho_zero, per_server_s, beta_base,
                              per_device_cycle, beta_per_capacity_slope, need, per_need,
                              time_max, per_time, balance_cap, *curve_args),
-            rel_tol=1e-13, abs_tol=1e-13 * time_scale, breakpoints=sub.kinks(),
+            rel_tol=1e-13, abs_tol=1e-18 * time_scale, breakpoints=sub.kinks(),
             grid_points=np.maximum(hi, 0.0)[:, None] * _INTERIOR_GRID)
     # where the search stopped at time_max take the side within it; everywhere else the side
     # with margin ≥ 0 (the device fits). One evaluation of both candidates:

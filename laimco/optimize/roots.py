@@ -217,22 +217,6 @@ def _within(points: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
     return np.fmin(np.fmax(points, lo[:, None]), hi[:, None])
 
 
-def _near_zero(lo: FloatArray, hi: FloatArray, points: int) -> FloatArray:
-    """For brackets that hold 0 inside: points crowded geometrically toward 0 from both
-    sides (a relative tolerance resolves roots near 0 at their own scale); else lo."""
-    scales = _geometric(points)
-    inside = ((lo < 0) & (hi > 0))[:, None]
-    near = np.concatenate([lo[:, None] * scales, hi[:, None] * scales], axis=1)
-    return np.where(inside, near, lo[:, None])
-
-
-@functools.cache
-def _geometric(points: int) -> FloatArray:
-    scales = np.geomspace(1e-6, 1, points + 1)[:-1]
-    scales.flags.writeable = False
-    return scales
-
-
 @functools.cache
 def _grid_fractions(points: int, first: bool) -> FloatArray:
     """Where in a bracket the grid points sit, as fractions of its width from the lower end.

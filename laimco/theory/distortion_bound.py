@@ -169,6 +169,7 @@ def split_distortion_bound(profile: ModelProfile, law: LawName, k_device: float,
     if bound is None or bound.profile is not profile:
         bound = SplitDistortionBound(profile, law, float(k_device), float(k_server))
         if len(_BOUNDS) >= _BOUNDS_KEPT:
-            _BOUNDS.pop(next(iter(_BOUNDS)))
+            oldest = next(iter(_BOUNDS), key)
+            _BOUNDS.pop(oldest, None)  # another thread may have evicted it already
         _BOUNDS[key] = bound
     return bound
