@@ -244,8 +244,8 @@ def capacity_point(x: FloatArray, *curve: Any
             s_in = F * neg_slope / (k_f3 + neg_slope)
             c_energy = left / (kap * F**2)
             c_bd = np.minimum(f_v, c_energy)
-            # compared in v, as Δ = left/(κF³) was computed: x ≤ 0 always gets slope F
-            s_bd = np.where(v <= left / k_f3, F, 0.0)
+            # compared in v against left/(κF³), computed as Δ was: x ≤ 0 gets slope F
+            s_bd = np.where(v <= d_in, F, 0.0)
         else:
             # interior: the device time from the optimality of τ (eq. 4.6/4.7): the
             # energy-limited 2·left/(−e') is the longer one exactly when τ ≥ τ_F (eq. 4.15),

@@ -117,9 +117,9 @@ def _least_device_ratio(cycles_max: FloatArray, el_prunable: FloatArray, el_fixe
 
 
 def _parameter_bracket_hi(el: _Elements, budget_s: float, rho_max: float) -> FloatArray:
-    """A curve parameter at which T(x) ≥ T' − t_s(ρ_max) (T(x) ≥ t_lo + x, eq. 4.14)."""
+    """A curve parameter at which T(x) ≥ T' − t_s(ρ_max) (eq. 4.18)."""
     time_max = budget_s - ((1 - rho_max) * el.server_prunable_s + el.server_fixed_s)
-    return np.maximum(time_max - el.curve.t_lo, 0.0)
+    return np.maximum(el.curve.parameter_reaching(time_max), 0.0)
 
 
 def _finish(problem: SplitProblem, el: _Elements, feasible: NDArray[np.bool_],

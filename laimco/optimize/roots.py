@@ -101,8 +101,9 @@ def increasing_root_bracket(
         return lower.reshape(shape), upper.reshape(shape)
 
     points = min(_GRID_POINTS, _GRID_BUDGET // max(n, 1))
+    small = points >= 8  # a grid of at least 8 points per element fits the budget
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if points >= 8:  # small batch: the ends, the caller's points and a grid in one call
+        if small:  # small batch: the ends, the caller's points and a grid in one call
             own = []
             if breakpoints is not None and n:
                 own.append(_near_points(_per_row(breakpoints, n), lo_f, hi_f, rel_tol, abs_f))
@@ -121,10 +122,10 @@ def increasing_root_bracket(
             return result()
         if work.size < n:
             wargs, abs_f = wargs[:, work], abs_f[work]
-            if points >= 8:
+            if small:
                 x, fx = x[work], fx[work]
         # a: newest point, b: the other end of the bracket, c: the previous point
-        if points >= 8:
+        if small:
             a, fa, b, fb = _first_sign_change(x, fx)
             for _ in range(_GRID_ROUNDS - 1):
                 x_next, fx_next = _grid(func, b, a, wargs, points, first=False)
