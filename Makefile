@@ -32,7 +32,7 @@ bench: $(STAMP)
 	  $(BIN)/python benchmarks/bench_runtime.py; } | tee benchmarks/RESULTS.md
 
 lint: $(STAMP)
-	$(BIN)/ruff check laimco tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 
 clean:

@@ -1,4 +1,4 @@
-"""Build the packaged English sentence corpus ``laimco/data/sentences.json``.
+"""Build the packaged English sentence corpus ``src/laimco/data/sentences.json``.
 
 The sentences are prose taken from the CPython standard library that the running interpreter
 ships (licence: PSF-2.0, the licence of CPython and of its documentation):
@@ -37,7 +37,7 @@ reproduces it byte for byte.
 
 Usage::
 
-    .venv/bin/python scripts/build_corpus.py            # writes laimco/data/sentences.json
+    .venv/bin/python scripts/build_corpus.py            # writes src/laimco/data/sentences.json
     .venv/bin/python scripts/build_corpus.py --check    # exit 1 if the shipped file differs
 """
 
@@ -61,7 +61,7 @@ N_SENTENCES = 960
 MIN_WORDS = 8
 MAX_WORDS = 40
 MAX_ACRONYM_LETTERS = 5
-OUTPUT = Path(__file__).resolve().parents[1] / "laimco" / "data" / "sentences.json"
+OUTPUT = Path(__file__).resolve().parents[1] / "src" / "laimco" / "data" / "sentences.json"
 SKIPPED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "__pycache__"})
 TOPICS_FILE = Path("pydoc_data") / "topics.py"
 

