@@ -48,8 +48,8 @@ class StudyError(ValueError):
 
 
 def default_sweeps_dir() -> Path:
-    """The repository's sweeps/ folder (next to the laimco package)."""
-    return Path(__file__).resolve().parents[2] / "sweeps"
+    """The repository's sweeps/ folder (beside src/)."""
+    return Path(__file__).resolve().parents[3] / "sweeps"
 
 
 def _no_worse(a: float, b: float) -> bool:
