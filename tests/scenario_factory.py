@@ -136,7 +136,8 @@ def scenario_dict(params: dict[str, Any]) -> dict[str, Any]:
         "task": {"latency_budget_s": p["latency_budget_s"],
                  "downlink_s": p["downlink_fraction"] * p["latency_budget_s"],
                  "min_split": p["min_split"], "rho_max": p["rho_max"], "ratios": p["ratios"]},
-        "distortion": {"law": p["law"], "k_device": p["k_device"], "k_server": p["k_server"]},
+        "distortion": {"mode": "paper", "law": p["law"], "k_device": p["k_device"],
+                       "k_server": p["k_server"]},
     }
 
 
@@ -347,9 +348,9 @@ class Reference:
         self.bpw = sc.model.bytes_per_weight
         self.min_split = sc.task.min_split
         self.tied = sc.task.ratios == "tied"
-        self.law = sc.distortion.law
-        self.k_d = sc.distortion.k_device
-        self.k_s = sc.distortion.k_server
+        self.law = sc.distortion.paper_law
+        self.k_d = sc.distortion.paper_k_device
+        self.k_s = sc.distortion.paper_k_server
 
     # ---- channel --------------------------------------------------------------------------
     def design_gain(self) -> float:

@@ -88,7 +88,8 @@ def test_exported_profile_drives_a_scenario_with_measured_constants(
     out, result = analysis
     scenario = load_scenario(ROOT / "scenarios" / "minilm-phone.toml").replace(
         model={"profile": str(out / "profile.json")},
-        distortion={"law": "gennorm", "k_device": "profile", "k_server": "profile"})
+        distortion={"mode": "paper", "law": "gennorm", "k_device": "profile",
+                    "k_server": "profile"})
     decision = solve(scenario)
     assert decision.success
     assert result["sides"]["k_device"] > 0 and result["sides"]["k_server"] > 0

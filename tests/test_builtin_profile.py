@@ -38,6 +38,7 @@ LINEAR_WEIGHTS = [
 ]
 TOP_LEVEL_KEYS = {
     "name",
+    "rules",
     "source",
     "family",
     "batch_size",
@@ -277,10 +278,11 @@ def test_gennorm_fit_is_a_likelihood_maximum_on_all_weights(
 
 
 def test_builtin_profile_is_what_the_profiler_produces(profile: dict[str, Any]) -> None:
-    """Regenerating the file (scripts/build_minilm_profile.py) would not change it."""
+    """Regenerating the file (scripts/build_minilm_profile.py) would not change it (the timed
+    rule costs aside: tests/test_rule_costs.py checks them)."""
     from laimco.models.loading import load_model
     from laimco.models.profiler import profile_model
 
     fresh = profile_model(load_model("minilm"), seq_len=T, batch_size=1, activation_bits=BITS,
                           name="minilm-l6", source=profile["source"].split(", computed by")[0])
-    assert fresh == profile
+    assert fresh == {k: v for k, v in profile.items() if k != "rules"}

@@ -470,7 +470,7 @@ SCENARIO_1009: dict[str, dict[str, object]] = {
                 "path_gain": 4.766486229410314e-09, "fading": "none"},
     "task": {"latency_budget_s": 0.5306887714269551, "downlink_s": 0.0, "min_split": 0,
              "rho_max": 0.6232748751093785, "ratios": "tied"},
-    "distortion": {"law": "empirical", "k_device": 0.10540606569580566,
+    "distortion": {"mode": "paper", "law": "empirical", "k_device": 0.10540606569580566,
                    "k_server": 0.6248106462744566},
 }
 # the same scenario with a better channel: the solver then picks split 1 at objective 2528

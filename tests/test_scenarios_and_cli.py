@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "scenarios" / "minilm-phone.toml"
 runner = CliRunner()
 
-DECISION_KEYS = {"status", "strategy", "split", "rho_device", "rho_server", "power_w",
+DECISION_KEYS = {"status", "strategy", "split", "rule_device", "rule_server", "rho_device", "rho_server", "power_w",
                  "freq_device_hz", "freq_server_hz", "latency_s", "energy_j", "memory_bytes",
                  "objective", "binding", "solve_time_s"}
 
@@ -91,7 +91,7 @@ def test_infeasible_scenario_exits_zero_with_reasons(tmp_path: Path) -> None:
     ("energy_budget_j", None, "device.energy_budget_j"),             # missing key
     ("energy_budget_j", "-1.0", "device.energy_budget_j"),           # negative budget
     ("bandwidth_hz", '"1 MHz"', "channel.bandwidth_hz"),             # wrong unit
-    ("law", '"cauchy"', "distortion.law"),                           # unknown law
+    ("mode", '"cauchy"', "distortion.mode"),                         # unknown mode
     ("rho_max", "1.5", "task.rho_max"),                              # out of range
     ("fading", '"rayleigh"\nfoo_bar = 1', "channel.foo_bar"),         # unknown key
     ("fading", '"rayleigh"', "outage_prob"),                          # rayleigh needs ε

@@ -83,10 +83,50 @@ class TaskSection(_Section):
 
 
 class DistortionSection(_Section):
-    law: LawName = "laplace"
+    """How pruning damage and pruning savings are modelled (docs/theory.md §5).
+
+    mode = "calibrated" (default): per-unit distortion curves, output sensitivities and
+    execution/storage costs of each pruning rule, measured by `laimco analyze --rules` and stored
+    in the profile; the optimizer also chooses the rule of each side among `rules`.
+    mode = "paper": the paper's setting: one law per block (`law`), constants k_device/k_server,
+    magnitude pruning assumed to remove the fraction ρ of prunable FLOPs and of stored weights.
+    """
+
+    mode: Literal["calibrated", "paper"] = "calibrated"
+    rules: list[str] | None = Field(
+        None, description="calibrated mode: rules to choose from (default: every rule the "
+        "profile has measured costs for)")
+    law: LawName | None = None
     # a number, or "profile": the constant measured by `laimco analyze` and stored in the profile
-    k_device: NonNegative | Literal["profile"] = 1.0
-    k_server: NonNegative | Literal["profile"] = 1.0
+    k_device: NonNegative | Literal["profile"] | None = None
+    k_server: NonNegative | Literal["profile"] | None = None
+
+    @model_validator(mode="after")
+    def _keys_of_mode(self) -> DistortionSection:
+        if self.mode == "calibrated":
+            given = [k for k in ("law", "k_device", "k_server") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to mode = 'paper' only; in the "
+                                 "calibrated mode the profile's measured curves are used "
+                                 "(remove them, or set mode = 'paper')")
+            if self.rules is not None and not self.rules:
+                raise ValueError("rules must name at least one pruning rule")
+        elif self.rules is not None:
+            raise ValueError("rules applies to mode = 'calibrated' only (the paper mode prunes "
+                             "by magnitude)")
+        return self
+
+    @property
+    def paper_law(self) -> LawName:
+        return self.law or "laplace"
+
+    @property
+    def paper_k_device(self) -> float | Literal["profile"]:
+        return 1.0 if self.k_device is None else self.k_device
+
+    @property
+    def paper_k_server(self) -> float | Literal["profile"]:
+        return 1.0 if self.k_server is None else self.k_server
 
 
 class Scenario(_Section):

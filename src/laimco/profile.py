@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+
+from laimco.rule_costs import RuleCostError, RuleCosts, parse_rules
 
 FloatArray = NDArray[np.float64]
 
@@ -47,6 +50,9 @@ class ModelProfile:
     input_bits: float
     units: tuple[UnitProfile, ...]
     output_sensitivity: dict[str, float] | None = None
+    # measured costs of each pruning rule (laimco.rule_costs), empty for architecture-only or
+    # older profiles
+    rules: Mapping[str, RuleCosts] = field(default_factory=dict)
 
     @property
     def n_units(self) -> int:
@@ -128,9 +134,16 @@ def profile_from_dict(data: dict[str, object]) -> ModelProfile:
             raise ProfileError(f"profile unit {unit.name!r} has a negative count")
         units.append(unit)
     sensitivity = data.get("output_sensitivity")
+    rules = {}
+    if data.get("rules") is not None:
+        try:
+            rules = parse_rules(data["rules"], len(units),
+                                np.array([u.n_prunable for u in units], dtype=np.float64))
+        except RuleCostError as err:
+            raise ProfileError(str(err)) from None
     return ModelProfile(name=name, input_bits=input_bits, units=tuple(units),
                         output_sensitivity=dict(sensitivity) if isinstance(sensitivity, dict)
-                        else None)
+                        else None, rules=rules)
 
 
 def builtin_profile_names() -> list[str]:

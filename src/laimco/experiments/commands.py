@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 errors = Console(stderr=True)
@@ -128,10 +129,46 @@ def reproduce(
                   f"{study['seconds']:.0f} s", highlight=False)
 
 
+def evaluate(
+    scenarios: Annotated[Path, typer.Argument(help="scenario TOML file or a folder of them")],
+    out: Annotated[Path, typer.Option(help="folder for evaluate.json/.md and figures")] = (
+        Path("runs/evaluate")),
+    model: Annotated[str, typer.Option(help="the profile's model: built-in name or directory")
+                     ] = "minilm",
+    strategies: Annotated[str | None, typer.Option(
+        help="comma-separated strategy names (default: every strategy but slsqp)")] = None,
+    sentences: Annotated[int, typer.Option(help="held-out sentences to measure on")] = 256,
+    timing_rounds: Annotated[int, typer.Option(help="round-robin timing rounds")] = 7,
+) -> None:
+    """Apply every strategy's decision to the real model: predicted vs measured quality,
+    latency, energy and limits (resumes an interrupted run in the same --out)."""
+    from laimco.config import ScenarioError
+    from laimco.experiments.evaluate import DEFAULT_STRATEGIES, EvaluateError
+    from laimco.experiments.evaluate import evaluate as run_evaluate
+    from laimco.models.loading import ModelLoadError
+    from laimco.profile import ProfileError
+
+    names = DEFAULT_STRATEGIES if strategies is None else tuple(
+        s.strip() for s in strategies.split(",") if s.strip())
+    if timing_rounds < 1:
+        _fail(f"--timing-rounds must be at least 1 (got {timing_rounds})")
+    try:
+        report = run_evaluate(scenarios, out, model=model, strategies=names,
+                              n_sentences=sentences, timing_rounds=timing_rounds)
+    except (EvaluateError, ScenarioError, ProfileError, ModelLoadError) as err:
+        _fail(str(err))
+        return
+    agreement = report["rank_agreement"]
+    console.print(f"wrote evaluate.json, evaluate.md and figures to {escape(str(out))}; the "
+                  f"objective orders {agreement['agreeing']}/{agreement['pairs']} significant "
+                  "pairs as measured", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `sweep` and `reproduce` to the laimco command line."""
+    """Add `sweep`, `reproduce` and `evaluate` to the laimco command line."""
     app.command("sweep")(sweep)
     app.command("reproduce")(reproduce)
+    app.command("evaluate")(evaluate)
 
 
 def main() -> None:

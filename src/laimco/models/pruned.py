@@ -151,29 +151,34 @@ def _prune_part(part: nn.Module | None, family: str, ratio: float, rule: Rule,
 def prune_split_model(loaded: LoadedModel, split: int, rho_device: float, rho_server: float,
                       rule: Rule = "magnitude",
                       calibration: Iterable[Crossing] | None = None,
-                      input_norms: Sequence[dict[str, torch.Tensor]] | None = None
-                      ) -> PrunedSplit:
-    """Split `loaded` at s and prune each part at its ratio by `rule`. Wanda needs calibration
-    batches (dicts of model inputs), or the (device, server) input norms they give, computed
-    once by `calibration_norms` when the same split is pruned at several ratios."""
-    if rule not in RULES:
-        raise PruningError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
+                      input_norms: Sequence[dict[str, torch.Tensor]] | None = None,
+                      rule_server: Rule | None = None) -> PrunedSplit:
+    """Split `loaded` at s and prune each part at its ratio by `rule` (the server part by
+    `rule_server` when given). Wanda needs calibration batches (dicts of model inputs), or the
+    (device, server) input norms they give, computed once by `calibration_norms` when the same
+    split is pruned at several ratios."""
+    server_rule = rule if rule_server is None else rule_server
+    for name in (rule, server_rule):
+        if name not in RULES:
+            raise PruningError(f"unknown rule {name!r}: choose one of {', '.join(RULES)}")
     _check_ratio("rho_device", rho_device)
     _check_ratio("rho_server", rho_server)
     device, server = split_model(loaded, split)
     parts = [device.model, server.model]
     norms: list[dict[str, torch.Tensor]] = [{}, {}]
-    if rule == "wanda" and input_norms is not None:
+    wanda = "wanda" in (rule, server_rule)
+    if wanda and input_norms is not None:
         norms = list(input_norms)
-    elif rule == "wanda":
+    elif wanda:
         if calibration is None:
             raise PruningError("rule 'wanda' needs calibration inputs (it weighs |w| by the "
                                "norm of each input feature)")
         norms = calibration_norms(parts, calibration, device, server)
     reports, masks = {}, {}
-    for side, part, ratio, norm in (("device", device.model, rho_device, norms[0]),
-                                    ("server", server.model, rho_server, norms[1])):
-        reports[side], masks[side] = _prune_part(part, loaded.family, ratio, rule, norm)
+    for side, part, ratio, side_rule, norm in (
+            ("device", device.model, rho_device, rule, norms[0]),
+            ("server", server.model, rho_server, server_rule, norms[1])):
+        reports[side], masks[side] = _prune_part(part, loaded.family, ratio, side_rule, norm)
     return PrunedSplit(loaded=loaded, split=split, rule=rule, device=device, server=server,
                        reports=reports, masks=masks)
 

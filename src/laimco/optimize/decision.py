@@ -31,6 +31,8 @@ class Decision:
     status: Status
     strategy: str
     split: int | None = None
+    rule_device: str | None = None
+    rule_server: str | None = None
     rho_device: float | None = None
     rho_server: float | None = None
     power_w: float | None = None
@@ -54,6 +56,13 @@ class Decision:
         if self.status == "optimal":
             data.pop("reasons")
         return data
+
+
+def decision_rules(problem: SplitProblem, split: int) -> tuple[str | None, str | None]:
+    """The pruning rule of each side at a split; None for a side with no prunable weights."""
+    table = problem.table
+    return (problem.rules[0] if table.prunable_device[split] > 0 else None,
+            problem.rules[1] if table.prunable_server[split] > 0 else None)
 
 
 def _pick_split(problem: SplitProblem, solution: RatioSolution,
@@ -109,8 +118,10 @@ def make_decision(problem: SplitProblem, solution: RatioSolution, policy: Device
     resource_limits = {"latency", "energy", "tx_power", "cpu_freq_device", "cpu_freq_server"}
     binding = [name for name, used in usage.items() if used >= 1 - ACTIVE_TOL
                and not (at_floor and name in resource_limits)]
+    rule_device, rule_server = decision_rules(problem, split)
     return Decision(
-        status="optimal", strategy=strategy, split=split, rho_device=rho_d, rho_server=rho_s,
+        status="optimal", strategy=strategy, split=split, rule_device=rule_device,
+        rule_server=rule_server, rho_device=rho_d, rho_server=rho_s,
         power_w=power, freq_device_hz=freq_d, freq_server_hz=freq_s,
         latency_s={"device": costs.latency_device_s, "uplink": costs.latency_uplink_s,
                    "server": costs.latency_server_s, "downlink": costs.latency_downlink_s,

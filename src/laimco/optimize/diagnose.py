@@ -35,7 +35,7 @@ def infeasibility_reasons(problem: SplitProblem, ratio_solver: RatioSolver) -> l
     reasons = []
     for name, (section, change) in _relaxations(problem).items():
         relaxed = build_problem(sc.replace(**{section: change}), problem.profile, gain,
-                                problem.split_restriction)
+                                problem.split_restriction, problem.rules)
         if np.isfinite(ratio_solver(relaxed).objective).any():
             reasons.append(_explain(name, problem))
     if not reasons:

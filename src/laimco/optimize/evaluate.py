@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from laimco.optimize.problem import SplitProblem, memory_bytes
+from laimco.optimize.problem import SplitProblem
 
 REL_TOL = 1e-9
 
@@ -43,12 +43,10 @@ def decision_costs(problem: SplitProblem, split: int, rho_device: float, rho_ser
     s = int(split)
     g = float(np.ravel(problem.gain)[0]) if gain is None else gain
     device, server, channel = problem.device, problem.server, problem.channel
-    table = problem.table
-    cycles_d = device.cycles((1 - rho_device) * table.flops_prunable_device[s]
-                             + table.flops_fixed_device[s])
-    cycles_s = server.cycles((1 - rho_server) * table.flops_prunable_server[s]
-                             + table.flops_fixed_server[s])
-    bits = table.upload_bits[s]
+    # the problem's cycles already follow the rule of each side (eq. 5.4)
+    cycles_d = float(problem.device_cycles(rho_device)[s])
+    cycles_s = float(problem.server_time_s(rho_server)[s]) * server.cpu_freq_max_hz
+    bits = problem.upload_bits[s]
     t_c = float(channel.upload_time_s(bits, power_w, g)) if bits > 0 else 0.0
     objective = float(problem.bound.device_at(rho_device, s)
                       + problem.bound.server_at(rho_server, s))
@@ -59,8 +57,7 @@ def decision_costs(problem: SplitProblem, split: int, rho_device: float, rho_ser
         latency_downlink_s=problem.scenario.task.downlink_s,
         energy_compute_j=float(device.compute_energy_j(cycles_d, freq_device_hz)),
         energy_uplink_j=power_w * t_c,
-        memory_bytes=float(memory_bytes(table.prunable_device[s], table.fixed_device[s],
-                                        rho_device, problem.scenario.model.bytes_per_weight)),
+        memory_bytes=problem.memory_bytes(s, rho_device),
         objective=objective,
     )
 

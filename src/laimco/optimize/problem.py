@@ -10,9 +10,17 @@ from numpy.typing import ArrayLike, NDArray
 from laimco.config import Scenario
 from laimco.profile import ModelProfile, SplitTable, load_profile
 from laimco.system import Channel, Device, Server
-from laimco.theory.distortion_bound import SplitDistortionBound, split_distortion_bound
+from laimco.theory.distortion_bound import (
+    RuleSplitBound,
+    SplitDistortionBound,
+    rule_split_bound,
+    split_distortion_bound,
+)
 
 FloatArray = NDArray[np.float64]
+RulePair = tuple[str, str]
+# the paper mode's rule: magnitude pruning on both sides, costs ∝ 1 − ρ
+PAPER_RULES: RulePair = ("magnitude", "magnitude")
 
 
 @dataclass(frozen=True)
@@ -26,11 +34,12 @@ class SplitProblem:
 
     scenario: Scenario
     profile: ModelProfile
+    rules: RulePair
     table: SplitTable
     device: Device
     server: Server
     channel: Channel
-    bound: SplitDistortionBound
+    bound: SplitDistortionBound | RuleSplitBound
     gain: FloatArray
     time_budget_s: float
     cycles_prunable_device: FloatArray
@@ -41,6 +50,8 @@ class SplitProblem:
     rho_floor_device: FloatArray
     allowed: NDArray[np.bool_]
     split_restriction: NDArray[np.bool_]
+    memory_fixed_bytes: FloatArray
+    memory_prunable_bytes: FloatArray
 
     @property
     def n_splits(self) -> int:
@@ -57,15 +68,10 @@ class SplitProblem:
     def noise_to_gain_w(self) -> FloatArray:
         return self.channel.noise_to_gain_w(self.gain)
 
-
-def memory_bytes(profile_table_prunable: ArrayLike, profile_table_fixed: ArrayLike,
-                 rho_device: ArrayLike, bytes_per_weight: float) -> FloatArray:
-    """Stored bytes of the device part: kept values + a 1-bit-per-weight mask + fixed
-    parameters (eq. 2.12)."""
-    n = np.asarray(profile_table_prunable, dtype=np.float64)
-    kept = (1 - np.asarray(rho_device)) * n * bytes_per_weight
-    return np.asarray(kept + n / 8 + np.asarray(profile_table_fixed) * bytes_per_weight,
-                      dtype=np.float64)
+    def memory_bytes(self, split: int, rho_device: float) -> float:
+        """Stored bytes of the device part at split s (eq. 2.12 / 5.6)."""
+        return float(self.memory_fixed_bytes[split]
+                     + (1 - rho_device) * self.memory_prunable_bytes[split])
 
 
 def _sensitivity(value: float | str, key: str, profile: ModelProfile) -> float:
@@ -82,11 +88,68 @@ def _sensitivity(value: float | str, key: str, profile: ModelProfile) -> float:
     return float(measured)
 
 
+def _rule_pair(scenario: Scenario, profile: ModelProfile,
+               rules: RulePair | None) -> RulePair:
+    """The rule of each side: "magnitude" in the paper mode; in the calibrated mode the given
+    pair (or the first allowed rule), checked against the profile's measured rules."""
+    if scenario.distortion.mode == "paper":
+        return PAPER_RULES
+    pair = rules or (allowed_rules(scenario, profile)[0],) * 2
+    for name in pair:
+        if name not in profile.rules:
+            raise _missing_rule(profile, name)
+    return pair
+
+
+def _missing_rule(profile: ModelProfile, name: str) -> Exception:
+    from laimco.config import ScenarioError
+
+    have = ", ".join(profile.rules) or "none"
+    return ScenarioError(
+        f"pruning rule {name!r} has no measured costs in profile {profile.name!r} (it has: "
+        f"{have}): measure it with `laimco analyze MODEL --rules {name} --out DIR` and point "
+        "model.profile at DIR/profile.json, or set [distortion] mode = \"paper\"")
+
+
+def allowed_rules(scenario: Scenario, profile: ModelProfile) -> list[str]:
+    """The rules the calibrated mode chooses from: the scenario's list, or every rule the
+    profile has measured costs for."""
+    if scenario.distortion.mode == "paper":
+        return [PAPER_RULES[0]]
+    if not profile.rules:
+        from laimco.config import ScenarioError
+
+        raise ScenarioError(
+            f"profile {profile.name!r} has no measured pruning-rule costs, which the calibrated "
+            "mode needs: run `laimco analyze MODEL --rules magnitude,wanda,structured --out DIR` "
+            "and set model.profile to DIR/profile.json, or set [distortion] mode = \"paper\" "
+            "for the paper's model (Laplace law, FLOPs ∝ 1 − ρ)")
+    names = scenario.distortion.rules or list(profile.rules)
+    for name in names:
+        if name not in profile.rules:
+            raise _missing_rule(profile, name)
+    return list(names)
+
+
+def _side_costs(profile: ModelProfile, rule: str | None, flops_per_cycle: float,
+                mask: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(cycles that scale with 1 − ρ, cycles that do not) per split for one side (eq. 5.4): a
+    unit's pruned compute is F_fixed + (1 − a·ρ)·F_prunable = (F_fixed + (1 − a)·F_prunable)
+    + a·F_prunable·(1 − ρ). The paper mode (rule None) has a = 1."""
+    prunable = profile.column("flops_prunable")
+    fixed = profile.column("flops_fixed")
+    slope = np.ones_like(prunable) if rule is None else profile.rules[rule].execution_slope
+    return (mask @ (slope * prunable) / flops_per_cycle,
+            mask @ (fixed + (1 - slope) * prunable) / flops_per_cycle)
+
+
 def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
                   gain: ArrayLike | None = None,
-                  split_restriction: NDArray[np.bool_] | None = None) -> SplitProblem:
+                  split_restriction: NDArray[np.bool_] | None = None,
+                  rules: RulePair | None = None) -> SplitProblem:
     """The split problem of a scenario, for its design gain or for given gains;
-    `split_restriction` (shape (L+1,)) leaves only some splits to a strategy."""
+    `split_restriction` (shape (L+1,)) leaves only some splits to a strategy; `rules` is the
+    (device, server) pruning rule pair (calibrated mode)."""
     profile = profile or load_profile(scenario.model.profile)
     device = scenario.device.to_device()
     server = scenario.server.to_server()
@@ -98,41 +161,62 @@ def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
         raise ScenarioError(
             f"task.min_split = {task.min_split} but profile {profile.name!r} has only "
             f"{profile.n_units} units: choose min_split in 0..{profile.n_units}")
+    pair = _rule_pair(scenario, profile, rules)
+    paper = scenario.distortion.mode == "paper"
     table = profile.split_table()
     bpw = scenario.model.bytes_per_weight
     n_dev = table.prunable_device
-    fixed_bytes = table.fixed_device * bpw + n_dev / 8
+    if paper:  # kept values + a 1-bit-per-weight mask (eq. 2.12)
+        memory_fixed = table.fixed_device * bpw + n_dev / 8
+        memory_prunable = n_dev * bpw
+    elif profile.rules[pair[0]].shrinks_storage:  # removed weights are not stored (eq. 5.6)
+        memory_fixed = table.fixed_device * bpw
+        memory_prunable = n_dev * bpw
+    else:  # masks on dense matrices: every weight is stored (eq. 5.6)
+        memory_fixed = (table.fixed_device + n_dev) * bpw
+        memory_prunable = np.zeros_like(n_dev)
     splits = np.arange(profile.n_units + 1)
     restriction = (np.ones(splits.size, dtype=bool) if split_restriction is None
                    else np.asarray(split_restriction, dtype=bool))
     allowed = (splits >= task.min_split) & restriction
     if device.memory_bytes is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            floor = np.where(n_dev > 0,
-                             1 - (device.memory_bytes - fixed_bytes) / (n_dev * bpw), 0.0)
+            floor = np.where(memory_prunable > 0,
+                             1 - (device.memory_bytes - memory_fixed) / memory_prunable, 0.0)
         floor = np.maximum(floor, 0.0)
-        allowed &= (floor <= task.rho_max) & (fixed_bytes <= device.memory_bytes)
+        allowed &= (floor <= task.rho_max) & (memory_fixed <= device.memory_bytes)
     else:
         floor = np.zeros(profile.n_units + 1)
-    bound = split_distortion_bound(
-        profile, scenario.distortion.law,
-        _sensitivity(scenario.distortion.k_device, "k_device", profile),
-        _sensitivity(scenario.distortion.k_server, "k_server", profile))
+    bound: SplitDistortionBound | RuleSplitBound
+    if paper:
+        bound = split_distortion_bound(
+            profile, scenario.distortion.paper_law,
+            _sensitivity(scenario.distortion.paper_k_device, "k_device", profile),
+            _sensitivity(scenario.distortion.paper_k_server, "k_server", profile))
+    else:
+        bound = rule_split_bound(profile, *pair)
     gain_a = np.asarray(channel.design_gain() if gain is None else gain, dtype=np.float64)
     if gain_a.ndim == 1:
         gain_a = gain_a[:, None]
+    mask = profile.device_mask().astype(np.float64)
+    cycles_prunable, cycles_fixed = _side_costs(profile, None if paper else pair[0],
+                                                device.flops_per_cycle, mask)
     server_rate = server.flops_per_cycle * server.cpu_freq_max_hz
+    server_prunable, server_fixed = _side_costs(profile, None if paper else pair[1],
+                                                server_rate, 1 - mask)
     return SplitProblem(
-        scenario=scenario, profile=profile, table=table, device=device, server=server,
-        channel=channel,
+        scenario=scenario, profile=profile, rules=pair, table=table, device=device,
+        server=server, channel=channel,
         bound=bound, gain=gain_a,
         time_budget_s=task.latency_budget_s - task.downlink_s,
-        cycles_prunable_device=table.flops_prunable_device / device.flops_per_cycle,
-        cycles_fixed_device=table.flops_fixed_device / device.flops_per_cycle,
-        server_prunable_s=table.flops_prunable_server / server_rate,
-        server_fixed_s=table.flops_fixed_server / server_rate,
+        cycles_prunable_device=cycles_prunable,
+        cycles_fixed_device=cycles_fixed,
+        server_prunable_s=server_prunable,
+        server_fixed_s=server_fixed,
         upload_bits=table.upload_bits,
         rho_floor_device=floor,
         allowed=allowed,
         split_restriction=restriction,
+        memory_fixed_bytes=memory_fixed,
+        memory_prunable_bytes=memory_prunable,
     )

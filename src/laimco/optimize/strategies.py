@@ -4,6 +4,7 @@ against (SPEC §4). Each takes a scenario and returns a checked `Decision`."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from laimco.config import Scenario
-from laimco.optimize.decision import Decision, make_decision
+from laimco.optimize.decision import TIE_TOL, Decision, decision_rules, make_decision
 from laimco.optimize.device_capacity import DevicePolicy
 from laimco.optimize.evaluate import decision_costs, limit_usage
-from laimco.optimize.problem import SplitProblem, build_problem
+from laimco.optimize.problem import SplitProblem, allowed_rules, build_problem
 from laimco.optimize.ratios import RatioSolution, fixed_ratios, separate_ratios, tied_ratios
 from laimco.optimize.slsqp import slsqp_split
-from laimco.profile import ModelProfile
+from laimco.profile import ModelProfile, load_profile
 
 
 class StrategyError(ValueError):
@@ -109,27 +110,49 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
 
 def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile | None = None,
           options: StrategyOptions | None = None) -> Decision:
-    """Run one strategy on a scenario at its design channel gain."""
+    """Run one strategy on a scenario at its design channel gain. In the calibrated mode the
+    pruning rule of each side is a decision too: every (device rule, server rule) pair is
+    solved exactly and the best is kept (least objective, then least device energy)."""
     if strategy not in STRATEGIES:
         raise StrategyError(f"unknown strategy {strategy!r}: choose one of "
                             f"{', '.join(STRATEGIES)}")
     options = options or StrategyOptions()
     started = time.perf_counter()
-    problem = build_problem(scenario, profile)
+    profile = profile or load_profile(scenario.model.profile)
+    rules = allowed_rules(scenario, profile)
+    decisions = [_solve_pair(scenario, profile, strategy, options, (rule_d, rule_s))
+                 for rule_d, rule_s in itertools.product(rules, rules)]
+    elapsed = time.perf_counter() - started
+    best = _best(decisions)
+    return dataclasses.replace(best, solve_time_s=elapsed)
+
+
+def _best(decisions: list[Decision]) -> Decision:
+    feasible = [d for d in decisions if d.success]
+    if not feasible:
+        reasons = list(dict.fromkeys(r for d in decisions for r in d.reasons))
+        return dataclasses.replace(decisions[0], reasons=reasons)
+    least = min(d.objective for d in feasible)  # type: ignore[type-var]
+    tied = [d for d in feasible
+            if d.objective <= least + TIE_TOL * max(abs(least), 1e-300)]  # type: ignore[operator]
+    return min(tied, key=lambda d: d.energy_j["total"])  # type: ignore[index]
+
+
+def _solve_pair(scenario: Scenario, profile: ModelProfile, strategy: str,
+                options: StrategyOptions, rules: tuple[str, str]) -> Decision:
+    problem = build_problem(scenario, profile, rules=rules)
     if strategy == "slsqp":
-        return _solve_slsqp(problem, options, started)
+        return _solve_slsqp(problem, options, time.perf_counter())
     spec = STRATEGIES[strategy]
     if spec.splits is not None:
         problem = build_problem(scenario, problem.profile,
-                                split_restriction=spec.splits(problem, options))
+                                split_restriction=spec.splits(problem, options), rules=rules)
     solution = spec.ratios(problem, spec.policy, options)
-    elapsed = time.perf_counter() - started
 
     def ratio_solver(relaxed: SplitProblem) -> RatioSolution:
         return spec.ratios(relaxed, spec.policy, options)
 
-    decision = make_decision(problem, solution, spec.policy, strategy, ratio_solver)
-    return dataclasses.replace(decision, solve_time_s=elapsed)
+    return make_decision(problem, solution, spec.policy, strategy, ratio_solver)
 
 
 def solve_per_split(scenario: Scenario, strategy: str = "joint", *,
@@ -159,8 +182,10 @@ def _solve_slsqp(problem: SplitProblem, options: StrategyOptions, started: float
     gain = float(np.ravel(problem.gain)[0])
     costs = decision_costs(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, gain)
     usage = limit_usage(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, costs)
+    rule_device, rule_server = decision_rules(problem, split_best)
     return Decision(
-        status="optimal", strategy="slsqp", split=split_best, rho_device=rho_d,
+        status="optimal", strategy="slsqp", split=split_best, rule_device=rule_device,
+        rule_server=rule_server, rho_device=rho_d,
         rho_server=rho_s, power_w=power, freq_device_hz=freq_d, freq_server_hz=freq_s,
         latency_s={"device": costs.latency_device_s, "uplink": costs.latency_uplink_s,
                    "server": costs.latency_server_s, "downlink": costs.latency_downlink_s,

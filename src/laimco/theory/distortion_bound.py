@@ -173,3 +173,88 @@ def split_distortion_bound(profile: ModelProfile, law: LawName, k_device: float,
             _BOUNDS.pop(oldest, None)  # another thread may have evicted it already
         _BOUNDS[key] = bound
     return bound
+
+
+@dataclass(frozen=True)
+class RuleSplitBound:
+    """The calibrated objective of eq. (5.5): each side pruned by its own rule, each unit with
+    its own measured curve and sensitivity,
+
+        D(s, ρ_d, ρ_s) = Σ_{u≤s} k_u^{r_d}·N_u·δ_u^{r_d}(ρ_d) + Σ_{u>s} k_u^{r_s}·N_u·δ_u^{r_s}(ρ_s)
+
+    δ_u^r is convex and non-decreasing (a non-decreasing slope table, eq. 5.1) and k ≥ 0, so
+    each side keeps the properties the solver relies on (docs/theory.md §4.1). Same methods as
+    `SplitDistortionBound`."""
+
+    profile: ModelProfile
+    device_rule: str
+    server_rule: str
+    _device_law: EmpiricalLaw = field(init=False, repr=False)
+    _server_law: EmpiricalLaw = field(init=False, repr=False)
+    _weights_device: FloatArray = field(init=False, repr=False)
+    _weights_server: FloatArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        counts = self.profile.column("n_prunable")
+        units = np.flatnonzero(counts > 0)
+        mask = self.profile.device_mask()[:, units].astype(np.float64)
+        for side, name in (("device", self.device_rule), ("server", self.server_rule)):
+            costs = self.profile.rules[name]
+            # δ' = q² with q linear between levels: q = √(slope) reproduces the table at the
+            # levels and keeps δ' non-decreasing between them (eq. 5.1)
+            law = EmpiricalLaw(np.sqrt(costs.slope_tables[units]))
+            weights = costs.sensitivity[units] * counts[units]
+            side_mask = mask if side == "device" else 1 - mask
+            object.__setattr__(self, f"_{side}_law", law)
+            object.__setattr__(self, f"_weights_{side}", side_mask * weights)
+
+    def _side(self, rho: ArrayLike, device: bool, derivative: bool,
+              split: ArrayLike | None = None) -> FloatArray:
+        law = self._device_law if device else self._server_law
+        weights = self._weights_device if device else self._weights_server
+        rho_a = np.asarray(rho, dtype=np.float64)[..., None]
+        per_unit = law.delta_derivative(rho_a) if derivative else law.delta(rho_a)
+        if split is not None:
+            weights = weights[np.asarray(split, dtype=np.intp)]
+        return np.asarray((per_unit * weights).sum(axis=-1), dtype=np.float64)
+
+    def device_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
+        return self._side(rho, True, False, split)
+
+    def server_at(self, rho: ArrayLike, split: ArrayLike) -> FloatArray:
+        return self._side(rho, False, False, split)
+
+    def device_derivative_at(self, rho: FloatArray, split: FloatArray) -> FloatArray:
+        return self._side(rho, True, True, split)
+
+    def server_derivative_at(self, rho: FloatArray, split: FloatArray) -> FloatArray:
+        return self._side(rho, False, True, split)
+
+    def device(self, rho: ArrayLike) -> FloatArray:
+        return self._side(rho, True, False)
+
+    def server(self, rho: ArrayLike) -> FloatArray:
+        return self._side(rho, False, False)
+
+    def device_derivative(self, rho: ArrayLike) -> FloatArray:
+        return self._side(rho, True, True)
+
+    def server_derivative(self, rho: ArrayLike) -> FloatArray:
+        return self._side(rho, False, True)
+
+
+_RULE_BOUNDS: dict[tuple[int, str, str], RuleSplitBound] = {}
+
+
+def rule_split_bound(profile: ModelProfile, device_rule: str,
+                     server_rule: str) -> RuleSplitBound:
+    """The calibrated bound for a profile and a rule pair, built once per profile object (as
+    `split_distortion_bound`)."""
+    key = (id(profile), device_rule, server_rule)
+    bound = _RULE_BOUNDS.get(key)
+    if bound is None or bound.profile is not profile:
+        bound = RuleSplitBound(profile, device_rule, server_rule)
+        if len(_RULE_BOUNDS) >= _BOUNDS_KEPT:
+            _RULE_BOUNDS.pop(next(iter(_RULE_BOUNDS), key), None)
+        _RULE_BOUNDS[key] = bound
+    return bound

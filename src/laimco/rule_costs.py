@@ -1,0 +1,148 @@
+"""What each pruning rule really costs, as measured on a model and stored in its profile
+(docs/theory.md §5).
+
+A rule (magnitude per matrix, Wanda, structured heads/neurons, ...) is described by
+
+- its **distortion curve** per unit: D_u(ρ) = k_u · N_u · δ_u(ρ), where δ_u is the unit's
+  per-weight distortion of that rule, tabulated by its slope δ_u'(ρ) on uniform levels of ρ
+  (non-decreasing, so δ_u is convex, eq. 5.1), and k_u the unit's output sensitivity: measured
+  output distortion over δ, calibrated on calibration text (eq. 5.3);
+- its **execution curve** per unit: the unit's compute at ratio ρ is
+  F_u(ρ) = F_fixed,u + (1 − a_u·ρ)·F_prunable,u, with a_u fitted to the measured forward time of
+  the pruned unit relative to the dense one on the kernels laimco runs (eq. 5.4): a ≈ 0 for
+  masks on dense matrices, a ≈ 1 when the matrices shrink;
+- its **storage**: "dense" (pruned weights stored as zeros: memory does not fall with ρ) or
+  "shrunk" (removed weights are not stored).
+
+The profile JSON carries these under the top-level key "rules" (schema: `RulesSection`), written
+by `laimco analyze --rules ...`. This module is numpy/pydantic only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+FloatArray = NDArray[np.float64]
+Storage = Literal["dense", "shrunk"]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+MAX_LEVELS = 10_001
+
+
+class RuleCostError(ValueError):
+    """A rule the profile has no measured costs for, or a malformed rules section."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class UnitRuleCurve(_Strict):
+    """One unit under one rule: slope table of δ (per weight) and output sensitivity k."""
+
+    slope_per_weight: list[NonNegative] = Field(
+        description="δ'(ρ) at ρ = i/(Q−1), i = 0..Q−1, non-decreasing (weight² units)")
+    sensitivity: NonNegative = Field(description="k_u: output distortion per unit of N_u·δ_u")
+    execution_slope: NonNegative = Field(
+        description="a_u: compute of the pruned unit is F_fixed + (1 − a·ρ)·F_prunable")
+
+    @model_validator(mode="after")
+    def _convex(self) -> UnitRuleCurve:
+        table = self.slope_per_weight
+        if not 2 <= len(table) <= MAX_LEVELS:
+            raise ValueError(f"slope_per_weight needs 2..{MAX_LEVELS} levels, got {len(table)}")
+        if any(b < a for a, b in zip(table, table[1:], strict=False)):
+            raise ValueError("slope_per_weight must be non-decreasing (a convex curve)")
+        return self
+
+
+class RuleSection(_Strict):
+    """One rule: storage and one curve per unit with prunable weights (null for the others)."""
+
+    storage: Storage
+    units: list[UnitRuleCurve | None]
+    measured: dict[str, object] = Field(default_factory=dict,
+                                        description="the raw measurements behind the curves")
+
+
+class RulesSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rules: dict[str, RuleSection]
+
+
+@dataclass(frozen=True)
+class RuleCosts:
+    """One rule's costs for every unit of a profile, as arrays of shape (L,).
+
+    Units without prunable weights have slope 0, sensitivity 0 and execution slope 0."""
+
+    name: str
+    storage: Storage
+    slope_tables: FloatArray  # (L, Q)
+    sensitivity: FloatArray
+    execution_slope: FloatArray
+
+    @property
+    def shrinks_storage(self) -> bool:
+        return self.storage == "shrunk"
+
+
+def parse_rules(raw: object, n_units: int, n_prunable: FloatArray) -> dict[str, RuleCosts]:
+    """The profile's "rules" section as `RuleCosts` per rule name; errors name the key."""
+    try:
+        section = RulesSection.model_validate({"rules": raw})
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RuleCostError(f"profile key {where}: {first['msg']}") from None
+    out = {}
+    for name, rule in section.rules.items():
+        if len(rule.units) != n_units:
+            raise RuleCostError(f"profile key rules.{name}.units has {len(rule.units)} entries "
+                                f"but the profile has {n_units} units")
+        levels = {len(u.slope_per_weight) for u in rule.units if u is not None}
+        if len(levels) > 1:
+            raise RuleCostError(f"profile key rules.{name}: units have different numbers of "
+                                "slope levels")
+        q = levels.pop() if levels else 2
+        tables = np.zeros((n_units, q))
+        k = np.zeros(n_units)
+        a = np.zeros(n_units)
+        for i, unit in enumerate(rule.units):
+            if unit is None:
+                if n_prunable[i] > 0:
+                    raise RuleCostError(f"profile key rules.{name}.units[{i}] is null but the "
+                                        "unit has prunable weights")
+                continue
+            tables[i] = unit.slope_per_weight
+            k[i] = unit.sensitivity
+            a[i] = unit.execution_slope
+        out[name] = RuleCosts(name=name, storage=rule.storage, slope_tables=tables,
+                              sensitivity=k, execution_slope=a)
+    return out
+
+
+def slope_table_from_curve(levels: FloatArray, distortion: FloatArray, n_weights: float,
+                           table_levels: int = 101) -> list[float]:
+    """A non-decreasing slope table (per weight) on `table_levels` uniform levels from a
+    measured distortion curve D(ρ) at increasing `levels` (ρ = 0 first, D(0) = 0).
+
+    Segment slopes are made non-decreasing by isotonic regression (the closest convex curve in
+    least squares, eq. 5.2), then read at the table's levels (a level between two segments
+    takes their mean slope)."""
+    from scipy.optimize import isotonic_regression
+
+    rho = np.asarray(levels, dtype=np.float64)
+    d = np.asarray(distortion, dtype=np.float64) / max(n_weights, 1.0)
+    widths = np.diff(rho)
+    slopes = np.diff(d) / widths
+    fitted = isotonic_regression(slopes, weights=widths, increasing=True).x
+    fitted = np.maximum(fitted, 0.0)
+    mids = (rho[:-1] + rho[1:]) / 2
+    grid = np.linspace(0.0, 1.0, table_levels)
+    table = np.interp(grid, mids, fitted)  # constant beyond the first and last midpoints
+    return [float(v) for v in np.maximum.accumulate(table)]
