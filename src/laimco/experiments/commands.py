@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 errors = Console(stderr=True)
@@ -122,8 +123,12 @@ def reproduce(
         _interrupted(out / "sweeps")
         raise
     for claim in study["claims"]:
-        mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}[claim["holds"]]
-        console.print(f"{mark} {claim['title']}: {claim['verdict']}", highlight=False)
+        finding = claim["status"] in ("holds", "**does not hold**")
+        mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}[
+            claim["holds"] if finding or claim["holds"] is False else None]
+        status = "" if finding else f" ({escape(claim['status'])})"
+        console.print(f"{mark} {escape(claim['title'])}{status}: {escape(claim['verdict'])}",
+                      highlight=False)
     console.print(f"wrote {out / 'report.md'} with {len(study['figures'])} figures in "
                   f"{study['seconds']:.0f} s", highlight=False)
 
