@@ -4,16 +4,17 @@
 For each allowed split, alternate between two convex subproblems, each solved by scipy's
 SLSQP (a generic method, no problem-specific search):
 
-(a) the pruning ratios (ρ_d, ρ_s) for fixed transmit power p and device frequency f_d —
-    a convex objective (eq. 3.10) under constraints affine in the ratios (eq. 4.19);
-(b) (p, f_d) for fixed ratios, written in the upload and device times (t_c, t_d), where it is
-    convex (eq. 4.20): minimize the Lagrangian weight λ_T·latency + λ_E·energy that step (a)'s
-    multipliers put on the resources (eq. 4.21), keeping the current ratios feasible,
+(a) the pruning ratios (ρ_d, ρ_s) for fixed transmit power p and device frequency f_d — the
+    convex objective (eq. 3.10) under constraints affine in the ratios (eq. 4.19);
+(b) (p, f_d) for fixed ratios, solved in the upload and device times (t_c, t_d), where it is
+    convex: the largest equal slack on the latency and energy limits (eq. 4.20), or the least
+    resource use weighted by step (a)'s multipliers (eq. 4.21) — whichever lets the next (a)
+    go lower — always keeping the current ratios feasible,
 
-from several starts, until the objective improves by less than a relative tolerance; then the
-best split. Every iterate is feasible, so the objective never rises (eq. 4.22); it can stop
-where no single block can improve although a joint move would (eq. 4.23) — the exact solver
-(`joint`, §4.1–4.3) is the reference it is measured against.
+from several starts, until a round improves the objective by less than a relative tolerance;
+then the best split. Every iterate is feasible, so the objective never rises (eq. 4.22); it
+can stop where no single block can improve although a joint move would (eq. 4.23) — the exact
+solver (`joint`, §4.1–4.3) is the reference it is measured against.
 """
 
 from __future__ import annotations
