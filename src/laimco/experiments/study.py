@@ -857,7 +857,7 @@ def _figures(tables: dict[str, Table], bound: Table, bound_source: str, timings:
          "UMi-LOS distance at 3.5 GHz that gives it)", None, None),
         ("txpower", "objective_vs_tx_power", "device.tx_power_max_w", "maximum transmit power (W)",
          "Objective vs maximum transmit power", "the maximum transmit power at −100 dB path gain",
-         ("dBm", lambda p: 10 * np.log10(np.maximum(p, 1e-12) * 1e3),
+         ("maximum transmit power (dBm)", lambda p: 10 * np.log10(np.maximum(p, 1e-12) * 1e3),
           lambda dbm: 10 ** (np.clip(np.asarray(dbm, dtype=float), -100, 100) / 10) / 1e3),
          None),
     )

@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 Table = dict[str, np.ndarray]
 STRATEGY_ORDER = ("joint", "tied", "slsqp", "alternating", "max-frequency", "max-power",
@@ -217,8 +218,11 @@ def resource_figure(table: Table, folder: Path, *, name: str, x_key: str, x_labe
         ax.set_title(label or title, fontsize=10)
         if x_in_db:
             _distance_axis(ax)
-        elif secondary is not None:
+        elif secondary is not None:  # a linear secondary unit (dBm) over a log axis
             top = ax.secondary_xaxis("top", functions=(secondary[1], secondary[2]))
+            lo, hi = sorted(float(secondary[1](x)) for x in ax.get_xlim())
+            ticks = [t for t in MaxNLocator(6).tick_values(lo, hi) if lo <= t <= hi]
+            top.set_xticks(ticks, [f"{t:g}" for t in ticks])
             top.set_xlabel(secondary[0], fontsize=8)
         notes.append((label + ": " if label else "") + _joint_lowest_text(table, conditions))
     _shared_legend(fig, axes[0])
