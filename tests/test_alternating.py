@@ -15,7 +15,7 @@ import pytest
 from scenario_factory import Reference, random_case
 
 from laimco.config import Scenario, load_scenario
-from laimco.optimize import StrategyOptions, solve
+from laimco.optimize import Decision, StrategyOptions, solve
 from laimco.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +39,11 @@ def _solve_time_points() -> list[tuple[str, Scenario]]:
 STUDY_SCENARIOS = [(p.stem, load_scenario(p)) for p in SHIPPED] + _solve_time_points()
 
 
-def _check_limits(scenario: Scenario, decision: object) -> list[str]:
+def _check_limits(scenario: Scenario, d: Decision) -> list[str]:
     ref = Reference(scenario, load_profile(scenario.model.profile))
-    d = decision
-    return ref.violated_limits(d.split, d.rho_device, d.rho_server, d.power_w,  # type: ignore[attr-defined]
-                               d.freq_device_hz, d.freq_server_hz,  # type: ignore[attr-defined]
-                               ref.design_gain(), rel=LIMIT_TOL)
+    return ref.violated_limits(d.split, d.rho_device, d.rho_server, d.power_w,  # type: ignore[arg-type]
+                               d.freq_device_hz, d.freq_server_hz, ref.design_gain(),
+                               rel=LIMIT_TOL)
 
 
 @pytest.mark.parametrize(("name", "scenario"), STUDY_SCENARIOS, ids=[n for n, _ in STUDY_SCENARIOS])

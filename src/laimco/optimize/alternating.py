@@ -340,7 +340,7 @@ def resource_step(data: SplitData, rho_d: float, rho_s: float, goal: ResourceGoa
     else:
         wl, we = (0.0, 1.0) if goal == "least-energy" else weights
 
-        def fun(u: FloatArray) -> tuple[float, FloatArray]:
+        def weighted_use(u: FloatArray) -> tuple[float, FloatArray]:
             e, de = energy(u)
             return wl * float(np.sum(u)) + we * e, wl * np.ones(n) + we * de
 
@@ -349,7 +349,7 @@ def resource_step(data: SplitData, rho_d: float, rho_s: float, goal: ResourceGoa
         if goal == "weighted":
             cons.append({"type": "ineq", "fun": lambda u: 1 - _SLACK - energy(u)[0],
                          "jac": lambda u: -energy(u)[1]})
-        result = minimize(fun, u0, jac=True, method="SLSQP",
+        result = minimize(weighted_use, u0, jac=True, method="SLSQP",
                           bounds=list(zip(lows, highs, strict=True)), constraints=cons,
                           options=_SLSQP)
         u = np.clip(result.x, lows, highs)
