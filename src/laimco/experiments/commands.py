@@ -123,8 +123,12 @@ def reproduce(
         _interrupted(out / "sweeps")
         raise
     for claim in study["claims"]:
-        mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}[claim["holds"]]
-        console.print(f"{mark} {claim['title']}: {claim['verdict']}", highlight=False)
+        finding = claim["status"] in ("holds", "**does not hold**")
+        mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}[
+            claim["holds"] if finding or claim["holds"] is False else None]
+        status = "" if finding else f" ({escape(claim['status'])})"
+        console.print(f"{mark} {escape(claim['title'])}{status}: {escape(claim['verdict'])}",
+                      highlight=False)
     console.print(f"wrote {out / 'report.md'} with {len(study['figures'])} figures in "
                   f"{study['seconds']:.0f} s", highlight=False)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from laimco.config import Scenario
+from laimco.optimize.alternating import alternating_decision, alternating_ratios
 from laimco.optimize.decision import TIE_TOL, Decision, decision_rules, make_decision
 from laimco.optimize.device_capacity import DevicePolicy
 from laimco.optimize.evaluate import decision_costs, limit_usage
@@ -28,7 +29,7 @@ class StrategyError(ValueError):
 @dataclass(frozen=True)
 class StrategyOptions:
     """Options some strategies need: `ratio` for fixed-ratio, `split` for fixed-split,
-    `n_starts`/`seed` for slsqp."""
+    `n_starts`/`seed` for slsqp and alternating."""
 
     ratio: float = 0.5
     split: int | None = None
@@ -105,6 +106,10 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              "free", _scenario_ratios, _only(_given_split)),
     Strategy("slsqp", "scipy SLSQP multi-start on (ρ_d, ρ_s, p, f_d, f_s) per split "
              "(generic-solver reference)", "free", _scenario_ratios),
+    Strategy("alternating", "alternating convex steps per split: ratios for fixed (p, f_d), "
+             "then (p, f_d) for fixed ratios, multi-start (the paper's kind of method)",
+             "free", lambda problem, policy, options: alternating_ratios(
+                 problem, policy, options.n_starts, options.seed)),
 )}
 
 
@@ -143,6 +148,9 @@ def _solve_pair(scenario: Scenario, profile: ModelProfile, strategy: str,
     problem = build_problem(scenario, profile, rules=rules)
     if strategy == "slsqp":
         return _solve_slsqp(problem, options, time.perf_counter())
+    if strategy == "alternating":
+        return alternating_decision(problem, options.n_starts, options.seed,
+                                    time.perf_counter())
     spec = STRATEGIES[strategy]
     if spec.splits is not None:
         problem = build_problem(scenario, problem.profile,
