@@ -5,6 +5,7 @@ carry a null split and limit keys; a SIGKILLed sweep takes its worker processes 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -365,15 +366,19 @@ def test_fading_rows_mark_outage_with_a_null_split(tmp_path: Path) -> None:
 # ---- workers die with the parent ------------------------------------------------------------
 
 
-def test_sigkilled_sweep_leaves_no_worker_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", [["--workers", "2"], ["--dask-local", "2"]],
+                         ids=["process-pool", "dask-local"])
+def test_sigkilled_sweep_leaves_no_worker_process(tmp_path: Path, executor: list[str]) -> None:
     psutil = pytest.importorskip("psutil")
+    if "--dask-local" in executor:
+        pytest.importorskip("distributed")
     file = _write(tmp_path, f'[sweep]\nkind = "fading"\nbase = "{RAYLEIGH}"\n'
                             'strategies = ["joint", "tied"]\nrealizations = 20000\n'
                             '[axes]\n"channel.path_gain" = '
                             '{start = 1e-10, stop = 1e-6, num = 40, scale = "log"}\n')
     process = subprocess.Popen(
         [sys.executable, "-m", "laimco.experiments.commands", "sweep", str(file), "--out",
-         str(tmp_path / "out"), "--workers", "2", "--no-progress"],
+         str(tmp_path / "out"), *executor, "--no-progress"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parent = psutil.Process(process.pid)
     deadline = time.monotonic() + 120
@@ -406,3 +411,89 @@ def test_sigkilled_sweep_leaves_no_worker_process(tmp_path: Path) -> None:
     for pid, _ in survivors:  # do not leave them running if the test fails
         os.kill(pid, signal.SIGKILL)
     assert not survivors, survivors
+
+
+# ---- fuzz: any file gives a run or exit 2 ------------------------------------------------------
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(
+            value) else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    assert isinstance(value, dict)
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+
+
+def _toml(data: dict[str, dict[str, object]]) -> str:
+    return "".join(f"[{section}]\n" + "".join(f"{json.dumps(k)} = {_toml_value(v)}\n"
+                                              for k, v in table.items())
+                   for section, table in data.items())
+
+
+_VALID = {
+    "sweep": {"base": str(PHONE), "strategies": ["joint", "on-device"], "seed": 1},
+    "axes": {"task.latency_budget_s": {"start": 0.05, "stop": 0.5, "num": 3, "scale": "log"},
+             "channel.path_gain": [1e-7, 1e-9]},
+    "options": {"ratio": 0.5},
+}
+_KEYS = ["kind", "strategies", "realizations", "seed", "name", "chunk_points", "base", "num",
+         "start", "stop", "step", "scale", "ratio", "split", "n_starts", "task.min_split",
+         "channel.path_gain", "[x]", "max_evaluations"]
+
+
+def _values():
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.booleans(), st.integers(-10**13, 10**13),
+                        st.floats(allow_nan=True, allow_infinity=True),
+                        st.sampled_from(["joint", "all", "log", "fading", "robust", "../x",
+                                         "[bold]", "[/]", "", "a b"]),
+                        st.text(max_size=5))
+    return st.recursive(scalars, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=3)),
+        max_leaves=6)
+
+
+def test_fuzzed_sweep_files_run_or_exit_2(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Mutations of a valid sweep file (a key of any section replaced, added or removed, a
+    value of any type): `laimco sweep` either runs (exit 0, a table) or exits 2 with one
+    message — never a traceback, never another code."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    sections = st.sampled_from(["sweep", "axes", "options", "set", "limits", "quick", "axis"])
+    mutation = st.tuples(sections, st.sampled_from(_KEYS), st.one_of(st.none(), _values()))
+
+    @hypothesis.settings(max_examples=120, deadline=None, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(st.lists(mutation, min_size=1, max_size=3))
+    def check(mutations: list[tuple[str, str, object]]) -> None:
+        data = json.loads(json.dumps(_VALID))
+        for section, key, value in mutations:
+            table = data.setdefault(section, {})
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+        folder = tmp_path_factory.mktemp("fuzz")
+        file = folder / "fuzz.toml"
+        file.write_text(_toml(data))
+        out = folder / "out"
+        code, output = _run_cli(["sweep", str(file), "--out", str(out), "--workers", "1",
+                                 "--no-progress", "--format", "csv", "--max-evaluations", "40"])
+        assert code in (0, 2), output
+        if code == 0:
+            assert (out / "results.csv").is_file()
+        else:
+            assert output.count("error:") == 1, output
+            assert not out.exists() or (out / "manifest.json").is_file()
+
+    check()

@@ -16,6 +16,7 @@ A sweep file (docs/study.md has the full reference):
     "channel.path_gain" = [1e-7, 1e-9]
     [options]                          # StrategyOptions: ratio, split, n_starts, seed
     [quick]                            # replaces keys (and axes) under --quick
+    [limits]                           # max_evaluations, max_realizations_per_point
 
 Kinds — what one row is:
 * design: one (point, strategy): `solve()` at the scenario's design gain; the decision's fields.
