@@ -248,6 +248,9 @@ def test_another_sweeps_folder_is_refused_and_a_rerun_of_the_same_is_not(
     assert run_sweep(load_sweep(first), out, progress=False).chunks_run == 0
     with pytest.raises(SweepError, match="holds the design sweep 'first', not 'second'"):
         run_sweep(load_sweep(second), out, progress=False)
+    cache_only = tmp_path / "cache-only"  # what `laimco reproduce` leaves after validating
+    (cache_only / "profiles").mkdir(parents=True)
+    assert run_sweep(load_sweep(second), cache_only, progress=False).chunks_run == 1
 
 
 def test_a_failing_point_leaves_no_output_folder(tmp_path: Path) -> None:

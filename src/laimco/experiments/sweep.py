@@ -948,8 +948,8 @@ def check_output_folder(out: Path, spec: SweepSpec) -> None:
                          "give a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SweepError(f"output folder {shown}: {str(existing)!r} is not writable")
-    if existing != out or not any(out.iterdir()):
-        return
+    if existing != out or {p.name for p in out.iterdir()} <= {"profiles"}:
+        return  # new, empty, or holding only the profile cache `expand` writes
     manifest = out / "manifest.json"
     try:
         written = json.loads(manifest.read_text())
