@@ -500,3 +500,35 @@ def test_fuzzed_sweep_files_run_or_exit_2(tmp_path_factory: pytest.TempPathFacto
             assert not out.exists() or (out / "manifest.json").is_file()
 
     check()
+
+
+def test_the_watchdog_alone_ends_an_orphaned_worker(tmp_path: Path) -> None:
+    """Where prctl is unavailable (not Linux) the watchdog thread must do it: a middle process
+    starts a worker that calls die_with_parent with prctl disabled; SIGKILL the middle one and
+    the worker exits within a second or two."""
+    worker = ("import os, sys, time\nsys.platform = 'darwin'  # no PR_SET_PDEATHSIG\n"
+              "from laimco.experiments.executors import die_with_parent\n"
+              "die_with_parent(os.getppid(), poll_s=0.05)\n"
+              "print(os.getpid(), flush=True)\ntime.sleep(60)\n")
+    middle = ("import subprocess, sys, time\n"
+              f"subprocess.Popen([sys.executable, '-c', {worker!r}])\ntime.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-c", middle], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout is not None
+    pid = int(process.stdout.readline())
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 5
+
+    def running() -> bool:
+        try:
+            return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except FileNotFoundError:
+            return False
+
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = running()
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive

@@ -50,7 +50,8 @@ def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     """Make this worker process end when `parent_pid` does, even if the parent is SIGKILLed
     (no cleanup runs there): on Linux the kernel sends SIGKILL at once (prctl
     PR_SET_PDEATHSIG); everywhere a daemon thread exits the process when the parent pid
-    changes (an orphan is re-parented)."""
+    changes (an orphan is re-parented). The kernel's signal follows the parent *thread* that
+    started the worker: a pool is used from the thread that made it (the CLI's main thread)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
