@@ -532,3 +532,14 @@ def test_the_watchdog_alone_ends_an_orphaned_worker(tmp_path: Path) -> None:
     if alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive
+
+
+def test_a_quick_section_that_breaks_a_rule_is_named_under_quick_only(tmp_path: Path) -> None:
+    file = _write(tmp_path, f'[sweep]\nkind = "fading"\nbase = "{RAYLEIGH}"\n'
+                            'strategies = ["joint"]\nrealizations = 10\n'
+                            '[axes]\n"channel.path_gain" = [1e-9]\n'
+                            '[quick]\nstrategies = ["joint", "slsqp"]\n')
+    assert load_sweep(file).strategies == ("joint",)
+    code, output = _run_cli(["sweep", str(file), "--quick", "--out", str(tmp_path / "out")])
+    flat = " ".join(output.split())
+    assert code == 2 and "invalid with --quick" in flat and "'slsqp' is not vectorized" in flat

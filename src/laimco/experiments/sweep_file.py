@@ -362,10 +362,10 @@ class SweepFile(_Table):
         entries replace or add to [axes] and [set]; validated again."""
         data = self.model_dump(exclude_unset=True, exclude={"quick"})
         quick = self.quick.model_dump(exclude_unset=True)
-        data["axes"] = {**self.axes, **quick.pop("axes", {})}
-        data["set"] = {**self.set, **quick.pop("set", {})}
+        for table in ("axes", "set"):
+            data[table] = {**data.get(table, {}), **quick.pop(table, {})}
         data["sweep"] = {**data.get("sweep", {}), **quick}
-        return SweepFile.model_validate(_raw(data))
+        return SweepFile.model_validate(data)
 
     def size(self) -> SweepSize:
         """Points × evaluations per point (strategies × realizations; a robust point decides
@@ -380,17 +380,6 @@ class SweepFile(_Table):
         if sweep.kind in ("fading", "robust"):
             per_point *= sweep.realizations * (2 if sweep.kind == "robust" else 1)
         return SweepSize(points, per_point)
-
-
-def _raw(data: Any) -> Any:
-    """Validated sections back to plain TOML-like values (for a second validation)."""
-    if isinstance(data, BaseModel):
-        return _raw(data.model_dump(exclude_unset=True))
-    if isinstance(data, dict):
-        return {k: _raw(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_raw(v) for v in data]
-    return data
 
 
 # --------------------------------------------------------------------------------------------
