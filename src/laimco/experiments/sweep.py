@@ -69,9 +69,11 @@ from laimco.experiments.sweep_file import (
     NAME_PATTERN,
     Kind,
     RangeAxis,
-    SweepError,
     check_size,
     read_sweep_file,
+)
+from laimco.experiments.sweep_file import (
+    SweepError as SweepError,  # re-exported: callers catch sweep.SweepError
 )
 
 # 2: an infeasible row's split is null (was -1); infeasible_limits holds limit keys only
