@@ -76,11 +76,12 @@ def test_unknown_key_in_set_and_unknown_sweep_key_are_named(tmp_path: Path) -> N
         load_sweep(file)
 
 
-@pytest.mark.parametrize("axis", ["[]", "{start = 0.1, stop = 0.2, num = 0}",
-                                  "{start = 0.3, stop = 0.2, step = 0.1}"])
-def test_empty_axis_fails_naming_it(tmp_path: Path, axis: str) -> None:
+@pytest.mark.parametrize("axis, problem", [
+    ("[]", "is empty"), ("{start = 0.1, stop = 0.2, num = 0}", "num: must be greater than"),
+    ("{start = 0.3, stop = 0.2, step = 0.1}", "is empty: start 0.3 > stop 0.2")])
+def test_empty_axis_fails_naming_it(tmp_path: Path, axis: str, problem: str) -> None:
     file = _sweep(tmp_path, f'strategies = ["joint"]\n[axes]\n"task.latency_budget_s" = {axis}\n')
-    with pytest.raises(SweepError, match=r"'task\.latency_budget_s' is empty"):
+    with pytest.raises(SweepError, match=r"axes\.'task\.latency_budget_s'.*" + problem):
         load_sweep(file)
 
 

@@ -27,7 +27,7 @@ NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bar
 
 
 def _fail(message: str, code: int = 2) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=code)
 
 
@@ -37,8 +37,8 @@ def _check_format(fmt: str) -> None:
 
 
 def _interrupted(out: Path) -> None:
-    errors.print(f"[yellow]interrupted[/]: finished chunks are kept in {out}/parts; run the "
-                 "same command again to resume")
+    errors.print(f"[yellow]interrupted[/]: finished chunks are kept in "
+                 f"{escape(str(out))}/parts; run the same command again to resume")
     raise typer.Exit(code=130)
 
 
@@ -52,6 +52,10 @@ def sweep(
     scheduler: Scheduler = None,
     fmt: TableFormat = "parquet",
     no_progress: NoProgress = False,
+    max_evaluations: Annotated[int | None, typer.Option(
+        "--max-evaluations", min=1,
+        help="refuse a sweep asking for more evaluations (points × strategies × realizations) "
+             "than this (default: the file's \\[limits] max_evaluations, else 10^7)")] = None,
 ) -> None:
     """Run a declarative sweep; results go to OUT/results.parquet. Interrupt it at any time
     and rerun the same command: finished chunks are not recomputed."""
@@ -60,12 +64,12 @@ def sweep(
 
     _check_format(fmt)
     try:
-        spec = load_sweep(file, quick=quick)
+        spec = load_sweep(file, quick=quick, max_evaluations=max_evaluations)
     except SweepError as err:
         _fail(str(err))
         raise
     folder = out or Path("runs") / spec.name
-    console.print(describe(spec), highlight=False)
+    console.print(escape(describe(spec)), highlight=False)
     try:
         with make_executor(workers=workers, dask_local=dask_local,
                            scheduler=scheduler) as executor:
@@ -75,6 +79,9 @@ def sweep(
     except (SweepError, ExecutorError) as err:
         _fail(str(err))
         raise
+    except OSError as err:  # the disk filled up, the folder vanished, …
+        _fail(f"writing {folder}: {err.strerror or err}")
+        raise
     except KeyboardInterrupt:
         _interrupted(folder)
         raise
@@ -82,7 +89,7 @@ def sweep(
     console.print(f"{result.table}: {result.n_points} points in {result.n_chunks} chunks "
                   f"({result.chunks_run} computed now, {result.n_chunks - result.chunks_run} "
                   f"reused); {result.evaluations_run:,} scenario-realizations in "
-                  f"{result.seconds:.1f} s ({rate:,.0f}/s)", highlight=False)
+                  f"{result.seconds:.1f} s ({rate:,.0f}/s)", highlight=False, markup=False)
 
 
 def reproduce(

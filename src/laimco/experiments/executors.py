@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
@@ -42,14 +46,41 @@ class InProcessExecutor:
         self.close()
 
 
+def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Make this worker process end when `parent_pid` does, even if the parent is SIGKILLed
+    (no cleanup runs there): on Linux the kernel sends SIGKILL at once (prctl
+    PR_SET_PDEATHSIG); everywhere a daemon thread exits the process when the parent pid
+    changes (an orphan is re-parented). The kernel's signal follows the parent *thread* that
+    started the worker: a pool is used from the thread that made it (the CLI's main thread)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the watchdog below still applies
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:  # the parent died before this ran
+        os._exit(1)
+    threading.Thread(target=watch, name="laimco-parent-watchdog", daemon=True).start()
+
+
 class PoolExecutor:
-    """A pool of `workers` local processes (spawned: no inherited threads or locks)."""
+    """A pool of `workers` local processes (spawned: no inherited threads or locks) that end
+    with this process, however it ends (`die_with_parent`)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.name = f"process pool ({workers} workers)"
         self._pool = ProcessPoolExecutor(max_workers=workers,
-                                         mp_context=multiprocessing.get_context("spawn"))
+                                         mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=die_with_parent, initargs=(os.getpid(),))
 
     def map_unordered(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
         pending: set[Future[R]] = set()

@@ -441,7 +441,7 @@ def claim_split(device_class: Table, regimes: Table | None) -> dict[str, Any]:
             i = int(np.flatnonzero(r)[0])
             if t["feasible"][i]:
                 splits.append(int(t["split"][i]))
-                cells.append(f"s = {t['split'][i]}, ρ = {t['rho_device'][i]:.2f}/"
+                cells.append(f"s = {int(t['split'][i])}, ρ = {t['rho_device'][i]:.2f}/"
                              f"{t['rho_server'][i]:.2f} ({t['binding'][i] or 'nothing binds'})")
             else:
                 cells.append("infeasible")
@@ -449,8 +449,8 @@ def claim_split(device_class: Table, regimes: Table | None) -> dict[str, Any]:
             comparable += 1
             differs += len(set(splits)) > 1
         rows.append([f"{10 * math.log10(g):.0f} dB", *cells])
-    within = {c: sorted(set(t["split"][mask(t, strategy="joint", base=c)
-                                         & t["feasible"]].tolist())) for c in classes}
+    within = {c: sorted({int(s) for s in t["split"][mask(t, strategy="joint", base=c)
+                                                     & t["feasible"]]}) for c in classes}
     moving = [c for c, s in within.items() if len(s) > 1]
     penalty = ""
     if regimes is not None:
@@ -492,7 +492,7 @@ def claim_regimes(regimes: Table, latency: Table | None) -> dict[str, Any]:
             "non-trivial: no corner is optimal")
         if corners:
             trivial.append(base)
-        rows.append([base, f"s = {regimes['split'][j]}, ρ_d = {regimes['rho_device'][j]:.3f}, "
+        rows.append([base, f"s = {int(regimes['split'][j])}, ρ_d = {regimes['rho_device'][j]:.3f}, "
                            f"ρ_s = {regimes['rho_server'][j]:.3f}", _g(regimes["objective"][j]),
                      kind])
     extra = ""
@@ -750,7 +750,7 @@ def claim_model_size(table: Table, bound: Table | None) -> dict[str, Any]:
                 quality = (f"{_interp_quality(bound, table['pruned_fraction'][i]):.3f}"
                            if ok and label.startswith("minilm") else "")
                 rows.append([base, f"{budget:g}", label, f"{table['params_total'][i] / 1e6:.0f}",
-                             "yes" if ok else "no", str(table["split"][i]) if ok else "—",
+                             "yes" if ok else "no", str(int(table["split"][i])) if ok else "—",
                              f"{table['pruned_fraction'][i]:.3f}" if ok else "—",
                              _g(table["objective"][i] / table["weights_total"][i], 3) if ok
                              else "—", quality,

@@ -310,7 +310,7 @@ def split_summary(table: Table) -> str:
     parts = []
     for base in dict.fromkeys(table["base"].tolist()):
         rows = mask(table, strategy="joint", base=base) & table["feasible"]
-        splits = sorted(set(table["split"][rows].tolist()))
+        splits = sorted({int(s) for s in table["split"][rows]})  # null (NaN) when infeasible
         parts.append(f"{base}: split {', '.join(map(str, splits)) or 'none feasible'}")
     return "; ".join(parts)
 

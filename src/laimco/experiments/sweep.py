@@ -16,6 +16,7 @@ A sweep file (docs/study.md has the full reference):
     "channel.path_gain" = [1e-7, 1e-9]
     [options]                          # StrategyOptions: ratio, split, n_starts, seed
     [quick]                            # replaces keys (and axes) under --quick
+    [limits]                           # max_evaluations, max_realizations_per_point
 
 Kinds — what one row is:
 * design: one (point, strategy): `solve()` at the scenario's design gain; the decision's fields.
@@ -27,8 +28,10 @@ Kinds — what one row is:
 * bound: one pruning ratio of the real MiniLM (torch): measured D_w, D_y and task quality next
   to the laws' predicted D_w (SPEC §3); axis "rho" only.
 
-Everything that can be wrong with a sweep file — an unknown key, an empty axis, an unknown
-strategy, a value a scenario rejects — raises `SweepError` before any point is solved.
+The file's schema is the pydantic model `laimco.experiments.sweep_file.SweepFile`. Everything
+that can be wrong with a sweep file — an unknown key, a wrong type, an empty axis, an unknown
+strategy, too much work for the cap, a value a scenario rejects, an output folder that cannot
+be written — raises `SweepError` before any point is solved.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ import itertools
 import json
 import math
 import os
+import re
+import shutil
 import time
 import tomllib
 from collections.abc import Callable, Sequence
@@ -60,31 +65,37 @@ from rich.progress import (
 from rich.text import Text
 
 from laimco.config import Scenario, ScenarioError, scenario_from_dict
+from laimco.experiments.sweep_file import (
+    NAME_PATTERN,
+    Kind,
+    RangeAxis,
+    check_size,
+    read_sweep_file,
+)
+from laimco.experiments.sweep_file import (
+    SweepError as SweepError,  # re-exported: callers catch sweep.SweepError
+)
 
-ENGINE_VERSION = 1  # part of every chunk key: bump when a kind's rows change meaning
-Kind = Literal["design", "fading", "robust", "bound"]
-KINDS: tuple[Kind, ...] = ("design", "fading", "robust", "bound")
+# 2: an infeasible row's split is null (was -1); infeasible_limits holds limit keys only
+ENGINE_VERSION = 2  # part of every chunk key: bump when a kind's rows change meaning
 Format = Literal["parquet", "csv"]
 CONFIG_PREFIX = "config:"  # model.profile = "config:gpt2-xl": an architecture-only profile
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 TIMING_COLUMNS = ("solve_time_s",)  # wall-clock columns: kept out of the reproducible table
+# integer columns that are null where a row has no value (an infeasible row's split): null in
+# Parquet, empty in CSV, NaN in the float64 arrays `read_columns` returns
+NULLABLE_INT_COLUMNS = ("split",)
+NULLABLE_INT = "Int64"  # their type name in a CSV table's second line
+# what `infeasible_limits` may hold (comma-separated): the limits that, relaxed alone, make the
+# strategy feasible (laimco.optimize.diagnose), or why no single one does
+INFEASIBLE_LIMIT_KEYS = ("latency", "energy", "memory", "privacy", "jointly-too-tight",
+                         "solver-found-none", "internal-check", "other")
 LIMIT_TOL = 1e-9  # relative tolerance of a limit check (as laimco.optimize.evaluate)
-_SWEEP_KEYS = {"name", "kind", "base", "strategies", "realizations", "seed", "chunk_points",
-               "common_random_numbers", "seq_len", "model", "calibration_sentences",
-               "heldout_sentences"}
-_TOP_KEYS = {"sweep", "set", "axes", "options", "quick"}
-_QUICK_KEYS = {"realizations", "chunk_points", "strategies", "axes", "set",
-               "calibration_sentences", "heldout_sentences"}
-_OPTION_KEYS = {"ratio", "split", "n_starts", "seed"}
 _DEFAULT_CHUNK = {"design": 4, "fading": 1, "robust": 1, "bound": 1}
 
 
-class SweepError(ValueError):
-    """A sweep file that cannot run; the message names the file and the offending key."""
-
-
 # --------------------------------------------------------------------------------------------
-# the sweep file
+# the sweep file (validated by laimco.experiments.sweep_file)
 # --------------------------------------------------------------------------------------------
 
 
@@ -99,7 +110,7 @@ class Axis:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A validated sweep file."""
+    """A validated sweep file, its axes expanded."""
 
     name: str
     path: Path
@@ -118,6 +129,7 @@ class SweepSpec:
     calibration_sentences: int
     heldout_sentences: int
     quick: bool
+    evaluations: int = 0  # the work it asks for (sweep_file.SweepFile.size)
 
     @property
     def n_points(self) -> int:
@@ -128,203 +140,73 @@ def _fail(path: Path, message: str) -> SweepError:
     return SweepError(f"{path}: {message}")
 
 
-def _expand_range(path: Path, key: str, raw: dict[str, Any]) -> list[float]:
-    """{start, stop, num[, scale]} (endpoints included) or {start, stop, step}."""
-    allowed = {"start", "stop", "num", "step", "scale"}
-    unknown = set(raw) - allowed
-    if unknown:
-        raise _fail(path, f"axis {key!r}: unknown range key(s) {sorted(unknown)}; a range "
-                          "has start, stop and num (with scale = 'linear' or 'log') or step")
-    try:
-        start, stop = float(raw["start"]), float(raw["stop"])
-    except KeyError as err:
-        raise _fail(path, f"axis {key!r}: a range needs {err.args[0]!r}") from None
-    scale = raw.get("scale", "linear")
-    if scale not in ("linear", "log"):
-        raise _fail(path, f"axis {key!r}: scale must be 'linear' or 'log', got {scale!r}")
-    if ("num" in raw) == ("step" in raw):
-        raise _fail(path, f"axis {key!r}: give exactly one of num and step")
-    if "num" in raw:
-        num = int(raw["num"])
-        if num < 1:
-            raise _fail(path, f"axis {key!r} is empty (num = {num}): give num ≥ 1")
-        if scale == "log":
-            if start <= 0 or stop <= 0:
-                raise _fail(path, f"axis {key!r}: a log range needs start, stop > 0")
-            values = np.geomspace(start, stop, num)
-        else:
-            values = np.linspace(start, stop, num)
-    else:
-        step = float(raw["step"])
-        if step <= 0 or scale != "linear":
-            raise _fail(path, f"axis {key!r}: step must be > 0 (linear ranges only)")
-        count = math.floor((stop - start) / step * (1 + 1e-12)) + 1
-        if count < 1:
-            raise _fail(path, f"axis {key!r} is empty (start {start} > stop {stop})")
-        values = start + step * np.arange(count, dtype=np.float64)
-    # 12 significant digits: values read back from a table or a label are the same floats
-    return [float(f"{v:.12g}") for v in values]
-
-
-def _axis_dtype(path: Path, key: str, values: list[Any]) -> str:
+def _axis_dtype(values: Sequence[Any]) -> str:
     if all(isinstance(v, bool) for v in values):
         return "bool"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return "int64"
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         return "float64"
-    if all(isinstance(v, str) for v in values):
-        return "string"
-    raise _fail(path, f"axis {key!r} mixes value types {sorted({type(v).__name__ for v in values})}"
-                      ": give all numbers or all strings")
+    return "string"
 
 
-def _check_key(path: Path, key: str, where: str) -> None:
-    """A dotted scenario key "section.key" that the Scenario model knows."""
-    section, _, name = key.partition(".")
-    sections = Scenario.model_fields
-    if not name or section not in sections:
-        raise _fail(path, f"{where}: unknown scenario key {key!r}: use 'section.key' with "
-                          f"section one of {', '.join(sections)}")
-    model = sections[section].annotation
-    fields = getattr(model, "model_fields", {})
-    if name not in fields:
-        raise _fail(path, f"{where}: unknown scenario key {key!r}: section {section!r} has "
-                          f"{', '.join(fields)}")
+def _expand_axis(path: Path, key: str, spec: RangeAxis | list[Any]) -> Axis:
+    values = spec.values() if isinstance(spec, RangeAxis) else list(spec)
+    if len(set(map(repr, values))) != len(values):
+        raise _fail(path, f"axis {key!r} repeats a value (a range's values are rounded to 12 "
+                          "significant digits: use fewer of them)")
+    return Axis(key, tuple(values), _axis_dtype(values))
 
 
-def _parse_axes(path: Path, raw: Any, kind: Kind) -> list[Axis]:
-    if not isinstance(raw, dict):
-        raise _fail(path, "[axes] must be a table of key = list or range")
-    axes = []
-    for key, spec in raw.items():
-        if kind == "bound":
-            if key != "rho":
-                raise _fail(path, f"axes: a bound sweep varies only 'rho', not {key!r}")
-        elif key != "base":
-            _check_key(path, key, "axes")
-        if isinstance(spec, dict):
-            values: list[Any] = _expand_range(path, key, spec)
-        elif isinstance(spec, list):
-            values = list(spec)
-        else:
-            raise _fail(path, f"axis {key!r} must be a list of values or a range table")
-        if not values:
-            raise _fail(path, f"axis {key!r} is empty: give at least one value")
-        if len(set(map(repr, values))) != len(values):
-            raise _fail(path, f"axis {key!r} repeats a value")
-        dtype = _axis_dtype(path, key, values)
-        if key == "base" and dtype != "string":
-            raise _fail(path, "axis 'base' lists scenario files (strings)")
-        if key == "rho" and (dtype not in ("float64", "int64")
-                             or not all(0 <= v < 1 for v in values)):
-            raise _fail(path, "axis 'rho' lists pruning ratios in [0, 1)")
-        axes.append(Axis(key, tuple(values), dtype))
-    if not axes:
-        raise _fail(path, "[axes] is empty: name at least one key to vary")
-    return axes
+def _existing_file(path: Path, relative: str, key: str) -> Path:
+    candidate = (path.parent / relative).resolve()
+    if not candidate.is_file():
+        raise _fail(path, f"{key}: base scenario file {str(candidate)!r} does not exist")
+    return candidate
 
 
-def _parse_set(path: Path, raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise _fail(path, "[set] must be a table of 'section.key' = value")
-    for key in raw:
-        _check_key(path, key, "set")
-    return dict(raw)
+def _corpus_sizes() -> tuple[int, int]:
+    from laimco.data import calibration_sentences, heldout_sentences
+
+    return len(calibration_sentences()), len(heldout_sentences())
 
 
-def _parse_strategies(path: Path, raw: Any, kind: Kind) -> tuple[str, ...]:
-    from laimco.optimize import STRATEGIES
-
-    if kind == "bound":
-        if raw not in (None, [], ()):
-            raise _fail(path, "a bound sweep measures the real model: it takes no strategies")
-        return ()
-    if raw is None:
-        raise _fail(path, "[sweep] needs strategies (a list of names, or \"all\")")
-    names = list(STRATEGIES) if raw == "all" else raw
-    if not isinstance(names, list) or not names:
-        raise _fail(path, "sweep.strategies must be a non-empty list of names or \"all\"")
-    for name in names:
-        if name not in STRATEGIES:
-            raise _fail(path, f"unknown strategy {name!r}: choose from {', '.join(STRATEGIES)}")
-    if kind == "fading" and "slsqp" in names:
-        raise _fail(path, "strategy 'slsqp' is not vectorized over realizations: leave it out "
-                          "of a fading sweep (a design sweep times it)")
-    if len(set(names)) != len(names):
-        raise _fail(path, "sweep.strategies repeats a name")
-    return tuple(names)
-
-
-def load_sweep(path: str | Path, *, quick: bool = False) -> SweepSpec:
-    """Read and validate a sweep file (its `[quick]` section applied when `quick`). Every
-    point is then checked by `expand`, still before any work."""
+def load_sweep(path: str | Path, *, quick: bool = False,
+               max_evaluations: int | None = None) -> SweepSpec:
+    """Read and validate a sweep file (its `[quick]` section applied when `quick`) and refuse
+    it when it asks for more evaluations than the cap (`max_evaluations`, else the file's
+    `[limits] max_evaluations`, default 10^7) — all before any axis is expanded. Every point is
+    then checked by `expand`, still before any work."""
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise _fail(path, f"not valid TOML: {err}") from None
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise _fail(path, f"unknown section(s) {sorted(unknown)}: allowed {sorted(_TOP_KEYS)}")
-    sweep = dict(data.get("sweep", {}))
-    unknown = set(sweep) - _SWEEP_KEYS
-    if unknown:
-        raise _fail(path, f"unknown key(s) sweep.{', sweep.'.join(sorted(unknown))}: allowed "
-                          f"{', '.join(sorted(_SWEEP_KEYS))}")
-    axes_raw = dict(data.get("axes", {}))
-    set_raw = dict(data.get("set", {}))
-    quick_raw = dict(data.get("quick", {}))
-    unknown = set(quick_raw) - _QUICK_KEYS
-    if unknown:
-        raise _fail(path, f"unknown key(s) in [quick]: {sorted(unknown)}: allowed "
-                          f"{sorted(_QUICK_KEYS)}")
-    if quick:
-        for key, value in quick_raw.items():
-            if key == "axes":
-                axes_raw.update(value)
-            elif key == "set":
-                set_raw.update(value)
-            else:
-                sweep[key] = value
-    kind = sweep.get("kind", "design")
-    if kind not in KINDS:
-        raise _fail(path, f"sweep.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    axes = _parse_axes(path, axes_raw, kind)
-    options = dict(data.get("options", {}))
-    unknown = set(options) - _OPTION_KEYS
-    if unknown:
-        raise _fail(path, f"unknown option(s) {sorted(unknown)}: allowed {sorted(_OPTION_KEYS)}")
-    base = sweep.get("base")
-    has_base_axis = any(a.key == "base" for a in axes)
-    if kind != "bound" and base is None and not has_base_axis:
-        raise _fail(path, "sweep.base (a scenario file) is required unless an axis 'base' "
-                          "lists scenario files")
-    base_path = (path.parent / base).resolve() if base is not None else None
-    for candidate in [base_path] + [(path.parent / v).resolve() for a in axes
-                                    if a.key == "base" for v in a.values]:
-        if candidate is not None and not candidate.is_file():
-            raise _fail(path, f"base scenario file {str(candidate)!r} does not exist")
-    realizations = int(sweep.get("realizations", 0))
-    if kind in ("fading", "robust") and realizations < 1:
-        raise _fail(path, f"a {kind} sweep needs sweep.realizations ≥ 1")
-    if kind in ("design", "bound") and realizations:
-        raise _fail(path, f"a {kind} sweep has no Rayleigh realizations: remove "
-                          "sweep.realizations or use kind = 'fading' / 'robust'")
-    chunk_points = int(sweep.get("chunk_points", _DEFAULT_CHUNK[kind]))
-    if chunk_points < 1:
-        raise _fail(path, "sweep.chunk_points must be ≥ 1")
+    file = read_sweep_file(path, quick=quick)
+    size = check_size(file, path, max_evaluations)
+    sweep = file.sweep
+    name = sweep.name or path.stem
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise _fail(path, f"the file name {name!r} is not a safe folder name: give sweep.name "
+                          "(letters, digits, '_', '-', '.'; no '/', no leading '.')")
+    axes = tuple(_expand_axis(path, key, spec) for key, spec in file.axes.items())
+    base = _existing_file(path, sweep.base, "sweep.base") if sweep.base is not None else None
+    for axis in axes:
+        if axis.key == "base":
+            for i, value in enumerate(axis.values):
+                _existing_file(path, value, f"axes.base[{i}]")
+    if sweep.kind == "bound":
+        available = _corpus_sizes()
+        for key, wanted, have in zip(("calibration_sentences", "heldout_sentences"),
+                                     (sweep.calibration_sentences, sweep.heldout_sentences),
+                                     available, strict=True):
+            if wanted > have:
+                raise _fail(path, f"sweep.{key} = {wanted}: the shipped corpus has {have}")
     return SweepSpec(
-        name=str(sweep.get("name", path.stem)), path=path.resolve(), kind=kind, base=base_path,
-        overrides=_parse_set(path, set_raw), axes=tuple(axes),
-        strategies=_parse_strategies(path, sweep.get("strategies"), kind), options=options,
-        realizations=realizations, seed=int(sweep.get("seed", 0)), chunk_points=chunk_points,
-        common_random_numbers=bool(sweep.get("common_random_numbers", True)),
-        seq_len=int(sweep.get("seq_len", 128)), model=str(sweep.get("model", "minilm")),
-        calibration_sentences=int(sweep.get("calibration_sentences", 320)),
-        heldout_sentences=int(sweep.get("heldout_sentences", 640)), quick=quick)
+        name=name, path=path.resolve(), kind=sweep.kind, base=base,
+        overrides=dict(file.set), axes=axes, strategies=tuple(sweep.strategies or ()),
+        options=file.options.model_dump(exclude_none=True), realizations=sweep.realizations,
+        seed=sweep.seed, chunk_points=sweep.chunk_points or _DEFAULT_CHUNK[sweep.kind],
+        common_random_numbers=sweep.common_random_numbers, seq_len=sweep.seq_len,
+        model=sweep.model, calibration_sentences=sweep.calibration_sentences,
+        heldout_sentences=sweep.heldout_sentences, quick=quick,
+        evaluations=int(size.evaluations))
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,9 +319,15 @@ def expand(spec: SweepSpec, cache: Path) -> Expansion:
     def base_dict(file: Path) -> dict[str, Any]:
         if file not in bases:
             try:
-                bases[file] = tomllib.loads(file.read_text())
+                bases[file] = tomllib.loads(file.read_text(encoding="utf-8"))
+            except UnicodeDecodeError:
+                raise _fail(spec.path, f"base scenario {file}: not a text file (not UTF-8): "
+                                       "a scenario is TOML") from None
             except tomllib.TOMLDecodeError as err:
                 raise _fail(spec.path, f"base scenario {file}: not valid TOML: {err}") from None
+            except OSError as err:
+                raise _fail(spec.path, f"base scenario {file}: cannot be read: "
+                                       f"{err.strerror or err}") from None
         copied: dict[str, Any] = json.loads(json.dumps(bases[file]))
         return copied
 
@@ -488,9 +376,9 @@ def _check_point(spec: SweepSpec, scenario: Scenario, profile_text: str, index: 
     """Build the problem once and check each strategy's options against it."""
     from laimco.optimize.problem import build_problem
 
-    profile = _parse_profile(profile_text)
     where = f"point {index} ({described})"
     try:
+        profile = _parse_profile(profile_text)
         build_problem(scenario, profile)
     except (ScenarioError, ValueError) as err:
         raise _fail(spec.path, f"{where}: {err}") from None
@@ -564,7 +452,7 @@ class _Rows:
             dtype = dict(axes).get(name)
             if joined.dtype.kind in "US" or dtype == "string":
                 joined = joined.astype(object)
-            elif dtype == "float64":
+            elif dtype == "float64" or name in NULLABLE_INT_COLUMNS:
                 joined = joined.astype(np.float64)
             out[name] = joined
         return out
@@ -576,9 +464,23 @@ def _coords(task: ChunkTask, point: Point) -> dict[str, Any]:
             for (key, _), value in zip(task.axes, point.coords, strict=True)}
 
 
-def _limit_names(reasons: Sequence[str]) -> str:
-    """The limit each infeasibility reason names ("latency: …" → latency), comma-separated."""
-    return ",".join(r.split(":")[0] if ":" in r else "jointly-too-tight" for r in reasons)
+def _limit_key(reason: str) -> str:
+    """The key of one infeasibility reason of a Decision (one of INFEASIBLE_LIMIT_KEYS)."""
+    head = reason.split(":", 1)[0].strip()
+    if head in INFEASIBLE_LIMIT_KEYS[:4]:
+        return head
+    if "jointly too tight" in reason:
+        return "jointly-too-tight"
+    if "found no feasible point" in reason:
+        return "solver-found-none"
+    if reason.startswith("internal check failed"):
+        return "internal-check"
+    return "other"
+
+
+def _limit_keys(reasons: Sequence[str]) -> str:
+    """The limit keys of a decision's infeasibility reasons, comma-separated, each once."""
+    return ",".join(dict.fromkeys(_limit_key(r) for r in reasons))
 
 
 def _strategy_options(task: ChunkTask) -> Any:
@@ -625,7 +527,7 @@ def _design_rows(task: ChunkTask, rows: _Rows) -> None:
                           + (d.rho_server or 0.0) * split_table.prunable_server[d.split]
                           ) / weights
             rows.add(1, point=point.index, **_coords(task, point), strategy=name,
-                     status=d.status, feasible=ok, split=d.split if ok else -1,
+                     status=d.status, feasible=ok, split=d.split if ok else nan,
                      rho_device=d.rho_device if ok else nan,
                      rho_server=d.rho_server if ok else nan,
                      power_w=d.power_w if ok else nan,
@@ -639,7 +541,8 @@ def _design_rows(task: ChunkTask, rows: _Rows) -> None:
                      energy_uplink_j=en.get("uplink", nan),
                      memory_bytes=d.memory_bytes if ok else nan,
                      binding=",".join(d.binding),
-                     infeasible_limits=_limit_names(d.reasons),
+                     infeasible_limits=_limit_keys(d.reasons),
+                     infeasible_reasons=" | ".join(d.reasons),
                      pruned_fraction=pruned, n_units=profile.n_units, weights_total=weights,
                      params_total=params,
                      solve_time_s=d.solve_time_s)
@@ -670,7 +573,7 @@ def _fading_rows(task: ChunkTask, rows: _Rows) -> None:
                                      np.nan) for a in (solution.rho_device, solution.rho_server))
             rows.add(r, point=point.index, **_coords(task, point), strategy=name,
                      realization=np.arange(r, dtype=np.int64), gain=gains, feasible=feasible,
-                     split=np.where(feasible, split, -1).astype(np.int64),
+                     split=np.where(feasible, split, np.nan),
                      rho_device=rho_d, rho_server=rho_s,
                      objective=np.where(feasible, best, np.nan))
 
@@ -715,7 +618,7 @@ def _robust_rows(task: ChunkTask, rows: _Rows) -> None:
                 rows.add(1, point=point.index, **_coords(task, point), strategy=name,
                          design=design, design_gain=float(np.ravel(problem.gain)[0]),
                          status=d.status, feasible=d.success,
-                         split=d.split if d.success else -1,
+                         split=d.split if d.success else nan,
                          rho_device=d.rho_device if d.success else nan,
                          rho_server=d.rho_server if d.success else nan,
                          power_w=d.power_w if d.success else nan,
@@ -792,7 +695,9 @@ def _bound_rows(task: ChunkTask, rows: _Rows) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _dtype_name(array: np.ndarray) -> str:
+def _dtype_name(array: np.ndarray, name: str = "") -> str:
+    if name in NULLABLE_INT_COLUMNS:
+        return NULLABLE_INT
     if array.dtype == object:
         return "string"
     if array.dtype.kind == "b":
@@ -803,6 +708,8 @@ def _dtype_name(array: np.ndarray) -> str:
 
 
 def _format_value(value: Any, dtype: str) -> str:
+    if dtype == NULLABLE_INT:
+        return "" if math.isnan(value) else str(int(value))
     if dtype == "float64":
         return repr(float(value))
     if dtype == "bool":
@@ -813,6 +720,8 @@ def _format_value(value: Any, dtype: str) -> str:
 def _parse_column(values: list[str], dtype: str) -> np.ndarray:
     if dtype == "float64":
         return np.array([float(v) for v in values], dtype=np.float64)
+    if dtype == NULLABLE_INT:
+        return np.array([float(v) if v else np.nan for v in values], dtype=np.float64)
     if dtype == "int64":
         return np.array([int(v) for v in values], dtype=np.int64)
     if dtype == "bool":
@@ -843,9 +752,14 @@ def _arrow_table(columns: dict[str, np.ndarray]) -> Any:
     pa = _require_pyarrow()
     arrays = {}
     for name, array in columns.items():
-        kind = _dtype_name(array)
-        arrays[name] = (pa.array(array.tolist(), type=pa.string()) if kind == "string"
-                        else pa.array(array))
+        kind = _dtype_name(array, name)
+        if kind == NULLABLE_INT:
+            null = np.isnan(array)
+            arrays[name] = pa.array(np.where(null, 0, array).astype(np.int64), mask=null,
+                                    type=pa.int64())
+        else:
+            arrays[name] = (pa.array(array.tolist(), type=pa.string()) if kind == "string"
+                            else pa.array(array))
     return pa.table(arrays)
 
 
@@ -858,7 +772,7 @@ def write_columns(path: Path, columns: dict[str, np.ndarray], fmt: Format) -> No
         _atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
         return
     names = list(columns)
-    dtypes = [_dtype_name(columns[n]) for n in names]
+    dtypes = [_dtype_name(columns[n], n) for n in names]
 
     def write(p: Path) -> None:
         with p.open("w", newline="") as handle:
@@ -871,7 +785,8 @@ def write_columns(path: Path, columns: dict[str, np.ndarray], fmt: Format) -> No
 
 
 def read_columns(path: Path) -> dict[str, np.ndarray]:
-    """Named numpy columns of a Parquet or CSV file written by `write_columns`."""
+    """Named numpy columns of a Parquet or CSV file written by `write_columns` (the
+    NULLABLE_INT_COLUMNS as float64, NaN where null)."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -880,6 +795,8 @@ def read_columns(path: Path) -> dict[str, np.ndarray]:
         for name in table.column_names:
             column = table.column(name)
             array = column.to_numpy(zero_copy_only=False)
+            if name in NULLABLE_INT_COLUMNS:
+                array = array.astype(np.float64)
             out[name] = array.astype(object) if column.type == "string" else array
         return out
     with path.open(newline="") as handle:
@@ -974,9 +891,20 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, executor: Any = None, fmt: Fo
         _require_pyarrow()
     started = time.perf_counter()
     out = Path(out)
-    expansion = expand(spec, out)  # every point validated before anything is written
-    parts_dir = out / "parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, spec)
+    created = not out.exists()
+    try:
+        # every point validated before any chunk runs (config: profiles are cached in out/)
+        expansion = expand(spec, out)
+        parts_dir = out / "parts"
+        parts_dir.mkdir(parents=True, exist_ok=True)
+    except (SweepError, OSError) as err:
+        if created and out.is_dir():
+            shutil.rmtree(out)  # this call made it: leave no half-written folder
+        if isinstance(err, OSError):
+            raise SweepError(f"cannot write the output folder {str(out)!r}: "
+                             f"{err.strerror or err}") from None
+        raise
     chunks = expansion.chunks
     part_of = {c.key: parts_dir / f"{c.key}.{fmt}" for c in chunks}
     todo = [c for c in chunks if not part_of[c.key].is_file()]
@@ -1005,6 +933,35 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, executor: Any = None, fmt: Fo
     return SweepResult(table=table, timings=timings, n_points=len(expansion.points),
                        n_chunks=len(chunks), chunks_run=len(todo), evaluations_run=evaluations,
                        seconds=time.perf_counter() - started, complete=True)
+
+
+def check_output_folder(out: Path, spec: SweepSpec) -> None:
+    """Refuse an output folder that cannot hold this sweep, before anything is written: a
+    file, a path under a file, an unwritable place, a non-empty folder laimco did not write
+    (no manifest.json), or the folder of another sweep."""
+    shown = repr(str(out))
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"output folder {shown} is a file: give a folder")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SweepError(f"output folder {shown} is under the file {str(existing)!r}: "
+                         "give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SweepError(f"output folder {shown}: {str(existing)!r} is not writable")
+    if existing != out or {p.name for p in out.iterdir()} <= {"profiles"}:
+        return  # new, empty, or holding only the profile cache `expand` writes
+    manifest = out / "manifest.json"
+    try:
+        written = json.loads(manifest.read_text())
+        name, kind = written["name"], written["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SweepError(f"output folder {shown} holds files laimco did not write (no sweep "
+                         "manifest.json): give a new or empty folder") from None
+    if (name, kind) != (spec.name, spec.kind):
+        raise SweepError(f"output folder {shown} holds the {kind} sweep {name!r}, not "
+                         f"{spec.name!r}: give another folder")
 
 
 def _write_manifest(out: Path, expansion: Expansion, fmt: Format, complete: bool) -> None:
