@@ -1,19 +1,65 @@
 """Scenario files: a TOML description of the model, device, server, channel and task limits,
-validated by pydantic. Every quantity is in SI units; the key names say which."""
+validated by pydantic. Every quantity is in SI units; the key names say which.
+
+Every number has a physical range (README "Scenario files"); the optimizer is checked exact over
+the whole box they span (tests/test_scenario_ranges.py), so a value outside it is an error
+rather than a silently wrong decision. Types are strict: `true` is not a number, a float is not
+an integer (an integer is a fine float)."""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from laimco.system import Channel, Device, Server
 from laimco.theory.distortion_bound import LawName
 
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+MAX_SCENARIO_BYTES = 1 << 20  # a scenario is a few hundred bytes; checked before reading
+
+
+def _plain_int(value: Any) -> Any:
+    """numpy integers (sweep axes) count as integers; bools stay bools (and are refused)."""
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _number(lo: float, hi: float, *, lo_open: bool = False) -> Any:
+    """A finite float in [lo, hi] (or (lo, hi] when `lo_open`)."""
+    bound = {"gt": lo} if lo_open else {"ge": lo}
+    return Annotated[float, BeforeValidator(_plain_int),
+                     Field(**bound, le=hi, allow_inf_nan=False, strict=True)]
+
+
+# The accepted ranges (README "Scenario files" states them and why).
+FREQUENCY_HZ = _number(1e3, 1e12)  # kHz microcontrollers .. a THz clock, beyond any CPU
+FLOPS_PER_CYCLE = _number(1e-3, 1e7)  # a slow scalar core .. a whole GPU's share per cycle
+KAPPA = _number(1e-35, 1e-20)  # J·s²: CMOS switched capacitance (typ. 1e-28)
+TX_POWER_W = _number(1e-6, 1e3)  # -30 dBm .. a 1 kW transmitter
+ENERGY_MAX_J = 1e6
+ENERGY_J = _number(1e-9, ENERGY_MAX_J)  # nJ .. MJ per inference
+MEMORY_BYTES = _number(1.0, 1e18)  # 1 B .. 1 EB
+BANDWIDTH_HZ = _number(1.0, 1e12)  # 1 Hz .. 1 THz
+NOISE_PSD_W_PER_HZ = _number(1e-24, 1e-12)  # below kT at 1 K .. -90 dBm/Hz
+PATH_GAIN = _number(1e-20, 1.0)  # -200 dB .. 0 dB: a passive channel has no gain above 1
+LATENCY_MAX_S = 1e4
+LATENCY_S = _number(1e-6, LATENCY_MAX_S)  # µs .. ~3 hours
+LATENCY_OR_ZERO_S = _number(0.0, LATENCY_MAX_S)
+BYTES_PER_WEIGHT = _number(0.125, 16.0)  # 1 bit .. 128 bits
+SENSITIVITY = _number(0.0, 1e6)
+OUTAGE_PROB = _number(1e-6, 0.99)
+Count = Annotated[int, BeforeValidator(_plain_int), Field(ge=0, le=1_000_000, strict=True)]
 
 
 class ScenarioError(ValueError):
@@ -21,40 +67,46 @@ class ScenarioError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ModelSection(_Section):
-    profile: str = Field("minilm-l6", description="built-in profile name or path to a JSON file")
-    bytes_per_weight: Positive = Field(4.0, description="bytes of one stored weight value")
+    profile: str = Field("minilm-l6", min_length=1, max_length=4096,
+                         description='built-in profile name, "config:NAME" or a JSON path')
+    bytes_per_weight: BYTES_PER_WEIGHT = Field(4.0,  # type: ignore[valid-type]
+                                               description="bytes of one stored weight value")
 
 
 class DeviceSection(_Section):
-    cpu_freq_max_hz: Positive
-    flops_per_cycle: Positive
-    kappa: Positive = Field(description="effective switched capacitance, J·s² per cycle·Hz²")
-    tx_power_max_w: Positive
-    energy_budget_j: Positive
-    memory_bytes: Positive | None = Field(None, description="absent = unlimited")
+    cpu_freq_max_hz: FREQUENCY_HZ  # type: ignore[valid-type]
+    flops_per_cycle: FLOPS_PER_CYCLE  # type: ignore[valid-type]
+    kappa: KAPPA = Field(  # type: ignore[valid-type]
+        description="effective switched capacitance, J·s² per cycle·Hz²")
+    tx_power_max_w: TX_POWER_W  # type: ignore[valid-type]
+    energy_budget_j: ENERGY_J  # type: ignore[valid-type]
+    memory_bytes: MEMORY_BYTES | None = Field(  # type: ignore[valid-type]
+        None, description="absent = unlimited")
 
     def to_device(self) -> Device:
         return Device(**self.model_dump())
 
 
 class ServerSection(_Section):
-    cpu_freq_max_hz: Positive = Field(description="this device's share of the server's CPU")
-    flops_per_cycle: Positive
+    cpu_freq_max_hz: FREQUENCY_HZ = Field(  # type: ignore[valid-type]
+        description="this device's share of the server's CPU")
+    flops_per_cycle: FLOPS_PER_CYCLE  # type: ignore[valid-type]
 
     def to_server(self) -> Server:
         return Server(**self.model_dump())
 
 
 class ChannelSection(_Section):
-    bandwidth_hz: Positive
-    noise_psd_w_per_hz: Positive
-    path_gain: Positive = Field(description="mean channel power gain, linear")
+    bandwidth_hz: BANDWIDTH_HZ  # type: ignore[valid-type]
+    noise_psd_w_per_hz: NOISE_PSD_W_PER_HZ  # type: ignore[valid-type]
+    path_gain: PATH_GAIN = Field(  # type: ignore[valid-type]
+        description="mean channel power gain, linear")
     fading: Literal["none", "rayleigh"] = "none"
-    outage_prob: Annotated[float, Field(gt=0, lt=1)] | None = None
+    outage_prob: OUTAGE_PROB | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _outage_needed(self) -> ChannelSection:
@@ -67,10 +119,11 @@ class ChannelSection(_Section):
 
 
 class TaskSection(_Section):
-    latency_budget_s: Positive
-    downlink_s: NonNegative = 0.0
-    min_split: Annotated[int, Field(ge=0)] = 0
-    rho_max: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    latency_budget_s: LATENCY_S  # type: ignore[valid-type]
+    downlink_s: LATENCY_OR_ZERO_S = 0.0  # type: ignore[valid-type]
+    min_split: Count = 0
+    rho_max: Annotated[float, BeforeValidator(_plain_int),
+                       Field(ge=0, lt=1, allow_inf_nan=False, strict=True)] = 0.9
     ratios: Literal["separate", "tied"] = "separate"
 
     @model_validator(mode="after")
@@ -85,8 +138,8 @@ class TaskSection(_Section):
 class DistortionSection(_Section):
     law: LawName = "laplace"
     # a number, or "profile": the constant measured by `laimco analyze` and stored in the profile
-    k_device: NonNegative | Literal["profile"] = 1.0
-    k_server: NonNegative | Literal["profile"] = 1.0
+    k_device: SENSITIVITY | Literal["profile"] = 1.0  # type: ignore[valid-type]
+    k_server: SENSITIVITY | Literal["profile"] = 1.0  # type: ignore[valid-type]
 
 
 class Scenario(_Section):
@@ -133,14 +186,23 @@ def scenario_from_dict(data: dict[str, object]) -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario TOML file."""
+    """Read and validate a scenario TOML file (UTF-8, at most MAX_SCENARIO_BYTES)."""
     file = Path(path)
     if not file.is_file():
         raise ScenarioError(f"scenario file {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(file.read_text())
+        size = file.stat().st_size
+        if size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(f"{path}: {size} bytes is too large for a scenario file (at most "
+                                f"{MAX_SCENARIO_BYTES}); give a TOML scenario (see scenarios/)")
+        data = tomllib.loads(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: not a text file (not UTF-8); a scenario is a TOML file "
+                            "(see scenarios/)") from None
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{path}: not valid TOML: {err}") from None
+    except OSError as err:
+        raise ScenarioError(f"{path}: cannot read the scenario: {err.strerror}") from None
     try:
         return scenario_from_dict(data)
     except ScenarioError as err:
