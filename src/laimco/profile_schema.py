@@ -1,0 +1,177 @@
+"""The profile JSON format as a strict pydantic model (docs/profile_minilm.md, "Schema").
+
+Every key a profile may carry is declared here, with its type and range; an unknown key, a
+string or list where an object belongs, a bool or null where a number belongs, NaN/±Inf, a
+negative count or cost, a fractional count, decreasing magnitude quantiles or a generalized-
+Gaussian shape ≤ 0 are errors that name the key path. Sizes are capped (units, quantile levels)
+so a hostile file cannot make the optimizer allocate gigabytes; the file size itself is checked
+by `laimco.profile` before reading.
+
+A new optional top-level section is one more field on `ProfileFile` (with its own model).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+MAX_UNITS = 4096  # LLaMA-7B has 34 units; the split table is (L+1)×L per field
+MAX_QUANTILE_LEVELS = 100_001  # the profiler writes 1001
+MAX_COUNT = 10**15  # parameters in one unit
+MAX_COST = 1e21  # FLOPs or bits of one unit, or of the input
+MAX_STATISTIC = 1e6  # |w| statistics, shape and scale of a weight distribution
+MAX_NAME_CHARS = 256
+
+
+def _integral(value: Any) -> Any:
+    """A float with an integral value (1e6 in a JSON file) counts as an integer; anything else
+    goes to the strict integer check unchanged (so 1.5 and true are refused)."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _finite(lo: float, hi: float, *, lo_open: bool = False) -> Any:
+    bound = {"gt": lo} if lo_open else {"ge": lo}
+    return Annotated[float, Field(**bound, le=hi, allow_inf_nan=False, strict=True)]
+
+
+Count = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=MAX_COUNT, strict=True)]
+PositiveInt = Annotated[int, BeforeValidator(_integral), Field(ge=1, le=10**9, strict=True)]
+Cost = _finite(0.0, MAX_COST)
+Statistic = _finite(0.0, MAX_STATISTIC)
+Shape = _finite(0.0, MAX_STATISTIC, lo_open=True)
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, strict=True)]
+Text = Annotated[str, Field(max_length=4096, strict=True)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class UnitEntry(_Strict):
+    """One unit of `units` (embeddings, block, head), measured at the profile's input size."""
+
+    name: Name
+    kind: Literal["embeddings", "block", "head"] | None = None
+    n_prunable: Count
+    n_fixed: Count
+    flops_prunable: Cost  # type: ignore[valid-type]
+    flops_fixed: Cost  # type: ignore[valid-type]
+    out_bits: Cost  # type: ignore[valid-type]
+    weights: Literal["measured", "assumed"] | None = None
+    weight_mean_abs: Statistic  # type: ignore[valid-type]
+    weight_std: Statistic  # type: ignore[valid-type]
+    gennorm_beta: Shape = 1.0  # type: ignore[valid-type]
+    gennorm_scale: Statistic = 0.0  # type: ignore[valid-type]
+    gennorm_fit: Text | None = None
+    magnitude_quantiles: Annotated[list[Statistic],  # type: ignore[valid-type]
+                                   Field(max_length=MAX_QUANTILE_LEVELS)] = []
+    weight_sample_size: Count | None = None
+    output_sensitivity: Statistic | None = None  # type: ignore[valid-type]
+
+    @field_validator("magnitude_quantiles")
+    @classmethod
+    def _quantile_table(cls, table: list[float]) -> list[float]:
+        if len(table) == 1:
+            raise ValueError("needs no levels (an empty list) or at least 2: q(0) … q(1)")
+        for i in range(1, len(table)):
+            if table[i] < table[i - 1]:
+                raise ValueError(f"quantiles must not decrease: level {i} is {table[i]!r}, "
+                                 f"below level {i - 1}'s {table[i - 1]!r}")
+        return table
+
+
+class OutputSensitivity(_Strict):
+    """Measured constants of the output bound (written by `laimco analyze`)."""
+
+    k_device: Statistic | None = None  # type: ignore[valid-type]
+    k_server: Statistic | None = None  # type: ignore[valid-type]
+    at_split: Count | None = None
+    k_hat_whole_model: Statistic | None = None  # type: ignore[valid-type]
+
+
+class ProfileFile(_Strict):
+    """A whole profile file (laimco.models.profiler writes it, docs/profile_minilm.md)."""
+
+    name: Name
+    source: Text | None = None
+    family: Literal["bert", "gpt2", "llama", "vit"] | None = None
+    batch_size: PositiveInt | None = None
+    seq_len: PositiveInt | None = None
+    image_size: PositiveInt | None = None
+    activation_bits: Annotated[int, BeforeValidator(_integral),
+                               Field(ge=1, le=1024, strict=True)] | None = None
+    input_bits: Cost  # type: ignore[valid-type]
+    magnitude_quantile_levels: Annotated[int, BeforeValidator(_integral),
+                                         Field(ge=0, le=MAX_QUANTILE_LEVELS,
+                                               strict=True)] | None = None
+    units: Annotated[list[UnitEntry], Field(min_length=1, max_length=MAX_UNITS)]
+    output_sensitivity: OutputSensitivity | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_enough_units(cls, data: Any) -> Any:
+        """The unit cap before any unit is validated (a list of 10⁶ units fails fast)."""
+        if isinstance(data, dict):
+            units = data.get("units")
+            if isinstance(units, list) and len(units) > MAX_UNITS:
+                raise ValueError(f"units: {len(units)} units, at most {MAX_UNITS} are allowed")
+        return data
+
+    @model_validator(mode="after")
+    def _quantile_levels_agree(self) -> ProfileFile:
+        lengths = {len(u.magnitude_quantiles) for u in self.units if u.magnitude_quantiles}
+        if len(lengths) > 1:
+            raise ValueError("units: every non-empty magnitude_quantiles list must have the same "
+                             f"number of levels (found {sorted(lengths)})")
+        declared = self.magnitude_quantile_levels
+        if declared is not None and lengths and lengths != {declared}:
+            raise ValueError(f"magnitude_quantile_levels = {declared} but the units' "
+                             f"magnitude_quantiles have {lengths.pop()} levels")
+        return self
+
+
+def describe_errors(error: ValidationError, *, limit: int = 8) -> str:
+    """One line per problem: the key path (units[3].n_prunable), what is wrong, what was
+    given."""
+    lines = []
+    items = error.errors()
+    for item in items[:limit]:
+        key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}"
+                      for part in item["loc"]).removeprefix(".")
+        message = item["msg"].removeprefix("Value error, ")
+        if not key and item["type"] == "value_error":
+            lines.append(message)  # a whole-file check: its message names the keys
+            continue
+        key = key or "(the whole file)"
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and where it sits)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif item["type"] == "model_type":
+            message = "must be an object ({...})"
+        elif item["type"] == "list_type":
+            message = "must be a list ([...])"
+        got = item.get("input")
+        shown = ("" if item["type"] in ("missing", "model_type", "list_type")
+                 or isinstance(got, dict | list) else f" (got {_short(got)})")
+        lines.append(f"{key}: {message}{shown}")
+    if len(items) > limit:
+        lines.append(f"… and {len(items) - limit} more")
+    return "\n  ".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
