@@ -16,6 +16,7 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -41,16 +42,27 @@ def _integral(value: Any) -> Any:
     return value
 
 
-def _finite(lo: float, hi: float, *, lo_open: bool = False) -> Any:
-    bound = {"gt": lo} if lo_open else {"ge": lo}
-    return Annotated[float, Field(**bound, le=hi, allow_inf_nan=False, strict=True)]
+def _finite(lo: float, hi: float) -> Any:
+    return Annotated[float, Field(ge=lo, le=hi, allow_inf_nan=False, strict=True)]
 
 
 Count = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=MAX_COUNT, strict=True)]
 PositiveInt = Annotated[int, BeforeValidator(_integral), Field(ge=1, le=10**9, strict=True)]
-Cost = _finite(0.0, MAX_COST)
+
+
+def _whole_or_zero(value: float) -> float:
+    """FLOPs and bits come in whole units: 0, or at least 1 (1e-250 bits is no size at all,
+    and would stall the optimizer's root finding)."""
+    if 0 < value < 1:
+        raise ValueError(f"must be 0 or at least 1 (a whole FLOP or bit), got {value!r}")
+    return value
+
+
+Cost = Annotated[_finite(0.0, MAX_COST), AfterValidator(_whole_or_zero)]
 Statistic = _finite(0.0, MAX_STATISTIC)
-Shape = _finite(0.0, MAX_STATISTIC, lo_open=True)
+# Generalized-Gaussian shape: fits of real weights lie in 0.5…3; outside [0.1, 100] the law's
+# moments Γ(3/β)/Γ(1/β) overflow double precision (β = 0.01 gives e^1049)
+Shape = _finite(0.1, 100.0)
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, strict=True)]
 Text = Annotated[str, Field(max_length=4096, strict=True)]
 
