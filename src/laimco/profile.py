@@ -216,17 +216,17 @@ def load_profile(name_or_path: str | Path, *, seq_len: int = DEFAULT_SEQ_LEN) ->
 
 @functools.lru_cache(maxsize=16)
 def _load_builtin(name: str) -> ModelProfile:
-    return _parse(resolve_profile_text(name), name)
+    return parse_profile_text(resolve_profile_text(name), name)
 
 
 @functools.lru_cache(maxsize=16)
 def _load_file(path: Path, mtime_ns: int) -> ModelProfile:
-    return _parse(_read_capped(path), str(path))
+    return parse_profile_text(_read_capped(path), str(path))
 
 
 @functools.lru_cache(maxsize=16)
 def _load_config(path: Path, mtime_ns: int, seq_len: int) -> ModelProfile:
-    return _parse(_config_profile_text(path, mtime_ns, seq_len), f"config:{path}")
+    return parse_profile_text(_config_profile_text(path, mtime_ns, seq_len), f"config:{path}")
 
 
 @functools.lru_cache(maxsize=16)
@@ -259,7 +259,8 @@ def _read_capped(path: Path) -> str:
         raise ProfileError(f"profile {str(path)!r} cannot be read: {err.strerror}") from None
 
 
-def _parse(text: str, name_or_path: str) -> ModelProfile:
+def parse_profile_text(text: str, name_or_path: str) -> ModelProfile:
+    """A profile from its JSON text, validated; errors name `name_or_path` and the key."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

@@ -458,9 +458,9 @@ def _check_point(spec: SweepSpec, scenario: Scenario, profile_text: str, index: 
     """Build the problem once and check each strategy's options against it."""
     from laimco.optimize.problem import build_problem
 
-    profile = _parse_profile(profile_text)
     where = f"point {index} ({described})"
     try:
+        profile = _parse_profile(profile_text)
         build_problem(scenario, profile)
     except (ScenarioError, ValueError) as err:
         raise _fail(spec.path, f"{where}: {err}") from None
@@ -501,9 +501,9 @@ def _chunk(spec: SweepSpec, points: Sequence[Point], profiles: dict[str, str]) -
 
 @functools.lru_cache(maxsize=32)
 def _parse_profile(text: str) -> Any:
-    from laimco.profile import profile_from_dict
+    from laimco.profile import parse_profile_text
 
-    return profile_from_dict(json.loads(text))
+    return parse_profile_text(text, "model.profile")
 
 
 def _fading_draws(task: ChunkTask, point: Point, scenario: Scenario) -> np.ndarray:
