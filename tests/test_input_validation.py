@@ -447,3 +447,13 @@ def test_sweep_over_a_bad_profile_fails_before_any_work_naming_the_key(
         run_sweep(load_sweep(sweep), tmp_path / "out", progress=False)
     if "flops" in text:
         assert "units[1].flops_prunable" in str(raised.value)
+
+
+@pytest.mark.parametrize("config", ['{"model_type": "t5"}', '{"vocab_size": 10}', "[1]", "{"])
+def test_config_profile_of_an_unusable_config_is_a_profile_error(config: str,
+                                                                 tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    path = tmp_path / "config.json"
+    path.write_text(config)
+    with pytest.raises(ProfileError, match="config:config"):
+        load_profile(f"config:{path}")

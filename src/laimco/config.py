@@ -36,11 +36,10 @@ def _plain_int(value: Any) -> Any:
     return value
 
 
-def _number(lo: float, hi: float, *, lo_open: bool = False) -> Any:
-    """A finite float in [lo, hi] (or (lo, hi] when `lo_open`)."""
-    bound = {"gt": lo} if lo_open else {"ge": lo}
+def _number(lo: float, hi: float) -> Any:
+    """A finite float in [lo, hi]; an int is fine, a bool or a string is not."""
     return Annotated[float, BeforeValidator(_plain_int),
-                     Field(**bound, le=hi, allow_inf_nan=False, strict=True)]
+                     Field(ge=lo, le=hi, allow_inf_nan=False, strict=True)]
 
 
 # The accepted ranges (README "Scenario files" states them and why).

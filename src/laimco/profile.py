@@ -240,7 +240,7 @@ def _config_profile_text(path: Path, mtime_ns: int, seq_len: int) -> str:
                            "'laimco[models]'") from None
     try:
         profile = profile_from_config(path, seq_len=seq_len, name=path.stem)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, TypeError, KeyError) as err:  # a config transformers rejects
         raise ProfileError(f"profile 'config:{path.stem}': {err}") from None
     return json.dumps(profile, indent=2) + "\n"
 
