@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from laimco.schema_messages import describe_validation_error
 from laimco.system import Channel, Device, Server
 from laimco.theory.distortion_bound import LawName
 
@@ -163,59 +164,9 @@ class Scenario(_Section):
 
 
 def _describe(error: ValidationError) -> str:
-    """One line per bad key: the key path, what is wrong, what was given, what is allowed.
-    A key whose type is a union (a number or "profile") gets one line, not one per member."""
-    lines, seen = [], set()
-    for item in error.errors():
-        loc = tuple(item["loc"])
-        union = len(loc) > 2 and loc[0] in Scenario.model_fields  # section.key.<member>
-        loc = loc[:2] if union else loc
-        if loc in seen:
-            continue
-        seen.add(loc)
-        key = ".".join(str(part) for part in loc) or "(scenario)"
-        message = "not accepted" if union else item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling and section)"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        elif item["type"] == "model_type":
-            message = "must be a table ([section] with keys)"
-        got = item.get("input")
-        shown = ("" if item["type"] in ("missing", "model_type") or isinstance(got, dict)
-                 else f" (got {got!r})")
-        allowed = _allowed(loc) if item["type"] != "extra_forbidden" else None
-        lines.append(f"{key}: {message}{shown}" + (f"; allowed: {allowed}" if allowed else ""))
+    """One line per bad key: the key path, what is wrong, what was given, what is allowed."""
+    lines = describe_validation_error(error, _scenario_schema(), limit=20)
     return "invalid scenario:\n  " + "\n  ".join(lines)
-
-
-def _allowed(loc: tuple[int | str, ...]) -> str | None:
-    """"1000 ≤ value ≤ 1e+12" (a numeric key), its choices (a Literal), from the model."""
-    if len(loc) != 2:
-        return None
-    schema = _scenario_schema()
-    section = schema["properties"].get(str(loc[0]), {})
-    ref = section.get("$ref", "").rsplit("/", 1)[-1]
-    field = schema["$defs"].get(ref, {}).get("properties", {}).get(str(loc[1]))
-    if field is None:
-        return None
-    texts = []
-    for variant in field.get("anyOf", [field]):
-        if "enum" in variant or "const" in variant:
-            texts.append(" or ".join(repr(v) for v in variant.get("enum", [variant.get("const")])))
-        elif variant.get("type") == "null":
-            texts.append("absent")
-        elif variant.get("type") in ("number", "integer"):
-            kind = "an integer" if variant["type"] == "integer" else "a number"
-            lower = [f"{variant[k]:g} {'<' if k == 'gt' else '≤'} " for k in ("ge", "gt")
-                     if k in variant]
-            upper = [f" {'<' if k == 'lt' else '≤'} {variant[k]:g}" for k in ("le", "lt")
-                     if k in variant]
-            texts.append(f"{kind}, {''.join(lower[:1])}value{''.join(upper[:1])}"
-                         if lower or upper else kind)
-        elif variant.get("type") == "string":
-            texts.append("a string")
-    return "; or ".join(texts) or None
 
 
 @functools.cache

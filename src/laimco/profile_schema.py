@@ -12,6 +12,7 @@ A new optional top-level section is one more field on `ProfileFile` (with its ow
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from laimco.schema_messages import describe_validation_error
 
 MAX_UNITS = 4096  # LLaMA-7B has 34 units; the split table is (L+1)×L per field
 MAX_QUANTILE_LEVELS = 100_001  # the profiler writes 1001
@@ -58,7 +61,8 @@ def _whole_or_zero(value: float) -> float:
     return value
 
 
-Cost = Annotated[_finite(0.0, MAX_COST), AfterValidator(_whole_or_zero)]
+Cost = Annotated[float, Field(ge=0.0, le=MAX_COST, allow_inf_nan=False, strict=True),
+                 AfterValidator(_whole_or_zero)]
 Statistic = _finite(0.0, MAX_STATISTIC)
 # Generalized-Gaussian shape: fits of real weights lie in 0.5…3; outside [0.1, 100] the law's
 # moments Γ(3/β)/Γ(1/β) overflow double precision (β = 0.01 gives e^1049)
@@ -154,36 +158,12 @@ class ProfileFile(_Strict):
         return self
 
 
-def describe_errors(error: ValidationError, *, limit: int = 8) -> str:
-    """One line per problem: the key path (units[3].n_prunable), what is wrong, what was
-    given."""
-    lines = []
-    items = error.errors()
-    for item in items[:limit]:
-        key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}"
-                      for part in item["loc"]).removeprefix(".")
-        message = item["msg"].removeprefix("Value error, ")
-        if not key and item["type"] == "value_error":
-            lines.append(message)  # a whole-file check: its message names the keys
-            continue
-        key = key or "(the whole file)"
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling and where it sits)"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        elif item["type"] == "model_type":
-            message = "must be an object ({...})"
-        elif item["type"] == "list_type":
-            message = "must be a list ([...])"
-        got = item.get("input")
-        shown = ("" if item["type"] in ("missing", "model_type", "list_type")
-                 or isinstance(got, dict | list) else f" (got {_short(got)})")
-        lines.append(f"{key}: {message}{shown}")
-    if len(items) > limit:
-        lines.append(f"… and {len(items) - limit} more")
-    return "\n  ".join(lines)
+def describe_errors(error: ValidationError) -> str:
+    """One line per problem: the key path (units[3].n_prunable), what is wrong, what was given,
+    what is allowed."""
+    return "\n  ".join(describe_validation_error(error, _profile_schema()))
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+@functools.cache
+def _profile_schema() -> dict[str, Any]:
+    return ProfileFile.model_json_schema()
