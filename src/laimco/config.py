@@ -37,30 +37,32 @@ def _plain_int(value: Any) -> Any:
     return value
 
 
-def _number(lo: float, hi: float) -> Any:
-    """A finite float in [lo, hi]; an int is fine, a bool or a string is not."""
-    return Annotated[float, BeforeValidator(_plain_int),
-                     Field(ge=lo, le=hi, allow_inf_nan=False, strict=True)]
+def _range(lo: float, hi: float) -> Any:
+    """[lo, hi], finite; strict: an int is a fine float, a bool or a string is not."""
+    return Field(ge=lo, le=hi, allow_inf_nan=False, strict=True)
 
+
+_NUMPY = BeforeValidator(_plain_int)
 
 # The accepted ranges (README "Scenario files" states them and why).
-FREQUENCY_HZ = _number(1e3, 1e12)  # kHz microcontrollers .. a THz clock, beyond any CPU
-FLOPS_PER_CYCLE = _number(1e-3, 1e7)  # a slow scalar core .. a whole GPU's share per cycle
-KAPPA = _number(1e-35, 1e-20)  # J·s²: CMOS switched capacitance (typ. 1e-28)
-TX_POWER_W = _number(1e-6, 1e3)  # -30 dBm .. a 1 kW transmitter
 ENERGY_MAX_J = 1e6
-ENERGY_J = _number(1e-9, ENERGY_MAX_J)  # nJ .. MJ per inference
-MEMORY_BYTES = _number(1.0, 1e18)  # 1 B .. 1 EB
-BANDWIDTH_HZ = _number(1.0, 1e12)  # 1 Hz .. 1 THz
-NOISE_PSD_W_PER_HZ = _number(1e-24, 1e-12)  # below kT at 1 K .. -90 dBm/Hz
-PATH_GAIN = _number(1e-20, 1.0)  # -200 dB .. 0 dB: a passive channel has no gain above 1
 LATENCY_MAX_S = 1e4
-LATENCY_S = _number(1e-6, LATENCY_MAX_S)  # µs .. ~3 hours
-LATENCY_OR_ZERO_S = _number(0.0, LATENCY_MAX_S)
-BYTES_PER_WEIGHT = _number(0.125, 16.0)  # 1 bit .. 128 bits
-SENSITIVITY = _number(0.0, 1e6)
-OUTAGE_PROB = _number(1e-6, 0.99)
-Count = Annotated[int, BeforeValidator(_plain_int), Field(ge=0, le=1_000_000, strict=True)]
+FrequencyHz = Annotated[float, _NUMPY, _range(1e3, 1e12)]  # kHz MCUs .. beyond any CPU clock
+FlopsPerCycle = Annotated[float, _NUMPY, _range(1e-3, 1e7)]  # soft-float core .. a whole GPU
+Kappa = Annotated[float, _NUMPY, _range(1e-35, 1e-20)]  # J·s², CMOS (typically 1e-28)
+TxPowerW = Annotated[float, _NUMPY, _range(1e-6, 1e3)]  # -30 dBm .. 60 dBm
+EnergyJ = Annotated[float, _NUMPY, _range(1e-9, ENERGY_MAX_J)]  # nJ .. MJ per inference
+MemoryBytes = Annotated[float, _NUMPY, _range(1.0, 1e18)]  # 1 B .. 1 EB
+BandwidthHz = Annotated[float, _NUMPY, _range(1.0, 1e12)]  # 1 Hz .. 1 THz
+NoisePsdWPerHz = Annotated[float, _NUMPY, _range(1e-24, 1e-12)]  # < kT at 1 K .. -90 dBm/Hz
+PathGain = Annotated[float, _NUMPY, _range(1e-20, 1.0)]  # -200 .. 0 dB: a passive channel
+LatencyS = Annotated[float, _NUMPY, _range(1e-6, LATENCY_MAX_S)]  # µs .. ~3 hours
+LatencyOrZeroS = Annotated[float, _NUMPY, _range(0.0, LATENCY_MAX_S)]
+BytesPerWeight = Annotated[float, _NUMPY, _range(0.125, 16.0)]  # 1 bit .. 128 bits
+Sensitivity = Annotated[float, _NUMPY, _range(0.0, 1e6)]
+OutageProb = Annotated[float, _NUMPY, _range(1e-6, 0.99)]
+RatioBelowOne = Annotated[float, _NUMPY, Field(ge=0, lt=1, allow_inf_nan=False, strict=True)]
+Count = Annotated[int, _NUMPY, Field(ge=0, le=1_000_000, strict=True)]
 
 
 class ScenarioError(ValueError):
@@ -74,40 +76,35 @@ class _Section(BaseModel):
 class ModelSection(_Section):
     profile: str = Field("minilm-l6", min_length=1, max_length=4096,
                          description='built-in profile name, "config:NAME" or a JSON path')
-    bytes_per_weight: BYTES_PER_WEIGHT = Field(4.0,  # type: ignore[valid-type]
-                                               description="bytes of one stored weight value")
+    bytes_per_weight: BytesPerWeight = Field(4.0, description="bytes of one stored weight")
 
 
 class DeviceSection(_Section):
-    cpu_freq_max_hz: FREQUENCY_HZ  # type: ignore[valid-type]
-    flops_per_cycle: FLOPS_PER_CYCLE  # type: ignore[valid-type]
-    kappa: KAPPA = Field(  # type: ignore[valid-type]
-        description="effective switched capacitance, J·s² per cycle·Hz²")
-    tx_power_max_w: TX_POWER_W  # type: ignore[valid-type]
-    energy_budget_j: ENERGY_J  # type: ignore[valid-type]
-    memory_bytes: MEMORY_BYTES | None = Field(  # type: ignore[valid-type]
-        None, description="absent = unlimited")
+    cpu_freq_max_hz: FrequencyHz
+    flops_per_cycle: FlopsPerCycle
+    kappa: Kappa = Field(description="effective switched capacitance, J·s² per cycle·Hz²")
+    tx_power_max_w: TxPowerW
+    energy_budget_j: EnergyJ
+    memory_bytes: MemoryBytes | None = Field(None, description="absent = unlimited")
 
     def to_device(self) -> Device:
         return Device(**self.model_dump())
 
 
 class ServerSection(_Section):
-    cpu_freq_max_hz: FREQUENCY_HZ = Field(  # type: ignore[valid-type]
-        description="this device's share of the server's CPU")
-    flops_per_cycle: FLOPS_PER_CYCLE  # type: ignore[valid-type]
+    cpu_freq_max_hz: FrequencyHz = Field(description="this device's share of the server's CPU")
+    flops_per_cycle: FlopsPerCycle
 
     def to_server(self) -> Server:
         return Server(**self.model_dump())
 
 
 class ChannelSection(_Section):
-    bandwidth_hz: BANDWIDTH_HZ  # type: ignore[valid-type]
-    noise_psd_w_per_hz: NOISE_PSD_W_PER_HZ  # type: ignore[valid-type]
-    path_gain: PATH_GAIN = Field(  # type: ignore[valid-type]
-        description="mean channel power gain, linear")
+    bandwidth_hz: BandwidthHz
+    noise_psd_w_per_hz: NoisePsdWPerHz
+    path_gain: PathGain = Field(description="mean channel power gain, linear")
     fading: Literal["none", "rayleigh"] = "none"
-    outage_prob: OUTAGE_PROB | None = None  # type: ignore[valid-type]
+    outage_prob: OutageProb | None = None
 
     @model_validator(mode="after")
     def _outage_needed(self) -> ChannelSection:
@@ -120,11 +117,10 @@ class ChannelSection(_Section):
 
 
 class TaskSection(_Section):
-    latency_budget_s: LATENCY_S  # type: ignore[valid-type]
-    downlink_s: LATENCY_OR_ZERO_S = 0.0  # type: ignore[valid-type]
+    latency_budget_s: LatencyS
+    downlink_s: LatencyOrZeroS = 0.0
     min_split: Count = 0
-    rho_max: Annotated[float, BeforeValidator(_plain_int),
-                       Field(ge=0, lt=1, allow_inf_nan=False, strict=True)] = 0.9
+    rho_max: RatioBelowOne = 0.9
     ratios: Literal["separate", "tied"] = "separate"
 
     @model_validator(mode="after")
@@ -139,8 +135,8 @@ class TaskSection(_Section):
 class DistortionSection(_Section):
     law: LawName = "laplace"
     # a number, or "profile": the constant measured by `laimco analyze` and stored in the profile
-    k_device: SENSITIVITY | Literal["profile"] = 1.0  # type: ignore[valid-type]
-    k_server: SENSITIVITY | Literal["profile"] = 1.0  # type: ignore[valid-type]
+    k_device: Sensitivity | Literal["profile"] = 1.0
+    k_server: Sensitivity | Literal["profile"] = 1.0
 
 
 class Scenario(_Section):

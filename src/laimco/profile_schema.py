@@ -45,12 +45,9 @@ def _integral(value: Any) -> Any:
     return value
 
 
-def _finite(lo: float, hi: float) -> Any:
-    return Annotated[float, Field(ge=lo, le=hi, allow_inf_nan=False, strict=True)]
-
-
-Count = Annotated[int, BeforeValidator(_integral), Field(ge=0, le=MAX_COUNT, strict=True)]
-PositiveInt = Annotated[int, BeforeValidator(_integral), Field(ge=1, le=10**9, strict=True)]
+def _range(lo: float, hi: float) -> Any:
+    """[lo, hi], finite; strict: an int is a fine float, a bool, string or null is not."""
+    return Field(ge=lo, le=hi, allow_inf_nan=False, strict=True)
 
 
 def _whole_or_zero(value: float) -> float:
@@ -61,14 +58,18 @@ def _whole_or_zero(value: float) -> float:
     return value
 
 
-Cost = Annotated[float, Field(ge=0.0, le=MAX_COST, allow_inf_nan=False, strict=True),
-                 AfterValidator(_whole_or_zero)]
-Statistic = _finite(0.0, MAX_STATISTIC)
+_INTEGRAL = BeforeValidator(_integral)
+Count = Annotated[int, _INTEGRAL, Field(ge=0, le=MAX_COUNT, strict=True)]
+PositiveInt = Annotated[int, _INTEGRAL, Field(ge=1, le=10**9, strict=True)]
+Cost = Annotated[float, _range(0.0, MAX_COST), AfterValidator(_whole_or_zero)]
+Statistic = Annotated[float, _range(0.0, MAX_STATISTIC)]
 # Generalized-Gaussian shape: fits of real weights lie in 0.5…3; outside [0.1, 100] the law's
 # moments Γ(3/β)/Γ(1/β) overflow double precision (β = 0.01 gives e^1049)
-Shape = _finite(0.1, 100.0)
+Shape = Annotated[float, _range(0.1, 100.0)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, strict=True)]
 Text = Annotated[str, Field(max_length=4096, strict=True)]
+ActivationBits = Annotated[int, _INTEGRAL, Field(ge=1, le=1024, strict=True)]
+QuantileLevels = Annotated[int, _INTEGRAL, Field(ge=0, le=MAX_QUANTILE_LEVELS, strict=True)]
 
 
 class _Strict(BaseModel):
@@ -82,19 +83,18 @@ class UnitEntry(_Strict):
     kind: Literal["embeddings", "block", "head"] | None = None
     n_prunable: Count
     n_fixed: Count
-    flops_prunable: Cost  # type: ignore[valid-type]
-    flops_fixed: Cost  # type: ignore[valid-type]
-    out_bits: Cost  # type: ignore[valid-type]
+    flops_prunable: Cost
+    flops_fixed: Cost
+    out_bits: Cost
     weights: Literal["measured", "assumed"] | None = None
-    weight_mean_abs: Statistic  # type: ignore[valid-type]
-    weight_std: Statistic  # type: ignore[valid-type]
-    gennorm_beta: Shape = 1.0  # type: ignore[valid-type]
-    gennorm_scale: Statistic = 0.0  # type: ignore[valid-type]
+    weight_mean_abs: Statistic
+    weight_std: Statistic
+    gennorm_beta: Shape = 1.0
+    gennorm_scale: Statistic = 0.0
     gennorm_fit: Text | None = None
-    magnitude_quantiles: Annotated[list[Statistic],  # type: ignore[valid-type]
-                                   Field(max_length=MAX_QUANTILE_LEVELS)] = []
+    magnitude_quantiles: Annotated[list[Statistic], Field(max_length=MAX_QUANTILE_LEVELS)] = []
     weight_sample_size: Count | None = None
-    output_sensitivity: Statistic | None = None  # type: ignore[valid-type]
+    output_sensitivity: Statistic | None = None
 
     @field_validator("magnitude_quantiles")
     @classmethod
@@ -111,10 +111,10 @@ class UnitEntry(_Strict):
 class OutputSensitivity(_Strict):
     """Measured constants of the output bound (written by `laimco analyze`)."""
 
-    k_device: Statistic | None = None  # type: ignore[valid-type]
-    k_server: Statistic | None = None  # type: ignore[valid-type]
+    k_device: Statistic | None = None
+    k_server: Statistic | None = None
     at_split: Count | None = None
-    k_hat_whole_model: Statistic | None = None  # type: ignore[valid-type]
+    k_hat_whole_model: Statistic | None = None
 
 
 class ProfileFile(_Strict):
@@ -126,12 +126,9 @@ class ProfileFile(_Strict):
     batch_size: PositiveInt | None = None
     seq_len: PositiveInt | None = None
     image_size: PositiveInt | None = None
-    activation_bits: Annotated[int, BeforeValidator(_integral),
-                               Field(ge=1, le=1024, strict=True)] | None = None
-    input_bits: Cost  # type: ignore[valid-type]
-    magnitude_quantile_levels: Annotated[int, BeforeValidator(_integral),
-                                         Field(ge=0, le=MAX_QUANTILE_LEVELS,
-                                               strict=True)] | None = None
+    activation_bits: ActivationBits | None = None
+    input_bits: Cost
+    magnitude_quantile_levels: QuantileLevels | None = None
     units: Annotated[list[UnitEntry], Field(min_length=1, max_length=MAX_UNITS)]
     output_sensitivity: OutputSensitivity | None = None
 
