@@ -448,6 +448,7 @@ def test_saved_profile_loads_for_the_optimizer(family: str, profiles: dict[str, 
     profile = load_profile(path)
     assert profile.n_units == LAYERS + 2
     assert profile.input_bits == profiles[family]["input_bits"]
+    assert profile.seq_len == profiles[family]["seq_len"]  # the tokens deploy tokenizes to
     assert [u.n_prunable for u in profile.units] == [u["n_prunable"]
                                                      for u in profiles[family]["units"]]
 
