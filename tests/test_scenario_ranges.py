@@ -188,3 +188,35 @@ def test_corner_cases_agree_with_the_boundary_search(index: int) -> None:
     assert best >= decision.objective * (1 - 1e-6), (best, decision.objective, data)
     assert best <= decision.objective * (1 + 1e-6) + 1e-12 * max(
         ref.objective_scale(decision.split), 1e-300), (best, decision.objective, data)
+
+
+def _sampled_corner_cases(count: int) -> list[dict[str, dict[str, Any]]]:
+    """The first `count` corner scenarios (seeded) that are feasible with a positive objective:
+    the cases where a wrong optimum would show."""
+    n_units = load_profile("minilm-l6").n_units
+    rng = np.random.default_rng(77)
+    found: list[dict[str, dict[str, Any]]] = []
+    while len(found) < count:
+        data = _corner(rng, n_units)
+        decision = solve(scenario_from_dict(data), "joint")
+        if decision.success and decision.objective:
+            found.append(data)
+    return found
+
+
+SAMPLED_CORNERS = _sampled_corner_cases(6)
+
+
+@pytest.mark.parametrize("index", range(len(SAMPLED_CORNERS)))
+def test_sampled_corners_agree_with_the_boundary_search(index: int) -> None:
+    """(c) on corner scenarios drawn like those of (a)/(b): the same check as above."""
+    data = SAMPLED_CORNERS[index]
+    scenario = scenario_from_dict(data)
+    ref = Reference(scenario, load_profile(scenario.model.profile))
+    decision = solve(scenario, "joint")
+    [per_gain] = boundary_search([(ref, np.array([ref.design_gain()]))])
+    best = min(found.objective for found in per_gain[0])
+    assert decision.objective is not None
+    assert best >= decision.objective * (1 - 1e-6), (best, decision.objective, data)
+    assert best <= decision.objective * (1 + 1e-6) + 1e-12 * max(
+        ref.objective_scale(decision.split), 1e-300), (best, decision.objective, data)
