@@ -447,7 +447,7 @@ def test_sweep_over_a_bad_profile_fails_before_any_work_naming_the_key(
     sweep = tmp_path / "s.toml"
     sweep.write_text(f'[sweep]\nbase = "{DEFAULT}"\nstrategies = ["joint"]\n[axes]\n'
                      f'"model.profile" = ["minilm-l6", "{profile}"]\n')
-    with pytest.raises(SweepError, match="model.profile") as raised:
+    with pytest.raises(SweepError, match=r"model\.profile") as raised:
         run_sweep(load_sweep(sweep), tmp_path / "out", progress=False)
     if "flops" in text:
         assert "units[1].flops_prunable" in str(raised.value)
@@ -461,3 +461,18 @@ def test_config_profile_of_an_unusable_config_is_a_profile_error(config: str,
     path.write_text(config)
     with pytest.raises(ProfileError, match="config:config"):
         load_profile(f"config:{path}")
+
+
+def test_bad_profile_in_a_real_process_exits_2_with_one_message_on_stderr(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad-profile.json"
+    path.write_text(json.dumps(_bad_profile(_unit("weight_std", -0.06))))
+    proc = subprocess.run([sys.executable, "-m", "laimco.cli", "optimize",
+                           str(_scenario_using(tmp_path, str(path))), "--json"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "units[1].weight_std" in proc.stderr and "Traceback" not in proc.stderr

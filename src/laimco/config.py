@@ -4,8 +4,9 @@ validated by pydantic. Every quantity is in SI units; the key names say which.
 Every number has a physical range (README "Scenario files"). The optimizer is checked at the
 corners of the box they span (tests/test_scenario_ranges.py: every strategy solves, joint never
 loses to a restriction of itself, the brute-force search agrees); beyond it double precision
-gave wrong decisions, so a value outside is an error rather than a silently wrong answer. Types are strict: `true` is not a number, a float is not
-an integer (an integer is a fine float)."""
+gave wrong decisions, so a value outside is an error rather than a silently wrong answer.
+Types are strict: `true` is not a number, a float is not an integer (an integer is a fine
+float)."""
 
 from __future__ import annotations
 
