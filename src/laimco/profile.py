@@ -2,11 +2,17 @@
 
 A profile lists the units u = 1..L of a model in execution order. Split s runs units 1..s on
 the device and s+1..L on the server; `SplitTable` holds the per-split sums (eq. 1.1).
+
+Every command names a profile the same way (`resolve_profile_text`, `load_profile`): a built-in
+name ("minilm-l6"), "config:NAME" (an architecture-only profile of src/laimco/configs/NAME.json
+or of a config.json path, built on the meta device) or the path of a profile JSON file. The file
+format is validated by `laimco.profile_schema` (docs/profile_minilm.md, "Schema").
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,10 +21,15 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import ValidationError
 
+from laimco.profile_schema import ProfileFile, describe_errors
 from laimco.rule_costs import RuleCostError, RuleCosts, parse_rules
 
 FloatArray = NDArray[np.float64]
+CONFIG_PREFIX = "config:"  # model.profile = "config:gpt2-xl": an architecture-only profile
+MAX_PROFILE_BYTES = 64 * 1024 * 1024  # checked before a profile file is read
+DEFAULT_SEQ_LEN = 128  # tokens per input of a "config:NAME" profile
 
 
 class ProfileError(ValueError):
@@ -44,12 +55,14 @@ class UnitProfile:
 
 @dataclass(frozen=True)
 class ModelProfile:
-    """A whole model: its units in order and the raw input size in bits."""
+    """A whole model: its units in order and the raw input size in bits; `seq_len` is the
+    tokens per input it was measured at (None when the file does not say)."""
 
     name: str
     input_bits: float
     units: tuple[UnitProfile, ...]
     output_sensitivity: dict[str, float] | None = None
+    seq_len: int | None = None
     # measured costs of each pruning rule (laimco.rule_costs), empty for architecture-only or
     # older profiles
     rules: Mapping[str, RuleCosts] = field(default_factory=dict)
@@ -107,43 +120,33 @@ class SplitTable:
     upload_bits: FloatArray
 
 
-_UNIT_DEFAULTS = {"gennorm_beta": 1.0, "gennorm_scale": 0.0, "magnitude_quantiles": ()}
-_REQUIRED = ("name", "n_prunable", "n_fixed", "flops_prunable", "flops_fixed", "out_bits",
-             "weight_mean_abs", "weight_std")
-
-
-def profile_from_dict(data: dict[str, object]) -> ModelProfile:
-    """Build a profile from its JSON form (schema: docs/profile_minilm.md)."""
+def profile_from_dict(data: object) -> ModelProfile:
+    """Build a profile from its JSON form, validated by `ProfileFile` (schema:
+    docs/profile_minilm.md); a `ProfileError` names every bad key path."""
     try:
-        raw_units = data["units"]
-        name = str(data["name"])
-        input_bits = float(data["input_bits"])  # type: ignore[arg-type]
-    except KeyError as err:
-        raise ProfileError(f"profile is missing the top-level key {err.args[0]!r}") from err
-    if not isinstance(raw_units, list) or not raw_units:
-        raise ProfileError("profile 'units' must be a non-empty list")
-    units = []
-    for i, raw in enumerate(raw_units):
-        missing = [k for k in _REQUIRED if k not in raw]
-        if missing:
-            raise ProfileError(f"profile unit {i} is missing {', '.join(missing)}")
-        values = {**_UNIT_DEFAULTS, **{k: raw[k] for k in raw if k in UnitProfile.__annotations__}}
-        values["magnitude_quantiles"] = tuple(float(q) for q in values["magnitude_quantiles"])
-        unit = UnitProfile(**values)
-        if unit.n_prunable < 0 or unit.n_fixed < 0 or unit.out_bits < 0:
-            raise ProfileError(f"profile unit {unit.name!r} has a negative count")
-        units.append(unit)
-    sensitivity = data.get("output_sensitivity")
+        checked = ProfileFile.model_validate(data)
+    except ValidationError as err:
+        raise ProfileError(f"invalid profile:\n  {describe_errors(err)}") from None
+    units = tuple(
+        UnitProfile(name=u.name, n_prunable=u.n_prunable, n_fixed=u.n_fixed,
+                    flops_prunable=u.flops_prunable, flops_fixed=u.flops_fixed,
+                    out_bits=u.out_bits, weight_mean_abs=u.weight_mean_abs,
+                    weight_std=u.weight_std, gennorm_beta=u.gennorm_beta,
+                    gennorm_scale=u.gennorm_scale,
+                    magnitude_quantiles=tuple(u.magnitude_quantiles))
+        for u in checked.units)
+    sensitivity = (None if checked.output_sensitivity is None else
+                   {k: float(v) for k, v in checked.output_sensitivity.model_dump().items()
+                    if v is not None})
     rules = {}
-    if data.get("rules") is not None:
+    if checked.rules is not None:
         try:
-            rules = parse_rules(data["rules"], len(units),
+            rules = parse_rules(data["rules"], len(units),  # type: ignore[index]
                                 np.array([u.n_prunable for u in units], dtype=np.float64))
         except RuleCostError as err:
             raise ProfileError(str(err)) from None
-    return ModelProfile(name=name, input_bits=input_bits, units=tuple(units),
-                        output_sensitivity=dict(sensitivity) if isinstance(sensitivity, dict)
-                        else None, rules=rules)
+    return ModelProfile(name=checked.name, input_bits=checked.input_bits, units=units,
+                        output_sensitivity=sensitivity, seq_len=checked.seq_len, rules=rules)
 
 
 def builtin_profile_names() -> list[str]:
@@ -158,35 +161,125 @@ def _builtin_profile_names() -> tuple[str, ...]:
                         if p.name.endswith(".json")))
 
 
-def load_profile(name_or_path: str | Path) -> ModelProfile:
-    """A built-in profile by name (e.g. "minilm-l6") or a profile JSON file by path.
+def shipped_config_names() -> list[str]:
+    """The NAMEs of "config:NAME": model configs shipped in src/laimco/configs."""
+    folder = resources.files("laimco") / "configs"
+    return sorted(p.name.removesuffix(".json") for p in folder.iterdir()
+                  if p.name.endswith(".json"))
+
+
+def config_file(name: str) -> Path:
+    """The config.json behind "config:NAME": a shipped config, else NAME as a path."""
+    shipped = Path(str(resources.files("laimco") / "configs" / f"{name}.json"))
+    if name in shipped_config_names():
+        return shipped
+    if Path(name).is_file():
+        return Path(name)
+    raise ProfileError(f"profile 'config:{name}': no such config; shipped: "
+                       f"{', '.join(shipped_config_names())} (or give the path of a "
+                       "config.json after 'config:')")
+
+
+def resolve_profile_text(name_or_path: str | Path, *, seq_len: int = DEFAULT_SEQ_LEN,
+                         cache_dir: Path | None = None) -> str:
+    """The JSON text of a profile named as every command names it: a built-in name,
+    "config:NAME" (profiled at `seq_len` tokens; cached as a file in `cache_dir` when given)
+    or a path. Not validated here: `profile_from_dict(json.loads(text))` does that."""
+    name = str(name_or_path)
+    if name.startswith(CONFIG_PREFIX):
+        config = config_file(name.removeprefix(CONFIG_PREFIX))
+        if cache_dir is None:
+            return _config_profile_text(config, config.stat().st_mtime_ns, seq_len)
+        digest = hashlib.sha256(config.read_bytes() + f"|{seq_len}".encode()).hexdigest()[:16]
+        target = cache_dir / f"{config.stem}-seq{seq_len}-{digest}.json"
+        if not target.is_file():
+            from laimco.models.profiler import save_profile
+
+            save_profile(json.loads(_config_profile_text(config, config.stat().st_mtime_ns,
+                                                         seq_len)), target)
+        return _read_capped(target)
+    if name in _builtin_profile_names():
+        return (resources.files("laimco") / "profiles" / f"{name}.json").read_text()
+    if Path(name).is_file():
+        return _read_capped(Path(name))
+    raise ProfileError(
+        f"no profile {name!r}: give a built-in name ({', '.join(builtin_profile_names())}), "
+        f"'config:NAME' (NAME one of {', '.join(shipped_config_names())}) or the path of a "
+        "profile JSON file")
+
+
+def load_profile(name_or_path: str | Path, *, seq_len: int = DEFAULT_SEQ_LEN) -> ModelProfile:
+    """A profile by built-in name (e.g. "minilm-l6"), "config:NAME" or path, validated.
 
     Profiles are immutable, so a file is parsed once per modification time."""
-    candidate = Path(name_or_path)
-    if str(name_or_path) in _builtin_profile_names():
-        return _load_builtin(str(name_or_path))
+    name = str(name_or_path)
+    if name.startswith(CONFIG_PREFIX):
+        config = config_file(name.removeprefix(CONFIG_PREFIX))
+        return _load_config(config.resolve(), config.stat().st_mtime_ns, seq_len)
+    if name in _builtin_profile_names():
+        return _load_builtin(name)
+    candidate = Path(name)
     if candidate.is_file():
         resolved = candidate.resolve()
         return _load_file(resolved, resolved.stat().st_mtime_ns)
-    raise ProfileError(
-        f"no profile {str(name_or_path)!r}: give a built-in name "
-        f"({', '.join(builtin_profile_names())}) or the path of a profile JSON file")
+    resolve_profile_text(name)  # raises the "no profile" error
+    raise AssertionError("unreachable")
 
 
 @functools.lru_cache(maxsize=16)
 def _load_builtin(name: str) -> ModelProfile:
-    text = (resources.files("laimco") / "profiles" / f"{name}.json").read_text()
-    return _parse(text, name)
+    return parse_profile_text(resolve_profile_text(name), name)
 
 
 @functools.lru_cache(maxsize=16)
 def _load_file(path: Path, mtime_ns: int) -> ModelProfile:
-    return _parse(path.read_text(), str(path))
+    return parse_profile_text(_read_capped(path), str(path))
 
 
-def _parse(text: str, name_or_path: str) -> ModelProfile:
+@functools.lru_cache(maxsize=16)
+def _load_config(path: Path, mtime_ns: int, seq_len: int) -> ModelProfile:
+    return parse_profile_text(_config_profile_text(path, mtime_ns, seq_len), f"config:{path}")
+
+
+@functools.lru_cache(maxsize=16)
+def _config_profile_text(path: Path, mtime_ns: int, seq_len: int) -> str:
+    """An architecture-only profile of a config.json, as the profiler would save it."""
+    try:
+        from laimco.models.profiler import profile_from_config
+    except ImportError as err:
+        raise ProfileError(f"profile 'config:{path.stem}' is built with transformers and torch, "
+                           f"which are not installed ({err.name}): pip install "
+                           "'laimco[models]'") from None
+    try:
+        profile = profile_from_config(path, seq_len=seq_len, name=path.stem)
+    except (OSError, ValueError, TypeError, KeyError) as err:  # a config transformers rejects
+        raise ProfileError(f"profile 'config:{path.stem}': {err}") from None
+    return json.dumps(profile, indent=2) + "\n"
+
+
+def _read_capped(path: Path) -> str:
+    """A profile file's text, its size checked before reading."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_PROFILE_BYTES:
+            raise ProfileError(f"profile {str(path)!r} is {size} bytes; a profile may have at "
+                               f"most {MAX_PROFILE_BYTES} (64 MiB)")
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(f"profile {str(path)!r} is not a text file (not UTF-8 JSON)") from None
+    except OSError as err:
+        raise ProfileError(f"profile {str(path)!r} cannot be read: {err.strerror}") from None
+
+
+def parse_profile_text(text: str, name_or_path: str) -> ModelProfile:
+    """A profile from its JSON text, validated; errors name `name_or_path` and the key."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ProfileError(f"profile {str(name_or_path)!r} is not valid JSON: {err}") from err
-    return profile_from_dict(data)
+        raise ProfileError(f"profile {name_or_path!r} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ProfileError(f"profile {name_or_path!r} nests too deeply to be a profile") from None
+    try:
+        return profile_from_dict(data)
+    except ProfileError as err:
+        raise ProfileError(f"profile {name_or_path!r}: {err}") from None

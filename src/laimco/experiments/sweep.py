@@ -79,8 +79,6 @@ from laimco.experiments.sweep_file import (
 # 2: an infeasible row's split is null (was -1); infeasible_limits holds limit keys only
 ENGINE_VERSION = 2  # part of every chunk key: bump when a kind's rows change meaning
 Format = Literal["parquet", "csv"]
-CONFIG_PREFIX = "config:"  # model.profile = "config:gpt2-xl": an architecture-only profile
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 TIMING_COLUMNS = ("solve_time_s",)  # wall-clock columns: kept out of the reproducible table
 # integer columns that are null where a row has no value (an infeasible row's split): null in
 # Parquet, empty in CSV, NaN in the float64 arrays `read_columns` returns
@@ -255,39 +253,11 @@ def _set_key(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _profile_text(name: str, cache: Path, seq_len: int) -> str:
-    """The JSON text of a profile: built in, a file, or "config:NAME" profiled from
-    laimco/configs/NAME.json (architecture only, cached in `cache`)."""
-    from laimco.profile import builtin_profile_names
+    """The JSON text of a profile, resolved as every command resolves it (built in,
+    "config:NAME" profiled at `seq_len` and cached in `cache`, or a file)."""
+    from laimco.profile import resolve_profile_text
 
-    if name.startswith(CONFIG_PREFIX):
-        return _config_profile(name.removeprefix(CONFIG_PREFIX), cache, seq_len)
-    if name in builtin_profile_names():
-        from importlib import resources
-
-        return (resources.files("laimco") / "profiles" / f"{name}.json").read_text()
-    return Path(name).read_text()
-
-
-def config_path(name: str) -> Path:
-    """laimco/configs/NAME.json, or NAME itself when it is a path."""
-    candidate = CONFIG_DIR / f"{name}.json"
-    return candidate if candidate.is_file() else Path(name)
-
-
-def _config_profile(name: str, cache: Path, seq_len: int) -> str:
-    config = config_path(name)
-    if not config.is_file():
-        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
-        raise SweepError(f"model.profile = 'config:{name}': no such config; shipped: "
-                         f"{', '.join(shipped)}")
-    digest = hashlib.sha256(config.read_bytes() + f"|{seq_len}".encode()).hexdigest()[:16]
-    target = cache / f"{Path(name).stem}-seq{seq_len}-{digest}.json"
-    if not target.is_file():
-        from laimco.models.profiler import profile_from_config, save_profile
-
-        profile = profile_from_config(config, seq_len=seq_len, name=Path(name).stem)
-        save_profile(profile, target)
-    return target.read_text()
+    return resolve_profile_text(name, seq_len=seq_len, cache_dir=cache)
 
 
 def _canonical(value: Any) -> str:
@@ -419,9 +389,9 @@ def _chunk(spec: SweepSpec, points: Sequence[Point], profiles: dict[str, str]) -
 
 @functools.lru_cache(maxsize=32)
 def _parse_profile(text: str) -> Any:
-    from laimco.profile import profile_from_dict
+    from laimco.profile import parse_profile_text
 
-    return profile_from_dict(json.loads(text))
+    return parse_profile_text(text, "model.profile")
 
 
 def _fading_draws(task: ChunkTask, point: Point, scenario: Scenario) -> np.ndarray:

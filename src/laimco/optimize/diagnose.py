@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from laimco.config import ENERGY_MAX_J, LATENCY_MAX_S
 from laimco.optimize.problem import SplitProblem, build_problem
 from laimco.optimize.ratios import RatioSolution
 
@@ -17,8 +18,11 @@ _HUGE = 1e9
 def _relaxations(problem: SplitProblem) -> dict[str, tuple[str, dict[str, object]]]:
     sc = problem.scenario
     out: dict[str, tuple[str, dict[str, object]]] = {
-        "latency": ("task", {"latency_budget_s": sc.task.latency_budget_s * _HUGE}),
-        "energy": ("device", {"energy_budget_j": sc.device.energy_budget_j * _HUGE}),
+        # relaxed as far as a scenario may go (config.py ranges)
+        "latency": ("task", {"latency_budget_s": min(sc.task.latency_budget_s * _HUGE,
+                                                     LATENCY_MAX_S)}),
+        "energy": ("device", {"energy_budget_j": min(sc.device.energy_budget_j * _HUGE,
+                                                     ENERGY_MAX_J)}),
     }
     if sc.device.memory_bytes is not None:
         out["memory"] = ("device", {"memory_bytes": None})

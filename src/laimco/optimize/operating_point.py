@@ -35,7 +35,8 @@ def operating_point(problem: SplitProblem, split: int, rho_device: float, rho_se
         return 0.0, min(freq, d.cpu_freq_max_hz)
     bits_per_hz = bits / bandwidth
     t_power = bits / (bandwidth * np.log1p(d.tx_power_max_w / w) / LN2)
-    t_freq_cap = time_left - cycles / d.cpu_freq_max_hz
+    least_device_s = cycles / d.cpu_freq_max_hz
+    t_freq_cap = time_left - least_device_s
     if policy == "max-power":
         t_c = t_power
     elif policy == "max-frequency" or cycles == 0:
@@ -44,9 +45,12 @@ def operating_point(problem: SplitProblem, split: int, rho_device: float, rho_se
         kc3 = d.kappa * cycles**3
 
         def zeta(t: float) -> float:
-            """ζ(t) = 2κC³/(T − t)³ + e'(t), e'(t) = w·[(2^{a/t} − 1) − (a·ln2/t)·2^{a/t}]."""
+            """ζ(t) = 2κC³/(T − t)³ + e'(t), e'(t) = w·[(2^{a/t} − 1) − (a·ln2/t)·2^{a/t}].
+            T − t ≥ C/F on [t_P, T − C/F]; the floor keeps rounding (C/F far below the
+            resolution of T) from dividing by zero."""
             y = bits_per_hz * LN2 / t
-            return 2 * kc3 / (time_left - t) ** 3 + w * (math.expm1(y) - y * math.exp(y))
+            device_s = max(time_left - t, least_device_s)
+            return 2 * kc3 / device_s**3 + w * (math.expm1(y) - y * math.exp(y))
 
         # one scalar root: scipy's brentq on plain floats (≈ 0.05 ms; a numpy batch of one
         # element costs ten times that in call overhead). 1e-12 relative in t_c: the energy is
@@ -59,7 +63,7 @@ def operating_point(problem: SplitProblem, split: int, rho_device: float, rho_se
         else:
             t_c = brentq(zeta, t_power, t_freq_cap, xtol=1e-300, rtol=1e-12)
     t_c = min(max(t_c, t_power), t_freq_cap) if t_freq_cap >= t_power else t_power
-    t_d = time_left - t_c
+    t_d = max(time_left - t_c, least_device_s)  # the floor: as in ζ, rounding of T − t_c
     power = float(w * np.expm1(bits / (bandwidth * t_c) * LN2))
     freq = cycles / t_d if cycles > 0 else 0.0
     if policy == "max-frequency" and cycles > 0:

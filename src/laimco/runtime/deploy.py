@@ -90,17 +90,6 @@ class _PairedProbe:
         return times
 
 
-def _profile_seq_len(name_or_path: str) -> int:
-    """Tokens per input the profile was measured at (its upload size S assumes it)."""
-    import json
-    from importlib import resources
-
-    path = Path(name_or_path)
-    text = (path.read_text() if path.is_file() else
-            resources.files("laimco").joinpath("profiles", f"{name_or_path}.json").read_text())
-    return int(json.loads(text).get("seq_len", 128))
-
-
 def _metrics(reference: Any, other: Any, k: int) -> dict[str, float]:
     from laimco.measure.metrics import (
         mean_cosine_similarity,
@@ -164,7 +153,7 @@ def deploy(scenario_path: str | Path, out: str | Path,
         raise DeployError(f"{model_name} has {loaded.n_units} units but the profile "
                           f"{profile.name!r} has {profile.n_units}: give the matching model")
     split = decision.split
-    seq_len = _profile_seq_len(scenario.model.profile)
+    seq_len = profile.seq_len or 128  # tokens per input the upload size S assumes
     calibration = None
     if options.rule == "wanda":
         calibration = list(text_batches(loaded, calibration_sentences()[
