@@ -4,12 +4,15 @@ config alone (random weights for tests, or the meta device for architecture-only
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import ValidationError as PydanticValidationError
 from torch import nn
 
 Family = Literal["bert", "gpt2", "llama", "vit"]
@@ -21,6 +24,8 @@ FAMILY_OF_MODEL_TYPE: dict[str, Family] = {
     "vit": "vit",
 }
 BUILTIN_MODELS = ("minilm",)
+# weight files laimco never opens: they are Python pickles, which run code when loaded
+PICKLE_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 
 
 class ModelLoadError(ValueError):
@@ -87,8 +92,24 @@ def _model_class(family: Family) -> Any:
             "llama": transformers.AutoModelForCausalLM, "vit": transformers.AutoModel}[family]
 
 
-def _check_weights(folder: Path) -> None:
-    """Open every safetensors file's header so a corrupt file fails with a clear error."""
+def require_safetensors(folder: Path) -> None:
+    """Refuse a folder whose weights are only in pickle formats (never unpickled: loading a
+    pickle runs code from the file), or that has no weights at all."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pattern in PICKLE_WEIGHT_PATTERNS for p in folder.glob(pattern))
+    if pickles:
+        raise NotAModelError(
+            f"{folder}: weights only in pickle format ({', '.join(pickles[:3])}); laimco loads "
+            "*.safetensors only, because unpickling a file can run code from it. Convert them "
+            "where you trust the file, e.g. model.save_pretrained(dir, safe_serialization=True)")
+    raise NotAModelError(f"{folder}: has a config but no weights (*.safetensors); for an "
+                         "architecture-only profile use `laimco profile --config`")
+
+
+def check_weights(folder: Path) -> None:
+    """Open every safetensors file's header so a corrupt or truncated file fails with a clear
+    error (safetensors checks that the header's offsets cover the file exactly)."""
     from safetensors import safe_open
 
     for file in sorted(folder.glob("*.safetensors")):
@@ -100,8 +121,87 @@ def _check_weights(folder: Path) -> None:
                                       "re-export or re-download the weights") from None
 
 
+def _check_size_before_allocating(folder: Path, config: Any) -> None:
+    """Refuse a config.json that describes far more parameters than the weight files hold
+    (counted on the meta device, from the safetensors headers), before anything is allocated:
+    every missing weight would otherwise be allocated and randomly initialised."""
+    from safetensors import safe_open
+
+    in_files = 0
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                in_files += math.prod(handle.get_slice(key).get_shape())
+    skeleton = model_from_config(config, device="meta")
+    described = sum(p.numel() for p in skeleton.model.parameters())
+    if described > 2 * in_files + 1_000_000:
+        raise CorruptWeightsError(
+            f"{folder}: config.json describes {described:,} parameters but the weight files "
+            f"hold {in_files:,} values; fix config.json or re-export the model with "
+            "save_pretrained")
+
+
+# Upper limits of the architecture sizes a config.json may declare: far above any released
+# model, low enough that the shapes they imply never overflow or allocate absurd tensors.
+MAX_COUNT = 1 << 20  # hidden and intermediate sizes, image sides
+MAX_LAYERS = 1024  # layers, heads (released models have at most a few hundred)
+MAX_TABLE = 1 << 24  # vocabulary, positions
+MAX_CONFIG_BYTES = 16 << 20  # a config.json is a few kB
+
+Count = Annotated[StrictInt, Field(ge=1, le=MAX_COUNT)]
+TableSize = Annotated[StrictInt, Field(ge=1, le=MAX_TABLE)]
+LayerCount = Annotated[StrictInt, Field(ge=1, le=MAX_LAYERS)]
+
+
+class ArchitectureFields(BaseModel):
+    """The config.json fields laimco's splitting, profiling and pruning read, checked before
+    transformers builds anything (every other field is left to transformers)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model_type: StrictStr
+    num_hidden_layers: LayerCount | None = None
+    n_layer: LayerCount | None = None
+    hidden_size: Count | None = None
+    n_embd: Count | None = None
+    num_attention_heads: LayerCount | None = None
+    n_head: LayerCount | None = None
+    num_key_value_heads: LayerCount | None = None
+    head_dim: Count | None = None
+    intermediate_size: Count | None = None
+    n_inner: Count | None = None
+    vocab_size: TableSize | None = None
+    max_position_embeddings: TableSize | None = None
+    n_positions: TableSize | None = None
+    type_vocab_size: TableSize | None = None
+    image_size: Count | None = None
+    patch_size: Count | None = None
+    num_channels: Count | None = None
+    initializer_range: Annotated[StrictFloat | StrictInt,
+                                 Field(gt=0, le=1e3, allow_inf_nan=False)] | None = None
+
+
+def _config_error(file: Path, err: PydanticValidationError) -> UnsupportedArchitectureError:
+    first = err.errors()[0]
+    key = str(first["loc"][0]) if first["loc"] else "config"
+    if key == "model_type" and first["type"] == "missing":
+        return UnsupportedArchitectureError(
+            f"{file}: has no model_type; supported: {', '.join(sorted(FAMILY_OF_MODEL_TYPE))}")
+    limits = {"vocab_size": MAX_TABLE, "max_position_embeddings": MAX_TABLE,
+              "n_positions": MAX_TABLE, "type_vocab_size": MAX_TABLE, "num_hidden_layers":
+              MAX_LAYERS, "n_layer": MAX_LAYERS, "num_attention_heads": MAX_LAYERS,
+              "n_head": MAX_LAYERS, "num_key_value_heads": MAX_LAYERS}
+    limit = limits.get(key, MAX_COUNT)
+    allowed = ("a positive number" if key == "initializer_range" else "a string"
+               if key == "model_type" else f"a whole number in 1..{limit}")
+    return UnsupportedArchitectureError(
+        f"{file}: {key} = {first.get('input')!r} is not allowed ({first['msg']}); "
+        f"{key} must be {allowed}")
+
+
 def read_config(source: str | Path) -> Any:
-    """The transformers config of a model directory or a config.json file."""
+    """The transformers config of a model directory or a config.json file, its size fields
+    checked by `ArchitectureFields` first."""
     import transformers
 
     path = Path(source)
@@ -109,16 +209,25 @@ def read_config(source: str | Path) -> Any:
     if not file.is_file():
         raise NotAModelError(f"{source}: no config.json — give a Hugging Face model directory "
                              "(config.json + weights) or a config.json file")
+    if file.stat().st_size > MAX_CONFIG_BYTES:
+        raise NotAModelError(f"{file}: {file.stat().st_size:,} bytes is not a config.json "
+                             f"(at most {MAX_CONFIG_BYTES:,} bytes)")
     try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise NotAModelError(f"{file}: not valid JSON ({err})") from None
-    if "model_type" not in data:
-        raise UnsupportedArchitectureError(f"{file}: has no model_type; supported: "
-                                           f"{', '.join(sorted(FAMILY_OF_MODEL_TYPE))}")
+    except OSError as err:
+        raise NotAModelError(f"{file}: cannot be read ({err.strerror})") from None
+    if not isinstance(data, dict):
+        raise NotAModelError(f"{file}: a config.json must be a JSON object "
+                             f"({{\"model_type\": ...}}), not {type(data).__name__}")
+    try:
+        ArchitectureFields.model_validate(data)
+    except PydanticValidationError as err:
+        raise _config_error(file, err) from None
     try:
         return transformers.AutoConfig.for_model(**data)
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, TypeError) as err:
         raise UnsupportedArchitectureError(f"{file}: {err}") from None
 
 
@@ -135,17 +244,28 @@ def load_model(source: str | Path, *, attn_implementation: str = "eager") -> Loa
                              f"or a built-in name ({', '.join(BUILTIN_MODELS)})")
     config = read_config(folder)
     family = family_of(config)
-    _check_weights(folder)
-    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
-        raise NotAModelError(f"{folder}: has a config but no weights (*.safetensors); for an "
-                             "architecture-only profile use `laimco profile --config`")
-    kwargs: dict[str, Any] = {"attn_implementation": attn_implementation}
+    require_safetensors(folder)
+    check_weights(folder)
+    _check_size_before_allocating(folder, config)
+    kwargs: dict[str, Any] = {"attn_implementation": attn_implementation,
+                              "use_safetensors": True, "ignore_mismatched_sizes": True,
+                              "output_loading_info": True}
     if family in ("bert", "vit"):
         kwargs["add_pooling_layer"] = False  # heads: mean pooling (text), [CLS] norm (ViT)
     try:
-        model = _model_class(family).from_pretrained(str(folder), **kwargs)
-    except (OSError, ValueError) as err:
-        raise CorruptWeightsError(f"{folder}: the weights do not load ({err})") from None
+        model, info = _model_class(family).from_pretrained(str(folder), **kwargs)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CorruptWeightsError(f"{folder}: the weights do not load ({first_line}); "
+                                  "re-export the model with save_pretrained") from None
+    mismatched = sorted(info.get("mismatched_keys") or [])
+    if mismatched:
+        key, in_file, in_config = mismatched[0]
+        raise CorruptWeightsError(
+            f"{folder}: {len(mismatched)} weight(s) have another shape than config.json implies "
+            f"(e.g. {key}: {list(in_file)} in the weights, {list(in_config)} from config.json); "
+            "fix config.json (hidden_size, intermediate_size, heads, layers) or re-export the "
+            "model with save_pretrained")
     model.eval()
     tokenizer = _load_tokenizer(folder, family)
     return LoadedModel(name=name if name in BUILTIN_MODELS else folder.name, family=family,
