@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 errors = Console(stderr=True)
@@ -21,12 +22,12 @@ DaskLocal = Annotated[int | None, typer.Option(
 Scheduler = Annotated[str | None, typer.Option(
     "--scheduler", help="run on an existing Dask cluster, e.g. tcp://host:8786")]
 TableFormat = Annotated[str, typer.Option("--format", help="table format: parquet | csv")]
-Quick = Annotated[bool, typer.Option(help="use the sweep files' [quick] grids")]
+Quick = Annotated[bool, typer.Option(help=escape("use the sweep files' [quick] grids"))]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bar")]
 
 
 def _fail(message: str, code: int = 2) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=code)
 
 
@@ -36,8 +37,8 @@ def _check_format(fmt: str) -> None:
 
 
 def _interrupted(out: Path) -> None:
-    errors.print(f"[yellow]interrupted[/]: finished chunks are kept in {out}/parts; run the "
-                 "same command again to resume")
+    errors.print(f"[yellow]interrupted[/]: finished chunks are kept in {escape(str(out))}/parts; "
+                 "run the same command again to resume")
     raise typer.Exit(code=130)
 
 
@@ -64,11 +65,11 @@ def sweep(
         _fail(str(err))
         raise
     folder = out or Path("runs") / spec.name
-    console.print(describe(spec), highlight=False)
+    console.print(escape(describe(spec)), highlight=False)
     try:
         with make_executor(workers=workers, dask_local=dask_local,
                            scheduler=scheduler) as executor:
-            console.print(f"executor: {executor.name}", highlight=False)
+            console.print(escape(f"executor: {executor.name}"), highlight=False)
             result = run_sweep(spec, folder, executor=executor, fmt=fmt,  # type: ignore[arg-type]
                                progress=not no_progress)
     except (SweepError, ExecutorError) as err:
@@ -78,19 +79,21 @@ def sweep(
         _interrupted(folder)
         raise
     rate = result.evaluations_run / result.seconds if result.seconds > 0 else 0.0
-    console.print(f"{result.table}: {result.n_points} points in {result.n_chunks} chunks "
-                  f"({result.chunks_run} computed now, {result.n_chunks - result.chunks_run} "
-                  f"reused); {result.evaluations_run:,} scenario-realizations in "
-                  f"{result.seconds:.1f} s ({rate:,.0f}/s)", highlight=False)
+    console.print(escape(f"{result.table}: {result.n_points} points in {result.n_chunks} "
+                         f"chunks ({result.chunks_run} computed now, "
+                         f"{result.n_chunks - result.chunks_run} reused); "
+                         f"{result.evaluations_run:,} scenario-realizations in "
+                         f"{result.seconds:.1f} s ({rate:,.0f}/s)"), highlight=False)
 
 
 def reproduce(
     out: Annotated[Path, typer.Option(help="folder for sweeps, figures and report.md")] = Path(
-        "reports/study"),
+        "runs/study"),
     quick: Annotated[bool, typer.Option(help="coarse grids (≤ 3 min; the tests use it)")] = (
         False),
     sweeps: Annotated[Path | None, typer.Option(
-        help="folder of the sweep files (default: the repository's sweeps/)")] = None,
+        help="folder of the sweep files (default: the ones shipped with laimco, the same as "
+             "the repository's sweeps/)")] = None,
     analysis: Annotated[Path | None, typer.Option(
         help="take the bound-reliability numbers from this analysis.json (laimco analyze) "
              "instead of measuring them")] = None,
@@ -110,7 +113,7 @@ def reproduce(
     try:
         with make_executor(workers=workers, dask_local=dask_local,
                            scheduler=scheduler) as executor:
-            console.print(f"executor: {executor.name}", highlight=False)
+            console.print(escape(f"executor: {executor.name}"), highlight=False)
             study = run_study(out, quick=quick, sweeps_dir=sweeps or default_sweeps_dir(),
                               executor=executor, fmt=fmt,  # type: ignore[arg-type]
                               analysis_json=analysis, progress=not no_progress,
@@ -123,9 +126,10 @@ def reproduce(
         raise
     for claim in study["claims"]:
         mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}[claim["holds"]]
-        console.print(f"{mark} {claim['title']}: {claim['verdict']}", highlight=False)
-    console.print(f"wrote {out / 'report.md'} with {len(study['figures'])} figures in "
-                  f"{study['seconds']:.0f} s", highlight=False)
+        console.print(f"{mark} {escape(claim['title'])}: {escape(claim['verdict'])}",
+                      highlight=False)
+    console.print(escape(f"wrote {out / 'report.md'} with {len(study['figures'])} figures in "
+                         f"{study['seconds']:.0f} s"), highlight=False)
 
 
 def register(app: typer.Typer) -> None:
