@@ -37,7 +37,8 @@ ScenarioArg = Annotated[Path, typer.Argument(
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    """One message on stderr, exit code 2 (soft-wrapped: paths in it stay whole)."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

