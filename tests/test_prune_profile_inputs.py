@@ -312,3 +312,11 @@ def test_prune_prints_a_dash_for_a_side_without_prunable_weights(model_dir: Path
     assert result.exit_code == 0, result.output
     assert "device: nothing to prune (ratio —)" in result.output
     assert "server: ratio 0.300" in result.output
+
+
+def test_wanda_with_no_calibration_batch_is_refused() -> None:
+    from laimco.models.pruned import PruningError
+
+    loaded = model_from_config(_bert())
+    with pytest.raises(PruningError, match="at least one calibration batch"):
+        prune_split_model(loaded, 2, 0.3, 0.3, "wanda", calibration=[])

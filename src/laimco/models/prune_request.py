@@ -18,7 +18,7 @@ def check_rule(rule: str, option: str = "rule") -> Rule:
     """`rule` if it is one of RULES, else PruningError."""
     if rule not in RULES:
         raise PruningError(f"{option} {rule!r} is unknown: choose one of {', '.join(RULES)}")
-    return rule  # type: ignore[return-value]
+    return rule  # type: ignore[return-value,unused-ignore]
 
 
 def check_ratio(name: str, ratio: float) -> None:
