@@ -164,3 +164,31 @@ def test_readme_split_model_example_runs() -> None:
     namespace: dict[str, object] = {}
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["same"] is True
+
+
+@pytest.mark.parametrize(("module", "extra"), [("mlserver", "serve"), ("dask.distributed", "study"),
+                                               ("torch", "models")])
+def test_any_command_missing_an_extra_exits_2_with_the_install_command(
+        module: str, extra: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import laimco.cli
+
+    def missing() -> None:
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    monkeypatch.setattr(laimco.cli, "app", missing)
+    with pytest.raises(SystemExit) as exit_info:
+        laimco.cli.main()
+    assert exit_info.value.code == 2
+    assert f"pip install 'laimco[{extra}]'" in _flat(capsys.readouterr().err)
+
+
+def test_an_unrelated_missing_module_is_not_disguised(monkeypatch: pytest.MonkeyPatch) -> None:
+    import laimco.cli
+
+    def missing() -> None:
+        raise ModuleNotFoundError("No module named 'nothing_of_ours'", name="nothing_of_ours")
+
+    monkeypatch.setattr(laimco.cli, "app", missing)
+    with pytest.raises(ModuleNotFoundError):
+        laimco.cli.main()

@@ -17,7 +17,7 @@ from rich.table import Table
 
 import laimco
 from laimco.config import Scenario, ScenarioError, load_scenario
-from laimco.extras import MissingExtraError, require_extra
+from laimco.extras import MissingExtraError, extra_of_module, install_hint, require_extra
 from laimco.optimize import STRATEGIES, Decision, StrategyError, StrategyOptions, solve
 from laimco.profile import ProfileError
 from laimco.system.pathloss import CARRIER_RANGE_GHZ, DISTANCE_RANGE_M, UT_HEIGHT_RANGE_M
@@ -484,7 +484,22 @@ _register_optional_commands()
 
 
 def main() -> None:
-    app()
+    """The console script: the typer app, with an optional dependency that is missing anywhere
+    (serve's MLServer, the study's Dask, the models' torch) reported as the command that
+    installs it (exit 2) instead of a traceback."""
+    try:
+        app()
+    except ModuleNotFoundError as err:
+        extra = extra_of_module(err.name or "")
+        if extra is None:
+            raise
+        _print_missing(err.name or "", extra)
+        sys.exit(2)
+
+
+def _print_missing(module: str, extra: str) -> None:
+    errors.print(f"[bold red]error:[/] {escape(module)} is not installed: "
+                 f"{escape(install_hint(extra))}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,12 @@ def install_hint(extra: str) -> str:
     return hint
 
 
+def extra_of_module(module: str) -> str | None:
+    """The extra that provides a top-level module (`mlserver.settings` → "serve"), if any."""
+    top = module.split(".")[0]
+    return next((extra for extra, names in EXTRA_MODULES.items() if top in names), None)
+
+
 def missing_modules(extra: str) -> list[str]:
     """The modules of an extra that cannot be imported here."""
     return [name for name in EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
