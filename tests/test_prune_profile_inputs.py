@@ -320,3 +320,35 @@ def test_wanda_with_no_calibration_batch_is_refused() -> None:
     loaded = model_from_config(_bert())
     with pytest.raises(PruningError, match="at least one calibration batch"):
         prune_split_model(loaded, 2, 0.3, 0.3, "wanda", calibration=[])
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"model_type": "t5"}, "model_type 't5' is not supported"),
+    ({"hidden_act": "weird"}, "does not build a model"),
+    ({"hidden_size": 30}, "not a multiple of the number of attention heads"),
+    ({"model_type": "llama", "num_key_value_heads": 3}, "num_key_value_heads"),
+    ({"num_hidden_layers": None}, "num_hidden_layers"),
+])
+def test_inconsistent_configs_exit_2_in_every_command(model_dir: Path, tmp_path: Path,
+                                                      changes: dict, expected: str) -> None:
+    folder = _copy(model_dir, tmp_path)
+    _edit_config(folder, **changes)
+    for args in (["profile", "--config", str(folder), "-o", str(tmp_path / "c.json")],
+                 ["profile", str(folder), "-o", str(tmp_path / "p.json")],
+                 ["prune", str(folder), "--split", "1", "--out", str(tmp_path / "o")]):
+        assert expected in _one_message(runner.invoke(app, args))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize(("layers", "expected"), [(2, "num_hidden_layers"), (5, "not in the")])
+def test_a_layer_count_that_does_not_match_the_weights(model_dir: Path, tmp_path: Path,
+                                                       layers: int, expected: str) -> None:
+    """3 blocks in the weights: a config with 2 would silently drop one, with 5 would run two
+    randomly initialised blocks."""
+    folder = _copy(model_dir, tmp_path)
+    _edit_config(folder, num_hidden_layers=layers)
+    message = _one_message(runner.invoke(app, ["prune", str(folder), "--split", "1", "--out",
+                                               str(tmp_path / "o")]))
+    assert expected in message
+    _one_message(runner.invoke(app, ["profile", str(folder), "-o", str(tmp_path / "p.json")]))
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p.json").exists()

@@ -6,12 +6,22 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from torch import nn
 
@@ -24,6 +34,10 @@ FAMILY_OF_MODEL_TYPE: dict[str, Family] = {
     "vit": "vit",
 }
 BUILTIN_MODELS = ("minilm",)
+# checkpoint keys of a block (".3.") and block buffers older checkpoints carry that models
+# rebuild themselves (GPT-2's causal mask, LLaMA's rotary frequencies)
+_BLOCK_KEY = re.compile(r"\.\d+\.")
+_IGNORABLE_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
 # weight files laimco never opens: they are Python pickles, which run code when loaded
 PICKLE_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 
@@ -90,6 +104,12 @@ def _model_class(family: Family) -> Any:
 
     return {"bert": transformers.AutoModel, "gpt2": transformers.AutoModelForCausalLM,
             "llama": transformers.AutoModelForCausalLM, "vit": transformers.AutoModel}[family]
+
+
+def block_weight_keys(keys: Iterable[str]) -> list[str]:
+    """The keys of per-block weights (".3." in the name), without the buffers old checkpoints
+    carry that models rebuild themselves."""
+    return sorted(k for k in keys if _BLOCK_KEY.search(k) and not k.endswith(_IGNORABLE_SUFFIXES))
 
 
 def require_safetensors(folder: Path) -> None:
@@ -180,9 +200,19 @@ class ArchitectureFields(BaseModel):
     initializer_range: Annotated[StrictFloat | StrictInt,
                                  Field(gt=0, le=1e3, allow_inf_nan=False)] | None = None
 
+    @model_validator(mode="after")
+    def _heads_share_key_value_heads(self) -> ArchitectureFields:
+        heads, kv_heads = self.num_attention_heads, self.num_key_value_heads
+        if heads is not None and kv_heads is not None and heads % kv_heads:
+            raise ValueError(f"num_attention_heads = {heads} is not a multiple of "
+                             f"num_key_value_heads = {kv_heads}")
+        return self
+
 
 def _config_error(file: Path, err: PydanticValidationError) -> UnsupportedArchitectureError:
     first = err.errors()[0]
+    if not first["loc"]:  # a rule across fields
+        return UnsupportedArchitectureError(f"{file}: {first['msg'].removeprefix('Value error, ')}")
     key = str(first["loc"][0]) if first["loc"] else "config"
     if key == "model_type" and first["type"] == "missing":
         return UnsupportedArchitectureError(
@@ -227,8 +257,18 @@ def read_config(source: str | Path) -> Any:
         raise _config_error(file, err) from None
     try:
         return transformers.AutoConfig.for_model(**data)
-    except (KeyError, ValueError, TypeError) as err:
-        raise UnsupportedArchitectureError(f"{file}: {err}") from None
+    except Exception as err:  # transformers validates configs with several error types
+        if data["model_type"] not in FAMILY_OF_MODEL_TYPE:
+            raise UnsupportedArchitectureError(
+                f"{file}: model_type {data['model_type']!r} is not supported: laimco splits "
+                f"{', '.join(sorted(FAMILY_OF_MODEL_TYPE))}") from None
+        raise UnsupportedArchitectureError(f"{file}: transformers rejects this config "
+                                           f"({_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def load_model(source: str | Path, *, attn_implementation: str = "eager") -> LoadedModel:
@@ -255,9 +295,20 @@ def load_model(source: str | Path, *, attn_implementation: str = "eager") -> Loa
     try:
         model, info = _model_class(family).from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CorruptWeightsError(f"{folder}: the weights do not load ({first_line}); "
+        raise CorruptWeightsError(f"{folder}: the weights do not load ({_first_line(err)}); "
                                   "re-export the model with save_pretrained") from None
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:  # transformers would leave them randomly initialised: a silently wrong model
+        raise CorruptWeightsError(
+            f"{folder}: {len(missing)} weight(s) that config.json implies are not in the weight "
+            f"files (e.g. {missing[0]}); the weights belong to another architecture or size: "
+            "fix config.json (model_type, layers) or re-export the model with save_pretrained")
+    dropped = block_weight_keys(info.get("unexpected_keys") or [])
+    if dropped:  # block weights the model has no place for: a layer count that is too small
+        raise CorruptWeightsError(
+            f"{folder}: {len(dropped)} weight(s) in the weight files have no place in the model "
+            f"config.json describes (e.g. {dropped[0]}); fix num_hidden_layers / n_layer in "
+            "config.json or re-export the model with save_pretrained")
     mismatched = sorted(info.get("mismatched_keys") or [])
     if mismatched:
         key, in_file, in_config = mismatched[0]
@@ -304,8 +355,13 @@ def model_from_config(config: Any, *, seed: int = 0, device: str = "cpu",
     kwargs: dict[str, Any] = {}
     if family in ("bert", "vit"):
         kwargs["add_pooling_layer"] = False
-    with torch.device(device):
-        model = _model_class(family).from_config(config, **kwargs)
+    try:
+        with torch.device(device):
+            model = _model_class(family).from_config(config, **kwargs)
+    except Exception as err:  # an inconsistent config fails in module constructors
+        raise UnsupportedArchitectureError(f"config of {getattr(config, 'model_type', '?')!r} "
+                                           f"does not build a model ({_first_line(err)}); "
+                                           "check its sizes and activation") from None
     model.eval()
     return LoadedModel(name=getattr(config, "model_type", "model"), family=family, model=model,
                        config=config)

@@ -180,6 +180,7 @@ def profile_safetensors_dir(folder: str | Path, *, seq_len: int = 128, batch_siz
                             "profile_from_config")
     check_weights(folder)  # a truncated or corrupt file fails here, before any statistics
     skeleton = model_from_config(read_config(folder), device="meta")
+    _check_no_extra_block_weights(folder, files, skeleton)
     params = unit_parameters(model_units(skeleton), prunable_head=prunable_head)
     aliases: dict[int, list[str]] = {}
     for qualified, parameter in skeleton.model.named_parameters(remove_duplicate=False):
@@ -195,6 +196,25 @@ def profile_safetensors_dir(folder: str | Path, *, seq_len: int = 128, batch_siz
     return _profile(skeleton, params, statistics, seq_len=seq_len, batch_size=batch_size,
                     activation_bits=activation_bits, image_size=image_size,
                     name=name or folder.name, source=source or str(folder))
+
+
+def _check_no_extra_block_weights(folder: Path, files: list[Path],
+                                  skeleton: LoadedModel) -> None:
+    """Refuse a checkpoint with more block weights than config.json gives the model (a layer
+    count that is too small would otherwise profile a different, shorter model)."""
+    from safetensors import safe_open
+
+    from laimco.models.loading import block_weight_keys
+
+    in_files = []
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            in_files += block_weight_keys(handle.keys())
+    in_model = block_weight_keys(n for n, _ in skeleton.model.named_parameters())
+    if len(in_files) > len(in_model):
+        raise ProfilerError(f"{folder}: the weight files hold {len(in_files)} block weights, "
+                            f"the model config.json describes {len(in_model)}; fix "
+                            "num_hidden_layers / n_layer in config.json")
 
 
 def save_profile(profile: dict[str, Any], path: str | Path) -> Path:
