@@ -352,3 +352,9 @@ def test_a_layer_count_that_does_not_match_the_weights(model_dir: Path, tmp_path
     assert expected in message
     _one_message(runner.invoke(app, ["profile", str(folder), "-o", str(tmp_path / "p.json")]))
     assert not (tmp_path / "o").exists() and not (tmp_path / "p.json").exists()
+
+
+def test_image_size_for_a_text_model_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    message = _one_message(runner.invoke(app, ["profile", str(model_dir), "-o",
+                                               str(tmp_path / "p.json"), "--image-size", "224"]))
+    assert "image_size" in message and "ViT" in message

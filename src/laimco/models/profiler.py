@@ -283,6 +283,9 @@ def _forward(loaded: LoadedModel, *, seq_len: int, batch_size: int, activation_b
     model, cfg, family = loaded.model, loaded.config, loaded.family
     device = next(model.parameters()).device
     kwargs: dict[str, Any] = {"output_hidden_states": True}
+    if image_size is not None and family != "vit":
+        raise ProfilerError(f"image_size applies to ViT models only; {loaded.name} is a "
+                            f"{family} text model: use seq_len")
     if family == "vit":
         size = image_size or int(cfg.image_size)
         if size % int(cfg.patch_size):
