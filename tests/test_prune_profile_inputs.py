@@ -171,6 +171,8 @@ def test_profile_output_that_is_a_folder_or_under_a_file(model_dir: Path,
     (["--rho-server", "nan"], "--rho-server"),
     (["--rule", "wanda", "--calibration-sentences", "0"], "--calibration-sentences"),
     (["--calibration-sentences", "-5"], "--calibration-sentences"),
+    (["--rule", "wanda", "--calibration-sentences", "-5"], "--calibration-sentences"),
+    (["--rule", "magnitude", "--calibration-sentences", "16"], "--rule wanda"),
     (["--rule", "wanda", "--calibration-sentences", "100000"], "--calibration-sentences"),
     (["--split", "9"], "--split"),
     (["--split", "-1"], "--split"),
@@ -358,3 +360,13 @@ def test_image_size_for_a_text_model_is_refused(model_dir: Path, tmp_path: Path)
     message = _one_message(runner.invoke(app, ["profile", str(model_dir), "-o",
                                                str(tmp_path / "p.json"), "--image-size", "224"]))
     assert "image_size" in message and "ViT" in message
+
+
+def test_wanda_from_the_command_line_with_a_few_calibration_sentences(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["prune", "minilm", "--split", "3", "--rho-device", "0.3",
+                                 "--rho-server", "0.2", "--rule", "wanda",
+                                 "--calibration-sentences", "4", "--out", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert manifest["rule"] == "wanda"
+    assert manifest["sides"]["device"]["sparsity"] == pytest.approx(0.3, abs=0.01)

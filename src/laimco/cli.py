@@ -321,8 +321,9 @@ def prune(
     out: Annotated[Path | None, typer.Option(
         help="folder to write the two parts into (default runs/pruned/MODEL-splitS-RULE)")
     ] = None,
-    calibration_sentences: Annotated[int, typer.Option(
-        help="calibration sentences for wanda (from the shipped corpus)")] = 128,
+    calibration_sentences: Annotated[int | None, typer.Option(
+        help="calibration sentences for --rule wanda (from the shipped corpus; default 128)")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(
         help="replace an existing folder that laimco prune wrote (never any other folder)")
     ] = False,
@@ -331,6 +332,8 @@ def prune(
     from laimco.data import calibration_sentences as shipped_sentences
     from laimco.models.output_folder import OutputFolderError, check_replaceable
     from laimco.models.prune_request import (
+        CALIBRATED_RULES,
+        DEFAULT_CALIBRATION_SENTENCES,
         PruningError,
         check_calibration_count,
         check_ratio,
@@ -342,6 +345,12 @@ def prune(
         check_rule(rule, "--rule")
         check_ratio("--rho-device", rho_device)
         check_ratio("--rho-server", rho_server)
+        if calibration_sentences is not None and rule not in CALIBRATED_RULES:
+            raise PruningError(f"--calibration-sentences is read only by --rule "
+                               f"{' / '.join(CALIBRATED_RULES)}; rule {rule!r} uses no "
+                               "calibration text: drop the option")
+        if calibration_sentences is None:
+            calibration_sentences = DEFAULT_CALIBRATION_SENTENCES
         check_calibration_count(rule, calibration_sentences, len(shipped_sentences()))
         check_replaceable(folder, overwrite=overwrite, manifest_name="manifest.json")
     except (PruningError, OutputFolderError) as err:

@@ -8,6 +8,7 @@ from typing import Literal
 Rule = Literal["magnitude", "magnitude-global", "wanda", "structured"]
 RULES: tuple[Rule, ...] = ("magnitude", "magnitude-global", "wanda", "structured")
 CALIBRATED_RULES: tuple[Rule, ...] = ("wanda",)
+DEFAULT_CALIBRATION_SENTENCES = 128
 
 
 class PruningError(ValueError):
