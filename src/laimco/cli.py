@@ -156,7 +156,8 @@ def optimize(
     sc = _load(scenario)
     options = StrategyOptions(split=split) if ratio is None else StrategyOptions(ratio=ratio,
                                                                                  split=split)
-    decision = _run(sc, strategy, options)
+    with errors.status(escape(f"solving {scenario} ({strategy}) …")):
+        decision = _run(sc, strategy, options)
     if as_json:
         sys.stdout.write(json.dumps(decision.to_json_dict(), indent=2) + "\n")
     else:
