@@ -370,3 +370,22 @@ def test_wanda_from_the_command_line_with_a_few_calibration_sentences(tmp_path: 
     manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert manifest["rule"] == "wanda"
     assert manifest["sides"]["device"]["sparsity"] == pytest.approx(0.3, abs=0.01)
+
+
+@pytest.mark.parametrize("name", ["", "  ", "../../x", "a/b"])
+def test_profile_name_cannot_escape_the_output_folder(model_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      name: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert "--name" in _one_message(runner.invoke(app, ["profile", str(model_dir),
+                                                        "--name", name]))
+    assert not list(tmp_path.iterdir())
+
+
+def test_profile_writes_under_runs_by_default(model_dir: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["profile", str(model_dir), "--seq-len", "8"])
+    assert result.exit_code == 0, result.output
+    assert [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()] == [
+        "runs/profiles/tiny.json"]

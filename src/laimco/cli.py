@@ -266,6 +266,9 @@ def profile(
     """Profile a model for the optimizer: per-unit weights, FLOPs, activation bits, statistics."""
     if (model is None) == (config is None):
         _fail("give either a model (built-in name or directory) or --config CONFIG.json")
+    if name is not None and (not name.strip() or Path(name).name != name):
+        _fail(f"--name {name!r}: give a non-empty profile name without '/' (it also names the "
+              "default output file)")
     if output is not None:
         _check_output_file(output, "-o/--output")
     _require_models("profile")
