@@ -22,7 +22,7 @@ DaskLocal = Annotated[int | None, typer.Option(
 Scheduler = Annotated[str | None, typer.Option(
     "--scheduler", help="run on an existing Dask cluster, e.g. tcp://host:8786")]
 TableFormat = Annotated[str, typer.Option("--format", help="table format: parquet | csv")]
-Quick = Annotated[bool, typer.Option(help="use the sweep files' [quick] grids")]
+Quick = Annotated[bool, typer.Option(help=escape("use the sweep files' [quick] grids"))]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bar")]
 
 
@@ -73,7 +73,7 @@ def sweep(
     try:
         with make_executor(workers=workers, dask_local=dask_local,
                            scheduler=scheduler) as executor:
-            console.print(f"executor: {executor.name}", highlight=False)
+            console.print(escape(f"executor: {executor.name}"), highlight=False)
             result = run_sweep(spec, folder, executor=executor, fmt=fmt,  # type: ignore[arg-type]
                                progress=not no_progress)
     except (SweepError, ExecutorError) as err:
@@ -94,11 +94,12 @@ def sweep(
 
 def reproduce(
     out: Annotated[Path, typer.Option(help="folder for sweeps, figures and report.md")] = Path(
-        "reports/study"),
+        "runs/study"),
     quick: Annotated[bool, typer.Option(help="coarse grids (≤ 3 min; the tests use it)")] = (
         False),
     sweeps: Annotated[Path | None, typer.Option(
-        help="folder of the sweep files (default: the repository's sweeps/)")] = None,
+        help="folder of the sweep files (default: the ones shipped with laimco, the same as "
+             "the repository's sweeps/)")] = None,
     analysis: Annotated[Path | None, typer.Option(
         help="take the bound-reliability numbers from this analysis.json (laimco analyze) "
              "instead of measuring them")] = None,
@@ -118,7 +119,7 @@ def reproduce(
     try:
         with make_executor(workers=workers, dask_local=dask_local,
                            scheduler=scheduler) as executor:
-            console.print(f"executor: {executor.name}", highlight=False)
+            console.print(escape(f"executor: {executor.name}"), highlight=False)
             study = run_study(out, quick=quick, sweeps_dir=sweeps or default_sweeps_dir(),
                               executor=executor, fmt=fmt,  # type: ignore[arg-type]
                               analysis_json=analysis, progress=not no_progress,
@@ -136,8 +137,8 @@ def reproduce(
         status = "" if finding else f" ({escape(claim['status'])})"
         console.print(f"{mark} {escape(claim['title'])}{status}: {escape(claim['verdict'])}",
                       highlight=False)
-    console.print(f"wrote {out / 'report.md'} with {len(study['figures'])} figures in "
-                  f"{study['seconds']:.0f} s", highlight=False)
+    console.print(escape(f"wrote {out / 'report.md'} with {len(study['figures'])} figures in "
+                         f"{study['seconds']:.0f} s"), highlight=False)
 
 
 def evaluate(

@@ -49,8 +49,11 @@ class StudyError(ValueError):
 
 
 def default_sweeps_dir() -> Path:
-    """The repository's sweeps/ folder (next to src/, which holds the laimco package)."""
-    return Path(__file__).resolve().parents[3] / "sweeps"
+    """The sweep files shipped with the package (laimco/examples/sweeps; the repository's
+    top-level sweeps/ links to the same folder)."""
+    from laimco.examples import sweeps_dir
+
+    return sweeps_dir()
 
 
 def _no_worse(a: float, b: float) -> bool:

@@ -32,7 +32,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from laimco.measure.metrics import mean_pool, normalize
-from laimco.models.loading import LoadedModel, model_from_config, read_config
+from laimco.models.loading import LoadedModel, check_weights, model_from_config, read_config
 from laimco.models.units import (
     Unit,
     UnitParameters,
@@ -85,6 +85,28 @@ class ProfilerError(ValueError):
     """A model or option the profiler cannot measure honestly; the message says what to change."""
 
 
+# Ranges of the profiling options (generous; the forward pass runs on the meta device when
+# no statistics are measured, so these bound counts, not memory).
+MAX_SEQ_LEN = 1 << 20
+MAX_BATCH_SIZE = 1 << 16
+MAX_ACTIVATION_BITS = 64
+MAX_IMAGE_SIZE = 1 << 14
+
+
+def check_options(*, seq_len: int, batch_size: int, activation_bits: int,
+                  image_size: int | None) -> None:
+    """Refuse option values no profile can have, naming the option and its allowed range."""
+    for option, value, top in (("seq_len", seq_len, MAX_SEQ_LEN),
+                               ("batch_size", batch_size, MAX_BATCH_SIZE),
+                               ("activation_bits", activation_bits, MAX_ACTIVATION_BITS),
+                               ("image_size", image_size, MAX_IMAGE_SIZE)):
+        if value is None and option == "image_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise ProfilerError(f"{option} = {value!r} is not allowed: give a whole number in "
+                                f"1..{top}")
+
+
 @dataclass(frozen=True)
 class _Shapes:
     """What one instrumented forward pass saw."""
@@ -107,6 +129,8 @@ def profile_model(loaded: LoadedModel, *, seq_len: int = 128, batch_size: int = 
     `seq_len` is the token count of text models; ViT models take `image_size` (default: the
     config's). `prunable_head` makes the head's linear layer prunable (unless it is tied to the
     embeddings, which own it)."""
+    check_options(seq_len=seq_len, batch_size=batch_size, activation_bits=activation_bits,
+                  image_size=image_size)
     params = unit_parameters(model_units(loaded), prunable_head=prunable_head)
     if stats and _on_meta(loaded):
         raise ProfilerError("the model's weights are on the meta device: use stats=False "
@@ -124,6 +148,8 @@ def profile_from_config(config: Any, *, seq_len: int = 128, batch_size: int = 1,
                         source: str | None = None) -> dict[str, Any]:
     """Architecture-only profile of a config (object, config.json or model directory), built
     on the meta device: no weight is allocated; statistics are assumed (`"weights": "assumed"`)."""
+    check_options(seq_len=seq_len, batch_size=batch_size, activation_bits=activation_bits,
+                  image_size=image_size)
     if isinstance(config, str | Path):
         source = source or str(config)
         config = read_config(config)
@@ -142,12 +168,19 @@ def profile_safetensors_dir(folder: str | Path, *, seq_len: int = 128, batch_siz
                             sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
     """Profile of a Hugging Face model directory without loading the model: architecture on the
     meta device, weight statistics streamed tensor by tensor from its `*.safetensors` files."""
+    check_options(seq_len=seq_len, batch_size=batch_size, activation_bits=activation_bits,
+                  image_size=image_size)
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ProfilerError(f"{folder}: not a directory; give a Hugging Face model directory")
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise ProfilerError(f"{folder}: no *.safetensors files; for an architecture-only "
-                            "profile use profile_from_config")
+        raise ProfilerError(f"{folder}: no *.safetensors files (laimco never reads pickle "
+                            "weights such as *.bin); for an architecture-only profile use "
+                            "profile_from_config")
+    check_weights(folder)  # a truncated or corrupt file fails here, before any statistics
     skeleton = model_from_config(read_config(folder), device="meta")
+    _check_no_extra_block_weights(folder, files, skeleton)
     params = unit_parameters(model_units(skeleton), prunable_head=prunable_head)
     aliases: dict[int, list[str]] = {}
     for qualified, parameter in skeleton.model.named_parameters(remove_duplicate=False):
@@ -163,6 +196,25 @@ def profile_safetensors_dir(folder: str | Path, *, seq_len: int = 128, batch_siz
     return _profile(skeleton, params, statistics, seq_len=seq_len, batch_size=batch_size,
                     activation_bits=activation_bits, image_size=image_size,
                     name=name or folder.name, source=source or str(folder))
+
+
+def _check_no_extra_block_weights(folder: Path, files: list[Path],
+                                  skeleton: LoadedModel) -> None:
+    """Refuse a checkpoint with more block weights than config.json gives the model (a layer
+    count that is too small would otherwise profile a different, shorter model)."""
+    from safetensors import safe_open
+
+    from laimco.models.loading import block_weight_keys
+
+    in_files = []
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            in_files += block_weight_keys(handle.keys())
+    in_model = block_weight_keys(n for n, _ in skeleton.model.named_parameters())
+    if len(in_files) > len(in_model):
+        raise ProfilerError(f"{folder}: the weight files hold {len(in_files)} block weights, "
+                            f"the model config.json describes {len(in_model)}; fix "
+                            "num_hidden_layers / n_layer in config.json")
 
 
 def save_profile(profile: dict[str, Any], path: str | Path) -> Path:
@@ -231,6 +283,9 @@ def _forward(loaded: LoadedModel, *, seq_len: int, batch_size: int, activation_b
     model, cfg, family = loaded.model, loaded.config, loaded.family
     device = next(model.parameters()).device
     kwargs: dict[str, Any] = {"output_hidden_states": True}
+    if image_size is not None and family != "vit":
+        raise ProfilerError(f"image_size applies to ViT models only; {loaded.name} is a "
+                            f"{family} text model: use seq_len")
     if family == "vit":
         size = image_size or int(cfg.image_size)
         if size % int(cfg.patch_size):

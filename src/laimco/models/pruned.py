@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -28,6 +27,14 @@ from torch import nn
 
 import laimco
 from laimco.models.loading import LoadedModel, ModelLoadError, model_from_config, read_config
+from laimco.models.output_folder import (
+    OutputFolderError,
+    check_replaceable,
+    commit_staging,
+    new_staging,
+    staged_files,
+)
+from laimco.models.prune_request import RULES, PruningError, Rule, check_ratio, check_rule
 from laimco.models.split import Crossing, DevicePart, ServerPart, split_model
 from laimco.pruning import (
     InputNormCollector,
@@ -42,13 +49,9 @@ from laimco.pruning import (
 )
 from laimco.pruning.masks import conv1d_names
 
-Rule = Literal["magnitude", "magnitude-global", "wanda", "structured"]
-RULES: tuple[Rule, ...] = ("magnitude", "magnitude-global", "wanda", "structured")
 MANIFEST = "manifest.json"
-
-
-class PruningError(ValueError):
-    """A pruning request that cannot be carried out; the message says what to change."""
+__all__ = ["MANIFEST", "RULES", "PrunedSplit", "PruningError", "Rule", "SideReport",
+           "load_pruned", "prune_split_model", "read_manifest", "save_pruned"]
 
 
 @dataclass
@@ -77,12 +80,6 @@ class PrunedSplit:
     def __call__(self, inputs: Crossing) -> torch.Tensor:
         with torch.no_grad():
             return self.server(self.device(inputs))
-
-
-def _check_ratio(name: str, ratio: float) -> None:
-    if not 0.0 <= ratio < 1.0:
-        raise PruningError(f"{name} = {ratio} is outside [0, 1): a pruning ratio is the "
-                           "fraction of weights removed")
 
 
 def _blocks_of(part: nn.Module | None, family: str) -> list[nn.Module]:
@@ -158,11 +155,10 @@ def prune_split_model(loaded: LoadedModel, split: int, rho_device: float, rho_se
     (device, server) input norms they give, computed once by `calibration_norms` when the same
     split is pruned at several ratios."""
     server_rule = rule if rule_server is None else rule_server
-    for name in (rule, server_rule):
-        if name not in RULES:
-            raise PruningError(f"unknown rule {name!r}: choose one of {', '.join(RULES)}")
-    _check_ratio("rho_device", rho_device)
-    _check_ratio("rho_server", rho_server)
+    check_rule(rule)
+    check_rule(server_rule)
+    check_ratio("rho_device", rho_device)
+    check_ratio("rho_server", rho_server)
     device, server = split_model(loaded, split)
     parts = [device.model, server.model]
     norms: list[dict[str, torch.Tensor]] = [{}, {}]
@@ -173,6 +169,10 @@ def prune_split_model(loaded: LoadedModel, split: int, rho_device: float, rho_se
         if calibration is None:
             raise PruningError("rule 'wanda' needs calibration inputs (it weighs |w| by the "
                                "norm of each input feature)")
+        calibration = list(calibration)
+        if not calibration:
+            raise PruningError("rule 'wanda' needs at least one calibration batch (it weighs "
+                               "|w| by the norm of each input feature)")
         norms = calibration_norms(parts, calibration, device, server)
     reports, masks = {}, {}
     for side, part, ratio, side_rule, norm in (
@@ -191,15 +191,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _report_json(report: SideReport) -> dict[str, Any]:
+    """A side report as strict JSON: NaN (structured pruning's ‖w − ŵ‖², undefined when shapes
+    change) is written as null."""
+    data = dict(vars(report))
+    if isinstance(data["parameter_distortion"], float) and not math.isfinite(
+            data["parameter_distortion"]):
+        data["parameter_distortion"] = None
+    return data
+
+
 def save_pruned(pruned: PrunedSplit, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write both pruned parts, their masks, the base config/tokenizer and a manifest into
-    `out`. Everything is written to a temporary folder first and renamed into place, so an
-    interrupted save leaves nothing half-written."""
+    `out`. Everything is written to a staging folder first and renamed into place, so an
+    interrupted save leaves nothing half-written (laimco.models.output_folder). `overwrite`
+    replaces only a folder whose manifest lists every file in it (one this function wrote);
+    any other existing, non-empty folder is refused."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise PruningError(f"{out} exists and is not empty: choose another folder or overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        check_replaceable(out, overwrite=overwrite, manifest_name=MANIFEST)
+    except OutputFolderError as err:
+        raise PruningError(str(err)) from None
+    staging = new_staging(out)
     try:
         files: dict[str, str] = {}
         for side, part in (("device", pruned.device.model), ("server", pruned.server.model)):
@@ -222,14 +235,16 @@ def save_pruned(pruned: PrunedSplit, out: str | Path, *, overwrite: bool = False
             "n_units": pruned.loaded.n_units,
             "split": pruned.split,
             "rule": pruned.rule,
-            "sides": {side: vars(report) for side, report in pruned.reports.items()},
+            "sides": {side: _report_json(report) for side, report in pruned.reports.items()},
             "files": {key: {"name": name, "sha256": _sha256(staging / name)}
                       for key, name in files.items()},
+            "written": [*staged_files(staging), MANIFEST],  # what --overwrite may replace
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
+        commit_staging(staging, out, overwrite=overwrite, manifest_name=MANIFEST)
+    except OutputFolderError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PruningError(str(err)) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -276,7 +291,8 @@ def load_pruned(folder: str | Path, *, verify: bool = True) -> PrunedSplit:
         for key, value in load_file(str(folder / manifest["files"]["masks"]["name"])).items():
             side, name = key.split("/", 1)
             masks[side][name] = value.bool()
-    reports = {side: SideReport(**{k: v for k, v in report.items()})
+    reports = {side: SideReport(**{k: (math.nan if k == "parameter_distortion" and v is None
+                                        else v) for k, v in report.items()})
                for side, report in manifest["sides"].items()}
     return PrunedSplit(loaded=base, split=int(manifest["split"]), rule=manifest["rule"],
                        device=device, server=server, reports=reports, masks=masks)

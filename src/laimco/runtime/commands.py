@@ -81,8 +81,9 @@ def serve(
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     if host not in ("127.0.0.1", "localhost", "::1") and secret is None:
-        errors.print(f"[bold yellow]warning:[/] listening on {host} without a token: anyone "
-                     "who reaches this port can use the server (give --token or LAIMCO_TOKEN)")
+        errors.print(f"[bold yellow]warning:[/] listening on {escape(host)} without a token: "
+                     "anyone who reaches this port can use the server (give --token or "
+                     "LAIMCO_TOKEN)")
     console.print(f"serving {iface.model} split {iface.split} (units {iface.split + 1}.."
                   f"{iface.n_units}) from {folder}\n  gRPC {host}:{port}, model "
                   f"{model_name!r}, manifest {iface.manifest_sha256[:12]}…, token "
@@ -193,14 +194,16 @@ def deploy(
                             shape_uplink=shape_uplink)
     try:
         report = run_deploy(scenario, out, options,
-                            progress=lambda m: console.print(f"· {m}", highlight=False))
+                            progress=lambda m: console.print(f"· {m}", markup=False,
+                                                             highlight=False))
     except (ScenarioError, StrategyError, ModelLoadError, PruningError, DeployError,
             ServerStartError, ValueError) as err:
         _fail(str(err))
     console.print((out / "deploy.md").read_text(), markup=False, highlight=False)
     console.print(f"wrote {out / 'deploy.json'}, {out / 'deploy.md'}"
                   + ("" if report.get("status") == "infeasible" else
-                     f", {out / 'latency.png'}, {out / 'requests.jsonl'}"), highlight=False)
+                     f", {out / 'latency.png'}, {out / 'requests.jsonl'}"), markup=False,
+                  highlight=False)
     if report.get("status") not in ("ok", "infeasible"):
         raise typer.Exit(code=1)
 

@@ -1,0 +1,89 @@
+"""Distance → mean channel power gain: the 3GPP TR 38.901 (V17.0.0) Table 7.4.1-1 path loss of
+the UMi street-canyon scenario, so a scenario's `channel.path_gain` can be set from a distance
+(README "Scenario files"; `laimco path-gain`). Antenna gains and shadow fading are not included:
+the gain is 10^(−PL/10) of the median path loss.
+
+LOS, with d_3D = √(d_2D² + (h_BS − h_UT)²), f_c in GHz and distances in metres:
+    PL1 = 32.4 + 21·log10(d_3D) + 20·log10(f_c)                       10 m ≤ d_2D ≤ d'_BP
+    PL2 = 32.4 + 40·log10(d_3D) + 20·log10(f_c)
+          − 9.5·log10(d'_BP² + (h_BS − h_UT)²)                        d'_BP ≤ d_2D ≤ 5 km
+    d'_BP = 4·h'_BS·h'_UT·f_c/c, h' = h − h_E, h_E = 1 m, c = 3·10⁸ m/s (f_c in Hz here)
+NLOS:
+    PL = max(PL_LOS, 35.3·log10(d_3D) + 22.4 + 21.3·log10(f_c) − 0.3·(h_UT − 1.5))
+Ranges of validity: 10 m ≤ d_2D ≤ 5000 m, h_BS = 10 m, 1.5 m ≤ h_UT ≤ 22.5 m, and
+0.5 GHz ≤ f_c ≤ 100 GHz (TR 38.901 §7.4.1)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SPEED_OF_LIGHT_M_PER_S = 3.0e8  # the value TR 38.901 uses in d'_BP
+BS_HEIGHT_M = 10.0
+ENVIRONMENT_HEIGHT_M = 1.0  # h_E of UMi
+DISTANCE_RANGE_M = (10.0, 5000.0)
+UT_HEIGHT_RANGE_M = (1.5, 22.5)
+CARRIER_RANGE_GHZ = (0.5, 100.0)
+
+
+class PathLossError(ValueError):
+    """A distance, height or carrier outside the model's range of validity."""
+
+
+def _check(name: str, value: float, bounds: tuple[float, float], unit: str) -> None:
+    low, high = bounds
+    if not (math.isfinite(value) and low <= value <= high):
+        raise PathLossError(f"{name} = {value:g} is outside the 3GPP TR 38.901 UMi range of "
+                            f"validity: give {low:g}..{high:g} {unit}")
+
+
+@dataclass(frozen=True)
+class UmiStreetCanyon:
+    """3GPP TR 38.901 UMi street canyon at one carrier and user-terminal height."""
+
+    carrier_ghz: float
+    ut_height_m: float = 1.5
+
+    def __post_init__(self) -> None:
+        _check("carrier_ghz", self.carrier_ghz, CARRIER_RANGE_GHZ, "GHz")
+        _check("ut_height_m", self.ut_height_m, UT_HEIGHT_RANGE_M, "m")
+
+    @property
+    def breakpoint_distance_m(self) -> float:
+        """d'_BP = 4·h'_BS·h'_UT·f_c/c (Table 7.4.1-1, note 1)."""
+        return (4 * (BS_HEIGHT_M - ENVIRONMENT_HEIGHT_M) * (self.ut_height_m
+                - ENVIRONMENT_HEIGHT_M) * self.carrier_ghz * 1e9 / SPEED_OF_LIGHT_M_PER_S)
+
+    def distance_3d_m(self, distance_2d_m: float) -> float:
+        _check("distance_m", distance_2d_m, DISTANCE_RANGE_M, "m (ground distance)")
+        return math.hypot(distance_2d_m, BS_HEIGHT_M - self.ut_height_m)
+
+    def los_path_loss_db(self, distance_2d_m: float) -> float:
+        """Line-of-sight path loss (dB) at a ground distance."""
+        d3 = self.distance_3d_m(distance_2d_m)
+        fc = 20 * math.log10(self.carrier_ghz)
+        breakpoint_m = self.breakpoint_distance_m
+        if distance_2d_m <= breakpoint_m:
+            return 32.4 + 21 * math.log10(d3) + fc
+        return (32.4 + 40 * math.log10(d3) + fc
+                - 9.5 * math.log10(breakpoint_m**2 + (BS_HEIGHT_M - self.ut_height_m) ** 2))
+
+    def nlos_path_loss_db(self, distance_2d_m: float) -> float:
+        """Non-line-of-sight path loss (dB): never below the LOS loss at the same distance."""
+        d3 = self.distance_3d_m(distance_2d_m)
+        nlos = (35.3 * math.log10(d3) + 22.4 + 21.3 * math.log10(self.carrier_ghz)
+                - 0.3 * (self.ut_height_m - 1.5))
+        return max(self.los_path_loss_db(distance_2d_m), nlos)
+
+    def path_loss_db(self, distance_2d_m: float, *, line_of_sight: bool = True) -> float:
+        return (self.los_path_loss_db(distance_2d_m) if line_of_sight
+                else self.nlos_path_loss_db(distance_2d_m))
+
+    def path_gain(self, distance_2d_m: float, *, line_of_sight: bool = True) -> float:
+        """The linear mean power gain 10^(−PL/10), the value of `channel.path_gain`."""
+        return gain_of_loss_db(self.path_loss_db(distance_2d_m, line_of_sight=line_of_sight))
+
+
+def gain_of_loss_db(loss_db: float) -> float:
+    """Linear power gain of a path loss in dB."""
+    return float(10.0 ** (-loss_db / 10.0))
