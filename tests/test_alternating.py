@@ -19,7 +19,7 @@ from laimco.optimize import Decision, StrategyOptions, solve
 from laimco.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((ROOT / "scenarios").glob("*.toml"))
+SHIPPED = sorted((ROOT / "scenarios").glob("paper-*.toml"))
 LIMIT_TOL = 1e-9
 GAP_TOL = 1e-9  # relative: alternating may tie the exact optimum to the solver's tolerance
 
@@ -98,9 +98,9 @@ def test_alternating_reaches_joint_where_the_blocks_cannot_stall(variant: str) -
     budget is so large that only latency binds (then p = P, f_d = F is optimal whatever the
     ratios) — alternating reaches the exact optimum within 1e-4 relative."""
     if variant == "laptop":
-        scenario = load_scenario(ROOT / "scenarios" / "minilm-laptop.toml")
+        scenario = load_scenario(ROOT / "scenarios" / "paper-minilm-laptop.toml")
     else:
-        scenario = load_scenario(ROOT / "scenarios" / "minilm-phone.toml").replace(
+        scenario = load_scenario(ROOT / "scenarios" / "paper-minilm-phone.toml").replace(
             device={"energy_budget_j": 10.0}, task={"latency_budget_s": 0.1})
     joint = solve(scenario, "joint")
     alternating = solve(scenario, "alternating")
@@ -111,7 +111,7 @@ def test_alternating_reaches_joint_where_the_blocks_cannot_stall(variant: str) -
 
 
 def test_an_impossible_budget_is_reported_infeasible_not_returned_as_optimal() -> None:
-    scenario = load_scenario(ROOT / "scenarios" / "minilm-phone.toml").replace(
+    scenario = load_scenario(ROOT / "scenarios" / "paper-minilm-phone.toml").replace(
         task={"latency_budget_s": 1e-4})
     decision = solve(scenario, "alternating", options=StrategyOptions(n_starts=2))
     assert decision.status == "infeasible"

@@ -33,7 +33,7 @@ from laimco.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 PHONE = ROOT / "scenarios" / "minilm-phone.toml"
-RAYLEIGH = ROOT / "scenarios" / "minilm-phone-rayleigh.toml"
+RAYLEIGH = ROOT / "scenarios" / "paper-minilm-phone-rayleigh.toml"
 
 
 def _sweep(tmp_path: Path, body: str, base: Path = PHONE, name: str = "s.toml") -> Path:

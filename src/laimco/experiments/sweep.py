@@ -519,32 +519,45 @@ def _design_rows(task: ChunkTask, rows: _Rows) -> None:
 
 
 def _fading_rows(task: ChunkTask, rows: _Rows) -> None:
+    import itertools
+
     from laimco.optimize import STRATEGIES
-    from laimco.optimize.problem import build_problem
+    from laimco.optimize.problem import allowed_rules, build_problem
 
     options = _strategy_options(task)
     for point in task.points:
         scenario, profile = _scenario_and_profile(task, point)
         gains = _fading_draws(task, point, scenario)
         r = gains.size
+        pairs = list(itertools.product(*[allowed_rules(scenario, profile)] * 2))
         for name in task.strategies:
             spec = STRATEGIES[name]
-            problem = build_problem(scenario, profile, gain=gains)
-            if spec.splits is not None:
-                problem = build_problem(scenario, profile, gain=gains,
-                                        split_restriction=spec.splits(problem, options))
-            solution = spec.ratios(problem, spec.policy, options)
-            objective = np.asarray(solution.objective).reshape(r, -1)
-            # the least objective over splits (ties: the lowest split)
-            split = np.argmin(objective, axis=1)
-            best = objective[np.arange(r), split]
+            best = np.full(r, np.inf)
+            split = np.zeros(r, dtype=np.int64)
+            rho_d = np.full(r, np.nan)
+            rho_s = np.full(r, np.nan)
+            # every (device rule, server rule) pair, as `solve` does; the least objective wins
+            for pair in pairs:
+                problem = build_problem(scenario, profile, gain=gains, rules=pair)
+                if spec.splits is not None:
+                    problem = build_problem(scenario, profile, gain=gains, rules=pair,
+                                            split_restriction=spec.splits(problem, options))
+                solution = spec.ratios(problem, spec.policy, options)
+                objective = np.asarray(solution.objective).reshape(r, -1)
+                # the least objective over splits (ties: the lowest split)
+                pair_split = np.argmin(objective, axis=1)
+                pair_best = objective[np.arange(r), pair_split]
+                better = pair_best < best
+                best = np.where(better, pair_best, best)
+                split = np.where(better, pair_split, split)
+                for out, a in ((rho_d, solution.rho_device), (rho_s, solution.rho_server)):
+                    out[better] = np.asarray(a).reshape(r, -1)[np.arange(r), pair_split][better]
             feasible = np.isfinite(best)
-            rho_d, rho_s = (np.where(feasible, np.asarray(a).reshape(r, -1)[np.arange(r), split],
-                                     np.nan) for a in (solution.rho_device, solution.rho_server))
             rows.add(r, point=point.index, **_coords(task, point), strategy=name,
                      realization=np.arange(r, dtype=np.int64), gain=gains, feasible=feasible,
                      split=np.where(feasible, split, np.nan),
-                     rho_device=rho_d, rho_server=rho_s,
+                     rho_device=np.where(feasible, rho_d, np.nan),
+                     rho_server=np.where(feasible, rho_s, np.nan),
                      objective=np.where(feasible, best, np.nan))
 
 
