@@ -18,7 +18,9 @@ The model-settings that point MLServer here are written by `laimco.runtime.repos
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,34 +54,66 @@ from laimco.runtime.protocol import (
     manifest_sha256,
 )
 
+# messages of folders that failed to load in this process (read by `launch` for its exit code)
+LOAD_FAILURES: list[str] = []
+# a forward predicted to take longer than this runs in a worker thread (health stays answered)
+INLINE_FORWARD_MAX_S = 0.05
+
+
+class ServedFolderError(MLServerError):  # type: ignore[misc]
+    """The pruned folder cannot be served (malformed manifest, changed or unreadable weights);
+    the message says what to change."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status.HTTP_422_UNPROCESSABLE_ENTITY)
+
 
 class ServerSubModel(MLModel):  # type: ignore[misc]
     """MLServer runtime hosting the server part of one pruned split model."""
 
     async def load(self) -> bool:
+        try:
+            self._load()
+        except Exception as err:
+            lines = str(err).splitlines()
+            message = str(err) if isinstance(err, ServedFolderError) else (
+                f"{type(err).__name__}: {' '.join(lines[:2])}{' …' if len(lines) > 2 else ''}"
+                " (do config.json and the weights come from the same `laimco prune`?)")
+            LOAD_FAILURES.append(message)
+            raise ServedFolderError(message) from None
+        return True
+
+    def _load(self) -> None:
         import torch
 
-        from laimco.models.loading import read_config
-        from laimco.models.pruned import load_pruned, read_manifest
+        from laimco.models.loading import ModelLoadError, read_config
+        from laimco.models.pruned import load_pruned
+        from laimco.runtime.pruned_folder import PrunedFolderError, check_pruned_folder
 
         parameters = self.settings.parameters
         if parameters is None or not parameters.uri:
-            raise MLServerError("model-settings need parameters.uri: the pruned folder to serve",
-                                status.HTTP_422_UNPROCESSABLE_ENTITY)
+            raise ServedFolderError("model-settings need parameters.uri: the pruned folder to "
+                                    "serve")
         folder = Path(parameters.uri)
-        sha = manifest_sha256(folder)
-        if parameters.version and parameters.version != sha:
-            raise MLServerError(f"{folder}/manifest.json changed since the model-settings were "
-                                "written (version mismatch); regenerate them with "
-                                "`laimco serve`", status.HTTP_422_UNPROCESSABLE_ENTITY)
-        extra = dict(parameters.extra or {})
-        self._limits = Limits(**extra.get("limits", {}))
-        self._interface = interface_for(read_manifest(folder), read_config(folder), sha)
-        pruned = load_pruned(folder)  # verifies the weights' SHA-256 against the manifest
+        try:
+            manifest = check_pruned_folder(folder)  # names, SHA-256s, headers: before loading
+            sha = manifest_sha256(folder)
+            if parameters.version and parameters.version != sha:
+                raise ServedFolderError(f"{folder}/manifest.json changed since the "
+                                        "model-settings were written (version mismatch); "
+                                        "regenerate them with `laimco serve`")
+            extra = dict(parameters.extra or {})
+            self._limits = Limits(**extra.get("limits", {}))
+            self._interface = interface_for(manifest.model_dump(), read_config(folder), sha)
+            pruned = load_pruned(folder, verify=False)  # verified just above
+        except (PrunedFolderError, ModelLoadError, FileNotFoundError) as err:
+            raise ServedFolderError(str(err)) from None
         self._server = pruned.server
         self._server.eval()
         self._torch = torch
-        return True
+        self._forward_lock = asyncio.Lock()  # one forward at a time, inline or in the thread
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="laimco-forward")
+        self._ns_per_position: float | None = None  # last measured cost, for the next choice
 
     @property
     def interface(self) -> Interface:
@@ -126,6 +160,35 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
         elapsed = time.perf_counter_ns() - start
         return output.detach().to(torch.float32).contiguous().numpy(), elapsed
 
+    async def _run_forward(self, arrays: dict[str, np.ndarray[Any, Any]]
+                           ) -> tuple[np.ndarray[Any, Any], int]:
+        """The forward pass, on the event loop's thread when the last measured cost per
+        position predicts at most INLINE_FORWARD_MAX_S (no thread hand-over for the usual small
+        request), else in the worker thread so that health checks and refusals are answered
+        while it runs. The first request, with nothing measured yet, goes to the thread."""
+        first = next(iter(arrays.values()))
+        positions = int(np.prod(first.shape[:2])) if first.ndim >= 2 else int(first.shape[0])
+        per = self._ns_per_position
+        inline = per is not None and per * positions <= INLINE_FORWARD_MAX_S * 1e9
+        async with self._forward_lock:
+            if inline:
+                output, elapsed = self._forward(arrays)
+            else:
+                loop = asyncio.get_running_loop()
+                output, elapsed = await loop.run_in_executor(self._executor, self._forward,
+                                                             arrays)
+        self._ns_per_position = elapsed / max(positions, 1)
+        return output, elapsed
+
+    @staticmethod
+    def _check_output(output: np.ndarray[Any, Any]) -> None:
+        finite = np.isfinite(output)
+        if not finite.all():
+            raise CrossingError(
+                f"the server part's output has {int(output.size - finite.sum())} NaN or "
+                "infinite value(s) for these inputs: the activations are finite but too large "
+                "for FP32 arithmetic (overflow); send the device part's own activations")
+
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         started = time.perf_counter_ns()
         call = BINARY_CALL.get()  # set by the guard for binary requests, None otherwise
@@ -138,7 +201,11 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
             raise MLServerError(str(err), status.HTTP_422_UNPROCESSABLE_ENTITY) from None
         except CrossingError as err:
             raise InferenceError(str(err)) from None
-        output, compute_ns = self._forward(arrays)
+        output, compute_ns = await self._run_forward(arrays)
+        try:
+            self._check_output(output)
+        except CrossingError as err:
+            raise InferenceError(str(err)) from None
         name = self._interface.output.name
         if call is not None:  # a binary request: the guard sends the array back raw
             call.outputs[name] = output
