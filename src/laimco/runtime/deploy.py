@@ -471,6 +471,7 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
         "quality": {
             "compared": ("logits of the real tokens" if family in LANGUAGE_MODELS else
                          "outputs"),
+            "rows": int(dense.shape[0]),
             "network_vs_dense": _metrics(dense[good], network[good], options.retrieval_k,
                                          family),
             "local_vs_dense": _metrics(dense, local, options.retrieval_k, family),

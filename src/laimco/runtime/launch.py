@@ -88,6 +88,15 @@ class _QuietLoadFailure(logging.Filter):
         return True
 
 
+class _QuietShutdownCancel(logging.Filter):
+    """On SIGINT, uvicorn logs the cancellation of its lifespan task (a CancelledError
+    traceback) although the shutdown is orderly; that record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("Traceback" in text and text.rstrip().endswith("CancelledError"))
+
+
 def serve_repository(repository: str | Path) -> int:
     """Run MLServer on `repository` in this process until it stops; 0 after a normal shutdown,
     2 when the model failed to load (MLServer itself then stops and would return 0)."""
@@ -97,6 +106,7 @@ def serve_repository(repository: str | Path) -> int:
     from laimco.runtime import server_model
 
     logging.getLogger("mlserver").addFilter(_QuietLoadFailure())
+    logging.getLogger("uvicorn.error").addFilter(_QuietShutdownCancel())
     try:
         root(["start", str(repository)], prog_name="mlserver", standalone_mode=False)
     except KeyboardInterrupt:
