@@ -145,7 +145,7 @@ def test_malformed_manifests_are_refused_before_anything_is_opened(folder, tmp_p
     edit, needle = MANIFEST_EDITS[case]
     copy = _copy(folder, tmp_path, edit)
     _refused(_run("serve", copy, "--port", "0"), "manifest.json", needle)
-    with pytest.raises(PrunedFolderError, match="manifest.json"):
+    with pytest.raises(PrunedFolderError, match=r"manifest\.json"):
         check_pruned_folder(copy)
 
 
