@@ -283,3 +283,20 @@ def test_stale_deploy_staging_of_dead_processes_is_removed(tmp_path) -> None:
         (path / "pruned").mkdir(parents=True)
     assert remove_stale_staging(out) == [stale]
     assert alive.exists() and other.exists()
+
+
+def test_deploy_replaces_an_earlier_deployment_only_with_overwrite(tmp_path) -> None:
+    """An infeasible scenario deploys nothing but writes its report: quick to run twice."""
+    scenario = tmp_path / "tight.toml"
+    scenario.write_text(SCENARIO.read_text().replace("latency_budget_s = 0.2",
+                                                     "latency_budget_s = 0.001"))
+    out = tmp_path / "run"
+    first = _run("deploy", scenario, "--out", out)
+    assert first.exit_code == 0, first.output
+    written = (out / "deploy.json").read_text()
+    _refused(_run("deploy", scenario, "--out", out), "--overwrite")
+    assert (out / "deploy.json").read_text() == written
+    again = _run("deploy", scenario, "--out", out, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "deploy.json").read_text())["status"] == "infeasible"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tight.toml"]

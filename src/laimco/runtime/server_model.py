@@ -6,12 +6,16 @@ request's identity (`manifest_sha256` parameter) and tensors (`laimco.runtime.pr
 the forward pass, and returns the output with the server's compute time in the response
 parameters (`server_compute_ns`, int64: the protocol's parameters carry no floats in MLServer).
 
-The forward runs on the event loop's thread, as MLServer runs its own runtimes' predict. Handing
-it to a worker thread and back cost ≈ 0.45 ms per request here (measured: 0.13 ms to start, 0.33
-ms to resume the loop after torch's compute threads), more than every check of the request
-together; in exchange health checks and refusals now wait for at most one forward (≈ 40 ms for
-MiniLM's server part on 2 cores), far inside any client timeout. Forwards never overlapped
-anyway: torch already spreads one forward over the cores.
+Where the forward runs (docs/runtime.md, "Protocol"): a pass predicted to take at most
+INLINE_FORWARD_MAX_S (50 ms, from the last measured cost per position) runs on the event loop's
+thread, as MLServer runs its own runtimes' predict — a worker thread would add ≈ 0.45 ms per
+request; a longer one runs in a single worker thread, so that health checks and refusals are
+answered while it runs (a 32 × 256-token pass held them 8–10 s before). Passes never overlap.
+
+An output that is not finite (finite inputs that overflow, e.g. activations of 3e38) is
+refused with INVALID_ARGUMENT, never returned as OK. A folder that cannot be served raises
+`ServedFolderError` from `load` and is recorded in LOAD_FAILURES, which `launch` turns into
+exit code 2 (MLServer 1.7.1 itself would stop with 0).
 
 The model-settings that point MLServer here are written by `laimco.runtime.repository`.
 """
