@@ -162,6 +162,17 @@ def test_degenerate_shapes_get_invalid_argument(server, folder, local, shape, ne
     _still_serving(server, folder, local)
 
 
+@pytest.mark.parametrize("shape", [[10**9, 0, 10**9], [1] * 100, [2**40, 2**40, HIDDEN], []])
+def test_degenerate_shapes_over_rest_get_400(server, folder, local, shape) -> None:
+    request = {"inputs": [{"name": "hidden_states", "datatype": "FP32", "shape": shape,
+                           "data": []}],
+               "parameters": {"manifest_sha256": manifest_sha256(folder)}}
+    status, body, _ = _post(server, json.dumps(request).encode(), {})
+    assert status == 400, body
+    assert b"hidden_states" in body
+    _still_serving(server, folder, local)
+
+
 def test_finite_inputs_that_overflow_get_invalid_argument_not_nan(server, folder,
                                                                   local) -> None:
     arrays = _crossing(1, 3, value=3e38)  # finite FP32, but the layers overflow

@@ -286,6 +286,7 @@ def deploy(
     from laimco.models.loading import ModelLoadError
     from laimco.models.pruned import PruningError
     from laimco.optimize import StrategyError
+    from laimco.runtime.client import RuntimeClientError
     from laimco.runtime.deploy import DeployError, DeployOptions
     from laimco.runtime.deploy import deploy as run_deploy
     from laimco.runtime.server import ServerStartError
@@ -295,14 +296,17 @@ def deploy(
                             shape_uplink=shape_uplink, overwrite=overwrite)
     try:
         report = run_deploy(scenario, out, options,
-                            progress=lambda m: console.print(f"· {m}", highlight=False))
+                            progress=lambda m: console.print(f"· {escape(m)}", highlight=False))
     except (ScenarioError, StrategyError, ModelLoadError, PruningError, DeployError,
-            ServerStartError, ValueError) as err:
+            ServerStartError, RuntimeClientError, ValueError) as err:
         _fail(str(err))
+    except OSError as err:  # e.g. --out on a read-only or full disk: nothing is left behind
+        _fail(f"cannot write the deployment ({err.strerror}: {err.filename}); check --out")
     console.print((out / "deploy.md").read_text(), markup=False, highlight=False)
     console.print(f"wrote {out / 'deploy.json'}, {out / 'deploy.md'}"
                   + ("" if report.get("status") == "infeasible" else
-                     f", {out / 'latency.png'}, {out / 'requests.jsonl'}"), highlight=False)
+                     f", {out / 'latency.png'}, {out / 'requests.jsonl'}"), highlight=False,
+                  markup=False)
     if report.get("status") not in ("ok", "infeasible"):
         raise typer.Exit(code=1)
 
