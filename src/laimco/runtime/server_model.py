@@ -119,6 +119,12 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="laimco-forward")
         self._ns_per_position: float | None = None  # last measured cost, for the next choice
 
+    async def unload(self) -> bool:
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False)
+        return True
+
     @property
     def interface(self) -> Interface:
         return self._interface
