@@ -129,7 +129,7 @@ def remove_stale_staging(out: Path) -> list[Path]:
     from laimco.runtime.repository import process_alive
 
     pattern = re.compile(rf"^{re.escape(_staging_prefix(out))}(\d+)-")
-    removed = []
+    removed: list[Path] = []
     with contextlib.suppress(OSError):
         for path in out.parent.iterdir():
             match = pattern.match(path.name)
@@ -251,7 +251,7 @@ def compared_rows(output: Any, batch: dict[str, Any], family: str) -> np.ndarray
     array = np.asarray(output, dtype=np.float32)
     if family in LANGUAGE_MODELS:
         mask = np.asarray(batch["attention_mask"]).astype(bool)
-        return array[mask]
+        return np.asarray(array[mask])
     return array
 
 

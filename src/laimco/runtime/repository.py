@@ -159,7 +159,7 @@ def remove_stale_repositories(parent: str | Path | None = None) -> list[Path]:
     run — left behind by a SIGKILL — from `parent` (the system's temporary folder by default).
     Only folders laimco wrote are touched; the ones removed."""
     parent = Path(parent or tempfile.gettempdir())
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(parent.iterdir())
     except OSError:
