@@ -46,8 +46,9 @@ def main() -> None:
             threshold = w.abs().flatten().kthvalue(k).values
             w = torch.where(w.abs() > threshold, w, torch.zeros_like(w))
             csr, coo = w.to_sparse_csr(), w.to_sparse()
-            kernels = {"dense": lambda w=w: w @ x, "csr": lambda c=csr: torch.sparse.mm(c, x),
-                       "coo": lambda c=coo: torch.sparse.mm(c, x)}
+            kernels = {"dense": lambda w=w, x=x: w @ x,
+                       "csr": lambda c=csr, x=x: torch.sparse.mm(c, x),
+                       "coo": lambda c=coo, x=x: torch.sparse.mm(c, x)}
             for call in kernels.values():
                 call()
             ratios: dict[str, list[float]] = {"csr": [], "coo": []}

@@ -101,9 +101,11 @@ def _brute_force(scenario_path: Path, rules: list[str], grid: int = 41) -> float
             return np.array([float((law.delta(r) * w).sum()) for r in rho])
 
         obj_d, obj_s = side(cd, dev, rhos), side(cs, ~dev, rhos)
-        cyc = lambda r: float(((ff + (1 - cd.execution_slope * r) * fp)[dev]).sum()) / d.flops_per_cycle  # noqa: E731
-        t_srv = lambda r: float(((ff + (1 - cs.execution_slope * r) * fp)[~dev]).sum()) / (  # noqa: E731
-            srv.flops_per_cycle * srv.cpu_freq_max_hz)
+        # eq. 5.4: F = Ff + (1 − a·ρ)·Fp per unit, summed over each side's units
+        cycles_d = [float(((ff + (1 - cd.execution_slope * r) * fp)[dev]).sum())
+                    / d.flops_per_cycle for r in rhos]
+        server_s = [float(((ff + (1 - cs.execution_slope * r) * fp)[~dev]).sum())
+                    / (srv.flops_per_cycle * srv.cpu_freq_max_hz) for r in rhos]
         mem = ((n[dev].sum() + profile.column("n_fixed")[dev].sum()) * sc.model.bytes_per_weight
                if cd.storage == "dense" else None)
         for i, j in itertools.product(range(grid), range(grid)):
@@ -114,8 +116,8 @@ def _brute_force(scenario_path: Path, rules: list[str], grid: int = 41) -> float
                 ) * sc.model.bytes_per_weight
                 if stored > d.memory_bytes:
                     continue
-            left = task.latency_budget_s - task.downlink_s - t_srv(r_s)
-            c = cyc(r_d)
+            left = task.latency_budget_s - task.downlink_s - server_s[j]
+            c = cycles_d[i]
             if left <= 0:
                 continue
             # split the time between compute and upload; least energy over a dense grid

@@ -70,7 +70,8 @@ def test_deploy_reports_predicted_next_to_measured_latency(deployed) -> None:
     assert lat["measured_host"]["uplink"] <= link["payload_over_rate_s"] + 0.05
     assert link["payload_bits"] == pytest.approx(link["predicted_upload_bits"], rel=0.01)
     emu, host = report["emulation"], report["host"]
-    units = json.loads((ROOT / "src" / "laimco" / "profiles" / "minilm-l6.json").read_text())["units"]
+    profile = ROOT / "src" / "laimco" / "profiles" / "minilm-l6.json"
+    units = json.loads(profile.read_text())["units"]
     flops = [u["flops_prunable"] + u["flops_fixed"] for u in units]
     split = decision.split
     assert host["device_flops"] == pytest.approx(sum(flops[:split]))
@@ -83,7 +84,7 @@ def test_deploy_reports_predicted_next_to_measured_latency(deployed) -> None:
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "deploy.md").read_text()
     for needed in ("| device |", "| uplink |", "| server |", "| total |", "latency.png",
-                   "Θ_host / Θ_scenario", "retrieval agreement"):
+                   "Θ_host / Θ_scenario", "retrieval agreement", "(@10)"):
         assert needed in text
 
 

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "scenarios" / "minilm-phone.toml"
 runner = CliRunner()
 
-DECISION_KEYS = {"status", "strategy", "split", "rule_device", "rule_server", "rho_device", "rho_server", "power_w",
+DECISION_KEYS = {"status", "strategy", "split", "rule_device", "rule_server", "rho_device",
+                 "rho_server", "power_w",
                  "freq_device_hz", "freq_server_hz", "latency_s", "energy_j", "memory_bytes",
                  "objective", "binding", "solve_time_s"}
 

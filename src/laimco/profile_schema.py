@@ -16,7 +16,6 @@ import functools
 import math
 from typing import Annotated, Any, Literal
 
-
 from pydantic import (
     AfterValidator,
     BaseModel,

@@ -20,6 +20,7 @@ by `laimco analyze --rules ...`. This module is numpy/pydantic only.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -55,7 +56,7 @@ class UnitRuleCurve(_Strict):
         table = self.slope_per_weight
         if not 2 <= len(table) <= MAX_LEVELS:
             raise ValueError(f"slope_per_weight needs 2..{MAX_LEVELS} levels, got {len(table)}")
-        if any(b < a for a, b in zip(table, table[1:], strict=False)):
+        if any(b < a for a, b in itertools.pairwise(table)):
             raise ValueError("slope_per_weight must be non-decreasing (a convex curve)")
         return self
 

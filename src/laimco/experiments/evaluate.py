@@ -79,8 +79,8 @@ def _check_profile(profile: ModelProfile, loaded: LoadedModel, scenario_path: Pa
         raise EvaluateError(f"{scenario_path}: profile {profile.name!r} is architecture-only "
                             "(no weights): evaluate applies decisions to a real model; use a "
                             "profile made from the model's weights")
-    from laimco.pruning import linear_weights
     from laimco.models.split import block_modules
+    from laimco.pruning import linear_weights
 
     blocks = block_modules(loaded.model, loaded.family)
     counts = [sum(w.numel() for w in linear_weights(b).values()) for b in blocks]

@@ -4,6 +4,7 @@ MLServer custom runtime, the device client, link emulation and `laimco deploy`.
 | module | what it holds |
 |---|---|
 | `protocol` | the tensors that cross the cut, request checks, manifest identity (numpy only) |
+| `pruned_folder` | a pruned folder checked before it is opened (manifest, names, SHA-256s) |
 | `server_model` | `ServerSubModel`, the MLServer runtime (server process only) |
 | `guard` | gRPC interceptor: token, raw-tensor sizes, request size (server process only) |
 | `repository` | MLServer settings generated from a pruned folder |

@@ -334,12 +334,13 @@ class DeviceClient:
                  uplink_rate_bps: float | None = None, check: bool = True) -> None:
         import torch
 
-        from laimco.models.pruned import load_pruned, read_manifest
+        from laimco.models.pruned import load_pruned
+        from laimco.runtime.pruned_folder import check_pruned_folder
 
         self.folder = Path(folder)
+        manifest = check_pruned_folder(self.folder)  # names inside the folder, SHA-256s
         sha = manifest_sha256(self.folder)
-        manifest = read_manifest(self.folder)
-        self.split, self.n_units = int(manifest["split"]), int(manifest["n_units"])
+        self.split, self.n_units = manifest.split, manifest.n_units
         self._torch = torch
         self.link = None
         target = url
@@ -353,7 +354,7 @@ class DeviceClient:
         try:
             if check and self.split < self.n_units:
                 self.connection.check()  # before loading weights: wrong setups fail fast
-            self.pruned = load_pruned(self.folder)
+            self.pruned = load_pruned(self.folder, verify=False)  # verified above
         except BaseException:
             self.close()
             raise
@@ -400,6 +401,12 @@ class DeviceClient:
         """One request: tokenize, device part, upload, server part; output and timings."""
         start = time.perf_counter()
         inputs = self.tokenize(texts, max_length, pad_to_max_length)
+        return self.infer_inputs(inputs, _started=start)
+
+    def infer_inputs(self, inputs: dict[str, Any], *, _started: float | None = None) -> Reply:
+        """One request from the model's own inputs ({input_ids, attention_mask} of a text
+        model, {pixel_values} of a ViT): device part, upload, server part."""
+        start = time.perf_counter() if _started is None else _started
         tokenized = time.perf_counter()
         crossing, device_s = self.run_device(inputs)
         timings = Timings(tokenize_s=tokenized - start, device_s=device_s)

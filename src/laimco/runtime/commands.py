@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -35,65 +34,133 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code=code)
 
 
+MAX_TOKEN_FILE_BYTES = 64 * 2**10
+
+
+def _checked_secret(secret: str, source: str) -> str:
+    secret = secret.strip()
+    if not secret:
+        _fail(f"{source} is empty: an empty secret would switch authentication off; give a "
+              "non-empty secret, or leave --token, --token-file and LAIMCO_TOKEN all unset to "
+              "run without one")
+    if not all(" " <= ch <= "~" for ch in secret):
+        _fail(f"{source} holds characters other than printable ASCII; a token travels in a "
+              "gRPC header: use letters, digits and punctuation")
+    return secret
+
+
 def _token(token: str | None, token_file: Path | None) -> str | None:
+    """The shared secret from --token (or LAIMCO_TOKEN) or --token-file; None without one.
+    Exit 2 on an empty or unreadable secret: it must never silently mean 'no token'."""
+    if token is not None and token_file is not None:
+        _fail("give either --token (or LAIMCO_TOKEN) or --token-file, not both")
     if token_file is not None:
         try:
-            return token_file.read_text().strip() or None
-        except OSError as err:
-            _fail(f"cannot read the token file {token_file}: {err.strerror}")
-    return token or None
+            size = token_file.stat().st_size
+            if size > MAX_TOKEN_FILE_BYTES:
+                _fail(f"--token-file {token_file} is {size} bytes; a token file holds one "
+                      f"secret (at most {MAX_TOKEN_FILE_BYTES} bytes)")
+            text = token_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            why = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+            _fail(f"cannot read --token-file {token_file}: {why}")
+        return _checked_secret(text, f"--token-file {token_file}")
+    if token is not None:
+        return _checked_secret(token, "--token (or LAIMCO_TOKEN)")
+    return None
+
+
+def _listen_port(host: str, port: int, option: str) -> int:
+    """`port` checked free on `host` (exit 2 naming `option` otherwise); 0 picks a free one."""
+    from laimco.runtime.server import free_port, listen_problem
+
+    problem = listen_problem(host, port, option)
+    if problem:
+        _fail(problem)
+    return port or free_port(host)
 
 
 def serve(
     folder: FolderArg,
-    port: Annotated[int, typer.Option(help="gRPC port")] = 8001,
+    port: Annotated[int, typer.Option(min=0, max=65535,
+                                      help="gRPC port (1..65535; 0 picks a free one)")] = 8001,
     host: Annotated[str, typer.Option(
         help="address to listen on; 127.0.0.1 keeps the server local to this machine")
     ] = "127.0.0.1",
     http_port: Annotated[int | None, typer.Option(
-        help="MLServer's REST port (health, metadata); default: a free port")] = None,
+        min=0, max=65535,
+        help="MLServer's REST port (health, metadata); default or 0: a free port")] = None,
     model_name: ModelNameOpt = "laimco",
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
-    max_batch: Annotated[int, typer.Option(help="inputs per request at most")] = 64,
-    max_tokens: Annotated[int, typer.Option(help="tokens per input at most")] = 512,
-    max_request_bytes: Annotated[int, typer.Option(help="tensor bytes per request at most")
-                                 ] = 32 * 2**20,
+    max_batch: Annotated[int, typer.Option(min=1, help="inputs per request at most")] = 64,
+    max_tokens: Annotated[int, typer.Option(min=1, help="tokens per input at most")] = 512,
+    max_request_bytes: Annotated[int, typer.Option(
+        min=1, help="bytes per request at most (gRPC message or REST body)")] = 32 * 2**20,
     repository: Annotated[Path | None, typer.Option(
-        help="folder for the generated MLServer settings (default: a temporary folder)")
-    ] = None,
+        help="folder for the generated MLServer settings (default: a temporary folder, "
+             "removed when the server ends)")] = None,
 ) -> None:
     """Serve the server part of a pruned folder (MLServer, gRPC, Open Inference Protocol v2)."""
+    import shutil
+    import signal
+
     from laimco.models.loading import ModelLoadError
-    from laimco.runtime.launch import TOKEN_ENV, main
+    from laimco.runtime.launch import TOKEN_ENV, serve_repository
     from laimco.runtime.protocol import Limits
-    from laimco.runtime.repository import ServeOptions, folder_interface, write_repository
-    from laimco.runtime.server import free_port
+    from laimco.runtime.pruned_folder import check_pruned_folder
+    from laimco.runtime.repository import (
+        ServeOptions,
+        folder_interface,
+        model_name_problem,
+        temporary_repository,
+        write_repository,
+    )
 
     secret = _token(token, token_file)
+    problem = model_name_problem(model_name)
+    if problem:
+        _fail(problem)
+    grpc_port = _listen_port(host, port, "--port")
+    rest_port = _listen_port(host, http_port or 0, "--http-port")
     try:
+        check_pruned_folder(folder)  # names inside the folder, SHA-256s: before anything runs
         iface = folder_interface(folder)
-        options = ServeOptions(grpc_port=port, http_port=http_port or free_port(host),
-                               host=host, model_name=model_name,
+        options = ServeOptions(grpc_port=grpc_port, http_port=rest_port, host=host,
+                               model_name=model_name,
                                limits=Limits(max_batch, max_tokens, max_request_bytes))
-        repo = repository or Path(tempfile.mkdtemp(prefix="laimco-serve-"))
-        write_repository(folder, repo, options)
     except (ModelLoadError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
-    if host not in ("127.0.0.1", "localhost", "::1") and secret is None:
-        errors.print(f"[bold yellow]warning:[/] listening on {escape(host)} without a token: "
-                     "anyone who reaches this port can use the server (give --token or "
-                     "LAIMCO_TOKEN)")
-    console.print(f"serving {iface.model} split {iface.split} (units {iface.split + 1}.."
-                  f"{iface.n_units}) from {folder}\n  gRPC {host}:{port}, model "
-                  f"{model_name!r}, manifest {iface.manifest_sha256[:12]}…, token "
-                  f"{'required' if secret else 'none'}\n  inputs: "
-                  f"{iface.describe_inputs()}\n  settings: {repo}", markup=False, highlight=False)
-    if secret:
-        os.environ[TOKEN_ENV] = secret
-    else:
-        os.environ.pop(TOKEN_ENV, None)
-    main([str(repo)])
+    temporary = repository is None
+    repo = temporary_repository() if repository is None else repository
+    try:
+        try:
+            write_repository(folder, repo, options)
+        except (OSError, ValueError) as err:
+            _fail(str(err))
+        if host not in ("127.0.0.1", "localhost", "::1") and secret is None:
+            errors.print(f"[bold yellow]warning:[/] listening on {escape(host)} without a "
+                         "token: anyone who reaches this port can use the server (give "
+                         "--token or LAIMCO_TOKEN)")
+        console.print(f"serving {iface.model} split {iface.split} (units {iface.split + 1}.."
+                      f"{iface.n_units}) from {folder}\n  gRPC {host}:{grpc_port}, REST "
+                      f"{host}:{rest_port}, model {model_name!r}, manifest "
+                      f"{iface.manifest_sha256[:12]}…, token "
+                      f"{'required' if secret else 'none'}\n  inputs: "
+                      f"{iface.describe_inputs()}\n  settings: {repo}", markup=False,
+                      highlight=False)
+        if secret:
+            os.environ[TOKEN_ENV] = secret
+        else:
+            os.environ.pop(TOKEN_ENV, None)
+        # until MLServer installs its own handlers: SIGTERM ends through `finally` as well
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        code = serve_repository(repo)
+    finally:
+        if temporary:
+            shutil.rmtree(repo, ignore_errors=True)
+    if code:
+        raise typer.Exit(code=code)
 
 
 def _timings_table(records: list[object]) -> Table:
@@ -117,22 +184,53 @@ def infer(
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
     model_name: ModelNameOpt = "laimco",
-    timeout: Annotated[float, typer.Option(help="deadline of one attempt, s")] = 30.0,
-    retries: Annotated[int, typer.Option(help="attempts per request at most")] = 5,
+    timeout: Annotated[float, typer.Option(min=0.001, help="deadline of one attempt, s")
+                       ] = 30.0,
+    retries: Annotated[int, typer.Option(min=1, max=1000, help="attempts per request at most")
+                       ] = 5,
     rate_bps: Annotated[float | None, typer.Option(
-        help="shape the upload to this rate (bit/s), e.g. a decision's r(p, g)")] = None,
-    max_length: Annotated[int, typer.Option(help="tokens per text at most")] = 128,
+        min=1.0, help="shape the upload to this rate (bit/s), e.g. a decision's r(p, g)")
+    ] = None,
+    max_length: Annotated[int, typer.Option(min=1, help="tokens per text at most")] = 128,
     log: Annotated[Path | None, typer.Option(help="write the per-request log (JSON lines)")
                    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print outputs and timings as JSON")
                        ] = False,
 ) -> None:
     """Run the device part here, the server part on the edge server; print outputs and times."""
-    from laimco.models.loading import ModelLoadError
+    from laimco.models.loading import ModelLoadError, read_config
     from laimco.runtime.client import DeviceClient, RetryPolicy, RuntimeClientError
+    from laimco.runtime.pruned_folder import check_pruned_folder
+    from laimco.runtime.repository import model_name_problem
 
+    secret = _token(token, token_file)
+    problem = model_name_problem(model_name)
+    if problem:
+        _fail(problem)
+    host, _, port = server.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        _fail(f"--server {server!r} is not host:port with a port in 1..65535")
+    if log is not None:
+        if log.is_dir():
+            _fail(f"--log {log} is a folder; give a file name (JSON lines)")
+        if not log.parent.is_dir():
+            _fail(f"--log {log}: the folder {log.parent} does not exist; create it first or "
+                  "give another path")
     try:
-        client = DeviceClient(folder, server, token=_token(token, token_file),
+        manifest = check_pruned_folder(folder, verify_weights=False)  # weights: by the client
+        if manifest.family == "vit":
+            _fail(f"{folder} holds a ViT model; `laimco infer` sends texts, which a vision "
+                  "model cannot take (use laimco.runtime.client.DeviceClient with images)")
+        config = read_config(folder)
+    except (ModelLoadError, ValueError) as err:
+        _fail(str(err))
+    positions = getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", None)
+    if positions and max_length > int(positions):
+        _fail(f"--max-length {max_length} is more than the {positions} positions this model "
+              f"has; give 1..{positions}")
+    try:
+        client = DeviceClient(folder, server, token=secret,
                               model_name=model_name, uplink_rate_bps=rate_bps,
                               retry=RetryPolicy(max_attempts=retries, timeout_s=timeout))
     except (RuntimeClientError, ModelLoadError, FileNotFoundError, ValueError) as err:
@@ -174,36 +272,41 @@ def deploy(
     strategy: Annotated[str, typer.Option(help="optimizer strategy")] = "joint",
     model: Annotated[str | None, typer.Option(
         help="model to load (default: the built-in model of the scenario's profile)")] = None,
-    sentences: Annotated[int, typer.Option(help="held-out sentences to run")] = 64,
+    sentences: Annotated[int, typer.Option(
+        help="held-out sentences (ViT: synthetic images) to run, at least 2")] = 64,
     calibration_sentences: Annotated[int, typer.Option(help="calibration sentences (wanda)")
                                      ] = 128,
     shape_uplink: Annotated[bool, typer.Option(
         help="pace the upload at the decision's rate r(p, g)")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        help="replace --out when it holds an earlier `laimco deploy` (nothing else)")] = False,
 ) -> None:
     """optimize → prune → split → serve → run held-out text → measured vs predicted report."""
     from laimco.config import ScenarioError
     from laimco.models.loading import ModelLoadError
     from laimco.models.pruned import PruningError
     from laimco.optimize import StrategyError
+    from laimco.runtime.client import RuntimeClientError
     from laimco.runtime.deploy import DeployError, DeployOptions
     from laimco.runtime.deploy import deploy as run_deploy
     from laimco.runtime.server import ServerStartError
 
     options = DeployOptions(rule=rule, strategy=strategy, model=model, sentences=sentences,
                             calibration_sentences=calibration_sentences,
-                            shape_uplink=shape_uplink)
+                            shape_uplink=shape_uplink, overwrite=overwrite)
     try:
         report = run_deploy(scenario, out, options,
-                            progress=lambda m: console.print(f"· {m}", markup=False,
-                                                             highlight=False))
+                            progress=lambda m: console.print(f"· {escape(m)}", highlight=False))
     except (ScenarioError, StrategyError, ModelLoadError, PruningError, DeployError,
-            ServerStartError, ValueError) as err:
+            ServerStartError, RuntimeClientError, ValueError) as err:
         _fail(str(err))
+    except OSError as err:  # e.g. --out on a read-only or full disk: nothing is left behind
+        _fail(f"cannot write the deployment ({err.strerror}: {err.filename}); check --out")
     console.print((out / "deploy.md").read_text(), markup=False, highlight=False)
     console.print(f"wrote {out / 'deploy.json'}, {out / 'deploy.md'}"
                   + ("" if report.get("status") == "infeasible" else
-                     f", {out / 'latency.png'}, {out / 'requests.jsonl'}"), markup=False,
-                  highlight=False)
+                     f", {out / 'latency.png'}, {out / 'requests.jsonl'}"), highlight=False,
+                  markup=False)
     if report.get("status") not in ("ok", "infeasible"):
         raise typer.Exit(code=1)
 

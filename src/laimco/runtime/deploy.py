@@ -29,8 +29,13 @@ C = t·f), e_uplink = p·t_uplink.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import re
 import secrets
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -40,6 +45,8 @@ from typing import Any
 import numpy as np
 
 PROFILE_MODELS = {"minilm-l6": "minilm"}  # built-in profile → built-in model to load
+LANGUAGE_MODELS = ("gpt2", "llama")  # outputs are logits per token
+IMAGE_SEED = 20240607  # the synthetic held-out / calibration images of a ViT deployment
 
 
 class DeployError(RuntimeError):
@@ -58,6 +65,104 @@ class DeployOptions:
     shape_uplink: bool = True
     retrieval_k: int = 10
     warmup_requests: int = 2
+    overwrite: bool = False  # replace `out` when it holds an earlier deployment
+
+
+def is_deploy_output(folder: Path) -> bool:
+    """Whether `folder` is a report folder `laimco deploy` wrote (its deploy.json)."""
+    try:
+        report = json.loads((folder / "deploy.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"scenario", "decision", "options"} <= set(report)
+
+
+def check_options(options: DeployOptions, out: Path) -> None:
+    """DeployError (naming the option) for anything that would fail later: checked before any
+    model is loaded or any file written."""
+    from laimco.data import calibration_sentences, heldout_sentences
+    from laimco.models.pruned import RULES
+    from laimco.optimize import STRATEGIES
+
+    if options.rule not in RULES:
+        raise DeployError(f"--rule {options.rule!r} is not a pruning rule: choose one of "
+                          f"{', '.join(RULES)}")
+    if options.strategy not in STRATEGIES:
+        raise DeployError(f"--strategy {options.strategy!r} is not a strategy: choose one of "
+                          f"{', '.join(STRATEGIES)}")
+    n_heldout, n_calibration = len(heldout_sentences()), len(calibration_sentences())
+    if not 2 <= options.sentences <= n_heldout:
+        raise DeployError(f"--sentences {options.sentences}: give 2..{n_heldout} (the shipped "
+                          "held-out set; quality compares at least two outputs)")
+    if not 1 <= options.calibration_sentences <= n_calibration:
+        raise DeployError(f"--calibration-sentences {options.calibration_sentences}: give "
+                          f"1..{n_calibration} (the shipped calibration set)")
+    if options.retrieval_k < 1 or options.warmup_requests < 0:
+        raise DeployError("retrieval_k must be at least 1 and warmup_requests at least 0")
+    if options.model is not None and options.model != "minilm":
+        from laimco.models.loading import ModelLoadError, read_config
+
+        try:
+            read_config(options.model)
+        except ModelLoadError as err:
+            raise DeployError(f"--model: {err}") from None
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise DeployError(f"--out {out}: {parent} is a file; give a folder path")
+    if out.is_dir() and any(out.iterdir()):
+        if not options.overwrite:
+            raise DeployError(f"--out {out} exists and is not empty: choose another folder, or "
+                              "give --overwrite to replace an earlier deployment there")
+        if not is_deploy_output(out):
+            raise DeployError(f"--out {out} was not written by `laimco deploy` (no deploy.json "
+                              "of it): --overwrite only replaces an earlier deployment; choose "
+                              "another folder")
+
+
+def _staging_prefix(out: Path) -> str:
+    return f".{out.name}.deploy-"
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Staging folders of `out` (.NAME.deploy-<pid>-…) whose process no longer runs, left by a
+    SIGKILL; removed, and returned."""
+    from laimco.runtime.repository import process_alive
+
+    pattern = re.compile(rf"^{re.escape(_staging_prefix(out))}(\d+)-")
+    removed: list[Path] = []
+    with contextlib.suppress(OSError):
+        for path in out.parent.iterdir():
+            match = pattern.match(path.name)
+            if match and path.is_dir() and not path.is_symlink() and not process_alive(
+                    int(match.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def staged_output(out: Path, replace: bool) -> Any:
+    """A hidden sibling folder of `out` to write everything into; renamed to `out` when the
+    block ends normally (replacing an earlier deployment only with `replace`), removed when it
+    fails. So a failed or interrupted deploy never leaves a partial `out`."""
+    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(out)}{os.getpid()}-",
+                                    dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            if not (replace and (is_deploy_output(out) or not any(out.iterdir()))):
+                raise DeployError(f"--out {out} appeared while deploying; it is left untouched")
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # the parents this call made, innermost first, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 class _PairedProbe:
@@ -90,17 +195,67 @@ class _PairedProbe:
         return times
 
 
-def _metrics(reference: Any, other: Any, k: int) -> dict[str, float]:
+def _positions(config: Any) -> int | None:
+    value = getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", None)
+    return int(value) if value else None
+
+
+def held_out_inputs(loaded: Any, count: int, seq_len: int, *, calibration: bool = False
+                    ) -> list[dict[str, Any]]:
+    """One input per request, exactly as the device sends it: a text model's held-out (or
+    calibration) sentences, each tokenized and padded to `seq_len` (the profile's sequence
+    length, so the upload is the profile's S); for a ViT, `count` seeded N(0, 1) images (no
+    image set is shipped; a deployment measures the split, not the task)."""
+    import torch
+
+    from laimco.data import calibration_sentences, heldout_sentences
+
+    if loaded.family == "vit":
+        config = loaded.config
+        generator = torch.Generator().manual_seed(IMAGE_SEED + int(calibration))
+        images = torch.randn(count, int(config.num_channels), int(config.image_size),
+                             int(config.image_size), generator=generator)
+        return [{"pixel_values": images[i:i + 1]} for i in range(count)]
+    if loaded.tokenizer is None:
+        raise DeployError(f"{loaded.name} has no tokenizer: deploy a text model from a folder "
+                          "with its tokenizer files")
+    texts = (calibration_sentences() if calibration else heldout_sentences())[:count]
+    inputs = []
+    for text in texts:
+        tokens = loaded.tokenizer([text], padding="max_length", truncation=True,
+                                  max_length=seq_len, return_tensors="pt")
+        inputs.append({"input_ids": tokens["input_ids"],
+                       "attention_mask": tokens["attention_mask"]})
+    return inputs
+
+
+def compared_rows(output: Any, batch: dict[str, Any], family: str) -> np.ndarray[Any, Any]:
+    """What the quality metrics compare, one row per item: the output itself (embedding or
+    [CLS] state, [B, H]), or for a language model the logits of the real tokens only
+    ([tokens, V]: padding positions carry no prediction, and their logits differ between
+    paddings)."""
+    array = np.asarray(output, dtype=np.float32)
+    if family in LANGUAGE_MODELS:
+        mask = np.asarray(batch["attention_mask"]).astype(bool)
+        return np.asarray(array[mask])
+    return array
+
+
+def _metrics(reference: Any, other: Any, k: int, family: str) -> dict[str, float]:
     from laimco.measure.metrics import (
         mean_cosine_similarity,
         output_distortion,
         retrieval_agreement_at_k,
+        top1_agreement,
     )
 
     out = {"output_distortion": output_distortion(reference, other),
            "mean_cosine": mean_cosine_similarity(reference, other)}
     n = int(reference.shape[0])
-    if n >= 2:
+    if family in LANGUAGE_MODELS:
+        out["top1_agreement"] = top1_agreement(reference, other)
+    elif n >= 2:
         out[f"retrieval_agreement_at_{min(k, n - 1)}"] = retrieval_agreement_at_k(
             reference, other, min(k, n - 1))
     return out
@@ -109,39 +264,33 @@ def _metrics(reference: Any, other: Any, k: int) -> dict[str, float]:
 def deploy(scenario_path: str | Path, out: str | Path,
            options: DeployOptions | None = None,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the whole chain and write the report into `out`; the report as a dict."""
-    import torch
+    """Run the whole chain and write the report into `out`; the report as a dict.
 
+    Every option is checked before any model is loaded or any file written (DeployError);
+    everything is written into a hidden staging folder next to `out` and renamed to `out` at
+    the end, so a failure never leaves a partial folder."""
     from laimco.config import load_scenario
-    from laimco.data import calibration_sentences, heldout_sentences
-    from laimco.experiments.text_batches import text_batches
     from laimco.models.loading import load_model
-    from laimco.models.pruned import prune_split_model, save_pruned
-    from laimco.models.split import run_full
     from laimco.optimize import solve
     from laimco.profile import load_profile
-    from laimco.runtime.client import DeviceClient, RetryPolicy
-    from laimco.runtime.deploy_report import write_report
-    from laimco.runtime.server import start_server
 
     options = options or DeployOptions()
     say = progress or (lambda message: None)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    check_options(options, out)
     scenario = load_scenario(scenario_path)
+    profile = load_profile(scenario.model.profile)
     decision = solve(scenario, options.strategy)
     report: dict[str, Any] = {"scenario": str(scenario_path), "options": asdict(options),
                               "decision": decision.to_json_dict()}
     if not decision.success:
         report["status"] = "infeasible"
-        write_report(report, out)
+        from laimco.runtime.deploy_report import write_report
+
+        with staged_output(out, options.overwrite) as staging:
+            write_report(report, staging)
         return report
-    assert decision.split is not None and decision.rho_device is not None
-    assert decision.rho_server is not None and decision.power_w is not None
-    assert decision.freq_device_hz is not None and decision.freq_server_hz is not None
-    assert decision.latency_s is not None and decision.energy_j is not None
-    profile = load_profile(scenario.model.profile)
     model_name = options.model or PROFILE_MODELS.get(profile.name)
     if model_name is None:
         raise DeployError(f"the scenario's profile {profile.name!r} is not a built-in model's: "
@@ -152,24 +301,52 @@ def deploy(scenario_path: str | Path, out: str | Path,
     if loaded.n_units != profile.n_units:
         raise DeployError(f"{model_name} has {loaded.n_units} units but the profile "
                           f"{profile.name!r} has {profile.n_units}: give the matching model")
-    split = decision.split
     seq_len = profile.seq_len or 128  # tokens per input the upload size S assumes
+    positions = _positions(loaded.config)
+    if loaded.family != "vit" and positions is not None and seq_len > positions:
+        raise DeployError(f"the profile's sequence length {seq_len} is more than the "
+                          f"{positions} positions of {model_name}; profile it at a shorter "
+                          "--seq-len")
+    with staged_output(out, options.overwrite) as staging:
+        report = _run(scenario, decision, profile, loaded, model_name, seq_len, options,
+                      report, staging, out, say)
+        report["elapsed_s"] = time.perf_counter() - started
+        from laimco.runtime.deploy_report import write_report
+
+        write_report(report, staging)
+    return report
+
+
+def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: str,
+         seq_len: int, options: DeployOptions, report: dict[str, Any], staging: Path,
+         out: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """prune → save → serve → run the held-out inputs → the report's numbers (into staging;
+    paths in the report name the final folder `out`)."""
+    import torch
+
+    from laimco.models.pruned import prune_split_model, save_pruned
+    from laimco.models.split import run_full
+    from laimco.runtime.client import DeviceClient, RetryPolicy
+    from laimco.runtime.server import start_server
+
+    assert decision.split is not None and decision.rho_device is not None
+    assert decision.rho_server is not None and decision.power_w is not None
+    assert decision.freq_device_hz is not None and decision.freq_server_hz is not None
+    assert decision.latency_s is not None and decision.energy_j is not None
+    split, family = decision.split, loaded.family
     calibration = None
     if options.rule == "wanda":
-        calibration = list(text_batches(loaded, calibration_sentences()[
-            :options.calibration_sentences], max_length=seq_len))
+        calibration = held_out_inputs(loaded, options.calibration_sentences, seq_len,
+                                      calibration=True)
     say(f"pruning ({options.rule}) and saving")
     pruned = prune_split_model(loaded, split, decision.rho_device, decision.rho_server,
                                options.rule, calibration=calibration)  # type: ignore[arg-type]
-    folder = save_pruned(pruned, out / "pruned", overwrite=True)
+    folder = save_pruned(pruned, staging / "pruned")
 
-    sentences = heldout_sentences()[:options.sentences]
-    if len(sentences) < 2:
-        raise DeployError("deploy needs at least 2 held-out sentences (--sentences)")
+    inputs = held_out_inputs(loaded, options.sentences, seq_len)
     with torch.no_grad():
-        batches = list(text_batches(loaded, sentences, 64, seq_len))
-        dense = torch.cat([run_full(loaded, b) for b in batches]).numpy()
-        local = torch.cat([pruned(b) for b in batches]).numpy()
+        dense = np.concatenate([compared_rows(run_full(loaded, b), b, family) for b in inputs])
+        local = np.concatenate([compared_rows(pruned(b), b, family) for b in inputs])
     table = profile.split_table()
     flops = (float(table.flops_prunable_device[split] + table.flops_fixed_device[split]),
              float(table.flops_prunable_server[split] + table.flops_fixed_server[split]))
@@ -182,11 +359,11 @@ def deploy(scenario_path: str | Path, out: str | Path,
     say("starting the edge server" if split < loaded.n_units else
         f"split {split} = L: the whole model runs on the device, no server")
     outputs: list[np.ndarray[Any, Any]] = []
+    good_rows: list[np.ndarray[Any, Any]] = []
     records = []
     probes: list[dict[str, float]] = []
     remote = split < loaded.n_units  # at s = L everything runs here: no server, no upload
-    serving = (start_server(folder, token=token, repository=out / "server") if remote
-               else contextlib.nullcontext(None))
+    serving = start_server(folder, token=token) if remote else contextlib.nullcontext(None)
     with serving as server:
         client = DeviceClient(folder, server.url if server else "127.0.0.1:9", token=token,
                               check=remote,
@@ -195,24 +372,31 @@ def deploy(scenario_path: str | Path, out: str | Path,
                               retry=RetryPolicy(max_attempts=5, timeout_s=60.0))
         with client:
             for _ in range(options.warmup_requests):
-                client.infer([sentences[0]], max_length=seq_len, pad_to_max_length=True)
-                probe.time(client.tokenize([sentences[0]], seq_len, True))
-            say(f"running {len(sentences)} held-out sentences through the split (each "
-                "followed by the dense parts in-process, for the emulation)")
-            for sentence in sentences:
-                reply = client.infer([sentence], max_length=seq_len, pad_to_max_length=True)
+                client.infer_inputs(inputs[0])
+                probe.time(inputs[0])
+            say(f"running {len(inputs)} held-out inputs through the split (each followed by "
+                "the dense parts in-process, for the emulation)")
+            for batch in inputs:
+                reply = client.infer_inputs(batch)
                 records.append(reply.record)
-                outputs.append(reply.output if reply.output is not None
-                               else np.full((1, dense.shape[1]), np.nan, np.float32))
-                probes.append(probe.time(client.tokenize([sentence], seq_len, True)))
-            client.connection.write_log(out / "requests.jsonl")
+                n_rows = (int(batch["attention_mask"].sum()) if family in LANGUAGE_MODELS
+                          else 1)
+                rows = (compared_rows(reply.output, batch, family) if reply.output is not None
+                        else np.full((n_rows, *dense.shape[1:]), np.nan, np.float32))
+                outputs.append(rows)
+                good_rows.append(np.full(rows.shape[0], reply.output is not None))
+                probes.append(probe.time(batch))
+            client.connection.write_log(staging / "requests.jsonl")
             summary = client.connection.summary()
         startup_s = server.startup_s if server else 0.0
+        if server is not None:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(server.log, staging / "server.log")
     network = np.concatenate(outputs)
     ok = [r for r in records if r.status == "ok"]
     if not ok:
-        raise DeployError(f"no request succeeded; see {out / 'requests.jsonl'}")
-    good = np.array([r.status == "ok" for r in records])
+        raise DeployError(f"no request succeeded: {records[0].error}")
+    good = np.concatenate(good_rows)
 
     def med(values: list[float]) -> float:
         return float(statistics.median(values))
@@ -249,8 +433,11 @@ def deploy(scenario_path: str | Path, out: str | Path,
     payload_bits = 8.0 * med([float(r.timings.payload_bytes) for r in ok])
     report.update({
         "status": "ok" if summary["failed"] == 0 else "some requests failed",
-        "model": model_name, "rule": options.rule, "pruned_folder": str(folder),
-        "sequence_length": seq_len, "n_sentences": len(sentences),
+        "model": model_name, "family": family, "rule": options.rule,
+        "pruned_folder": str(out / folder.name),
+        "inputs": ("synthetic images (seeded N(0, 1) pixels)" if family == "vit" else
+                   "held-out sentences"),
+        "sequence_length": seq_len if family != "vit" else None, "n_sentences": len(inputs),
         "requests": summary, "server_startup_s": startup_s,
         "link": {"shaped": options.shape_uplink and remote, "rate_bps": rate,
                  "design_gain": gain, "payload_bits": payload_bits,
@@ -269,13 +456,15 @@ def deploy(scenario_path: str | Path, out: str | Path,
                       "emulated": emulated},
         "energy_j": {"predicted": decision.energy_j, "emulated": energy_emulated},
         "quality": {
-            "network_vs_dense": _metrics(dense[good], network[good], options.retrieval_k),
-            "local_vs_dense": _metrics(dense, local, options.retrieval_k),
+            "compared": ("logits of the real tokens" if family in LANGUAGE_MODELS else
+                         "outputs"),
+            "rows": int(dense.shape[0]),
+            "network_vs_dense": _metrics(dense[good], network[good], options.retrieval_k,
+                                         family),
+            "local_vs_dense": _metrics(dense, local, options.retrieval_k, family),
             "network_vs_local_max_abs": float(np.abs(network[good] - local[good]).max()),
             "predicted_objective": decision.objective,
         },
         "sparsity": {side: r.sparsity for side, r in pruned.reports.items()},
-        "elapsed_s": time.perf_counter() - started,
     })
-    write_report(report, out)
     return report

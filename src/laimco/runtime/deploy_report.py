@@ -64,6 +64,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"- {reason}" for reason in decision.get("reasons", [])]
         return "\n".join(lines) + "\n"
     link, host, emu = report["link"], report["host"], report["emulation"]
+    quality = report["quality"]
     uploads = link["predicted_upload_bits"] > 0  # nothing is sent only at s = L
     req = report["requests"]
     lines += [
@@ -73,8 +74,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"f_s = {decision['freq_server_hz']:.4g} Hz.",
         f"Model {report['model']}, {report['rule']} pruning (achieved sparsity device "
         f"{report['sparsity']['device']:.4f}, server {report['sparsity']['server']:.4f}), "
-        f"{report['n_sentences']} held-out sentences at {report['sequence_length']} tokens, "
-        f"batch 1.",
+        + (f"{report['n_sentences']} held-out sentences at {report['sequence_length']} tokens, "
+           "batch 1." if report.get("sequence_length") else
+           f"{report['n_sentences']} {report.get('inputs', 'inputs')}, batch 1."),
         f"Requests: {req['ok']} ok, {req['failed']} failed, {req['failed_attempts']} failed "
         "attempts (every request and attempt is in requests.jsonl).",
         "",
@@ -127,16 +129,20 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Output quality vs the dense (unsplit, unpruned) model",
         "",
-        "| outputs | distortion D_y | mean cosine | retrieval agreement |",
+        f"Compared: {quality.get('compared', 'outputs')}"
+        + (" (per token: distortion, cosine and top-1 agreement of the next-token choice)."
+           if "top1" in " ".join(quality["local_vs_dense"]) else "."),
+        "",
+        "| outputs | distortion D_y | mean cosine | retrieval agreement / top-1 |",
         "|---|---:|---:|---:|",
     ]
-    quality = report["quality"]
     deployed_label = "over the network" if uploads else "deployed (s = L: all on the device)"
     for label, key in ((deployed_label, "network_vs_dense"),
                        ("in-process (same pruned parts)", "local_vs_dense")):
         q = quality[key]
         agreement = next(((k, v) for k, v in q.items() if k.startswith("retrieval")), None)
-        shown = f"{agreement[1]:.3f} (@{agreement[0].rsplit('_', 1)[1]})" if agreement else "—"
+        shown = f"{agreement[1]:.3f} (@{agreement[0].rsplit('_', 1)[1]})" if agreement else (
+            f"{q['top1_agreement']:.3f} (top-1)" if "top1_agreement" in q else "—")
         lines.append(f"| {label} | {q['output_distortion']:.4g} | {q['mean_cosine']:.5f} | "
                      f"{shown} |")
     lines += [

@@ -29,7 +29,12 @@ gRPC delivered the message.
 
 MLServer also serves the same protocol over REST (it cannot be switched off in 1.7.1);
 `RestGuard`, an ASGI middleware, asks the same token there (401 otherwise), with the same
-health endpoints exempt.
+health endpoints exempt, and refuses a body larger than `max_request_bytes` with 413 before
+MLServer parses it (by its Content-Length, or while reading a chunked body).
+
+Before any tensor is decoded, every input's header must have rank 1..8, dimensions ≥ 1 and at
+most `max_request_bytes` of values (`protocol.shape_problem`): a header like [10⁹, 0, 10⁹] or a
+100-dimensional shape is refused with INVALID_ARGUMENT instead of reaching numpy.
 
 Everything semantic (names, datatypes, dimensions, NaN/Inf, identity) is checked by the runtime
 (`laimco.runtime.server_model`), where the model's interface is known.
@@ -50,7 +55,12 @@ import grpc
 import numpy as np
 from grpc import aio
 
-from laimco.runtime.protocol import NUMPY_DTYPE, SERVER_CALL_PARAMETER, raw_size_problem
+from laimco.runtime.protocol import (
+    NUMPY_DTYPE,
+    SERVER_CALL_PARAMETER,
+    raw_size_problem,
+    shape_problem,
+)
 
 SERVICE = "/inference.GRPCInferenceService/"
 HEALTH_METHODS = frozenset(SERVICE + m for m in ("ServerLive", "ServerReady", "ModelReady"))
@@ -90,6 +100,11 @@ def request_problem(request: Any, max_request_bytes: int) -> str | None:
     if size > max_request_bytes:
         return (f"the request is {size} bytes; this server takes at most {max_request_bytes} "
                 "bytes per request (--max-request-bytes)")
+    for tensor in request.inputs:
+        problem = shape_problem(tensor.name, tensor.datatype, list(tensor.shape),
+                                max_request_bytes)
+        if problem:
+            return problem
     raw = list(request.raw_input_contents)
     if not raw:
         return None
@@ -217,25 +232,69 @@ def token_matches(presented: str | None, token: str) -> bool:
 
 
 class RestGuard:
-    """ASGI middleware for MLServer's REST app: the shared secret on every path but health."""
+    """ASGI middleware for MLServer's REST app: the shared secret on every path but health,
+    and the request size limit on every body (413 before MLServer parses any of it)."""
 
-    def __init__(self, app: Any, token: str | None) -> None:
+    def __init__(self, app: Any, token: str | None, max_request_bytes: int | None = None
+                 ) -> None:
         self.app = app
         self.token = token
+        self.max_request_bytes = max_request_bytes
+
+    @staticmethod
+    async def _answer(send: Any, status: int, message: str,
+                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        body = json.dumps({"error": message}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.token is not None and scope["type"] == "http" and not REST_HEALTH.match(
-                scope.get("path", "")):
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                       for k, v in scope.get("headers", [])}
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        if self.token is not None and not REST_HEALTH.match(scope.get("path", "")):
             value = headers.get(TOKEN_HEADER, "")
             presented = value.removeprefix("Bearer ") if value.startswith("Bearer ") else None
             if not token_matches(presented, self.token):
-                body = json.dumps({"error": "this server needs the header 'authorization: "
-                                            "Bearer <token>'"}).encode()
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": body})
+                await self._answer(send, 401, "this server needs the header 'authorization: "
+                                              "Bearer <token>'",
+                                   [(b"www-authenticate", b"Bearer")])
                 return
-        await self.app(scope, receive, send)
+        limit = self.max_request_bytes
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        too_large = (f"the request body is larger than {limit} bytes, the most this server "
+                     "takes per request (--max-request-bytes)")
+        declared = headers.get("content-length", "")
+        if declared.strip().isdigit() and int(declared) > limit:
+            await self._answer(send, 413, too_large)  # refused before reading the body
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:  # read at most `limit` bytes, then hand the body to MLServer in one piece
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._answer(send, 413, too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return dict(await receive())
+
+        await self.app(scope, replay, send)

@@ -17,6 +17,7 @@ The token comes from the environment variable LAIMCO_TOKEN (never from a file or
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -36,9 +37,13 @@ class _GuardedAio:
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
 
-    def server(self, *args: Any, interceptors: Any = (), **kwargs: Any) -> aio.Server:
+    def server(self, *args: Any, interceptors: Any = (), options: Any = None,
+               **kwargs: Any) -> aio.Server:
+        # gRPC sets SO_REUSEPORT by default: a second server could then bind a port another
+        # one listens on and take part of its traffic. Off: a taken port fails to bind.
+        options = [*list(options or ()), ("grpc.so_reuseport", 0)]
         return aio.server(*args, interceptors=[self._guard, *list(interceptors or ())],
-                          **kwargs)
+                          options=options, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(aio, name)
@@ -62,11 +67,58 @@ def install_guard(repository: str | Path) -> Guard:
 
     def guarded_app(*args: Any, **kwargs: Any) -> Any:
         app = create_app(*args, **kwargs)
-        app.add_middleware(RestGuard, token=guard.token)
+        app.add_middleware(RestGuard, token=guard.token,
+                           max_request_bytes=guard.max_request_bytes)
         return app
 
     mlserver_rest.create_app = guarded_app
     return guard
+
+
+class _QuietLoadFailure(logging.Filter):
+    """MLServer logs a model that fails to load with its whole traceback; a pruned folder the
+    runtime refuses (`ServedFolderError`) is reported as its one-line message instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from laimco.runtime.server_model import ServedFolderError
+
+        if record.exc_info and isinstance(record.exc_info[1], ServedFolderError):
+            record.msg, record.args = f"the model did not load: {record.exc_info[1]}", ()
+            record.exc_info = None
+        return True
+
+
+class _QuietShutdownCancel(logging.Filter):
+    """On SIGINT, uvicorn logs the cancellation of its lifespan task (a CancelledError
+    traceback) although the shutdown is orderly; that record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("Traceback" in text and text.rstrip().endswith("CancelledError"))
+
+
+def serve_repository(repository: str | Path) -> int:
+    """Run MLServer on `repository` in this process until it stops; 0 after a normal shutdown,
+    2 when the model failed to load (MLServer itself then stops and would return 0)."""
+    install_guard(repository)
+    from mlserver.cli.main import root
+
+    from laimco.runtime import server_model
+
+    logging.getLogger("mlserver").addFilter(_QuietLoadFailure())
+    logging.getLogger("uvicorn.error").addFilter(_QuietShutdownCancel())
+    try:
+        root(["start", str(repository)], prog_name="mlserver", standalone_mode=False)
+    except KeyboardInterrupt:
+        pass
+    except (OSError, RuntimeError) as err:  # e.g. a port taken between the check and the bind
+        print(f"error: the server could not start: {err}", file=sys.stderr)
+        return 2
+    if server_model.LOAD_FAILURES:
+        print(f"error: the model did not load: {server_model.LOAD_FAILURES[-1]}",
+              file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,10 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 1:
         sys.exit("usage: python -m laimco.runtime.launch REPOSITORY (written by "
                  "laimco.runtime.repository.write_repository)")
-    install_guard(args[0])
-    from mlserver.cli.main import root
-
-    root(["start", args[0]], prog_name="mlserver")
+    sys.exit(serve_repository(args[0]))
 
 
 if __name__ == "__main__":

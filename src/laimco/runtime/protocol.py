@@ -224,6 +224,27 @@ def check_arrays(interface: Interface, arrays: Mapping[str, np.ndarray[Any, Any]
                             f"(the vocabulary); got {int(ids.min())}..{int(ids.max())}")
 
 
+MAX_RANK = 8  # the protocol's tensors have rank 2..4; numpy itself stops at 64
+
+
+def shape_problem(name: str, datatype: str, shape: list[int],
+                  max_request_bytes: int) -> str | None:
+    """Why a tensor header cannot be decoded at all, or None: rank 1..MAX_RANK, every dimension
+    at least 1, and (for a fixed-size datatype) at most `max_request_bytes` of values. Checked
+    on the header alone, before anything is allocated."""
+    if not 1 <= len(shape) <= MAX_RANK:
+        return (f"input {name!r} has {len(shape)} dimensions; tensors of this protocol have "
+                f"1 to {MAX_RANK}")
+    if any(d < 1 for d in shape):
+        return (f"input {name!r} has shape {list(shape)}; every dimension must be at least 1")
+    dtype = NUMPY_DTYPE.get(datatype)
+    if dtype is not None and math.prod(shape) * dtype.itemsize > max_request_bytes:
+        return (f"input {name!r} with shape {list(shape)} {datatype} would hold "
+                f"{math.prod(shape) * dtype.itemsize} bytes; this server takes at most "
+                f"{max_request_bytes} bytes per request (--max-request-bytes)")
+    return None
+
+
 def raw_size_problem(name: str, datatype: str, shape: list[int], n_bytes: int) -> str | None:
     """Why a raw (binary) tensor of `n_bytes` cannot have this datatype and shape, or None."""
     if datatype not in NUMPY_DTYPE:

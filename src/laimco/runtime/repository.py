@@ -14,6 +14,10 @@ The token is never written here: the launcher reads it from the environment vari
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,20 @@ DEFAULT_MODEL_NAME = "laimco"
 LOOPBACK = "127.0.0.1"
 
 
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+TEMPORARY_PREFIX = "laimco-serve-"
+_TEMPORARY = re.compile(rf"^{TEMPORARY_PREFIX}(\d+)-")
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a served model's name (it becomes a folder of the repository and
+    part of every URL), or None."""
+    if MODEL_NAME_PATTERN.match(name) and ".." not in name:
+        return None
+    return (f"model name {name!r} is not allowed: use 1 to 63 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit, without '..' (--model-name)")
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """Where and how the server listens. The host is loopback unless asked otherwise."""
@@ -35,6 +53,17 @@ class ServeOptions:
     host: str = LOOPBACK
     model_name: str = DEFAULT_MODEL_NAME
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        problem = model_name_problem(self.model_name)
+        if problem:
+            raise ValueError(problem)
+        for option, port in (("--port", self.grpc_port), ("--http-port", self.http_port)):
+            if not 1 <= port <= 65535:
+                raise ValueError(f"{option} {port} is not a TCP port: give 1..65535")
+        if self.grpc_port == self.http_port:
+            raise ValueError(f"--port and --http-port are both {self.grpc_port}: give two "
+                             "different ports")
 
     @property
     def connect_url(self) -> str:
@@ -90,9 +119,22 @@ def server_settings(options: ServeOptions) -> dict[str, Any]:
     }
 
 
+def is_repository(folder: Path) -> bool:
+    """Whether `folder` is a model repository laimco wrote (it holds laimco-guard.json)."""
+    return (folder / GUARD_FILE).is_file() and (folder / "settings.json").is_file()
+
+
 def write_repository(folder: str | Path, out: str | Path, options: ServeOptions) -> Path:
-    """Write the MLServer model repository serving the server part of `folder` into `out`."""
+    """Write the MLServer model repository serving the server part of `folder` into `out`.
+
+    `out` must be missing, empty, or a repository laimco wrote before (ValueError otherwise):
+    nothing laimco did not write is overwritten."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--repository {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not is_repository(out):
+        raise ValueError(f"--repository {out} is not empty and was not written by laimco "
+                         f"(no {GUARD_FILE}); give a new or empty folder")
     (out / options.model_name).mkdir(parents=True, exist_ok=True)
     (out / "settings.json").write_text(json.dumps(server_settings(options), indent=2) + "\n")
     (out / GUARD_FILE).write_text(json.dumps(
@@ -100,3 +142,44 @@ def write_repository(folder: str | Path, out: str | Path, options: ServeOptions)
     (out / options.model_name / "model-settings.json").write_text(
         json.dumps(model_settings(folder, options), indent=2) + "\n")
     return out
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_repositories(parent: str | Path | None = None) -> list[Path]:
+    """Remove the temporary repositories (laimco-serve-<pid>-*) of processes that no longer
+    run — left behind by a SIGKILL — from `parent` (the system's temporary folder by default).
+    Only folders laimco wrote are touched; the ones removed."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        candidates = list(parent.iterdir())
+    except OSError:
+        return removed
+    for path in candidates:
+        match = _TEMPORARY.match(path.name)
+        if not match or path.is_symlink() or not path.is_dir():
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or process_alive(pid):
+            continue
+        if not is_repository(path) and any(path.iterdir()):
+            continue  # not laimco's (or not finished): leave it
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def temporary_repository() -> Path:
+    """A new empty folder for a repository, named after this process (laimco-serve-<pid>-…) so
+    that a later run can tell whether its owner still runs; stale ones are removed first."""
+    remove_stale_repositories()
+    return Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-"))

@@ -11,19 +11,25 @@ raises `ServerStartError` with the end of that log.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from laimco.runtime.launch import TOKEN_ENV
-from laimco.runtime.repository import LOOPBACK, ServeOptions, write_repository
+from laimco.runtime.repository import (
+    LOOPBACK,
+    ServeOptions,
+    temporary_repository,
+    write_repository,
+)
 
 LOG_FILE = "server.log"
 
@@ -34,9 +40,39 @@ class ServerStartError(RuntimeError):
 
 def free_port(host: str = LOOPBACK) -> int:
     """A TCP port that is free on `host` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.bind(address)
         return int(sock.getsockname()[1])
+
+
+def listen_problem(host: str, port: int, option: str = "--port") -> str | None:
+    """Why a server cannot listen on host:port right now, or None: the host does not resolve
+    or is not an address of this machine, or another process listens on the port. The probe
+    binds without SO_REUSEPORT (which gRPC would otherwise set, letting a second server share a
+    port another one listens on) but with SO_REUSEADDR, as servers do, so that connections of
+    a server that just ended do not block a restart."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as err:
+        return f"--host {host!r} does not resolve to an address ({err}); give an IP or a name"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return (f"{option} {port}: another process already listens on {host}:{port}; "
+                        f"stop it or choose another port ({option} 0 picks a free one)")
+            if err.errno == errno.EADDRNOTAVAIL:
+                return f"--host {host!r} is not an address of this machine ({err.strerror})"
+            if err.errno == errno.EACCES:
+                return (f"{option} {port}: not allowed to listen on it ({err.strerror}); ports "
+                        "below 1024 need privileges, choose a higher one")
+            return f"cannot listen on {host}:{port} ({option}): {err.strerror}"
+    return None
 
 
 def _log_tail(path: Path, lines: int = 25) -> str:
@@ -85,7 +121,7 @@ class ServerProcess:
     options: ServeOptions
     process: subprocess.Popen[bytes]
     startup_s: float = 0.0
-    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    _tmp: Path | None = field(default=None, repr=False)  # a temporary repository to remove
 
     @property
     def url(self) -> str:
@@ -121,7 +157,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         if self._tmp is not None:
-            self._tmp.cleanup()
+            shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
     def __enter__(self) -> ServerProcess:
@@ -138,15 +174,20 @@ def start_server(folder: str | Path, options: ServeOptions | None = None, *,
     """Start MLServer serving the server part of `folder` and wait until it is ready.
 
     Without `options` the server listens on 127.0.0.1 on two free ports (gRPC, HTTP). Without
-    `repository` the settings go to a temporary folder removed by stop()."""
+    `repository` the settings go to a temporary folder (laimco-serve-<pid>-…) removed by stop();
+one left behind by a killed process is removed by the next start."""
     folder = Path(folder)
     if options is None:
         options = ServeOptions(grpc_port=free_port(), http_port=free_port())
     tmp = None
     if repository is None:
-        tmp = tempfile.TemporaryDirectory(prefix="laimco-serve-")
-        repository = tmp.name
-    repo = write_repository(folder, repository, options)
+        tmp = repository = temporary_repository()  # named after this process: see stop()
+    try:
+        repo = write_repository(folder, Path(repository).absolute(), options)
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop(TOKEN_ENV, None)
     if token:
@@ -163,11 +204,6 @@ def start_server(folder: str | Path, options: ServeOptions | None = None, *,
         server.startup_s = wait_until_ready(options.connect_url, options.model_name,
                                             ready_timeout_s, process, log)
     except BaseException:
-        if tmp is not None:
-            # keep the log readable in the exception, then clean up
-            server._tmp = None
-        server.stop(grace_s=2.0)
-        if tmp is not None:
-            tmp.cleanup()
+        server.stop(grace_s=2.0)  # the exception already holds the log's end
         raise
     return server

@@ -6,19 +6,25 @@ request's identity (`manifest_sha256` parameter) and tensors (`laimco.runtime.pr
 the forward pass, and returns the output with the server's compute time in the response
 parameters (`server_compute_ns`, int64: the protocol's parameters carry no floats in MLServer).
 
-The forward runs on the event loop's thread, as MLServer runs its own runtimes' predict. Handing
-it to a worker thread and back cost ≈ 0.45 ms per request here (measured: 0.13 ms to start, 0.33
-ms to resume the loop after torch's compute threads), more than every check of the request
-together; in exchange health checks and refusals now wait for at most one forward (≈ 40 ms for
-MiniLM's server part on 2 cores), far inside any client timeout. Forwards never overlapped
-anyway: torch already spreads one forward over the cores.
+Where the forward runs (docs/runtime.md, "Protocol"): a pass predicted to take at most
+INLINE_FORWARD_MAX_S (50 ms, from the last measured cost per position) runs on the event loop's
+thread, as MLServer runs its own runtimes' predict — a worker thread would add ≈ 0.45 ms per
+request; a longer one runs in a single worker thread, so that health checks and refusals are
+answered while it runs (a 32 × 256-token pass held them 8–10 s before). Passes never overlap.
+
+An output that is not finite (finite inputs that overflow, e.g. activations of 3e38) is
+refused with INVALID_ARGUMENT, never returned as OK. A folder that cannot be served raises
+`ServedFolderError` from `load` and is recorded in LOAD_FAILURES, which `launch` turns into
+exit code 2 (MLServer 1.7.1 itself would stop with 0).
 
 The model-settings that point MLServer here are written by `laimco.runtime.repository`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,33 +58,71 @@ from laimco.runtime.protocol import (
     manifest_sha256,
 )
 
+# messages of folders that failed to load in this process (read by `launch` for its exit code)
+LOAD_FAILURES: list[str] = []
+# a forward predicted to take longer than this runs in a worker thread (health stays answered)
+INLINE_FORWARD_MAX_S = 0.05
+
+
+class ServedFolderError(MLServerError):  # type: ignore[misc]
+    """The pruned folder cannot be served (malformed manifest, changed or unreadable weights);
+    the message says what to change."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status.HTTP_422_UNPROCESSABLE_ENTITY)
+
 
 class ServerSubModel(MLModel):  # type: ignore[misc]
     """MLServer runtime hosting the server part of one pruned split model."""
 
     async def load(self) -> bool:
+        try:
+            self._load()
+        except Exception as err:
+            lines = str(err).splitlines()
+            message = str(err) if isinstance(err, ServedFolderError) else (
+                f"{type(err).__name__}: {' '.join(lines[:2])}{' …' if len(lines) > 2 else ''}"
+                " (do config.json and the weights come from the same `laimco prune`?)")
+            LOAD_FAILURES.append(message)
+            raise ServedFolderError(message) from None
+        return True
+
+    def _load(self) -> None:
         import torch
 
-        from laimco.models.loading import read_config
-        from laimco.models.pruned import load_pruned, read_manifest
+        from laimco.models.loading import ModelLoadError, read_config
+        from laimco.models.pruned import load_pruned
+        from laimco.runtime.pruned_folder import PrunedFolderError, check_pruned_folder
 
         parameters = self.settings.parameters
         if parameters is None or not parameters.uri:
-            raise MLServerError("model-settings need parameters.uri: the pruned folder to serve",
-                                status.HTTP_422_UNPROCESSABLE_ENTITY)
+            raise ServedFolderError("model-settings need parameters.uri: the pruned folder to "
+                                    "serve")
         folder = Path(parameters.uri)
-        sha = manifest_sha256(folder)
-        if parameters.version and parameters.version != sha:
-            raise MLServerError(f"{folder}/manifest.json changed since the model-settings were "
-                                "written (version mismatch); regenerate them with "
-                                "`laimco serve`", status.HTTP_422_UNPROCESSABLE_ENTITY)
-        extra = dict(parameters.extra or {})
-        self._limits = Limits(**extra.get("limits", {}))
-        self._interface = interface_for(read_manifest(folder), read_config(folder), sha)
-        pruned = load_pruned(folder)  # verifies the weights' SHA-256 against the manifest
+        try:
+            manifest = check_pruned_folder(folder)  # names, SHA-256s, headers: before loading
+            sha = manifest_sha256(folder)
+            if parameters.version and parameters.version != sha:
+                raise ServedFolderError(f"{folder}/manifest.json changed since the "
+                                        "model-settings were written (version mismatch); "
+                                        "regenerate them with `laimco serve`")
+            extra = dict(parameters.extra or {})
+            self._limits = Limits(**extra.get("limits", {}))
+            self._interface = interface_for(manifest.model_dump(), read_config(folder), sha)
+            pruned = load_pruned(folder, verify=False)  # verified just above
+        except (PrunedFolderError, ModelLoadError, FileNotFoundError) as err:
+            raise ServedFolderError(str(err)) from None
         self._server = pruned.server
         self._server.eval()
         self._torch = torch
+        self._forward_lock = asyncio.Lock()  # one forward at a time, inline or in the thread
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="laimco-forward")
+        self._ns_per_position: float | None = None  # last measured cost, for the next choice
+
+    async def unload(self) -> bool:
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False)
         return True
 
     @property
@@ -126,6 +170,35 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
         elapsed = time.perf_counter_ns() - start
         return output.detach().to(torch.float32).contiguous().numpy(), elapsed
 
+    async def _run_forward(self, arrays: dict[str, np.ndarray[Any, Any]]
+                           ) -> tuple[np.ndarray[Any, Any], int]:
+        """The forward pass, on the event loop's thread when the last measured cost per
+        position predicts at most INLINE_FORWARD_MAX_S (no thread hand-over for the usual small
+        request), else in the worker thread so that health checks and refusals are answered
+        while it runs. The first request, with nothing measured yet, goes to the thread."""
+        first = next(iter(arrays.values()))
+        positions = int(np.prod(first.shape[:2])) if first.ndim >= 2 else int(first.shape[0])
+        per = self._ns_per_position
+        inline = per is not None and per * positions <= INLINE_FORWARD_MAX_S * 1e9
+        async with self._forward_lock:
+            if inline:
+                output, elapsed = self._forward(arrays)
+            else:
+                loop = asyncio.get_running_loop()
+                output, elapsed = await loop.run_in_executor(self._executor, self._forward,
+                                                             arrays)
+        self._ns_per_position = elapsed / max(positions, 1)
+        return output, elapsed
+
+    @staticmethod
+    def _check_output(output: np.ndarray[Any, Any]) -> None:
+        finite = np.isfinite(output)
+        if not finite.all():
+            raise CrossingError(
+                f"the server part's output has {int(output.size - finite.sum())} NaN or "
+                "infinite value(s) for these inputs: the activations are finite but too large "
+                "for FP32 arithmetic (overflow); send the device part's own activations")
+
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         started = time.perf_counter_ns()
         call = BINARY_CALL.get()  # set by the guard for binary requests, None otherwise
@@ -138,7 +211,11 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
             raise MLServerError(str(err), status.HTTP_422_UNPROCESSABLE_ENTITY) from None
         except CrossingError as err:
             raise InferenceError(str(err)) from None
-        output, compute_ns = self._forward(arrays)
+        output, compute_ns = await self._run_forward(arrays)
+        try:
+            self._check_output(output)
+        except CrossingError as err:
+            raise InferenceError(str(err)) from None
         name = self._interface.output.name
         if call is not None:  # a binary request: the guard sends the array back raw
             call.outputs[name] = output
