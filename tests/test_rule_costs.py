@@ -109,7 +109,7 @@ def _brute_force(scenario_path: Path, rules: list[str], grid: int = 41) -> float
         mem = ((n[dev].sum() + profile.column("n_fixed")[dev].sum()) * sc.model.bytes_per_weight
                if cd.storage == "dense" else None)
         for i, j in itertools.product(range(grid), range(grid)):
-            r_d, r_s = rhos[i], rhos[j]
+            r_d = rhos[i]
             if d.memory_bytes is not None:
                 stored = mem if mem is not None else (
                     (1 - r_d) * n[dev].sum() + profile.column("n_fixed")[dev].sum()
