@@ -31,7 +31,7 @@ from laimco.profile import (
 from laimco.profile_schema import MAX_QUANTILE_LEVELS, MAX_UNITS
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "scenarios" / "minilm-phone.toml"
+DEFAULT = ROOT / "scenarios" / "paper-minilm-phone.toml"
 BUILTIN = json.loads((ROOT / "src" / "laimco" / "profiles" / "minilm-l6.json").read_text())
 ANALYZED = json.loads((ROOT / "reports" / "minilm" / "profile.json").read_text())
 runner = CliRunner()

@@ -51,7 +51,7 @@ BASE: dict[str, dict[str, Any]] = {
     "server": {"cpu_freq_max_hz": 2e8, "flops_per_cycle": 64.0},
     "channel": {"bandwidth_hz": 2e6, "noise_psd_w_per_hz": 3.98e-21, "path_gain": 1e-7},
     "task": {"latency_budget_s": 0.2, "min_split": 1, "rho_max": 0.9},
-    "distortion": {"law": "laplace", "k_device": 1.0, "k_server": 1.0},
+    "distortion": {"mode": "paper", "law": "laplace", "k_device": 1.0, "k_server": 1.0},
 }
 RESTRICTIONS = ("max-power", "max-frequency", "fixed-split", "tied", "on-device", "on-server",
                 "no-pruning", "fixed-ratio")

@@ -76,6 +76,11 @@ class PrunedSplit:
     server: ServerPart
     reports: dict[str, SideReport]
     masks: dict[str, dict[str, torch.Tensor]]
+    rule_server: Rule | None = None  # the server part's rule when it differs from `rule`
+
+    @property
+    def server_rule(self) -> Rule:
+        return self.rule if self.rule_server is None else self.rule_server
 
     def __call__(self, inputs: Crossing) -> torch.Tensor:
         with torch.no_grad():
@@ -180,7 +185,7 @@ def prune_split_model(loaded: LoadedModel, split: int, rho_device: float, rho_se
             ("server", server.model, rho_server, server_rule, norms[1])):
         reports[side], masks[side] = _prune_part(part, loaded.family, ratio, side_rule, norm)
     return PrunedSplit(loaded=loaded, split=split, rule=rule, device=device, server=server,
-                       reports=reports, masks=masks)
+                       reports=reports, masks=masks, rule_server=server_rule)
 
 
 def _sha256(path: Path) -> str:
@@ -235,6 +240,7 @@ def save_pruned(pruned: PrunedSplit, out: str | Path, *, overwrite: bool = False
             "n_units": pruned.loaded.n_units,
             "split": pruned.split,
             "rule": pruned.rule,
+            "rule_server": pruned.server_rule,
             "sides": {side: _report_json(report) for side, report in pruned.reports.items()},
             "files": {key: {"name": name, "sha256": _sha256(staging / name)}
                       for key, name in files.items()},
@@ -295,7 +301,8 @@ def load_pruned(folder: str | Path, *, verify: bool = True) -> PrunedSplit:
                                         else v) for k, v in report.items()})
                for side, report in manifest["sides"].items()}
     return PrunedSplit(loaded=base, split=int(manifest["split"]), rule=manifest["rule"],
-                       device=device, server=server, reports=reports, masks=masks)
+                       device=device, server=server, reports=reports, masks=masks,
+                       rule_server=manifest.get("rule_server", manifest["rule"]))
 
 
 def _tokenizer(folder: Path, family: str) -> Any | None:

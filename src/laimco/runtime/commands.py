@@ -267,8 +267,9 @@ def deploy(
     scenario: Annotated[Path, typer.Argument(help="scenario TOML file (see scenarios/)")],
     out: Annotated[Path, typer.Option(help="folder for the report, pruned parts and logs")
                    ] = Path("runs/deploy"),
-    rule: Annotated[str, typer.Option(
-        help="pruning rule: magnitude | magnitude-global | wanda | structured")] = "magnitude",
+    rule: Annotated[str | None, typer.Option(
+        help="override the decision's pruning rule of both sides: magnitude | "
+        "magnitude-global | wanda | structured (default: the decision's rules)")] = None,
     strategy: Annotated[str, typer.Option(help="optimizer strategy")] = "joint",
     model: Annotated[str | None, typer.Option(
         help="model to load (default: the built-in model of the scenario's profile)")] = None,

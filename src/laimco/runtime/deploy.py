@@ -57,7 +57,7 @@ class DeployError(RuntimeError):
 class DeployOptions:
     """What `laimco deploy` runs."""
 
-    rule: str = "magnitude"
+    rule: str | None = None  # default: the decision's rule of each side (magnitude in paper mode)
     strategy: str = "joint"
     model: str | None = None  # default: the model behind the scenario's profile
     sentences: int = 64
@@ -66,6 +66,14 @@ class DeployOptions:
     retrieval_k: int = 10
     warmup_requests: int = 2
     overwrite: bool = False  # replace `out` when it holds an earlier deployment
+
+
+def decision_rules(decision: Any, options: DeployOptions) -> tuple[str, str]:
+    """The rule each side is pruned with: --rule when given, else the decision's (a side with
+    nothing to prune keeps magnitude, which then removes nothing)."""
+    if options.rule is not None:
+        return options.rule, options.rule
+    return decision.rule_device or "magnitude", decision.rule_server or "magnitude"
 
 
 def is_deploy_output(folder: Path) -> bool:
@@ -84,7 +92,7 @@ def check_options(options: DeployOptions, out: Path) -> None:
     from laimco.models.pruned import RULES
     from laimco.optimize import STRATEGIES
 
-    if options.rule not in RULES:
+    if options.rule is not None and options.rule not in RULES:
         raise DeployError(f"--rule {options.rule!r} is not a pruning rule: choose one of "
                           f"{', '.join(RULES)}")
     if options.strategy not in STRATEGIES:
@@ -334,13 +342,15 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     assert decision.freq_device_hz is not None and decision.freq_server_hz is not None
     assert decision.latency_s is not None and decision.energy_j is not None
     split, family = decision.split, loaded.family
+    rule_device, rule_server = decision_rules(decision, options)
     calibration = None
-    if options.rule == "wanda":
+    if "wanda" in (rule_device, rule_server):
         calibration = held_out_inputs(loaded, options.calibration_sentences, seq_len,
                                       calibration=True)
-    say(f"pruning ({options.rule}) and saving")
+    say(f"pruning ({rule_device} on the device, {rule_server} on the server) and saving")
     pruned = prune_split_model(loaded, split, decision.rho_device, decision.rho_server,
-                               options.rule, calibration=calibration)  # type: ignore[arg-type]
+                               rule_device, calibration=calibration,  # type: ignore[arg-type]
+                               rule_server=rule_server)  # type: ignore[arg-type]
     folder = save_pruned(pruned, staging / "pruned")
 
     inputs = held_out_inputs(loaded, options.sentences, seq_len)
@@ -433,7 +443,8 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     payload_bits = 8.0 * med([float(r.timings.payload_bytes) for r in ok])
     report.update({
         "status": "ok" if summary["failed"] == 0 else "some requests failed",
-        "model": model_name, "family": family, "rule": options.rule,
+        "model": model_name, "family": family, "rule": pruned.rule,
+        "rule_server": pruned.server_rule,
         "pruned_folder": str(out / folder.name),
         "inputs": ("synthetic images (seeded N(0, 1) pixels)" if family == "vit" else
                    "held-out sentences"),

@@ -10,6 +10,12 @@ from typing import Any
 COMPONENTS = ("device", "uplink", "server", "total")
 
 
+
+def _rules(report: dict[str, Any]) -> str:
+    """'structured' or 'structured/wanda' (device/server) when the sides differ."""
+    device, server = report["rule"], report.get("rule_server", report["rule"])
+    return device if device == server else f"{device}/{server} (device/server)"
+
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value * 1e3:.1f}"
 
@@ -47,7 +53,7 @@ def write_figure(report: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("latency per inference (ms)")
     decision = report["decision"]
     ax.set_title(f"split {decision['split']}, ρ_d {decision['rho_device']:.3f}, "
-                 f"ρ_s {decision['rho_server']:.3f} ({report['rule']} pruning)")
+                 f"ρ_s {decision['rho_server']:.3f} ({_rules(report)} pruning)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -72,7 +78,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"ρ_device **{decision['rho_device']:.4f}**, ρ_server **{decision['rho_server']:.4f}**, "
         f"p = {decision['power_w']:.4g} W, f_d = {decision['freq_device_hz']:.4g} Hz, "
         f"f_s = {decision['freq_server_hz']:.4g} Hz.",
-        f"Model {report['model']}, {report['rule']} pruning (achieved sparsity device "
+        f"Model {report['model']}, {_rules(report)} pruning (achieved sparsity device "
         f"{report['sparsity']['device']:.4f}, server {report['sparsity']['server']:.4f}), "
         + (f"{report['n_sentences']} held-out sentences at {report['sequence_length']} tokens, "
            "batch 1." if report.get("sequence_length") else
