@@ -170,8 +170,13 @@ class Evaluator:
             outputs = torch.cat([pruned(b) for b in self.batches])
         cosine = torch.nn.functional.cosine_similarity(self.reference, outputs, dim=1)
         loss = (1 - cosine).double().numpy()
-        ratio_d, ratio_s = _timing_ratios(pruned, self._dense[split], self.crossing,
-                                          self.timing_rounds)
+        # a side pruned at ratio 0 runs exactly the dense part: its time ratio is 1 by definition
+        ratio_d, ratio_s = 1.0, 1.0
+        if rho_d > 0 or rho_s > 0:
+            ratio_d, ratio_s = _timing_ratios(pruned, self._dense[split], self.crossing,
+                                              self.timing_rounds)
+            ratio_d = ratio_d if rho_d > 0 else 1.0
+            ratio_s = ratio_s if rho_s > 0 else 1.0
         return Measurement(
             loss_per_input=loss,
             retrieval_at_10=float(retrieval_agreement_at_k(self.reference, outputs, 10)),
