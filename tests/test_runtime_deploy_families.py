@@ -25,7 +25,7 @@ from laimco.models.profiler import profile_safetensors_dir, save_profile
 from laimco.runtime.commands import register
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIO = ROOT / "scenarios" / "minilm-phone.toml"
+SCENARIO = ROOT / "scenarios" / "paper-minilm-phone.toml"
 SEQ_LEN = 16
 N_INPUTS = 3
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt",

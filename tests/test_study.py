@@ -127,7 +127,7 @@ def test_the_split_changes_across_device_classes(
     assert differing >= 1
     r = quick[2]["regimes"]
     at_home = {b: int(r["split"][(r["base"] == b) & (r["strategy"] == "joint")][0])
-               for b in ("minilm-iot", "minilm-phone", "minilm-laptop")}
+               for b in ("paper-minilm-iot", "paper-minilm-phone", "paper-minilm-laptop")}
     assert len(set(at_home.values())) == 3, at_home
 
 

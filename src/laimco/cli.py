@@ -414,6 +414,10 @@ def analyze(
     ] = None,
     quick: Annotated[bool, typer.Option(help="fewer sentences and ratios (tests)")] = False,
     split: Annotated[int, typer.Option(help="split for the per-side constants")] = 3,
+    rules: Annotated[str | None, typer.Option(
+        help="comma-separated pruning rules whose measured costs go into profile.json "
+        "(magnitude,wanda,structured,magnitude-csr): what the calibrated scenario mode uses")
+    ] = None,
 ) -> None:
     """Check the theory on a real model: laws, output bound, sensitivities, pruning rules."""
     folder = out or RUNS / "analyze" / Path(model).name
@@ -424,7 +428,8 @@ def analyze(
     from laimco.models.loading import ModelLoadError
 
     try:
-        result = run_analysis(model, folder, quick=quick, split=split)
+        result = run_analysis(model, folder, quick=quick, split=split,
+                              rules=[r.strip() for r in (rules or "").split(",") if r.strip()])
     except (ModelLoadError, ValueError) as err:
         _fail(str(err))
     console.print((folder / "analysis.md").read_text(), markup=False, highlight=False)

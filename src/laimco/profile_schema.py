@@ -27,7 +27,6 @@ from pydantic import (
     model_validator,
 )
 
-from laimco.rule_costs import RuleSection
 from laimco.schema_messages import describe_validation_error
 
 MAX_UNITS = 4096  # LLaMA-7B has 34 units; the split table is (L+1)×L per field
@@ -132,7 +131,9 @@ class ProfileFile(_Strict):
     magnitude_quantile_levels: QuantileLevels | None = None
     units: Annotated[list[UnitEntry], Field(min_length=1, max_length=MAX_UNITS)]
     output_sensitivity: OutputSensitivity | None = None
-    rules: dict[str, RuleSection] | None = None  # measured pruning-rule costs (rule_costs.py)
+    # measured pruning-rule costs, validated by laimco.rule_costs.RulesSection (its messages
+    # name the rule and unit)
+    rules: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -11,8 +11,8 @@ A rule (magnitude per matrix, Wanda, structured heads/neurons, ...) is described
   F_u(ρ) = F_fixed,u + (1 − a_u·ρ)·F_prunable,u, with a_u fitted to the measured forward time of
   the pruned unit relative to the dense one on the kernels laimco runs (eq. 5.4): a ≈ 0 for
   masks on dense matrices, a ≈ 1 when the matrices shrink;
-- its **storage**: "dense" (pruned weights stored as zeros: memory does not fall with ρ) or
-  "shrunk" (removed weights are not stored).
+- its **storage**: "dense" (pruned weights stored as zeros: memory does not fall with ρ),
+  "shrunk" (removed weights are not stored) or "csr" (kept weights with their column indices).
 
 The profile JSON carries these under the top-level key "rules" (schema: `RulesSection`), written
 by `laimco analyze --rules ...`. This module is numpy/pydantic only.
@@ -29,7 +29,8 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 FloatArray = NDArray[np.float64]
-Storage = Literal["dense", "shrunk"]
+Storage = Literal["dense", "shrunk", "csr"]
+CSR_INDEX_BYTES = 8  # a CSR weight in memory: each kept value plus its int64 column index
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 MAX_LEVELS = 10_001
 
@@ -49,7 +50,10 @@ class UnitRuleCurve(_Strict):
         description="δ'(ρ) at ρ = i/(Q−1), i = 0..Q−1, non-decreasing (weight² units)")
     sensitivity: NonNegative = Field(description="k_u: output distortion per unit of N_u·δ_u")
     execution_slope: NonNegative = Field(
-        description="a_u: compute of the pruned unit is F_fixed + (1 − a·ρ)·F_prunable")
+        description="a_u: compute of the pruned unit is F_fixed + (b − a·ρ)·F_prunable")
+    execution_intercept: NonNegative = Field(
+        1.0, description="b_u: compute of the unit at ρ = 0 over dense (1 but for formats "
+        "such as CSR that run even the unpruned weights on another kernel)")
 
     @model_validator(mode="after")
     def _convex(self) -> UnitRuleCurve:
@@ -58,6 +62,8 @@ class UnitRuleCurve(_Strict):
             raise ValueError(f"slope_per_weight needs 2..{MAX_LEVELS} levels, got {len(table)}")
         if any(b < a for a, b in itertools.pairwise(table)):
             raise ValueError("slope_per_weight must be non-decreasing (a convex curve)")
+        if self.execution_slope > self.execution_intercept + 1e3:
+            raise ValueError("execution_slope exceeds execution_intercept by more than 1e3")
         return self
 
 
@@ -86,10 +92,15 @@ class RuleCosts:
     slope_tables: FloatArray  # (L, Q)
     sensitivity: FloatArray
     execution_slope: FloatArray
+    execution_intercept: FloatArray
 
-    @property
-    def shrinks_storage(self) -> bool:
-        return self.storage == "shrunk"
+    def memory_bytes(self, n_fixed: FloatArray, n_prunable: FloatArray, bytes_per_weight: float
+                     ) -> tuple[FloatArray, FloatArray]:
+        """(bytes that stay, bytes that scale with 1 − ρ) of a side's stored weights (eq. 5.6)."""
+        if self.storage == "dense":  # masks on dense matrices: every weight is stored
+            return (n_fixed + n_prunable) * bytes_per_weight, np.zeros_like(n_prunable)
+        per_kept = bytes_per_weight + (CSR_INDEX_BYTES if self.storage == "csr" else 0.0)
+        return n_fixed * bytes_per_weight, n_prunable * per_kept
 
 
 def parse_rules(raw: object, n_units: int, n_prunable: FloatArray) -> dict[str, RuleCosts]:
@@ -113,6 +124,7 @@ def parse_rules(raw: object, n_units: int, n_prunable: FloatArray) -> dict[str, 
         tables = np.zeros((n_units, q))
         k = np.zeros(n_units)
         a = np.zeros(n_units)
+        b = np.ones(n_units)
         for i, unit in enumerate(rule.units):
             if unit is None:
                 if n_prunable[i] > 0:
@@ -122,8 +134,9 @@ def parse_rules(raw: object, n_units: int, n_prunable: FloatArray) -> dict[str, 
             tables[i] = unit.slope_per_weight
             k[i] = unit.sensitivity
             a[i] = unit.execution_slope
+            b[i] = unit.execution_intercept
         out[name] = RuleCosts(name=name, storage=rule.storage, slope_tables=tables,
-                              sensitivity=k, execution_slope=a)
+                              sensitivity=k, execution_slope=a, execution_intercept=b)
     return out
 
 

@@ -318,8 +318,16 @@ def structured_timing(loaded: LoadedModel, progress: Progress, rounds: int = 9
 
 
 def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick: bool = False,
-            split: int = 3) -> dict[str, Any]:
-    """Run the whole analysis and write figures, analysis.json, analysis.md and profile.json."""
+            split: int = 3, rules: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the whole analysis and write figures, analysis.json, analysis.md and profile.json;
+    `rules` adds the measured costs of those pruning rules to profile.json (docs/theory.md §5),
+    which the calibrated scenario mode needs."""
+    from laimco.measure.rule_measurement import MEASURED_RULES
+
+    for rule in rules:
+        if rule not in MEASURED_RULES:
+            raise ValueError(f"--rules: no measurement for {rule!r}; choose among "
+                             f"{', '.join(MEASURED_RULES)}")
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -366,6 +374,12 @@ def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick:
             loaded, texts, reference["heldout"], QUICK_RATIOS, progress, magnitude_outputs))
         result["structured_timing"] = timed("structured", lambda: structured_timing(
             loaded, progress))
+        if rules:
+            from laimco.measure.rule_measurement import measure_rule_costs
+
+            result["rule_costs"] = timed("rules", lambda: measure_rule_costs(
+                loaded, profile_model(loaded)["units"], texts.calibration, rules,
+                progress=progress))
         result["profile"] = timed("profile", lambda: _export_profile(
             loaded, result, out / "profile.json"))
     result["timings_s"] = timings
@@ -399,6 +413,8 @@ def _export_profile(loaded: LoadedModel, result: dict[str, Any], path: Path) -> 
     profile["output_sensitivity"] = {
         "k_device": result["sides"]["k_device"], "k_server": result["sides"]["k_server"],
         "at_split": result["sides"]["split"], "k_hat_whole_model": result["bound"]["k_hat"]}
+    if "rule_costs" in result:
+        profile["rules"] = result.pop("rule_costs")
     save_profile(profile, path)
     return str(path)
 

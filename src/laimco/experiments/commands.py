@@ -108,6 +108,14 @@ def reproduce(
     scheduler: Scheduler = None,
     fmt: TableFormat = "parquet",
     no_progress: NoProgress = False,
+    run_evaluation: Annotated[bool | None, typer.Option(
+        "--evaluate/--no-evaluate",
+        help="apply every strategy's decision on every shipped scenario to the real model "
+        "(laimco evaluate, into OUT/evaluate) for the measured claims; default: yes, but not "
+        "with --quick")] = None,
+    evaluation: Annotated[Path | None, typer.Option(
+        help="use this existing `laimco evaluate` output folder for the measured claims")
+    ] = None,
 ) -> None:
     """The whole study: every sweep under sweeps/, its figures (PNG + SVG), a table and a
     computed verdict per claim, in OUT/report.md. Resumes like `laimco sweep`."""
@@ -116,6 +124,24 @@ def reproduce(
     from laimco.experiments.sweep import SweepError
 
     _check_format(fmt)
+    if evaluation is not None and not (evaluation / "evaluate.json").is_file():
+        _fail(f"--evaluation {evaluation}: no evaluate.json there (run `laimco evaluate "
+              "scenarios/ --out DIR` first)")
+    measured_gain, measured_claims = None, []
+    if evaluation is None and (run_evaluation if run_evaluation is not None else not quick):
+        evaluation = out / "evaluate"
+        _evaluate_shipped(evaluation)
+    if evaluation is not None:
+        from laimco.experiments.evaluation_claims import (
+            claim_execution,
+            evaluation_inputs,
+            measured_gains,
+        )
+
+        report, losses = evaluation_inputs(evaluation)
+        gains = measured_gains(report, losses)
+        measured_gain = lambda: gains  # noqa: E731
+        measured_claims = [claim_execution(report, losses)]
     try:
         with make_executor(workers=workers, dask_local=dask_local,
                            scheduler=scheduler) as executor:
@@ -123,7 +149,8 @@ def reproduce(
             study = run_study(out, quick=quick, sweeps_dir=sweeps or default_sweeps_dir(),
                               executor=executor, fmt=fmt,  # type: ignore[arg-type]
                               analysis_json=analysis, progress=not no_progress,
-                              console=console)
+                              console=console, measured_gain=measured_gain,
+                              measured_claims=measured_claims)
     except (SweepError, StudyError, ExecutorError) as err:
         _fail(str(err))
         raise
@@ -141,6 +168,19 @@ def reproduce(
                          f"{study['seconds']:.0f} s"), highlight=False)
 
 
+def _evaluate_shipped(out: Path) -> None:
+    """`laimco evaluate` on every shipped scenario (both modes) into `out` (resumes)."""
+    from laimco.config import ScenarioError
+    from laimco.examples import scenarios_dir
+    from laimco.experiments.evaluate import EvaluateError
+    from laimco.experiments.evaluate import evaluate as run_evaluate
+
+    try:
+        run_evaluate(scenarios_dir(), out)
+    except (EvaluateError, ScenarioError) as err:
+        _fail(str(err))
+
+
 def evaluate(
     scenarios: Annotated[Path, typer.Argument(help="scenario TOML file or a folder of them")],
     out: Annotated[Path, typer.Option(help="folder for evaluate.json/.md and figures")] = (
@@ -148,7 +188,8 @@ def evaluate(
     model: Annotated[str, typer.Option(help="the profile's model: built-in name or directory")
                      ] = "minilm",
     strategies: Annotated[str | None, typer.Option(
-        help="comma-separated strategy names (default: every strategy but slsqp)")] = None,
+        help="comma-separated strategy names (default: every strategy but the generic-solver "
+        "baselines slsqp and alternating)")] = None,
     sentences: Annotated[int, typer.Option(help="held-out sentences to measure on")] = 256,
     timing_rounds: Annotated[int, typer.Option(help="round-robin timing rounds")] = 7,
 ) -> None:

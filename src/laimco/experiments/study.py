@@ -883,11 +883,13 @@ def _figures(tables: dict[str, Table], bound: Table, bound_source: str, timings:
 def run_study(out: str | Path, *, quick: bool = False, sweeps_dir: Path | None = None,
               executor: Any = None, fmt: Format = "parquet", analysis_json: Path | None = None,
               progress: bool = True, console: Any = None,
-              measured_gain: MeasuredGainSource | None = None) -> dict[str, Any]:
+              measured_gain: MeasuredGainSource | None = None,
+              measured_claims: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """Run (or resume) every sweep, then draw the figures, compute the claims and write
     report.md, claims.json and study.json into `out`. `measured_gain` supplies the measured
     quality gain of the best interior split over the best corner per scenario (from
-    `laimco evaluate`); without it "split beats both corners" is reported as not judged."""
+    `laimco evaluate`); without it "split beats both corners" is reported as not judged.
+    `measured_claims` are claims computed from `laimco evaluate` (evaluation_claims.py)."""
     started = time.perf_counter()
     out = Path(out)
     sweeps_dir = Path(sweeps_dir or default_sweeps_dir())
@@ -923,7 +925,7 @@ def run_study(out: str | Path, *, quick: bool = False, sweeps_dir: Path | None =
               claim_fading(tables["fading"]), claim_robust(tables["robust"]),
               claim_solve_time(tables["solve_time"], timings),
               claim_alternating(tables, alternating_timings),
-              claim_model_size(tables["model_size"], bound)]
+              claim_model_size(tables["model_size"], bound), *measured_claims]
     seconds = time.perf_counter() - started
     study = {"quick": quick, "seconds": seconds, "runs": runs,
              "executor": getattr(executor, "name", "in-process"),
@@ -955,6 +957,7 @@ SECTIONS = (
                                                "robust_violation")),
     ("Solve time", ("solve_time", "alternating"), ("solve_time",)),
     ("The larger the merrier?", ("model_size",), ("model_size",)),
+    ("Decisions executed on the real model", ("execution",), ()),
 )
 
 

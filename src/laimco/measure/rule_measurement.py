@@ -9,8 +9,9 @@ Per rule and per block (unit with prunable weights):
   structured, Σ of the removed heads' and neurons' weight energy (the units' importance);
 - sensitivity k_u: the block alone pruned at ρ ∈ CALIBRATION_RATIOS on calibration text, the
   geometric mean of measured output distortion over N_u·δ_u(ρ) (eq. 5.3);
-- execution slope a: the server part of split 1 (every block) pruned at ρ ∈ TIMING_RATIOS and
-  timed round-robin against the dense part on one thread (eq. 5.4).
+- execution intercept b and slope a: the server part of split 1 (every block) pruned at
+  ρ ∈ TIMING_RATIOS and timed round-robin against the dense part on one thread, fitted as
+  t/t_dense = B − A·ρ and rescaled to the prunable FLOPs (eq. 5.4).
 """
 
 from __future__ import annotations
@@ -45,11 +46,14 @@ from laimco.pruning import (
 from laimco.rule_costs import slope_table_from_curve
 from laimco.theory.distortion import EmpiricalLaw
 
-MEASURED_RULES = ("magnitude", "wanda", "structured")
+MEASURED_RULES = ("magnitude", "wanda", "structured", "magnitude-csr")
 CURVE_LEVELS = np.linspace(0.0, 1.0, 101)
 CALIBRATION_RATIOS = (0.1, 0.3, 0.5)
-TIMING_RATIOS = (0.0, 0.25, 0.5, 0.75)
-STORAGE = {"magnitude": "dense", "wanda": "dense", "structured": "shrunk"}
+TIMING_RATIOS = (0.0, 0.25, 0.5, 0.75, 0.9)
+STORAGE = {"magnitude": "dense", "wanda": "dense", "structured": "shrunk",
+           "magnitude-csr": "csr"}
+# rules that remove the same weights as another and differ only in how they execute
+SAME_MASKS = {"magnitude-csr": "magnitude"}
 
 
 def _sorted_cumulative(energy: torch.Tensor) -> np.ndarray:
@@ -62,6 +66,7 @@ def _sorted_cumulative(energy: torch.Tensor) -> np.ndarray:
 def block_distortion_curve(block: torch.nn.Module, family: str, rule: str,
                            norms: dict[str, torch.Tensor], levels: np.ndarray) -> np.ndarray:
     """D(ρ) of pruning one block by `rule` at each level (see the module docstring)."""
+    rule = SAME_MASKS.get(rule, rule)
     weights = linear_weights(block)
     curve = np.zeros(levels.size)
     with torch.no_grad():
@@ -95,7 +100,7 @@ def block_distortion_curve(block: torch.nn.Module, family: str, rule: str,
 def _prune_block(block: torch.nn.Module, family: str, rule: str, rho: float,
                  norms: dict[str, torch.Tensor]) -> None:
     weights = linear_weights(block)
-    if rule == "magnitude":
+    if SAME_MASKS.get(rule, rule) == "magnitude":
         apply_masks(block, magnitude_masks(weights, rho))
     elif rule == "wanda":
         apply_masks(block, wanda_masks(weights, norms, rho, transposed=conv1d_names(block)))
@@ -131,7 +136,8 @@ def _outputs(loaded: LoadedModel, batches: Sequence[dict[str, torch.Tensor]]) ->
 def _execution_slope(loaded: LoadedModel, rule: str, calibration: Sequence[dict[str, Any]],
                      rounds: int) -> dict[str, Any]:
     """Relative forward time of the pruned server part of split 1 (every block) against the
-    dense one, round-robin on one thread; the median over rounds of each ratio."""
+    dense one, round-robin on one thread; the median over rounds of each ratio, and the least
+    squares line t/t_dense = B − A·ρ through them."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -144,8 +150,10 @@ def _execution_slope(loaded: LoadedModel, rule: str, calibration: Sequence[dict[
             dense = prune_split_model(loaded, 1, 0.0, 0.0)
             norms = calibration_norms([None, dense.server.model], calibration, dense.device,
                                       dense.server)
-        parts = [prune_split_model(loaded, 1, 0.0, rho, rule,  # type: ignore[arg-type]
-                                   input_norms=norms).server for rho in TIMING_RATIOS]
+        dense_part = prune_split_model(loaded, 1, 0.0, 0.0).server
+        parts = [dense_part] + [prune_split_model(loaded, 1, 0.0, rho, rule,  # type: ignore[arg-type]
+                                                  input_norms=norms).server
+                                for rho in TIMING_RATIOS]
         samples: list[list[float]] = [[] for _ in parts]
         with torch.no_grad():
             for round_ in range(rounds + 1):  # round 0 warms up
@@ -157,12 +165,12 @@ def _execution_slope(loaded: LoadedModel, rule: str, calibration: Sequence[dict[
     finally:
         torch.set_num_threads(threads)
     ratios = [statistics.median(t / d for t, d in zip(times, samples[0], strict=True))
-              for times in samples]
+              for times in samples[1:]]
     rho = np.asarray(TIMING_RATIOS)
-    measured_slope = float(np.sum(rho * (1 - np.asarray(ratios))) / np.sum(rho * rho))
+    slope, intercept = np.polyfit(rho, np.asarray(ratios), 1)
     return {"ratios": list(TIMING_RATIOS), "relative_time": ratios,
-            "relative_time_slope": measured_slope, "rounds": rounds, "threads": 1,
-            "tokens": 128}
+            "relative_time_slope": float(-slope), "relative_time_intercept": float(intercept),
+            "rounds": rounds, "threads": 1, "tokens": 128}
 
 
 def measure_rule_costs(loaded: LoadedModel, units: Sequence[dict[str, Any]],
@@ -191,14 +199,18 @@ def measure_rule_costs(loaded: LoadedModel, units: Sequence[dict[str, Any]],
             progress.advance(task)
 
     section: dict[str, Any] = {}
+    measured_k: dict[tuple[str, int], list[float]] = {}
     for rule in rules:
         timing = _execution_slope(loaded, rule, calibration, timing_rounds)
         advance()
         server_units = [units[i] for i in range(2, len(units))]
         f_total = sum(u["flops_prunable"] + u["flops_fixed"] for u in server_units)
         f_prunable = sum(u["flops_prunable"] for u in server_units)
-        slope = min(max(timing["relative_time_slope"] * f_total / f_prunable, 0.0),
-                    f_total / f_prunable)
+        # the part's line B − A·ρ over its FLOPs F_total, as the prunable FLOPs' b − a·ρ
+        scale = f_total / f_prunable
+        intercept = max(1.0 + (timing["relative_time_intercept"] - 1.0) * scale, 0.0)
+        slope = min(max(timing["relative_time_slope"] * scale, 0.0),
+                    intercept + scale - 1.0)  # compute at ρ = 1 stays ≥ 0
         curves: list[dict[str, Any] | None] = [None] * len(units)
         raw_curves, raw_k = [], []
         for block_index, unit_index in enumerate(block_units):
@@ -208,8 +220,9 @@ def measure_rule_costs(loaded: LoadedModel, units: Sequence[dict[str, Any]],
             table = slope_table_from_curve(CURVE_LEVELS, d, n_weights)
             advance()
             law = EmpiricalLaw(np.sqrt(np.asarray(table)))
-            ratios_k = []
-            for rho in CALIBRATION_RATIOS:
+            masks_of = (SAME_MASKS.get(rule, rule), block_index)
+            ratios_k: list[float] = list(measured_k.get(masks_of, []))
+            for rho in CALIBRATION_RATIOS if masks_of not in measured_k else ():
                 clone = copy.copy(loaded)
                 clone.model = copy.deepcopy(loaded.model)
                 _prune_block(block_modules(clone.model, family)[block_index], family, rule, rho,
@@ -220,9 +233,10 @@ def measure_rule_costs(loaded: LoadedModel, units: Sequence[dict[str, Any]],
                 if predicted > 0 and measured > 0:
                     ratios_k.append(measured / predicted)
                 advance()
+            measured_k[masks_of] = ratios_k  # same masks, same outputs: measured once
             k = math.exp(statistics.fmean(math.log(r) for r in ratios_k)) if ratios_k else 0.0
             curves[unit_index] = {"slope_per_weight": table, "sensitivity": k,
-                                  "execution_slope": slope}
+                                  "execution_slope": slope, "execution_intercept": intercept}
             raw_curves.append([float(v) for v in d])
             raw_k.append(ratios_k)
         section[rule] = {"storage": STORAGE[rule], "units": curves, "measured": {

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-Rule = Literal["magnitude", "magnitude-global", "wanda", "structured"]
-RULES: tuple[Rule, ...] = ("magnitude", "magnitude-global", "wanda", "structured")
+Rule = Literal["magnitude", "magnitude-global", "wanda", "structured", "magnitude-csr"]
+RULES: tuple[Rule, ...] = ("magnitude", "magnitude-global", "wanda", "structured",
+                           "magnitude-csr")
 CALIBRATED_RULES: tuple[Rule, ...] = ("wanda",)
 DEFAULT_CALIBRATION_SENTENCES = 128
 

@@ -48,6 +48,7 @@ from laimco.pruning import (
     wanda_masks,
 )
 from laimco.pruning.masks import conv1d_names
+from laimco.pruning.sparse_kernels import to_csr_linears
 
 MANIFEST = "manifest.json"
 __all__ = ["MANIFEST", "RULES", "PrunedSplit", "PruningError", "Rule", "SideReport",
@@ -127,6 +128,14 @@ def _prune_part(part: nn.Module | None, family: str, ratio: float, rule: Rule,
     weights = linear_weights(part)
     report.n_prunable = sum(w.numel() for w in weights.values())
     original = {k: w.detach().clone() for k, w in weights.items()}
+    if rule == "magnitude-csr":  # executed with CSR kernels at every ratio, 0 included
+        masks = magnitude_masks(weights, ratio) if ratio > 0 else {}
+        if masks:
+            apply_masks(part, masks)
+            report.sparsity = sparsity(masks)
+            report.parameter_distortion = parameter_distortion(original, linear_weights(part))
+        to_csr_linears(part)
+        return report, masks
     if ratio == 0.0 or not weights:
         return report, {}
     if rule == "structured":
@@ -292,6 +301,10 @@ def load_pruned(folder: str | Path, *, verify: bool = True) -> PrunedSplit:
         if part is not None:
             load_module_weights(part, str(folder / manifest["files"][side]["name"]))
             part.eval()
+            rule = manifest.get("rule_server", manifest["rule"]) if side == "server" else (
+                manifest["rule"])
+            if rule == "magnitude-csr":
+                to_csr_linears(part)
     masks: dict[str, dict[str, torch.Tensor]] = {"device": {}, "server": {}}
     if "masks" in manifest["files"]:
         for key, value in load_file(str(folder / manifest["files"]["masks"]["name"])).items():

@@ -122,8 +122,9 @@ def allowed_rules(scenario: Scenario, profile: ModelProfile) -> list[str]:
         raise ScenarioError(
             f"profile {profile.name!r} has no measured pruning-rule costs, which the calibrated "
             "mode needs: run `laimco analyze MODEL --rules magnitude,wanda,structured --out DIR` "
-            "and set model.profile to DIR/profile.json, or set [distortion] mode = \"paper\" "
-            "for the paper's model (Laplace law, FLOPs ∝ 1 − ρ)")
+            "and set model.profile to DIR/profile.json (BERT-style encoders; other families are "
+            "not measured yet), or set [distortion] mode = \"paper\" for the paper's model "
+            "(Laplace law, FLOPs ∝ 1 − ρ)")
     names = scenario.distortion.rules or list(profile.rules)
     for name in names:
         if name not in profile.rules:
@@ -134,13 +135,17 @@ def allowed_rules(scenario: Scenario, profile: ModelProfile) -> list[str]:
 def _side_costs(profile: ModelProfile, rule: str | None, flops_per_cycle: float,
                 mask: FloatArray) -> tuple[FloatArray, FloatArray]:
     """(cycles that scale with 1 − ρ, cycles that do not) per split for one side (eq. 5.4): a
-    unit's pruned compute is F_fixed + (1 − a·ρ)·F_prunable = (F_fixed + (1 − a)·F_prunable)
-    + a·F_prunable·(1 − ρ). The paper mode (rule None) has a = 1."""
+    unit's pruned compute is F_fixed + (b − a·ρ)·F_prunable = (F_fixed + (b − a)·F_prunable)
+    + a·F_prunable·(1 − ρ). The paper mode (rule None) has a = b = 1."""
     prunable = profile.column("flops_prunable")
     fixed = profile.column("flops_fixed")
-    slope = np.ones_like(prunable) if rule is None else profile.rules[rule].execution_slope
+    if rule is None:
+        slope, intercept = np.ones_like(prunable), np.ones_like(prunable)
+    else:
+        slope = profile.rules[rule].execution_slope
+        intercept = profile.rules[rule].execution_intercept
     return (mask @ (slope * prunable) / flops_per_cycle,
-            mask @ (fixed + (1 - slope) * prunable) / flops_per_cycle)
+            mask @ (fixed + (intercept - slope) * prunable) / flops_per_cycle)
 
 
 def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
@@ -169,12 +174,9 @@ def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
     if paper:  # kept values + a 1-bit-per-weight mask (eq. 2.12)
         memory_fixed = table.fixed_device * bpw + n_dev / 8
         memory_prunable = n_dev * bpw
-    elif profile.rules[pair[0]].shrinks_storage:  # removed weights are not stored (eq. 5.6)
-        memory_fixed = table.fixed_device * bpw
-        memory_prunable = n_dev * bpw
-    else:  # masks on dense matrices: every weight is stored (eq. 5.6)
-        memory_fixed = (table.fixed_device + n_dev) * bpw
-        memory_prunable = np.zeros_like(n_dev)
+    else:  # what the device rule stores (eq. 5.6)
+        memory_fixed, memory_prunable = profile.rules[pair[0]].memory_bytes(
+            table.fixed_device, n_dev, bpw)
     splits = np.arange(profile.n_units + 1)
     restriction = (np.ones(splits.size, dtype=bool) if split_restriction is None
                    else np.asarray(split_restriction, dtype=bool))
