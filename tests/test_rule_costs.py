@@ -228,3 +228,21 @@ def test_a_non_convex_rule_curve_is_refused() -> None:
     table[5], table[6] = table[6] + 1.0, table[5]
     with pytest.raises(ProfileError, match="non-decreasing"):
         profile_from_dict(data)
+
+
+@pytest.mark.parametrize("strategy", ["joint", "max-power", "tied", "fixed-ratio"])
+def test_merging_rules_that_save_nothing_changes_no_decision(strategy: str) -> None:
+    """`solve` keeps one of the rules whose pruning saves neither time nor memory when ratios
+    are free (docs/theory.md §5.4); the full enumeration of every rule pair gives the same
+    objective."""
+    import itertools as it
+
+    from laimco.optimize.strategies import StrategyOptions, _best, _solve_pair
+
+    sc = load_scenario(PHONE)
+    profile = load_profile(sc.model.profile)
+    every = [_solve_pair(sc, profile, strategy, StrategyOptions(), pair)
+             for pair in it.product(list(profile.rules), repeat=2)]
+    full, merged = _best(every), solve(sc, strategy, profile=profile)
+    assert merged.success == full.success
+    assert merged.objective == pytest.approx(full.objective, rel=1e-12)

@@ -138,8 +138,16 @@ def test_strategies_lists_every_strategy() -> None:
         assert name in result.stdout
 
 
-def test_compare_json_has_every_strategy() -> None:
+def test_compare_json_has_every_strategy_but_the_slow_generic_solvers() -> None:
     result = runner.invoke(app, ["compare", str(DEFAULT), "--json"])
+    assert result.exit_code == 0
+    assert [d["strategy"] for d in json.loads(result.stdout)] == [
+        s for s in STRATEGIES if s not in ("slsqp", "alternating")]
+
+
+def test_compare_with_generic_solvers_has_every_strategy() -> None:
+    paper = DEFAULT.with_name("paper-" + DEFAULT.name)  # seconds there, minutes calibrated
+    result = runner.invoke(app, ["compare", str(paper), "--json", "--generic-solvers"])
     assert result.exit_code == 0
     assert [d["strategy"] for d in json.loads(result.stdout)] == list(STRATEGIES)
 

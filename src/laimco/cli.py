@@ -32,6 +32,7 @@ errors = Console(stderr=True)  # errors and progress: stdout stays clean for --j
 RATIO_STRATEGIES = ("fixed-ratio",)
 SPLIT_STRATEGIES = ("fixed-split",)
 RUNS = Path("runs")  # default output root: never the repository's shipped folders
+GENERIC_SOLVERS = ("slsqp", "alternating")  # what a user would do otherwise: slow references
 ScenarioArg = Annotated[Path, typer.Argument(
     help="scenario TOML file (see scenarios/, or copy them with `laimco examples DEST`)")]
 
@@ -171,16 +172,22 @@ def compare(
     split: Annotated[int | None, typer.Option(
         help="split of the fixed-split row (default L/2)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print all decisions as JSON")] = False,
+    generic: Annotated[bool, typer.Option(
+        "--generic-solvers", help="also run the generic-solver baselines slsqp and "
+        "alternating (seconds to minutes: they solve every rule pair from several starts)")
+    ] = False,
 ) -> None:
-    """Every strategy side by side on one scenario."""
+    """Every strategy side by side on one scenario (the generic-solver baselines with
+    --generic-solvers)."""
     from rich.progress import Progress
 
     sc = _load(scenario)
     options = StrategyOptions(ratio=ratio, split=split)
     decisions = []
+    names = [n for n in STRATEGIES if generic or n not in GENERIC_SOLVERS]
     with Progress(console=errors, transient=True) as progress:
-        task = progress.add_task("solving", total=len(STRATEGIES))
-        for name in STRATEGIES:
+        task = progress.add_task("solving", total=len(names))
+        for name in names:
             progress.update(task, description=f"solving {name}")
             decisions.append(_run(sc, name, options))
             progress.advance(task)

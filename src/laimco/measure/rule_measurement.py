@@ -54,6 +54,8 @@ STORAGE = {"magnitude": "dense", "wanda": "dense", "structured": "shrunk",
            "magnitude-csr": "csr"}
 # rules that remove the same weights as another and differ only in how they execute
 SAME_MASKS = {"magnitude-csr": "magnitude"}
+# rules that run even an unpruned part on another kernel (so the time at ρ = 0 is fitted too)
+CHANGES_KERNEL = frozenset({"magnitude-csr"})
 
 
 def _sorted_cumulative(energy: torch.Tensor) -> np.ndarray:
@@ -167,10 +169,22 @@ def _execution_slope(loaded: LoadedModel, rule: str, calibration: Sequence[dict[
     ratios = [statistics.median(t / d for t, d in zip(times, samples[0], strict=True))
               for times in samples[1:]]
     rho = np.asarray(TIMING_RATIOS)
-    slope, intercept = np.polyfit(rho, np.asarray(ratios), 1)
+    significant = True
+    if rule in CHANGES_KERNEL:
+        slope, intercept = np.polyfit(rho, np.asarray(ratios), 1)
+        drop = -float(slope)
+    else:  # at ρ = 0 the rule removes nothing: the part is the dense one, t/t_dense = 1
+        per_round = (np.asarray(samples[1:]) / np.asarray(samples[0])).T  # (rounds, ratios)
+        drops = (per_round - 1.0) @ -rho / float(rho @ rho)  # the slope of each round
+        drop = float(np.mean(drops))
+        se = float(np.std(drops, ddof=1)) / np.sqrt(drops.size) if drops.size > 1 else 0.0
+        # a drop within 3 standard errors of 0 is timing noise, not a saving (eq. 5.4)
+        significant = bool(abs(drop) > 3 * se)
+        drop = drop if significant else 0.0
+        intercept = 1.0
     return {"ratios": list(TIMING_RATIOS), "relative_time": ratios,
-            "relative_time_slope": float(-slope), "relative_time_intercept": float(intercept),
-            "rounds": rounds, "threads": 1, "tokens": 128}
+            "relative_time_slope": drop, "relative_time_intercept": float(intercept),
+            "slope_significant": significant, "rounds": rounds, "threads": 1, "tokens": 128}
 
 
 def measure_rule_costs(loaded: LoadedModel, units: Sequence[dict[str, Any]],

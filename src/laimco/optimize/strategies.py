@@ -125,11 +125,33 @@ def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile 
     started = time.perf_counter()
     profile = profile or load_profile(scenario.model.profile)
     rules = allowed_rules(scenario, profile)
+    if strategy not in ("tied", "fixed-ratio") and scenario.task.ratios == "separate":
+        rules = distinct_rules(profile, rules)  # each side's ratio is free
     decisions = [_solve_pair(scenario, profile, strategy, options, (rule_d, rule_s))
                  for rule_d, rule_s in itertools.product(rules, rules)]
     elapsed = time.perf_counter() - started
     best = _best(decisions)
     return dataclasses.replace(best, solve_time_s=elapsed)
+
+
+def distinct_rules(profile: ModelProfile, rules: list[str]) -> list[str]:
+    """The rules worth solving for when each side's ratio is free: rules under which pruning
+    saves neither time nor memory (execution a = 0, b = 1, dense storage) all lead to ρ = 0 on
+    their side, where they are the same dense part, so only the first of them is kept
+    (docs/theory.md §5.4). Not for tied or fixed ratios, where such a side may be pruned."""
+    if profile is None or not profile.rules:
+        return rules
+    kept, useless_seen = [], False
+    for name in rules:
+        costs = profile.rules.get(name)
+        useless = (costs is not None and costs.storage == "dense"
+                   and not costs.execution_slope.any()
+                   and bool(np.all(costs.execution_intercept == 1.0)))
+        if useless and useless_seen:
+            continue
+        useless_seen |= useless
+        kept.append(name)
+    return kept
 
 
 def _best(decisions: list[Decision]) -> Decision:

@@ -192,6 +192,11 @@ class EmpiricalLaw:
     mean_square: ArrayLike | None = None
 
     def _table(self) -> FloatArray:
+        return self._checked_table
+
+    @functools.cached_property
+    def _checked_table(self) -> FloatArray:
+        """The quantile table as floats, checked once (the law is immutable)."""
         table = _as_float(self.magnitude_quantiles)
         if table.shape[-1] < 2:
             raise ValueError("EmpiricalLaw needs at least 2 magnitude quantile levels")
@@ -214,6 +219,10 @@ class EmpiricalLaw:
         return index_b[..., 0], np.broadcast_to(fraction, batch), q_lo, q_hi
 
     def _segments(self) -> tuple[FloatArray, FloatArray]:
+        return self._segment_energy
+
+    @functools.cached_property
+    def _segment_energy(self) -> tuple[FloatArray, FloatArray]:
         """∫ q² over each segment (..., Q−1), and the factor applied to the top segment's
         straight-line energy (1 unless `mean_square` is given)."""
         table = self._table()
@@ -230,6 +239,10 @@ class EmpiricalLaw:
         return per_segment, scale
 
     def _cumulative(self) -> FloatArray:
+        return self._cumulative_energy
+
+    @functools.cached_property
+    def _cumulative_energy(self) -> FloatArray:
         """∫ q² over whole segments, cumulated: shape (..., Q)."""
         per_segment, _ = self._segments()
         zeros = np.zeros((*per_segment.shape[:-1], 1))
