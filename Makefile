@@ -22,14 +22,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
-# every benchmark, one after the other (about 12 minutes); RESULTS.md is their output
+# every benchmark, one after the other (about 40 minutes); RESULTS.md is their output
 bench: $(STAMP)
 	{ echo '<!-- produced by: make bench (benchmarks/bench_*.py, one after the other) -->'; \
 	  $(BIN)/python benchmarks/bench_optimizer.py; echo; \
 	  $(BIN)/python benchmarks/bench_models.py; echo; \
 	  $(BIN)/python benchmarks/bench_analyze.py; echo; \
 	  $(BIN)/python benchmarks/bench_sweep.py; echo; \
-	  $(BIN)/python benchmarks/bench_runtime.py; } | tee benchmarks/RESULTS.md
+	  $(BIN)/python benchmarks/bench_runtime.py; echo; \
+	  $(BIN)/python benchmarks/bench_evaluate.py; echo; \
+	  $(BIN)/python benchmarks/bench_alternating.py; echo; \
+	  $(BIN)/python benchmarks/bench_sparse_kernels.py; } | tee benchmarks/RESULTS.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -123,9 +123,16 @@ def _parameter_bracket_hi(el: _Elements, budget_s: float, rho_max: float) -> Flo
 
 
 def _finish(problem: SplitProblem, el: _Elements, feasible: NDArray[np.bool_],
-            rho_d: FloatArray, rho_s: FloatArray) -> RatioSolution:
-    rho_d = np.where(el.cycles_prunable > 0, rho_d, 0.0)
-    rho_s = np.where(el.server_prunable_s > 0, rho_s, 0.0)
+            rho_d: FloatArray, rho_s: FloatArray, *, imposed: bool = False) -> RatioSolution:
+    """Package per-element ratios. Free ratios (`imposed` False) are 0 on a side whose pruning
+    buys nothing (no prunable cycles: no weights, or a rule whose pruning saves no time, eq.
+    5.4); imposed ratios (tied, fixed) stay wherever the side has weights to prune."""
+    if imposed:
+        rho_d = np.where(problem.table.prunable_device[el.split] > 0, rho_d, 0.0)
+        rho_s = np.where(problem.table.prunable_server[el.split] > 0, rho_s, 0.0)
+    else:
+        rho_d = np.where(el.cycles_prunable > 0, rho_d, 0.0)
+        rho_s = np.where(el.server_prunable_s > 0, rho_s, 0.0)
     rho_d_s = rho_d.reshape(el.shape)
     rho_s_s = rho_s.reshape(el.shape)
     objective = problem.bound.device(rho_d_s) + problem.bound.server(rho_s_s)
@@ -158,10 +165,10 @@ def fixed_ratios(problem: SplitProblem, rho_device: float, rho_server: float,
     el = _elements(problem, policy)
     rho_d = np.full(el.split.shape, float(rho_device))
     rho_s = np.full(el.split.shape, float(rho_server))
-    rho_d_eff = np.where(el.cycles_prunable > 0, rho_d, el.rho_floor)
+    rho_d_eff = np.where(problem.table.prunable_device[el.split] > 0, rho_d, el.rho_floor)
     feasible, _ = _check(el, problem.time_budget_s, problem.scenario.task.rho_max,
                          rho_d_eff, np.where(el.server_prunable_s > 0, rho_s, 0.0))
-    return _finish(problem, el, feasible, rho_d, rho_s)
+    return _finish(problem, el, feasible, rho_d, rho_s, imposed=True)
 
 
 def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSolution:
@@ -198,7 +205,7 @@ def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSo
     feasible = (el.allowed & el.curve.feasible & (rho <= rho_max * (1 + 1e-12))
                 & (searched | (cap_fixed.cycles >= el.cycles_fixed)))
     rho = np.minimum(rho, rho_max)
-    return _finish(problem, el, feasible, rho, rho)
+    return _finish(problem, el, feasible, rho, rho, imposed=True)
 
 
 def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSolution:
