@@ -201,7 +201,7 @@ def test_csr_rule_costs_follow_the_kernel_benchmark() -> None:
 def test_paper_keys_in_calibrated_mode_are_refused() -> None:
     data = load_scenario(PHONE).model_dump()
     data["distortion"] = {"mode": "calibrated", "law": "laplace"}
-    with pytest.raises(ScenarioError, match="law apply to mode = 'paper' only"):
+    with pytest.raises(ScenarioError, match=r"distortion\.law: .*applies to mode = 'paper' only"):
         scenario_from_dict(data)
 
 

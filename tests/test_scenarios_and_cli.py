@@ -73,7 +73,7 @@ def test_default_scenario_is_a_real_trade_off() -> None:
 
     joint = solve(scenario)
     assert joint.success and 0 < joint.split < 8
-    assert joint.rho_device > 0 and joint.rho_server > 0
+    assert joint.rho_device > 0  # pruning is needed (structurally: masks would save no time)
     for name in ("on-device", "on-server", "no-pruning"):
         other = solve(scenario, name)
         assert not other.success or other.objective > joint.objective * 1.01

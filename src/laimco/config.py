@@ -22,6 +22,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -153,20 +155,22 @@ class DistortionSection(_Section):
     k_device: Sensitivity | Literal["profile"] | None = None
     k_server: Sensitivity | Literal["profile"] | None = None
 
-    @model_validator(mode="after")
-    def _keys_of_mode(self) -> DistortionSection:
-        if self.mode == "calibrated":
-            given = [k for k in ("law", "k_device", "k_server") if getattr(self, k) is not None]
-            if given:
-                raise ValueError(f"{', '.join(given)} apply to mode = 'paper' only; in the "
-                                 "calibrated mode the profile's measured curves are used "
-                                 "(remove them, or set mode = 'paper')")
-            if self.rules is not None and not self.rules:
-                raise ValueError("rules must name at least one pruning rule")
-        elif self.rules is not None:
-            raise ValueError("rules applies to mode = 'calibrated' only (the paper mode prunes "
-                             "by magnitude)")
-        return self
+    @field_validator("rules", "law", "k_device", "k_server")
+    @classmethod
+    def _keys_of_mode(cls, value: object, info: ValidationInfo) -> object:
+        """law and the k's belong to the paper mode, rules to the calibrated one."""
+        mode = info.data.get("mode", "calibrated")
+        key = info.field_name
+        if key == "rules":
+            if mode != "calibrated":
+                raise ValueError("applies to mode = 'calibrated' only (the paper mode prunes by "
+                                 "magnitude): remove it or set mode = 'calibrated'")
+            if not value:
+                raise ValueError("must name at least one pruning rule")
+        elif mode == "calibrated":
+            raise ValueError("applies to mode = 'paper' only; the calibrated mode uses the "
+                             "profile's measured curves (remove it, or set mode = 'paper')")
+        return value
 
     @property
     def paper_law(self) -> LawName:

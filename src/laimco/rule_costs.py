@@ -128,8 +128,10 @@ def parse_rules(raw: object, n_units: int, n_prunable: FloatArray) -> dict[str, 
         for i, unit in enumerate(rule.units):
             if unit is None:
                 if n_prunable[i] > 0:
-                    raise RuleCostError(f"profile key rules.{name}.units[{i}] is null but the "
-                                        "unit has prunable weights")
+                    raise RuleCostError(f"profile key rules.{name}.units[{i}] is null but unit {i} "
+                                        f"has n_prunable = {n_prunable[i]:g} > 0: measure the "
+                                        "rule's costs again (laimco analyze --rules) after "
+                                        "changing the units")
                 continue
             tables[i] = unit.slope_per_weight
             k[i] = unit.sensitivity

@@ -997,14 +997,15 @@ def report_markdown(study: dict[str, Any], figures: Sequence[Figure],
         *[f"- {s}" for s in SOURCES],
         "",
     ]
-    for number, (title, ids, names) in enumerate(SECTIONS, start=1):
+    shown = [s for s in SECTIONS if any(i in by_id for i in s[1])]  # measured claims: optional
+    for number, (title, ids, names) in enumerate(shown, start=1):
         lines += [f"## {number}. {title}", ""]
         for name in names:
             if name in by_name:
                 f = by_name[name]
                 lines += [f"![{f.title}]({f.files[0]})", "",
                           f"*Figure {f.name}* — {f.caption} ([SVG]({f.files[1]}))", ""]
-        for cid in ids:
+        for cid in (i for i in ids if i in by_id):  # measured claims need `laimco evaluate`
             c = by_id[cid]
             lines += [f"### {c['title']}", "", f"Paper: {c['paper']}.", "",
                       f"**Verdict ({c['status']}):** {c['verdict']}", ""]

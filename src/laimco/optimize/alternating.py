@@ -510,7 +510,7 @@ def alternating_decision(problem: SplitProblem, n_starts: int, seed: int,
                         reasons=[f"internal check failed: the point alternating optimization "
                                  f"found breaks {', '.join(broken)} (please report this "
                                  "scenario)"])
-    rule_device, rule_server = decision_rules(problem, split)
+    rule_device, rule_server = decision_rules(problem, split, p.rho_device, p.rho_server)
     return Decision(
         status="optimal", strategy="alternating", split=split, rule_device=rule_device,
         rule_server=rule_server, rho_device=p.rho_device,

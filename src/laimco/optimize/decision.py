@@ -58,11 +58,21 @@ class Decision:
         return data
 
 
-def decision_rules(problem: SplitProblem, split: int) -> tuple[str | None, str | None]:
-    """The pruning rule of each side at a split; None for a side with no prunable weights."""
+def decision_rules(problem: SplitProblem, split: int, rho_device: float,
+                   rho_server: float) -> tuple[str | None, str | None]:
+    """The pruning rule of each side at a split; None for a side that is not pruned (no
+    prunable weights, or ratio 0 under a rule that runs the dense part unchanged)."""
     table = problem.table
-    return (problem.rules[0] if table.prunable_device[split] > 0 else None,
-            problem.rules[1] if table.prunable_server[split] > 0 else None)
+
+    def rule(index: int, weights: float, rho: float) -> str | None:
+        name = problem.rules[index]
+        costs = problem.profile.rules.get(name)
+        unchanged = rho <= 0 and (costs is None or costs.storage == "dense"
+                                  or bool((costs.execution_intercept == 1.0).all()))
+        return None if weights <= 0 or unchanged else name
+
+    return (rule(0, table.prunable_device[split], rho_device),
+            rule(1, table.prunable_server[split], rho_server))
 
 
 def _pick_split(problem: SplitProblem, solution: RatioSolution,
@@ -118,7 +128,7 @@ def make_decision(problem: SplitProblem, solution: RatioSolution, policy: Device
     resource_limits = {"latency", "energy", "tx_power", "cpu_freq_device", "cpu_freq_server"}
     binding = [name for name, used in usage.items() if used >= 1 - ACTIVE_TOL
                and not (at_floor and name in resource_limits)]
-    rule_device, rule_server = decision_rules(problem, split)
+    rule_device, rule_server = decision_rules(problem, split, rho_d, rho_s)
     return Decision(
         status="optimal", strategy=strategy, split=split, rule_device=rule_device,
         rule_server=rule_server, rho_device=rho_d, rho_server=rho_s,

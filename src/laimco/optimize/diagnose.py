@@ -42,14 +42,13 @@ def infeasibility_reasons(problem: SplitProblem, ratio_solver: RatioSolver) -> l
                                 problem.split_restriction, problem.rules)
         if np.isfinite(ratio_solver(relaxed).objective).any():
             reasons.append(_explain(name, problem))
-    if not reasons and not problem.allowed.any():
-        reasons.append("no split is left to this strategy: the privacy limit (task.min_split), "
-                       "the device memory or the strategy's own split rule excludes every one")
-    elif not reasons:
+    if not reasons:
         limits = "latency, energy and memory" if "memory" in _relaxations(problem) else (
             "latency and energy")
-        reasons.append(f"{limits} are jointly too tight: every allowed split fails even with "
-                       "one of them relaxed")
+        where = ("no split is left to this strategy (privacy, memory or its own split rule) "
+                 "and relaxing one limit alone does not change that" if not problem.allowed.any()
+                 else "every allowed split fails even with one of them relaxed")
+        reasons.append(f"{limits} are jointly too tight: {where}")
     return reasons
 
 

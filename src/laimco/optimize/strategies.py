@@ -212,7 +212,7 @@ def _solve_slsqp(problem: SplitProblem, options: StrategyOptions, started: float
     gain = float(np.ravel(problem.gain)[0])
     costs = decision_costs(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, gain)
     usage = limit_usage(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, costs)
-    rule_device, rule_server = decision_rules(problem, split_best)
+    rule_device, rule_server = decision_rules(problem, split_best, rho_d, rho_s)
     return Decision(
         status="optimal", strategy="slsqp", split=split_best, rule_device=rule_device,
         rule_server=rule_server, rho_device=rho_d,
