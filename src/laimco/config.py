@@ -159,6 +159,8 @@ class DistortionSection(_Section):
     @classmethod
     def _keys_of_mode(cls, value: object, info: ValidationInfo) -> object:
         """law and the k's belong to the paper mode, rules to the calibrated one."""
+        if value is None:  # absent
+            return value
         mode = info.data.get("mode", "calibrated")
         key = info.field_name
         if key == "rules":
