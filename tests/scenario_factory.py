@@ -353,6 +353,10 @@ class Reference:
         self.k_s = sc.distortion.paper_k_server
 
     # ---- channel --------------------------------------------------------------------------
+    def downlink_at(self, s: int) -> float:
+        """The downlink time at split s: none at s = L, where nothing comes back (eq. 2.13)."""
+        return self.downlink if s < self.L else 0.0
+
     def design_gain(self) -> float:
         ch = self.scenario.channel
         if ch.fading == "rayleigh":
@@ -477,7 +481,7 @@ class Reference:
             t_up = 0.0
         t_dev = 0.0 if cycles == 0 else (cycles / f_d if f_d > 0 else math.inf)
         t_srv = 0.0 if server_cycles == 0 else (server_cycles / f_s if f_s > 0 else math.inf)
-        return Costs(t_device=t_dev, t_uplink=t_up, t_server=t_srv, t_downlink=self.downlink,
+        return Costs(t_device=t_dev, t_uplink=t_up, t_server=t_srv, t_downlink=self.downlink_at(s),
                      e_compute=self.kappa * cycles * f_d**2,
                      e_uplink=power * t_up if bits > 0 else 0.0,
                      memory=float(self.memory(s, rho_d)),
@@ -520,7 +524,7 @@ class Reference:
         f_d = C/t_d ≤ F, p ≤ P (inf when no split of the time meets the caps). Golden-section
         search: the energy is convex in the upload time."""
         cycles = float(self.device_cycles(s, rho_d))
-        left = self.T * (1 + rel) - self.downlink - float(self.server_time(s, rho_s))
+        left = self.T * (1 + rel) - self.downlink_at(s) - float(self.server_time(s, rho_s))
         bits = self.upload_bits[s]
         lo = self.shortest_upload_s(s, gain)
         hi = left - cycles / (self.F * (1 + rel))

@@ -86,7 +86,7 @@ def _grid_point_limits(ref: Reference, s: int, gain: float, rho_d: np.ndarray,
     u·(θ_hi − θ_lo) inside the window the frequency and power caps allow."""
     cycles = (1 - rho_d) * ref.cycles_prunable[s] + ref.cycles_fixed[s]
     t_server = ((1 - rho_s) * ref.server_cycles_prunable[s] + ref.server_cycles_fixed[s]) / ref.Fs
-    left = ref.T - ref.downlink - t_server
+    left = ref.T - ref.downlink_at(s) - t_server
     bits = ref.upload_bits[s]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         theta_lo = np.where(cycles > 0, cycles / (ref.F * left), 0.0)
@@ -102,7 +102,7 @@ def _grid_point_limits(ref: Reference, s: int, gain: float, rho_d: np.ndarray,
             power, e_up = np.zeros_like(t_up), np.zeros_like(t_up)
         energy = ref.kappa * cycles * freq**2 + e_up
         ok = ((left > 0) & (theta_lo <= theta_hi) & (t_dev >= 0) & (t_up >= 0)
-              & (t_dev + t_up + t_server + ref.downlink <= ref.T * (1 + 1e-12))
+              & (t_dev + t_up + t_server + ref.downlink_at(s) <= ref.T * (1 + 1e-12))
               & (freq <= ref.F * (1 + 1e-12)) & (power <= ref.P * (1 + 1e-12))
               & (energy <= ref.E) & ref.memory_ok(s, rho_d)
               & (rho_d <= ref.rho_max) & (rho_s <= ref.rho_max))
@@ -190,7 +190,7 @@ class Batch:
                     rows.append({
                         "owner": owner, "gain": r, "split": s, "energy": ref.E,
                         "kappa": ref.kappa, "freq": ref.F, "bandwidth": ref.B,
-                        "time": ref.T - ref.downlink, "bits": ref.upload_bits[s],
+                        "time": ref.T - ref.downlink_at(s), "bits": ref.upload_bits[s],
                         "noise": ref.noise_power(g), "t_min": ref.shortest_upload_s(s, g),
                         "c_prunable": ref.cycles_prunable[s], "c_fixed": ref.cycles_fixed[s],
                         "s_prunable": ref.server_cycles_prunable[s] / ref.Fs,
@@ -303,7 +303,7 @@ def boundary_search(problems: list[tuple[Reference, np.ndarray]]) -> list[list[l
 def rebuild_and_check(ref: Reference, s: int, gain: float, point: Found) -> list[str]:
     """The boundary search's point as a full decision (p and f_d from the times), checked."""
     cycles = float(ref.device_cycles(s, point.rho_device))
-    left = ref.T - ref.downlink - float(ref.server_time(s, point.rho_server))
+    left = ref.T - ref.downlink_at(s) - float(ref.server_time(s, point.rho_server))
     t_c = point.upload_time_s if ref.upload_bits[s] > 0 else 0.0
     t_d = left - t_c
     power = float(ref.power_for(s, t_c, gain)) if ref.upload_bits[s] > 0 else 0.0

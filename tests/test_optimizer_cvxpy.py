@@ -94,7 +94,7 @@ class SplitModel:
 
     def __init__(self, ref: Reference, s: int, gain: float) -> None:
         self.ref, self.s = ref, s
-        T = ref.T - ref.downlink
+        T = ref.T - ref.downlink_at(s)
         E, kappa = ref.E, ref.kappa
         c0 = (E * T * T / kappa) ** (1 / 3)
         self.device_matters = ref.n_device[s] > 0

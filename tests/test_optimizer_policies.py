@@ -94,7 +94,7 @@ def brute_force(ref: Reference, s: int, gain: float, policy: str) -> float:
     lo, hi, n, best = 0.0, top, COARSE, (math.inf, 0.0)
     for _ in range(LEVELS):
         rho_s = np.linspace(lo, hi, n)
-        time_left = ref.T - ref.downlink - ref.server_time(s, rho_s)
+        time_left = ref.T - ref.downlink_at(s) - ref.server_time(s, rho_s)
         rho_d = _best_device_ratio(ref, s, _most_cycles(ref, s, time_left, gain, policy))
         ok = np.isfinite(rho_d)
         if not ok.any():

@@ -91,3 +91,27 @@ def test_device_energy_is_kappa_cycles_f_squared() -> None:
     assert device.compute_energy_j(cycles, 1e9) == pytest.approx(1e-28 * 1e8 * 1e18)
     assert Server(3e9, 64.0).compute_latency_s(Server(3e9, 64.0).cycles(6.4e10), 1e9) == \
         pytest.approx(1.0)
+
+
+def test_no_downlink_is_charged_when_the_whole_model_runs_on_the_device() -> None:
+    """eq. 2.13: at split L nothing comes back. On the laptop with a downlink that alone would
+    break the budget of the on-device decision, on-device stays feasible and its latency sums
+    to the budget without the downlink; at an interior split the downlink is charged."""
+    from pathlib import Path
+
+    from laimco.config import load_scenario
+    from laimco.optimize import StrategyOptions, solve
+
+    root = Path(__file__).resolve().parents[1]
+    base = load_scenario(root / "scenarios" / "paper-minilm-laptop.toml")
+    alone = solve(base, "on-device")
+    assert alone.success and alone.split == 8
+    budget = base.task.latency_budget_s
+    slow = base.replace(task={"downlink_s": 0.5 * budget})
+    on_device = solve(slow, "on-device")
+    assert on_device.success and on_device.latency_s["downlink"] == 0.0
+    assert on_device.objective == pytest.approx(alone.objective, rel=1e-9)
+    interior = solve(slow, "fixed-split", options=StrategyOptions(split=4))
+    if interior.success:
+        assert interior.latency_s["downlink"] == pytest.approx(0.5 * budget)
+        assert interior.latency_s["total"] <= budget * (1 + 1e-9)

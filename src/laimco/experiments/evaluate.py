@@ -214,7 +214,7 @@ def _measured_costs(scenario: Scenario, profile: ModelProfile, decision: Decisio
     bits = float(profile.split_table().upload_bits[s])
     power = float(decision.power_w or 0.0)
     t_up = float(channel.upload_time_s(bits, power, channel.design_gain())) if bits > 0 else 0.0
-    t_down = scenario.task.downlink_s
+    t_down = scenario.task.downlink_s if s < profile.n_units else 0.0  # eq. 2.13
     total = t_device + t_up + t_server + t_down
     e_compute = scenario.device.kappa * f_d ** 2 * t_device * f_d
     e_up = power * t_up

@@ -54,7 +54,9 @@ def decision_costs(problem: SplitProblem, split: int, rho_device: float, rho_ser
         latency_device_s=float(device.compute_latency_s(cycles_d, freq_device_hz)),
         latency_uplink_s=t_c,
         latency_server_s=float(server.compute_latency_s(cycles_s, freq_server_hz)),
-        latency_downlink_s=problem.scenario.task.downlink_s,
+        # nothing to download when the whole model runs on the device (eq. 2.13)
+        latency_downlink_s=(problem.scenario.task.downlink_s
+                            if s < problem.profile.n_units else 0.0),
         energy_compute_j=float(device.compute_energy_j(cycles_d, freq_device_hz)),
         energy_uplink_j=power_w * t_c,
         memory_bytes=problem.memory_bytes(s, rho_device),

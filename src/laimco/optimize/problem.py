@@ -214,7 +214,9 @@ def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
         cycles_prunable_device=cycles_prunable,
         cycles_fixed_device=cycles_fixed,
         server_prunable_s=server_prunable,
-        server_fixed_s=server_fixed,
+        # at split L nothing comes back from the server, so the downlink is not charged: the
+        # device gets T instead of T − t_dl, written as a server time of −t_dl (eq. 2.13)
+        server_fixed_s=server_fixed - task.downlink_s * (splits == profile.n_units),
         upload_bits=table.upload_bits,
         rho_floor_device=floor,
         allowed=allowed,
