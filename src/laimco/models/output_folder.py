@@ -10,6 +10,7 @@ host. A replaced folder is first renamed to `.NAME.laimco-old.PID.RANDOM`, then 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -152,3 +153,12 @@ def commit_staging(staging: Path, out: Path, *, overwrite: bool, manifest_name: 
     os.replace(staging, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks (manifest checksums)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

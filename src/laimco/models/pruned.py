@@ -10,7 +10,6 @@ Rules:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -31,6 +30,7 @@ from laimco.models.output_folder import (
     OutputFolderError,
     check_replaceable,
     commit_staging,
+    file_sha256,
     new_staging,
     staged_files,
 )
@@ -197,12 +197,6 @@ def prune_split_model(loaded: LoadedModel, split: int, rho_device: float, rho_se
                        reports=reports, masks=masks, rule_server=server_rule)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _report_json(report: SideReport) -> dict[str, Any]:
@@ -251,7 +245,7 @@ def save_pruned(pruned: PrunedSplit, out: str | Path, *, overwrite: bool = False
             "rule": pruned.rule,
             "rule_server": pruned.server_rule,
             "sides": {side: _report_json(report) for side, report in pruned.reports.items()},
-            "files": {key: {"name": name, "sha256": _sha256(staging / name)}
+            "files": {key: {"name": name, "sha256": file_sha256(staging / name)}
                       for key, name in files.items()},
             "written": [*staged_files(staging), MANIFEST],  # what --overwrite may replace
         }
@@ -285,7 +279,7 @@ def load_pruned(folder: str | Path, *, verify: bool = True) -> PrunedSplit:
     if verify:
         for key, entry in manifest["files"].items():
             path = folder / entry["name"]
-            if not path.is_file() or _sha256(path) != entry["sha256"]:
+            if not path.is_file() or file_sha256(path) != entry["sha256"]:
                 raise ModelLoadError(f"{path}: missing or changed since it was saved ({key}); "
                                      "re-run `laimco prune`")
     config = read_config(folder)

@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize, nnls
 
-from laimco.optimize.decision import ACTIVE_TOL, TIE_TOL, Decision, decision_rules
+from laimco.optimize.decision import ACTIVE_TOL, TIE_TOL, Decision, optimal_decision
 from laimco.optimize.device_capacity import DevicePolicy
 from laimco.optimize.diagnose import infeasibility_reasons
 from laimco.optimize.evaluate import DecisionCosts, decision_costs, limit_usage, violations
@@ -510,16 +510,7 @@ def alternating_decision(problem: SplitProblem, n_starts: int, seed: int,
                         reasons=[f"internal check failed: the point alternating optimization "
                                  f"found breaks {', '.join(broken)} (please report this "
                                  "scenario)"])
-    rule_device, rule_server = decision_rules(problem, split, p.rho_device, p.rho_server)
-    return Decision(
-        status="optimal", strategy="alternating", split=split, rule_device=rule_device,
-        rule_server=rule_server, rho_device=p.rho_device,
-        rho_server=p.rho_server, power_w=p.power_w, freq_device_hz=p.freq_device_hz,
-        freq_server_hz=freq_s,
-        latency_s={"device": c.latency_device_s, "uplink": c.latency_uplink_s,
-                   "server": c.latency_server_s, "downlink": c.latency_downlink_s,
-                   "total": c.latency_total_s},
-        energy_j={"compute": c.energy_compute_j, "uplink": c.energy_uplink_j,
-                  "total": c.energy_total_j},
-        memory_bytes=c.memory_bytes, objective=c.objective,
-        binding=[k for k, u in usage.items() if u >= 1 - ACTIVE_TOL], solve_time_s=elapsed)
+    return optimal_decision(
+        problem, "alternating", split,
+        (p.rho_device, p.rho_server, p.power_w, p.freq_device_hz, freq_s), c,
+        [k for k, u in usage.items() if u >= 1 - ACTIVE_TOL], elapsed)

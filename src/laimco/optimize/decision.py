@@ -128,6 +128,15 @@ def make_decision(problem: SplitProblem, solution: RatioSolution, policy: Device
     resource_limits = {"latency", "energy", "tx_power", "cpu_freq_device", "cpu_freq_server"}
     binding = [name for name, used in usage.items() if used >= 1 - ACTIVE_TOL
                and not (at_floor and name in resource_limits)]
+    return optimal_decision(problem, strategy, split, (rho_d, rho_s, power, freq_d, freq_s),
+                            costs, binding, solve_time_s)
+
+
+def optimal_decision(problem: SplitProblem, strategy: str, split: int,
+                     point: tuple[float, float, float, float, float], costs: DecisionCosts,
+                     binding: list[str], solve_time_s: float) -> Decision:
+    """The one place an optimal `Decision` is assembled: point = (ρ_d, ρ_s, p, f_d, f_s)."""
+    rho_d, rho_s, power, freq_d, freq_s = point
     rule_device, rule_server = decision_rules(problem, split, rho_d, rho_s)
     return Decision(
         status="optimal", strategy=strategy, split=split, rule_device=rule_device,

@@ -13,7 +13,13 @@ import numpy as np
 
 from laimco.config import Scenario
 from laimco.optimize.alternating import alternating_decision, alternating_ratios
-from laimco.optimize.decision import TIE_TOL, Decision, decision_rules, make_decision
+from laimco.optimize.decision import (
+    ACTIVE_TOL,
+    TIE_TOL,
+    Decision,
+    make_decision,
+    optimal_decision,
+)
 from laimco.optimize.device_capacity import DevicePolicy
 from laimco.optimize.evaluate import decision_costs, limit_usage
 from laimco.optimize.problem import SplitProblem, allowed_rules, build_problem
@@ -212,15 +218,6 @@ def _solve_slsqp(problem: SplitProblem, options: StrategyOptions, started: float
     gain = float(np.ravel(problem.gain)[0])
     costs = decision_costs(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, gain)
     usage = limit_usage(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, costs)
-    rule_device, rule_server = decision_rules(problem, split_best, rho_d, rho_s)
-    return Decision(
-        status="optimal", strategy="slsqp", split=split_best, rule_device=rule_device,
-        rule_server=rule_server, rho_device=rho_d,
-        rho_server=rho_s, power_w=power, freq_device_hz=freq_d, freq_server_hz=freq_s,
-        latency_s={"device": costs.latency_device_s, "uplink": costs.latency_uplink_s,
-                   "server": costs.latency_server_s, "downlink": costs.latency_downlink_s,
-                   "total": costs.latency_total_s},
-        energy_j={"compute": costs.energy_compute_j, "uplink": costs.energy_uplink_j,
-                  "total": costs.energy_total_j},
-        memory_bytes=costs.memory_bytes, objective=costs.objective,
-        binding=[k for k, u in usage.items() if u >= 1 - 1e-6], solve_time_s=elapsed)
+    return optimal_decision(problem, "slsqp", split_best, (rho_d, rho_s, power, freq_d, freq_s),
+                            costs, [k for k, u in usage.items() if u >= 1 - ACTIVE_TOL],
+                            elapsed)

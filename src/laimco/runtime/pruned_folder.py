@@ -19,12 +19,13 @@ Only then does `laimco.models.pruned.load_pruned` build the model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from laimco.models.output_folder import file_sha256
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 2**20
@@ -91,12 +92,6 @@ class PrunedManifest(BaseModel):
         return self
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _describe(err: ValidationError) -> str:
@@ -158,7 +153,7 @@ def check_pruned_folder(folder: str | Path, *, verify_weights: bool = True) -> P
             raise PrunedFolderError(f"{path}: missing ({key} weights named by the manifest); "
                                     "re-run `laimco prune`")
         if verify_weights:
-            if _sha256(path) != entry.sha256:
+            if file_sha256(path) != entry.sha256:
                 raise PrunedFolderError(f"{path}: changed since it was saved (SHA-256 differs "
                                         f"from the manifest's files.{key}.sha256); re-run "
                                         "`laimco prune`")
