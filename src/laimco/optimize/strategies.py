@@ -165,10 +165,11 @@ def _best(decisions: list[Decision]) -> Decision:
     if not feasible:
         reasons = list(dict.fromkeys(r for d in decisions for r in d.reasons))
         return dataclasses.replace(decisions[0], reasons=reasons)
-    least = min(d.objective for d in feasible)  # type: ignore[type-var]
+    objective = {id(d): float(d.objective or 0.0) for d in feasible}  # set when optimal
+    least = min(objective.values())
     tied = [d for d in feasible
-            if d.objective <= least + TIE_TOL * max(abs(least), 1e-300)]  # type: ignore[operator]
-    return min(tied, key=lambda d: d.energy_j["total"])  # type: ignore[index]
+            if objective[id(d)] <= least + TIE_TOL * max(abs(least), 1e-300)]
+    return min(tied, key=lambda d: (d.energy_j or {}).get("total", 0.0))
 
 
 def _solve_pair(scenario: Scenario, profile: ModelProfile, strategy: str,
