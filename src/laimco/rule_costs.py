@@ -94,6 +94,17 @@ class RuleCosts:
     execution_slope: FloatArray
     execution_intercept: FloatArray
 
+    @property
+    def dense_at_zero(self) -> bool:
+        """At ρ = 0 the rule runs the dense part unchanged (b = 1, not another format)."""
+        return self.storage != "csr" and bool(np.all(self.execution_intercept == 1.0))
+
+    @property
+    def saves_nothing(self) -> bool:
+        """Pruning by this rule saves neither time nor memory (a = 0, b = 1, dense storage)."""
+        return (self.storage == "dense" and self.dense_at_zero
+                and not self.execution_slope.any())
+
     def memory_bytes(self, n_fixed: FloatArray, n_prunable: FloatArray, bytes_per_weight: float
                      ) -> tuple[FloatArray, FloatArray]:
         """(bytes that stay, bytes that scale with 1 − ρ) of a side's stored weights (eq. 5.6)."""

@@ -30,7 +30,11 @@ from rich.progress import Progress
 from laimco.config import Scenario, load_scenario
 from laimco.data import calibration_sentences, heldout_sentences
 from laimco.experiments.text_batches import text_batches
-from laimco.measure.metrics import retrieval_agreement_at_k
+from laimco.measure.metrics import (
+    cosine_similarity,
+    output_distortion,
+    retrieval_agreement_at_k,
+)
 from laimco.models.loading import LoadedModel, load_model
 from laimco.models.pruned import PrunedSplit, prune_split_model
 from laimco.models.split import run_full
@@ -179,8 +183,7 @@ class Evaluator:
             self._dense[split] = prune_split_model(self.loaded, split, 0.0, 0.0)
         with torch.no_grad():
             outputs = torch.cat([pruned(b) for b in self.batches])
-        cosine = torch.nn.functional.cosine_similarity(self.reference, outputs, dim=1)
-        loss = (1 - cosine).double().numpy()
+        loss = (1 - cosine_similarity(self.reference, outputs)).double().numpy()
         # a side pruned at ratio 0 runs exactly the dense part: its time ratio is 1 by definition
         ratio_d, ratio_s = 1.0, 1.0
         if rho_d > 0 or rho_s > 0:
@@ -191,7 +194,7 @@ class Evaluator:
         return Measurement(
             loss_per_input=loss,
             retrieval_at_10=float(retrieval_agreement_at_k(self.reference, outputs, 10)),
-            output_distortion=float(((self.reference - outputs) ** 2).sum(dim=1).mean()),
+            output_distortion=output_distortion(self.reference, outputs),
             device_time_ratio=ratio_d, server_time_ratio=ratio_s,
             device_stored_bytes=_stored_bytes(pruned, bytes_per_weight))
 
@@ -238,17 +241,20 @@ def _measured_costs(scenario: Scenario, profile: ModelProfile, decision: Decisio
     }
 
 
-def _partial_name(scenario_path: Path, strategy: str, n_sentences: int) -> str:
-    digest = hashlib.sha256(scenario_path.read_bytes() + f"|{strategy}|{n_sentences}".encode()
-                            + load_profile_text(scenario_path)).hexdigest()[:16]
-    return f"{scenario_path.stem}--{strategy}--{digest}.json"
+def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of a − b over the same inputs and its standard error (0 for one input)."""
+    diff = a - b
+    se = float(diff.std(ddof=1)) / math.sqrt(diff.size) if diff.size > 1 else 0.0
+    return float(diff.mean()), se
 
 
-def load_profile_text(scenario_path: Path) -> bytes:
-    """The bytes of the scenario's profile when it is a file (part of the resume key)."""
-    scenario = load_scenario(scenario_path)
+def _scenario_digest(scenario_path: Path, scenario: Scenario, n_sentences: int) -> str:
+    """The resume key of a scenario: its file, its profile (the file's bytes, or the built-in
+    name) and the number of held-out sentences."""
     candidate = Path(scenario.model.profile)
-    return candidate.read_bytes() if candidate.is_file() else scenario.model.profile.encode()
+    profile = candidate.read_bytes() if candidate.is_file() else scenario.model.profile.encode()
+    return hashlib.sha256(scenario_path.read_bytes() + profile
+                          + f"|{n_sentences}".encode()).hexdigest()
 
 
 def rank_agreement(rows: Sequence[dict[str, Any]],
@@ -265,12 +271,11 @@ def rank_agreement(rows: Sequence[dict[str, Any]],
             lo, hi = sorted((a["objective"], b["objective"]))
             if hi <= lo * (1 + OBJECTIVE_MARGIN):
                 continue
-            diff = losses[a["id"]] - losses[b["id"]]
-            se = float(diff.std(ddof=1)) / math.sqrt(diff.size)
-            if abs(float(diff.mean())) <= SIGNIFICANCE_SE * se:
+            mean, se = paired_difference(losses[a["id"]], losses[b["id"]])
+            if abs(mean) <= SIGNIFICANCE_SE * se:
                 continue
             pairs += 1
-            if (a["objective"] < b["objective"]) == (diff.mean() < 0):
+            if (a["objective"] < b["objective"]) == (mean < 0):
                 agreeing += 1
             else:
                 disagreements.append([a["label"], b["label"]])
@@ -307,8 +312,10 @@ def evaluate(path: str | Path, out: str | Path, *, model: str = "minilm",
             profile = load_profile(sc.model.profile)
             entry: dict[str, Any] = {"scenario": str(f), "mode": sc.distortion.mode,
                                      "strategies": []}
+            digest = _scenario_digest(f, sc, n_sentences)
             for strategy in strategies:
-                saved = partial / _partial_name(f, strategy, n_sentences)
+                key = hashlib.sha256(f"{digest}|{strategy}".encode()).hexdigest()[:16]
+                saved = partial / f"{f.stem}--{strategy}--{key}.json"
                 if saved.is_file():
                     row = json.loads(saved.read_text())
                 else:
@@ -374,14 +381,12 @@ def _targets(flat: Sequence[dict[str, Any]], losses: dict[int, np.ndarray]) -> d
             if not holding or not joint:
                 continue
             best = min(holding, key=lambda r: r["loss"])
-            diff = losses[joint[0]["id"]] - losses[best["id"]]
-            se = float(diff.std(ddof=1)) / math.sqrt(diff.size) if diff.size > 1 else 0.0
+            mean, se = paired_difference(losses[joint[0]["id"]], losses[best["id"]])
             holds = bool(joint[0]["measured"]["limits_hold"])
             joint_gaps[scenario] = {"best_strategy": best["strategy"],
                                     "joint_holds_its_limits": holds,
-                                    "joint_minus_best_loss": float(diff.mean()),
-                                    "paired_se": se,
-                                    "within_3_se": holds and bool(diff.mean() <= 3 * se + 1e-15)}
+                                    "joint_minus_best_loss": mean, "paired_se": se,
+                                    "within_3_se": holds and mean <= 3 * se + 1e-15}
         out[mode] = {"decisions": len(rows), "worst_latency_relative_error": worst_latency,
                      "worst_energy_relative_error": worst_energy,
                      "broken_by_more_than_10_percent": broken,

@@ -6,13 +6,13 @@ and in the calibrated mode, and does a split beat both corners on measured quali
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from laimco.experiments.evaluate import paired_difference
 from laimco.experiments.study import MeasuredGain, _claim, _g, _md_table
 
 SE_LIMIT = 3.0  # "within 3 paired standard errors of the best"
@@ -32,13 +32,6 @@ def load_losses(evaluation: dict[str, Any], evaluate_dir: Path
                 losses[(Path(entry["scenario"]).stem, row["strategy"])] = np.asarray(
                     saved["loss_per_input"])
     return losses
-
-
-def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mean of a − b and its standard error (same inputs, so paired)."""
-    diff = a - b
-    se = float(diff.std(ddof=1)) / math.sqrt(diff.size) if diff.size > 1 else 0.0
-    return float(diff.mean()), se
 
 
 def _rows(evaluation: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -69,7 +62,7 @@ def measured_gains(evaluation: dict[str, Any],
             continue
         best_corner = min(corner, key=lambda r: r["measured"]["loss_mean"])
         best_split = min(interior, key=lambda r: r["measured"]["loss_mean"])
-        mean, se = _paired(losses[(scenario, best_corner["strategy"])],
+        mean, se = paired_difference(losses[(scenario, best_corner["strategy"])],
                            losses[(scenario, best_split["strategy"])])
         gains.append(MeasuredGain(scenario, mean, (mean - 1.96 * se, mean + 1.96 * se)))
     return gains
@@ -97,7 +90,8 @@ def claim_execution(evaluation: dict[str, Any],
                                best["strategy"], "—", "—"])
             verdicts.setdefault(mode, []).append(False)
             continue
-        mean, se = _paired(losses[(scenario, "joint")], losses[(scenario, best["strategy"])])
+        mean, se = paired_difference(losses[(scenario, "joint")],
+                                     losses[(scenario, best["strategy"])])
         ok = mean <= SE_LIMIT * se + 1e-15
         verdicts.setdefault(mode, []).append(ok)
         table_rows.append([scenario, mode, _g(joint[0]["measured"]["loss_mean"], 4),

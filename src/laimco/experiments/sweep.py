@@ -519,17 +519,15 @@ def _design_rows(task: ChunkTask, rows: _Rows) -> None:
 
 
 def _fading_rows(task: ChunkTask, rows: _Rows) -> None:
-    import itertools
-
     from laimco.optimize import STRATEGIES
-    from laimco.optimize.problem import allowed_rules, build_problem
+    from laimco.optimize.problem import build_problem
+    from laimco.optimize.strategies import rule_pairs
 
     options = _strategy_options(task)
     for point in task.points:
         scenario, profile = _scenario_and_profile(task, point)
         gains = _fading_draws(task, point, scenario)
         r = gains.size
-        pairs = list(itertools.product(*[allowed_rules(scenario, profile)] * 2))
         for name in task.strategies:
             spec = STRATEGIES[name]
             best = np.full(r, np.inf)
@@ -537,7 +535,7 @@ def _fading_rows(task: ChunkTask, rows: _Rows) -> None:
             rho_d = np.full(r, np.nan)
             rho_s = np.full(r, np.nan)
             # every (device rule, server rule) pair, as `solve` does; the least objective wins
-            for pair in pairs:
+            for pair in rule_pairs(scenario, profile, name):
                 problem = build_problem(scenario, profile, gain=gains, rules=pair)
                 if spec.splits is not None:
                     problem = build_problem(scenario, profile, gain=gains, rules=pair,

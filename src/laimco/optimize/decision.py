@@ -67,8 +67,7 @@ def decision_rules(problem: SplitProblem, split: int, rho_device: float,
     def rule(index: int, weights: float, rho: float) -> str | None:
         name = problem.rules[index]
         costs = problem.profile.rules.get(name)
-        unchanged = rho <= 0 and (costs is None or costs.storage == "dense"
-                                  or bool((costs.execution_intercept == 1.0).all()))
+        unchanged = rho <= 0 and (costs is None or costs.dense_at_zero)
         return None if weights <= 0 or unchanged else name
 
     return (rule(0, table.prunable_device[split], rho_device),

@@ -130,14 +130,20 @@ def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile 
     options = options or StrategyOptions()
     started = time.perf_counter()
     profile = profile or load_profile(scenario.model.profile)
-    rules = allowed_rules(scenario, profile)
-    if strategy not in ("tied", "fixed-ratio") and scenario.task.ratios == "separate":
-        rules = distinct_rules(profile, rules)  # each side's ratio is free
-    decisions = [_solve_pair(scenario, profile, strategy, options, (rule_d, rule_s))
-                 for rule_d, rule_s in itertools.product(rules, rules)]
+    decisions = [_solve_pair(scenario, profile, strategy, options, pair)
+                 for pair in rule_pairs(scenario, profile, strategy)]
     elapsed = time.perf_counter() - started
     best = _best(decisions)
     return dataclasses.replace(best, solve_time_s=elapsed)
+
+
+def rule_pairs(scenario: Scenario, profile: ModelProfile,
+               strategy: str) -> list[tuple[str, str]]:
+    """The (device rule, server rule) pairs a strategy is solved for (docs/theory.md §5.4)."""
+    rules = allowed_rules(scenario, profile)
+    if strategy not in ("tied", "fixed-ratio") and scenario.task.ratios == "separate":
+        rules = distinct_rules(profile, rules)  # each side's ratio is free
+    return list(itertools.product(rules, rules))
 
 
 def distinct_rules(profile: ModelProfile, rules: list[str]) -> list[str]:
@@ -145,14 +151,10 @@ def distinct_rules(profile: ModelProfile, rules: list[str]) -> list[str]:
     saves neither time nor memory (execution a = 0, b = 1, dense storage) all lead to ρ = 0 on
     their side, where they are the same dense part, so only the first of them is kept
     (docs/theory.md §5.4). Not for tied or fixed ratios, where such a side may be pruned."""
-    if profile is None or not profile.rules:
-        return rules
     kept, useless_seen = [], False
     for name in rules:
         costs = profile.rules.get(name)
-        useless = (costs is not None and costs.storage == "dense"
-                   and not costs.execution_slope.any()
-                   and bool(np.all(costs.execution_intercept == 1.0)))
+        useless = costs is not None and costs.saves_nothing
         if useless and useless_seen:
             continue
         useless_seen |= useless
