@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     base = args.out or Path(tempfile.mkdtemp(prefix="laimco-bench-evaluate-"))
     print("# `laimco evaluate`\n")
-    print(f"2 cores; outputs in {base}; 256 held-out sentences; 7 timing rounds\n")
+    print(f"2 cores; outputs in {base}; 256 held-out sentences; 15 timing rounds\n")
     one_s, one = run(ROOT / "scenarios" / "minilm-phone.toml", base / "phone")
     print(f"## scenarios/minilm-phone.toml: {one_s:.0f} s (target ≤ 180 s: "
           f"{'met' if one_s <= 180 else 'NOT met'})\n")

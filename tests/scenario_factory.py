@@ -393,10 +393,15 @@ class Reference:
         cycles = (1 - np.asarray(rho_s)) * self.server_cycles_prunable[s]
         return np.asarray((cycles + self.server_cycles_fixed[s]) / self.Fs)
 
-    def memory(self, s: int, rho_d: FloatArray | float) -> FloatArray:
+    def memory_terms(self, s: int) -> tuple[float, float]:
+        """(bytes that stay, bytes that scale with 1 − ρ_d) of the device part: kept values
+        plus a 1-bit mask per prunable weight (eq. 2.12)."""
         n = self.n_device[s]
-        return np.asarray((1 - np.asarray(rho_d)) * n * self.bpw + n / 8
-                          + self.fixed_device[s] * self.bpw)
+        return float(n / 8 + self.fixed_device[s] * self.bpw), float(n * self.bpw)
+
+    def memory(self, s: int, rho_d: FloatArray | float) -> FloatArray:
+        fixed, prunable = self.memory_terms(s)
+        return np.asarray(fixed + (1 - np.asarray(rho_d)) * prunable)
 
     def memory_ok(self, s: int, rho_d: FloatArray | float, rel: float = 0.0) -> FloatArray:
         if self.M is None:
@@ -455,11 +460,11 @@ class Reference:
         parameters and the sparse index do not fit)."""
         if self.M is None:
             return 0.0
-        n = self.n_device[s]
-        rest = self.M - n / 8 - self.fixed_device[s] * self.bpw
+        fixed, prunable = self.memory_terms(s)
+        rest = self.M - fixed
         if rest < 0:
             return math.inf
-        return 0.0 if n == 0 else max(0.0, 1 - rest / (n * self.bpw))
+        return 0.0 if prunable == 0 else max(0.0, 1 - rest / prunable)
 
     def objective(self, s: int, rho_d: float, rho_s: float) -> float:
         return float(self.device_side(s, rho_d) + self.server_side(s, rho_s))
@@ -571,3 +576,65 @@ class Reference:
         if self.least_energy(s, rho_d, rho_s, gain, rel) > self.E * (1 + rel):
             broken.append("latency/energy")
         return broken
+
+
+class RuleReference(Reference):
+    """The calibrated model (docs/theory.md §5) of one scenario, profile and rule pair, written
+    from the equations and the profile's numbers: per-unit curves k_u·N_u·δ_u (δ the empirical
+    law of the rule's slope table, eq. 5.1), part cycles scaled by measured times (eq. 5.4),
+    storage per rule (eq. 5.6)."""
+
+    def __init__(self, scenario: Scenario, profile: ModelProfile,
+                 rules: tuple[str, str]) -> None:
+        super().__init__(scenario, profile)
+        assert profile.execution is not None
+        self.rules = rules
+        self.costs_d, self.costs_s = profile.rules[rules[0]], profile.rules[rules[1]]
+        ex = profile.execution
+        flops = [u.flops_prunable + u.flops_fixed for u in profile.units]
+        L = self.L
+        for side, costs, part_time, fpc in (
+                ("device", self.costs_d, ex.device_part_time_s, scenario.device.flops_per_cycle),
+                ("server", self.costs_s, ex.server_part_time_s,
+                 scenario.server.flops_per_cycle)):
+            prunable, fixed = np.zeros(L + 1), np.zeros(L + 1)
+            for s in range(L + 1):
+                units = range(s) if side == "device" else range(s, L)
+                if part_time[s] <= 0:
+                    continue
+                dense = sum(flops[u] for u in units) / fpc
+                saved = sum(ex.unit_time_s[u] * costs.execution_slope[u] for u in units)
+                extra = sum(ex.unit_time_s[u] * (costs.execution_intercept[u] - 1)
+                            for u in units)
+                prunable[s] = dense * saved / part_time[s]
+                fixed[s] = dense * max(part_time[s] + extra - saved, 0.0) / part_time[s]
+            if side == "device":
+                self.cycles_prunable, self.cycles_fixed = prunable, fixed
+            else:
+                self.server_cycles_prunable, self.server_cycles_fixed = prunable, fixed
+
+    def memory_terms(self, s: int) -> tuple[float, float]:
+        n, fixed = self.n_device[s], self.fixed_device[s] * self.bpw
+        storage = self.costs_d.storage
+        if storage == "dense":
+            return float(fixed + n * self.bpw), 0.0
+        return float(fixed), float(n * (self.bpw + (8.0 if storage == "csr" else 0.0)))
+
+    def _rule_units(self, costs: Any, rho: FloatArray, derivative: bool) -> FloatArray:
+        rho = np.asarray(rho, dtype=np.float64)
+        out = np.zeros((self.L, *rho.shape))
+        for u, unit in enumerate(self.profile.units):
+            if unit.n_prunable == 0:
+                continue
+            params = {"magnitude_quantiles": np.sqrt(costs.slope_tables[u])}
+            delta, q = _law_delta_and_q("empirical", params, rho)
+            out[u] = costs.sensitivity[u] * unit.n_prunable * (q * q if derivative else delta)
+        return out
+
+    def device_side(self, s: int, rho: FloatArray | float, derivative: bool = False) -> FloatArray:
+        return np.asarray(self._rule_units(self.costs_d, np.asarray(rho), derivative)[:s]
+                          .sum(axis=0))
+
+    def server_side(self, s: int, rho: FloatArray | float, derivative: bool = False) -> FloatArray:
+        return np.asarray(self._rule_units(self.costs_s, np.asarray(rho), derivative)[s:]
+                          .sum(axis=0))

@@ -100,15 +100,15 @@ def test_options_a_strategy_ignores_are_refused(args: list[str], named: str,
 
 def test_options_a_strategy_reads_are_accepted() -> None:
     fixed = runner.invoke(app, ["optimize", str(DEFAULT), "--strategy", "fixed-ratio",
-                                "--ratio", "0.3", "--json"])
+                                "--ratio", "0.4", "--json"])
     assert fixed.exit_code == 0, fixed.output
     data = json.loads(fixed.stdout)
     profile = load_profile("minilm-l6")
     side = profile.column("n_prunable")
     # the fixed ratio is applied to each side that has weights to prune
     if side[: data["split"]].sum() > 0:
-        assert data["rho_device"] == pytest.approx(0.3)
-    assert data["rho_server"] == pytest.approx(0.3)
+        assert data["rho_device"] == pytest.approx(0.4)
+    assert data["rho_server"] == pytest.approx(0.4)
     split = runner.invoke(app, ["optimize", str(DEFAULT), "--strategy", "fixed-split",
                                 "--split", "4", "--json"])
     assert split.exit_code == 0 and json.loads(split.stdout)["split"] == 4

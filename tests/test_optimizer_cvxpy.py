@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from scenario_factory import LN2, Case, Reference, make_case, random_case, random_params
 
-from laimco.optimize.problem import build_problem
+from laimco.optimize.problem import SplitProblem, build_problem
 from laimco.optimize.ratios import separate_ratios, tied_ratios
 
 AGREE = 1e-4
@@ -127,9 +127,8 @@ class SplitModel:
         else:
             cons += [tc == 0, u <= 1]
         if ref.M is not None:
-            n = ref.n_device[s]
-            cons.append(((1 - self.rd) * n * ref.bpw + n / 8 + ref.fixed_device[s] * ref.bpw)
-                        / ref.M <= 1)
+            fixed, prunable = ref.memory_terms(s)
+            cons.append((fixed + (1 - self.rd) * prunable) / ref.M <= 1)
         if ref.tied and self.device_matters and self.server_matters:
             cons.append(self.rd == self.rs)
         self.problem = cp.Problem(cp.Minimize(yd + ys), cons)
@@ -181,9 +180,36 @@ class SplitModel:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_cvxpy_conic_model_agrees_with_the_solver_at_every_split(name: str) -> None:
     case = CASES[name]()
-    ref = Reference(case.scenario, case.profile)
+    _agree_at_every_split(name, Reference(case.scenario, case.profile),
+                          build_problem(case.scenario, case.profile))
+
+
+RULE_PAIRS = [("structured", "structured"), ("magnitude", "structured"),
+              ("structured", "wanda"), ("magnitude-csr", "structured")]
+
+
+@pytest.mark.filterwarnings("ignore:Solution may be inaccurate")
+@pytest.mark.parametrize("pair", RULE_PAIRS, ids="/".join)
+@pytest.mark.parametrize("scenario", ["minilm-phone", "minilm-phone-poor-channel"])
+def test_cvxpy_agrees_with_the_solver_for_every_rule_pair(scenario: str,
+                                                          pair: tuple[str, str]) -> None:
+    """The calibrated mode (docs/theory.md §5): per (split, rule pair) the exact solver equals
+    the conic model written from eqs. 5.1, 5.4–5.6 and the profile's measured numbers."""
+    from pathlib import Path
+
+    from scenario_factory import RuleReference
+
+    from laimco.config import load_scenario
+    from laimco.profile import load_profile
+
+    sc = load_scenario(Path(__file__).parents[1] / "scenarios" / f"{scenario}.toml")
+    profile = load_profile(sc.model.profile)
+    _agree_at_every_split(f"{scenario} {pair}", RuleReference(sc, profile, pair),
+                          build_problem(sc, profile, rules=pair))
+
+
+def _agree_at_every_split(name: str, ref: Reference, problem: SplitProblem) -> None:
     gain = ref.design_gain()
-    problem = build_problem(case.scenario, case.profile)
     solution = (tied_ratios if ref.tied else separate_ratios)(problem)
     objective = np.asarray(solution.objective)
     n_feasible = 0

@@ -101,12 +101,20 @@ def _brute_force(scenario_path: Path, rules: list[str], grid: int = 41) -> float
             return np.array([float((law.delta(r) * w).sum()) for r in rho])
 
         obj_d, obj_s = side(cd, dev, rhos), side(cs, ~dev, rhos)
-        # eq. 5.4: F = Ff + (1 − a·ρ)·Fp per unit, summed over each side's units
-        # eq. 5.4: F = Ff + (b − a·ρ)·Fp per unit, summed over each side's units
-        cycles_d = [float(((ff + (cd.execution_intercept - cd.execution_slope * r) * fp)[dev])
-                          .sum()) / d.flops_per_cycle for r in rhos]
-        server_s = [float(((ff + (cs.execution_intercept - cs.execution_slope * r) * fp)[~dev])
-                          .sum()) / (srv.flops_per_cycle * srv.cpu_freq_max_hz) for r in rhos]
+        # eq. 5.4: a part's time is T(s) + Σ_u τ_u·(b_u − 1 − a_u·ρ) over its units, and its
+        # cycles are its dense FLOPs over FLOPs per cycle times that time over T(s)
+        ex = profile.execution
+        assert ex is not None
+        tau = ex.unit_time_s
+
+        def part_time(costs, mask, part, r, tau=tau):  # type: ignore[no-untyped-def]
+            extra = (tau * (costs.execution_intercept - 1 - costs.execution_slope * r))[mask]
+            return max(part + float(extra.sum()), 0.0) / part if part > 0 else 0.0
+
+        dense_d = float((ff + fp)[dev].sum()) / d.flops_per_cycle
+        dense_s = float((ff + fp)[~dev].sum()) / (srv.flops_per_cycle * srv.cpu_freq_max_hz)
+        cycles_d = [dense_d * part_time(cd, dev, ex.device_part_time_s[s], r) for r in rhos]
+        server_s = [dense_s * part_time(cs, ~dev, ex.server_part_time_s[s], r) for r in rhos]
         bpw = sc.model.bytes_per_weight
         n_fixed = profile.column("n_fixed")[dev].sum()
         # eq. 5.6: dense stores every weight, shrunk the kept ones, CSR kept ones + int64 index
@@ -220,6 +228,79 @@ def test_a_profile_without_rules_needs_the_paper_mode(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="mode = \"paper\""):
         solve(sc)
     assert solve(sc.replace(distortion={"mode": "paper"})).success
+
+
+def test_a_profile_with_rules_but_no_execution_times_names_the_command() -> None:
+    data = json.loads((ROOT / "src" / "laimco" / "profiles" / "minilm-l6.json").read_text())
+    data.pop("execution")
+    with pytest.raises(ProfileError, match="laimco analyze MODEL --rules"):
+        profile_from_dict(data)
+
+
+def test_execution_times_of_the_wrong_length_are_refused() -> None:
+    data = json.loads((ROOT / "src" / "laimco" / "profiles" / "minilm-l6.json").read_text())
+    data["execution"]["device_part_time_s"].pop()
+    with pytest.raises(ProfileError, match=r"execution\.device_part_time_s has 8 entries"):
+        profile_from_dict(data)
+
+
+def test_part_cycles_follow_eq_5_4_worked_by_hand() -> None:
+    """Two blocks of dense time 2 s inside parts of measured time T; block 1 saves half its
+    time per unit of ρ, block 2 all of it; at split 2 (embeddings + block 1, T = 3.5 s) the part
+    takes 3.5 − 2·0.5·ρ s, so with 7 dense cycles: 7·(2.5 + 1·(1 − ρ))/3.5."""
+    from laimco.rule_costs import ExecutionTimes, RuleCosts
+
+    ex = ExecutionTimes(unit_time_s=np.array([0.0, 2.0, 2.0, 0.0]),
+                        device_part_time_s=np.array([0.0, 1.0, 3.5, 5.5, 6.0]),
+                        server_part_time_s=np.array([6.2, 5.0, 2.5, 0.5, 0.0]))
+    rule = RuleCosts(name="r", storage="shrunk", slope_tables=np.zeros((4, 2)),
+                     sensitivity=np.zeros(4), execution_slope=np.array([0.0, 0.5, 1.0, 0.0]),
+                     execution_intercept=np.ones(4))
+    mask = (np.arange(4)[None, :] < np.arange(5)[:, None]).astype(float)
+    dense = np.array([0.0, 1.0, 7.0, 12.0, 13.0])
+    prunable, fixed = ex.part_cycles(rule, dense, mask, "device")
+    assert prunable[2] == pytest.approx(7 * 1.0 / 3.5)
+    assert fixed[2] == pytest.approx(7 * 2.5 / 3.5)
+    assert prunable[0] == fixed[0] == 0.0  # the empty part
+    # split 3 (both blocks, T = 5.5): saves 2·0.5 + 2·1 = 3 s per unit of ρ
+    assert prunable[3] == pytest.approx(12 * 3.0 / 5.5)
+    assert fixed[3] == pytest.approx(12 * 2.5 / 5.5)
+    # the server side of split 1 runs blocks 1 and 2 and the head (T = 5.0)
+    prunable, fixed = ex.part_cycles(rule, np.full(5, 10.0), 1 - mask, "server")
+    assert prunable[1] == pytest.approx(10 * 3.0 / 5.0)
+    assert fixed[1] == pytest.approx(10 * 2.0 / 5.0)
+
+
+def test_execution_measurement_on_a_small_bert_gives_a_valid_section() -> None:
+    """The measurement runs on any BERT-style model and writes what the schema accepts: empty
+    parts take 0 s, every non-empty part and every block a positive time, 0 ≤ a ≤ b, and a rule
+    with no measured saving gets the dense line (times themselves are not asserted: they
+    depend on the machine)."""
+    import transformers
+
+    from laimco.measure.rule_measurement import _execution_lines, measure_execution_times
+    from laimco.models.loading import model_from_config
+    from laimco.models.profiler import profile_model
+    from laimco.rule_costs import parse_execution
+
+    config = transformers.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3,
+                                     num_attention_heads=4, intermediate_size=64,
+                                     max_position_embeddings=128)
+    loaded = model_from_config(config, seed=1)
+    units = profile_model(loaded, seq_len=128)["units"]
+    section = measure_execution_times(loaded, units, rounds=2)
+    times = parse_execution(section, len(units))
+    n = len(units)
+    assert times.device_part_time_s[0] == 0.0 and times.server_part_time_s[n] == 0.0
+    blocks = np.array([u["n_prunable"] > 0 for u in units])
+    assert (times.unit_time_s[blocks] > 0).all() and (times.unit_time_s[~blocks] == 0).all()
+    for rule in ("structured", "magnitude-csr"):
+        lines = _execution_lines(loaded, rule, [], rounds=2)
+        a, b = np.array(lines["slope_by_block"]), np.array(lines["intercept_by_block"])
+        assert a.shape == b.shape == (3,)
+        assert ((a >= 0) & (a <= b)).all()
+        if not lines["slope_significant"]:  # no saving measured: the dense line
+            assert (a == 0).all() and (b == 1).all()
 
 
 def test_a_non_convex_rule_curve_is_refused() -> None:

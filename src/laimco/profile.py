@@ -24,7 +24,13 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from laimco.profile_schema import ProfileFile, describe_errors
-from laimco.rule_costs import RuleCostError, RuleCosts, parse_rules
+from laimco.rule_costs import (
+    ExecutionTimes,
+    RuleCostError,
+    RuleCosts,
+    parse_execution,
+    parse_rules,
+)
 
 FloatArray = NDArray[np.float64]
 CONFIG_PREFIX = "config:"  # model.profile = "config:gpt2-xl": an architecture-only profile
@@ -66,6 +72,8 @@ class ModelProfile:
     # measured costs of each pruning rule (laimco.rule_costs), empty for architecture-only or
     # older profiles
     rules: Mapping[str, RuleCosts] = field(default_factory=dict)
+    # measured dense times of units and parts, the base of the rules' execution lines
+    execution: ExecutionTimes | None = None
 
     @property
     def n_units(self) -> int:
@@ -145,8 +153,19 @@ def profile_from_dict(data: object) -> ModelProfile:
                                 np.array([u.n_prunable for u in units], dtype=np.float64))
         except RuleCostError as err:
             raise ProfileError(str(err)) from None
+    execution = None
+    if checked.execution is not None:
+        try:
+            execution = parse_execution(checked.execution, len(units))
+        except RuleCostError as err:
+            raise ProfileError(str(err)) from None
+    if rules and execution is None:
+        raise ProfileError("profile has measured pruning rules but no 'execution' section (the "
+                           "dense times their execution lines scale): measure both again with "
+                           "`laimco analyze MODEL --rules ... --out DIR`")
     return ModelProfile(name=checked.name, input_bits=checked.input_bits, units=units,
-                        output_sensitivity=sensitivity, seq_len=checked.seq_len, rules=rules)
+                        output_sensitivity=sensitivity, seq_len=checked.seq_len, rules=rules,
+                        execution=execution)
 
 
 def builtin_profile_names() -> list[str]:

@@ -134,6 +134,8 @@ class ProfileFile(_Strict):
     # measured pruning-rule costs, validated by laimco.rule_costs.RulesSection (its messages
     # name the rule and unit)
     rules: dict[str, Any] | None = None
+    # measured dense unit and part times, validated by laimco.rule_costs.ExecutionSection
+    execution: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -7,15 +7,17 @@ A rule (magnitude per matrix, Wanda, structured heads/neurons, ...) is described
   per-weight distortion of that rule, tabulated by its slope δ_u'(ρ) on uniform levels of ρ
   (non-decreasing, so δ_u is convex, eq. 5.1), and k_u the unit's output sensitivity: measured
   output distortion over δ, calibrated on calibration text (eq. 5.3);
-- its **execution curve** per unit: the unit's compute at ratio ρ is
-  F_u(ρ) = F_fixed,u + (1 − a_u·ρ)·F_prunable,u, with a_u fitted to the measured forward time of
-  the pruned unit relative to the dense one on the kernels laimco runs (eq. 5.4): a ≈ 0 for
-  masks on dense matrices, a ≈ 1 when the matrices shrink;
+- its **execution line** per unit: the unit's forward time at ratio ρ is τ_u·(b_u − a_u·ρ),
+  τ_u its dense time, with (a_u, b_u) fitted to the measured time of the pruned unit relative to
+  the dense one on the kernels laimco runs (eq. 5.4): a ≈ 0 for masks on dense matrices, a ≈ 1
+  when the matrices shrink; with the measured dense times of every part (`ExecutionTimes`) this
+  gives each part's time at ρ relative to its dense time;
 - its **storage**: "dense" (pruned weights stored as zeros: memory does not fall with ρ),
   "shrunk" (removed weights are not stored) or "csr" (kept weights with their column indices).
 
-The profile JSON carries these under the top-level key "rules" (schema: `RulesSection`), written
-by `laimco analyze --rules ...`. This module is numpy/pydantic only.
+The profile JSON carries these under the top-level keys "rules" (schema: `RulesSection`) and
+"execution" (schema: `ExecutionSection`), written by `laimco analyze --rules ...`. This module
+is numpy/pydantic only.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ class UnitRuleCurve(_Strict):
         description="δ'(ρ) at ρ = i/(Q−1), i = 0..Q−1, non-decreasing (weight² units)")
     sensitivity: NonNegative = Field(description="k_u: output distortion per unit of N_u·δ_u")
     execution_slope: NonNegative = Field(
-        description="a_u: compute of the pruned unit is F_fixed + (b − a·ρ)·F_prunable")
+        description="a_u: forward time of the pruned unit is τ_u·(b − a·ρ), τ_u its dense time")
     execution_intercept: NonNegative = Field(
-        1.0, description="b_u: compute of the unit at ρ = 0 over dense (1 but for formats "
+        1.0, description="b_u: time of the unit at ρ = 0 over dense (1 but for formats "
         "such as CSR that run even the unpruned weights on another kernel)")
 
     @model_validator(mode="after")
@@ -62,8 +64,9 @@ class UnitRuleCurve(_Strict):
             raise ValueError(f"slope_per_weight needs 2..{MAX_LEVELS} levels, got {len(table)}")
         if any(b < a for a, b in itertools.pairwise(table)):
             raise ValueError("slope_per_weight must be non-decreasing (a convex curve)")
-        if self.execution_slope > self.execution_intercept + 1e3:
-            raise ValueError("execution_slope exceeds execution_intercept by more than 1e3")
+        if self.execution_slope > self.execution_intercept:
+            raise ValueError("execution_slope exceeds execution_intercept: the unit's time "
+                             "τ·(b − a·ρ) would be negative at ρ = 1")
         return self
 
 
@@ -79,6 +82,70 @@ class RuleSection(_Strict):
 class RulesSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     rules: dict[str, RuleSection]
+
+
+Seconds = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+
+
+class ExecutionSection(_Strict):
+    """Dense forward times measured on the machine that built the profile (eq. 5.4)."""
+
+    clock: Literal["thread"] = Field(
+        description="CPU time of the calling thread (time.thread_time): what one thread spends "
+        "computing, insensitive to other load on the machine")
+    threads: Annotated[int, Field(ge=1)]
+    tokens: Annotated[int, Field(ge=1)]
+    rounds: Annotated[int, Field(ge=1)]
+    unit_time_s: list[Seconds] = Field(
+        description="τ_u: time of unit u inside the dense model (0 for units without "
+        "prunable weights, which are not timed alone)")
+    device_part_time_s: list[Seconds] = Field(
+        description="T_d(s): the dense device part of split s = 0..L (0 at s = 0)")
+    server_part_time_s: list[Seconds] = Field(
+        description="T_s(s): the dense server part of split s = 0..L (0 at s = L)")
+
+
+@dataclass(frozen=True)
+class ExecutionTimes:
+    """`ExecutionSection` as arrays: τ_u shape (L,), T_d and T_s shape (L+1,)."""
+
+    unit_time_s: FloatArray
+    device_part_time_s: FloatArray
+    server_part_time_s: FloatArray
+
+    def part_cycles(self, rule: RuleCosts, dense_cycles: FloatArray, mask: FloatArray,
+                    side: Literal["device", "server"]) -> tuple[FloatArray, FloatArray]:
+        """(cycles that scale with 1 − ρ, cycles that do not) per split of one side pruned by
+        `rule` (eq. 5.4): the part's time is T(s) + Σ_u τ_u·(b_u − 1 − a_u·ρ) over its units,
+        and its cycles are its dense cycles times that time over T(s)."""
+        part = self.device_part_time_s if side == "device" else self.server_part_time_s
+        saved = mask @ (self.unit_time_s * rule.execution_slope)  # A(s)
+        extra = mask @ (self.unit_time_s * (rule.execution_intercept - 1.0))  # B(s)
+        scale = np.divide(dense_cycles, part, out=np.zeros_like(dense_cycles), where=part > 0)
+        # Σ τ_u over a part can exceed T(s) by timing noise: the time at ρ = 1 stays ≥ 0
+        return scale * saved, scale * np.maximum(part + extra - saved, 0.0)
+
+
+def parse_execution(raw: object, n_units: int) -> ExecutionTimes:
+    """The profile's "execution" section as arrays; errors name the key."""
+    try:
+        section = ExecutionSection.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RuleCostError(f"profile key execution.{where}: {first['msg']}") from None
+    for key, size in (("unit_time_s", n_units), ("device_part_time_s", n_units + 1),
+                      ("server_part_time_s", n_units + 1)):
+        if len(getattr(section, key)) != size:
+            raise RuleCostError(f"profile key execution.{key} has {len(getattr(section, key))} "
+                                f"entries but the profile needs {size}")
+    device = np.asarray(section.device_part_time_s, dtype=np.float64)
+    server = np.asarray(section.server_part_time_s, dtype=np.float64)
+    if np.any(device[1:] <= 0) or np.any(server[:-1] <= 0):
+        raise RuleCostError("profile key execution: every non-empty part needs a time > 0 "
+                            "(device_part_time_s[1:], server_part_time_s[:-1])")
+    return ExecutionTimes(unit_time_s=np.asarray(section.unit_time_s, dtype=np.float64),
+                          device_part_time_s=device, server_part_time_s=server)
 
 
 @dataclass(frozen=True)

@@ -414,7 +414,8 @@ def _export_profile(loaded: LoadedModel, result: dict[str, Any], path: Path) -> 
         "k_device": result["sides"]["k_device"], "k_server": result["sides"]["k_server"],
         "at_split": result["sides"]["split"], "k_hat_whole_model": result["bound"]["k_hat"]}
     if "rule_costs" in result:
-        profile["rules"] = result.pop("rule_costs")
+        costs = result.pop("rule_costs")
+        profile["rules"], profile["execution"] = costs.rules, costs.execution
     save_profile(profile, path)
     return str(path)
 

@@ -191,7 +191,8 @@ def evaluate(
         help="comma-separated strategy names (default: every strategy but the generic-solver "
         "baselines slsqp and alternating)")] = None,
     sentences: Annotated[int, typer.Option(help="held-out sentences to measure on")] = 256,
-    timing_rounds: Annotated[int, typer.Option(help="round-robin timing rounds")] = 7,
+    timing_rounds: Annotated[int, typer.Option(
+        help="round-robin timing rounds (thread CPU time)")] = 15,
 ) -> None:
     """Apply every strategy's decision to the real model: predicted vs measured quality,
     latency, energy and limits (resumes an interrupted run in the same --out)."""

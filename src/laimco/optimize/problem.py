@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -27,8 +28,8 @@ PAPER_RULES: RulePair = ("magnitude", "magnitude")
 class SplitProblem:
     """Everything the solver needs, as arrays over splits s = 0..L (docs/theory.md §4.1).
 
-    Device cycles C_d(ρ) = (1−ρ)·cycles_prunable_device + cycles_fixed_device (eq. 2.1);
-    server time t_s(ρ) = (1−ρ)·server_prunable_s + server_fixed_s (eq. 2.7, f_s = F_s).
+    Device cycles C_d(ρ) = (1−ρ)·cycles_prunable_device + cycles_fixed_device (eq. 2.1, 5.4);
+    server time t_s(ρ) = (1−ρ)·server_prunable_s + server_fixed_s (eq. 2.7, 5.4, f_s = F_s).
     `gain` has shape (R, 1) for R channel realizations, or is a scalar.
     """
 
@@ -133,19 +134,18 @@ def allowed_rules(scenario: Scenario, profile: ModelProfile) -> list[str]:
 
 
 def _side_costs(profile: ModelProfile, rule: str | None, flops_per_cycle: float,
-                mask: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """(cycles that scale with 1 − ρ, cycles that do not) per split for one side (eq. 5.4): a
-    unit's pruned compute is F_fixed + (b − a·ρ)·F_prunable = (F_fixed + (b − a)·F_prunable)
-    + a·F_prunable·(1 − ρ). The paper mode (rule None) has a = b = 1."""
-    prunable = profile.column("flops_prunable")
-    fixed = profile.column("flops_fixed")
+                mask: FloatArray, side: Literal["device", "server"]
+                ) -> tuple[FloatArray, FloatArray]:
+    """(cycles that scale with 1 − ρ, cycles that do not) per split for one side. The dense
+    part costs its FLOPs over the processor's FLOPs per cycle; the paper mode (rule None) prunes
+    the prunable FLOPs in proportion (eq. 2.1); the calibrated mode scales the dense cycles by
+    the part's measured time at ρ relative to dense (eq. 5.4)."""
+    prunable = mask @ profile.column("flops_prunable") / flops_per_cycle
+    fixed = mask @ profile.column("flops_fixed") / flops_per_cycle
     if rule is None:
-        slope, intercept = np.ones_like(prunable), np.ones_like(prunable)
-    else:
-        slope = profile.rules[rule].execution_slope
-        intercept = profile.rules[rule].execution_intercept
-    return (mask @ (slope * prunable) / flops_per_cycle,
-            mask @ (fixed + (intercept - slope) * prunable) / flops_per_cycle)
+        return prunable, fixed
+    assert profile.execution is not None  # load_profile refuses rules without it
+    return profile.execution.part_cycles(profile.rules[rule], prunable + fixed, mask, side)
 
 
 def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
@@ -202,10 +202,10 @@ def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
         gain_a = gain_a[:, None]
     mask = profile.device_mask().astype(np.float64)
     cycles_prunable, cycles_fixed = _side_costs(profile, None if paper else pair[0],
-                                                device.flops_per_cycle, mask)
+                                                device.flops_per_cycle, mask, "device")
     server_rate = server.flops_per_cycle * server.cpu_freq_max_hz
     server_prunable, server_fixed = _side_costs(profile, None if paper else pair[1],
-                                                server_rate, 1 - mask)
+                                                server_rate, 1 - mask, "server")
     return SplitProblem(
         scenario=scenario, profile=profile, rules=pair, table=table, device=device,
         server=server, channel=channel,

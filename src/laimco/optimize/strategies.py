@@ -166,7 +166,10 @@ def _best(decisions: list[Decision]) -> Decision:
     feasible = [d for d in decisions if d.success]
     if not feasible:
         reasons = list(dict.fromkeys(r for d in decisions for r in d.reasons))
-        return dataclasses.replace(decisions[0], reasons=reasons)
+        # a limit whose relaxation alone helps under some rule pair is the answer; "jointly too
+        # tight" (from pairs where no single relaxation helps) would contradict it
+        single = [r for r in reasons if "jointly too tight" not in r]
+        return dataclasses.replace(decisions[0], reasons=single or reasons)
     objective = {id(d): float(d.objective or 0.0) for d in feasible}  # set when optimal
     least = min(objective.values())
     tied = [d for d in feasible
