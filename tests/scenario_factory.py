@@ -1,4 +1,4 @@
-"""Random scenarios for the optimizer tests, and an independent reference model of SPEC §2–4.
+"""Random scenarios for the optimizer tests, and an independent reference model of theory.md §2–4.
 
 Two halves:
 
@@ -310,7 +310,7 @@ class Costs:
 
 
 class Reference:
-    """The model of SPEC §2–4 for one scenario and profile, written from the spec."""
+    """The model of docs/theory.md §2–4 for one scenario and profile, written from the docs."""
 
     def __init__(self, scenario: Scenario, profile: ModelProfile) -> None:
         self.scenario = sc = scenario
@@ -494,7 +494,7 @@ class Reference:
 
     def violated_limits(self, s: int, rho_d: float, rho_s: float, power: float, f_d: float,
                         f_s: float, gain: float, rel: float = 1e-9) -> list[str]:
-        """Names of the limits of SPEC §2 that the decision breaks beyond `rel` (relative)."""
+        """Names of the limits of theory.md §2 that the decision breaks beyond `rel` (relative)."""
         values = [s, rho_d, rho_s, power, f_d, f_s]
         if not all(np.isfinite(v) for v in values):
             return ["finite"]

@@ -42,7 +42,7 @@ def test_a_two_parameter_law_is_within_3_percent_and_the_empirical_law_is_exact(
     laws = analysis[1]["laws"]["laws"]
     assert laws["gennorm (fit to δ curve)"]["worst_relative_error"] <= 0.03
     assert laws["empirical (1001 quantiles)"]["worst_relative_error"] <= 1e-3
-    # the SPEC's measurement: Laplace is off by ×1.7 at ρ = 0.1 on the pooled weights
+    # reports/minilm/analysis.md: Laplace is off by ×1.7 at ρ = 0.1 on the pooled weights
     pooled = analysis[1]["laws"]["pooled"]["global_measured_over_laplace"]
     assert pooled[1] == pytest.approx(1.69, abs=0.02)
 

@@ -2,7 +2,7 @@
 brute-force search over the upload time, its slope against finite differences, and the
 monotone root finder `increasing_root` against scipy's brentq.
 
-Reference (SPEC §2, written here from scratch): the device computes C cycles in t_d at
+Reference (docs/theory.md §2, written here from scratch): the device computes C cycles in t_d at
 f_d = C/t_d ≤ F with energy κC³/t_d², and uploads S bits in t_c at the power
 p = w·(2^{S/(B t_c)} − 1) ≤ P with energy p·t_c, t_d + t_c ≤ T, total energy ≤ E. For a fixed
 upload time t_c the largest C is

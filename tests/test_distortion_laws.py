@@ -1,7 +1,7 @@
-"""The distortion–sparsity laws of laimco/theory/distortion.py (SPEC §3, docs/theory.md §3).
+"""The distortion–sparsity laws of laimco/theory/distortion.py (docs/theory.md §3).
 
 Every number is checked against an independent computation: Monte Carlo samples of the law
-pruned by magnitude, the SPEC's explicit closed forms evaluated in 50-digit decimal arithmetic,
+pruned by magnitude, theory.md's closed forms (3.4), (3.5) evaluated in 50-digit decimal arithmetic,
 scipy.stats densities, numpy quantiles, finite differences, and brute force over masks.
 """
 
@@ -101,7 +101,7 @@ def test_second_moment_matches_scipy_variance(name: str) -> None:
     assert law.second_moment() == pytest.approx(reference.var(), rel=1e-12)
 
 
-# ---------------------------------------------------------------- SPEC closed forms
+# ------------------------------------------------------- closed forms, theory.md (3.4)-(3.5)
 
 
 def _laplace_closed_form(rho: float, b: float) -> float:
@@ -162,7 +162,7 @@ def test_gaussian_delta_equals_spec_closed_form_to_1e10(sigma: float) -> None:
 @pytest.mark.parametrize("alpha", [0.1, 1.0, 2.5])
 def test_gennorm_shape_one_is_laplace_and_shape_two_is_gaussian(alpha: float) -> None:
     """GenNorm(α, β=1) is Laplace(b=α); GenNorm(α, β=2) is Gaussian(σ=α/√2) — checked against
-    the SPEC's closed forms, not against the subclasses (which are GenNorm by construction)."""
+    theory.md's closed forms, not against the subclasses (which are GenNorm by construction)."""
     laplace_ref = np.array([_laplace_closed_form(float(r), alpha) for r in RHOS])
     gauss_ref = np.array([_gaussian_closed_form(float(r), alpha / np.sqrt(2)) for r in RHOS])
     np.testing.assert_allclose(GenNormLaw(alpha, 1.0).delta(RHOS), laplace_ref, rtol=1e-10)
@@ -330,7 +330,7 @@ def test_empirical_tables_of_shape_l_by_q_broadcast_against_rho_of_shape_k_by_1(
 def test_magnitude_pruning_is_least_distortion_among_all_masks_of_same_count(
     weights: list[float],
 ) -> None:
-    """SPEC §3: among all ŵ with at most n − k non-zeros, ‖w − ŵ‖² is least when the k
+    """docs/theory.md §3.1: among all ŵ with at most n − k non-zeros, ‖w − ŵ‖² is least when the k
     smallest-magnitude weights are removed. Brute force over every support of size n − k (for a
     given support the best ŵ keeps the values, so the supports are all that matter)."""
     w = np.array(weights)

@@ -1,6 +1,6 @@
 """The exact per-split solver against brute-force searches, on ≥ 200 random scenarios.
 
-Two searches, both written from SPEC §2 with their own arithmetic (tests/scenario_factory.py's
+Two searches, both written from theory.md §2 with their own arithmetic (tests/scenario_factory.py's
 `Reference` for the data and the final limit check), neither using the solver's helpers:
 
 1. **Grid search** over (ρ_d, ρ_s, θ), θ = t_d/(t_d + t_c) the device's share of the time left

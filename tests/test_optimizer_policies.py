@@ -1,5 +1,5 @@
 """The fixed-policy strategies ("max-power": p = P; "max-frequency": f_d = F) against a
-brute-force search per split, written from SPEC §2 with its own arithmetic
+brute-force search per split, written from docs/theory.md §2 with its own arithmetic
 (tests/scenario_factory.py's `Reference`), none of the solver's helpers.
 
 With p or f_d fixed, the most device cycles that fit in the time T_left left after the server

@@ -1,6 +1,6 @@
 """Properties of `laimco.optimize.solve` on random scenarios (hypothesis): budgets act
 monotonically, the joint design dominates every benchmark, and every returned decision is
-finite and meets every limit of SPEC §2 (checked with the independent reference model of
+finite and meets every limit of docs/theory.md §2 (checked with the independent reference model of
 tests/scenario_factory.py, 1e-9 relative)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rate–distortion bounds of laimco/theory/rate_distortion.py (SPEC §3, docs/theory.md §3.8).
+"""Rate–distortion bounds of laimco/theory/rate_distortion.py (docs/theory.md §3.8).
 
 References: scipy.stats entropies, the closed-form R(D) of a Gaussian and of a binary source
 under Hamming distortion, the Shannon lower bound, and the distortion laws' own Monte-Carlo

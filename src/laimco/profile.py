@@ -1,4 +1,4 @@
-"""Model profiles: the per-unit numbers the optimizer needs, loaded from JSON (SPEC §1).
+"""Model profiles: the per-unit numbers the optimizer needs, loaded from JSON (docs/design.md §3).
 
 A profile lists the units u = 1..L of a model in execution order. Split s runs units 1..s on
 the device and s+1..L on the server; `SplitTable` holds the per-split sums (eq. 1.1).

@@ -1,4 +1,4 @@
-"""`laimco analyze`: the theory checked on a real model's weights and outputs (SPEC §3, §5).
+"""`laimco analyze`: the theory checked on a real model's weights and outputs (docs/theory.md §3).
 
 For a text encoder (the built-in MiniLM, or any BERT-style model directory) it measures:
 

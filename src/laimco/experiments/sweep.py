@@ -26,7 +26,7 @@ Kinds — what one row is:
   eq. 2.9) or for ḡ ("mean"), held fixed while the gain fades; counts the realizations whose
   latency or energy limit it breaks.
 * bound: one pruning ratio of the real MiniLM (torch): measured D_w, D_y and task quality next
-  to the laws' predicted D_w (SPEC §3); axis "rho" only.
+  to the laws' predicted D_w (docs/theory.md §3); axis "rho" only.
 
 The file's schema is the pydantic model `laimco.experiments.sweep_file.SweepFile`. Everything
 that can be wrong with a sweep file — an unknown key, a wrong type, an empty axis, an unknown

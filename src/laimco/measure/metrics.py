@@ -11,7 +11,7 @@ Conventions, the same for every function here:
 
 Notation: y_n is the reference output for input n (the unpruned model), ŷ_n the output of the
 model under test; both are flattened beyond the first dimension. The formulas are those of
-SPEC §3 (output distortion D_y, parameter distortion D_w) and docs/theory.md.
+docs/theory.md §3 (output distortion D_y, parameter distortion D_w) and §3.13.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def output_distortion_per_input(reference: TensorLike, other: TensorLike) -> tor
 
 
 def output_distortion(reference: TensorLike, other: TensorLike) -> float:
-    """Output distortion D_y = (1/N) Σ_n ‖y_n − ŷ_n‖² (SPEC §3): mean over inputs of the
+    """Output distortion D_y = (1/N) Σ_n ‖y_n − ŷ_n‖² (theory.md §3.13): mean over inputs of the
     squared L2 error, summed over all features of an input."""
     return float(output_distortion_per_input(reference, other).mean())
 
@@ -209,7 +209,7 @@ def _named_weights(weights: Weights, name: str) -> dict[str, torch.Tensor]:
 
 
 def parameter_distortion(weights_a: Weights, weights_b: Weights) -> float:
-    """Parameter distortion D_w = ‖w − ŵ‖² = Σ_tensors Σ_i (w_i − ŵ_i)² (SPEC §3).
+    """Parameter distortion D_w = ‖w − ŵ‖² = Σ_tensors Σ_i (w_i − ŵ_i)² (docs/theory.md §3).
 
     ``weights_a`` and ``weights_b`` are one tensor each, two sequences of tensors paired by
     position, or two mappings (e.g. state dicts) paired by key; paired tensors must have the

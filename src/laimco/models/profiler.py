@@ -1,4 +1,4 @@
-"""Profile a model for split inference (SPEC §1): per unit, the weights pruning may remove, the
+"""Profile a model for split inference (design.md §3): per unit, the weights pruning may remove, the
 work each side computes, and the bits that cross the cut. The counting rules are in
 docs/profiling.md; the JSON schema is the one `laimco.profile` reads.
 

@@ -1,5 +1,5 @@
 """Apply a decision to a real model: prune each side of a split model at its own ratio, and
-save or load the two pruned parts (safetensors + JSON manifest) (SPEC §5).
+save or load the two pruned parts (safetensors + JSON manifest) (docs/design.md §7).
 
 Rules:
 - "magnitude": per weight matrix, the ratio of smallest |w| (docs/theory.md eq. 3.1);

@@ -1,4 +1,4 @@
-"""Cutting a model into a device part and a server part (SPEC §1, §5).
+"""Cutting a model into a device part and a server part (docs/design.md §3, §7).
 
 Units u = 1..L: the embeddings, each block, then the head (sentence pooling for encoders, the
 LM head for decoders, the [CLS] layer norm for ViT). Split s runs units 1..s on the device and

@@ -1,4 +1,4 @@
-"""The units u = 1..L of a model (SPEC §1): embeddings, each block, the head.
+"""The units u = 1..L of a model (docs/design.md §3): embeddings, each block, the head.
 
 The same cut as `laimco.models.split`: a split after unit s runs units 1..s on the device.
 

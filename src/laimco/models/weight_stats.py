@@ -1,4 +1,4 @@
-"""Statistics of a unit's prunable weights, computed in one streaming pass (SPEC §3).
+"""Statistics of a unit's prunable weights, computed in one streaming pass (docs/profiling.md).
 
 The distortion laws of docs/theory.md need, per unit, the magnitude distribution of the
 prunable weights: mean |w|, the root mean square, a generalized-Gaussian fit (shape β, scale α)

@@ -1,4 +1,4 @@
-"""Costs of a concrete decision, computed straight from the system model (SPEC §2), and the
+"""Costs of a concrete decision, computed straight from the system model (theory.md §2), and the
 check of every limit. Independent of how the decision was found: the optimizer re-checks its
 own answers with it, and so do the tests and the SLSQP baseline."""
 

@@ -1,5 +1,5 @@
 """The "what a user would do instead" reference: scipy's SLSQP on the original variables
-(ρ_d, ρ_s, p, f_d, f_s) for every split, from several random starts (SPEC §4)."""
+(ρ_d, ρ_s, p, f_d, f_s) for every split, from several random starts (docs/theory.md §4.6)."""
 
 from __future__ import annotations
 

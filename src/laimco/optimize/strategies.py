@@ -1,5 +1,5 @@
 """Every decision strategy by name: the exact joint design and the benchmarks it is judged
-against (SPEC §4). Each takes a scenario and returns a checked `Decision`."""
+against (docs/theory.md §4.6). Each takes a scenario and returns a checked `Decision`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Pruning, separate from the model: take weights (or a layer) and a rule, return masks or a
-smaller layer (SPEC §3, §5). Unstructured masks in `masks`, head/neuron removal in `structured`.
+smaller layer (design.md §7). Unstructured masks in `masks`, head/neuron removal in `structured`.
 """
 
 from laimco.pruning.masks import (

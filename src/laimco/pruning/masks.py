@@ -1,4 +1,4 @@
-"""Unstructured pruning masks over the weight matrices of one side of a split model (SPEC §3, §5).
+"""Unstructured pruning masks over the weight matrices of one side of a split model (theory.md §3).
 
 A mask is a boolean tensor of the weight's shape, True = keep. Rules:
 
@@ -265,7 +265,7 @@ def parameter_distortion(
     original_weights: Mapping[str, torch.Tensor],
     masked_weights: Mapping[str, torch.Tensor],
 ) -> float:
-    """D_w = Σ ‖w − ŵ‖² over all matrices (SPEC §3), accumulated in float64."""
+    """D_w = Σ ‖w − ŵ‖² over all matrices (docs/theory.md §3.1), accumulated in float64."""
     total = 0.0
     for name, w in original_weights.items():
         diff = w.detach().to(torch.float64) - masked_weights[name].detach().to(torch.float64)

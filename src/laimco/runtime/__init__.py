@@ -1,4 +1,4 @@
-"""Split inference over a real network (SPEC §5): the edge server hosting the server part as an
+"""Split inference over a network (docs/runtime.md): the edge server hosting the server part as an
 MLServer custom runtime, the device client, link emulation and `laimco deploy`.
 
 | module | what it holds |

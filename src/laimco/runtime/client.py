@@ -1,6 +1,6 @@
 """The device side of split inference: run the device part, send what crosses the cut to the
 edge server over gRPC (Open Inference Protocol, `tritonclient.grpc`), get the output back
-(SPEC §5).
+(docs/design.md §7).
 
 Two pieces:
 

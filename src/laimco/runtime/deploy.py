@@ -1,4 +1,4 @@
-"""`laimco deploy`: the optimizer's decision run on real hardware (SPEC §5).
+"""`laimco deploy`: the optimizer's decision run on real hardware (docs/design.md §7).
 
 scenario → `laimco.optimize.solve` → `prune_split_model` (rule configurable) → `save_pruned` →
 edge server (MLServer, loopback, random token) → held-out sentences through the real split

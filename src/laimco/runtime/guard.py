@@ -1,4 +1,4 @@
-"""The checks the edge server makes on every gRPC call before MLServer decodes it (SPEC §5).
+"""The checks the edge server makes on every gRPC call before MLServer decodes it (docs/runtime.md).
 
 A `grpc.aio` server interceptor:
 

@@ -1,4 +1,4 @@
-"""Link emulation: an uplink that carries bytes at the rate of the wireless model (SPEC §5).
+"""Link emulation: an uplink that carries bytes at the rate of the wireless model (docs/runtime.md).
 
     r(p, g) = B·log₂(1 + p·g/(N₀·B))   bit/s        (docs/theory.md eq. 2.4)
 

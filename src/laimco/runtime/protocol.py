@@ -1,5 +1,5 @@
 """What crosses the network between the device and the edge server, as Open Inference Protocol
-(KServe v2) tensors, and the checks a request must pass (SPEC §5).
+(KServe v2) tensors, and the checks a request must pass (docs/design.md §7).
 
 The server sub-model of a split s (units s+1..L) takes what `laimco.models.split.DevicePart`
 returns:

@@ -1,4 +1,4 @@
-"""The edge server's sub-model as an MLServer custom runtime (SPEC §5).
+"""The edge server's sub-model as an MLServer custom runtime (docs/runtime.md).
 
 `ServerSubModel` loads the server part (units s+1..L) of a pruned folder written by
 `laimco.models.pruned.save_pruned` and answers Open Inference Protocol requests: it checks the

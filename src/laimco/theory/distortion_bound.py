@@ -1,4 +1,4 @@
-"""The optimizer's objective: the output-distortion bound of a pruned, split model (SPEC §3–4).
+"""The optimizer's objective: the output-distortion bound of a split model (theory.md §3.10).
 
     D_y ≤ k_d·Σ_{u≤s} N_u·δ_u(ρ_d) + k_s·Σ_{u>s} N_u·δ_u(ρ_s)            (eq. 3.10)
 
