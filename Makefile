@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCENARIO ?= scenarios/minilm-phone.toml
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test test-fast bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
+
+# the analytic core only (no torch models, servers or sweeps): the loop to run while editing
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider -m "not slow"
 
 # every benchmark, one after the other (about 40 minutes); RESULTS.md is their output
 bench: $(STAMP)

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# a module whose every test is slow says so at module level: `pytestmark = pytest.mark.slow`
+# (or a list holding it)
+_SLOW_MODULE = re.compile(r"^pytestmark = .*pytest\.mark\.slow\b", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under `-m "not slow"` (make test-fast) a module marked slow as a whole is not imported:
+    importing torch, transformers or MLServer alone would cost more than the fast tests."""
+    if collection_path.suffix != ".py" or config.option.markexpr.strip() != "not slow":
+        return None
+    return bool(_SLOW_MODULE.search(collection_path.read_text(encoding="utf-8"))) or None
 
 
 @pytest.fixture(scope="module")

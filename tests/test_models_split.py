@@ -19,6 +19,8 @@ from laimco.models.loading import (
 )
 from laimco.models.split import SplitError, run_full, split_model
 
+pytestmark = pytest.mark.slow  # loads torch models of every family
+
 CONFIGS = {
     "bert": lambda: transformers.BertConfig(
         vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,

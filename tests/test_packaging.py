@@ -20,6 +20,8 @@ from laimco.config import load_scenario
 from laimco.examples import copy_examples, scenarios_dir, sweeps_dir
 from laimco.optimize import solve
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel
+
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 

@@ -40,6 +40,8 @@ from laimco.models.weight_stats import (
 )
 from laimco.profile import load_profile
 
+pytestmark = pytest.mark.slow  # loads and profiles torch models
+
 V, H, HEADS, F, P = 120, 32, 4, 64, 64  # vocabulary, hidden, heads, FFN, positions
 KV_HEADS = 2  # LLaMA grouped-query attention
 LAYERS = 2

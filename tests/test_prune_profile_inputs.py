@@ -23,6 +23,8 @@ from laimco.models.loading import load_model, model_from_config
 from laimco.models.output_folder import clean_stale_staging, new_staging
 from laimco.models.pruned import load_pruned, prune_split_model, save_pruned
 
+pytestmark = pytest.mark.slow  # loads torch models
+
 runner = CliRunner()
 
 

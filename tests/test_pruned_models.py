@@ -22,6 +22,8 @@ from laimco.models.pruned import (
 from laimco.models.split import run_full
 from laimco.pruning import linear_modules
 
+pytestmark = pytest.mark.slow  # prunes and saves torch models
+
 runner = CliRunner()
 
 

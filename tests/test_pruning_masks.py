@@ -33,7 +33,7 @@ RATIOS = [0.0, 0.1, 0.25, 0.5, 0.7, 0.9, 1.0]
 SHAPES = [(1, 1), (3, 5), (8, 8), (16, 33), (64, 48)]
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # torch
 
 
 def _random_weights(seed: int, ties: bool) -> dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ D, HEADS, HEAD_DIM, FFN = 32, 4, 8, 64
 FAMILIES = ["bert", "gpt2", "llama", "llama_mha", "vit"]
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # torch
 
 
 def _model(kind: str) -> nn.Module:

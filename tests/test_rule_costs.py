@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from laimco.config import ScenarioError, load_scenario, scenario_from_dict
 from laimco.optimize import solve
@@ -30,11 +29,14 @@ def minilm():  # type: ignore[no-untyped-def]
     return load_model("minilm")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", ["magnitude", "wanda", "structured"])
 def test_block_curve_equals_the_distortion_of_the_executed_rule(minilm, rule: str) -> None:
     """D(ρ) from the sorted weights equals what pruning the block with the real rule removes:
     magnitude ‖w − ŵ‖², Wanda Σ((w − ŵ)·‖x‖)², structured the energy of the removed rows and
     columns (each recomputed from the pruned tensors, 1e-9 relative)."""
+    import torch
+
     from laimco.measure.rule_measurement import _prune_block, block_distortion_curve
     from laimco.models.split import block_modules
     from laimco.pruning import linear_weights
@@ -145,6 +147,7 @@ def _brute_force(scenario_path: Path, rules: list[str], grid: int = 41) -> float
     return best
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["minilm-phone", "minilm-laptop"])
 def test_calibrated_joint_is_at_least_as_good_as_a_brute_force_grid(name: str) -> None:
     """The exact solver over (split, rule pair, ratios, power, frequency) is never worse than a
@@ -171,10 +174,13 @@ def test_unstructured_rules_never_prune_where_pruning_saves_nothing() -> None:
 
 
 # ------------------------------------------------------------------- the CSR execution rule
+@pytest.mark.slow
 def test_csr_layers_compute_the_masked_dense_product_and_save_as_dense(minilm, tmp_path) -> None:
     """magnitude-csr removes exactly magnitude's weights and runs them with torch.sparse.mm:
     the split model's output equals magnitude's (float32 summation order: 1e-5), and a saved
     and reloaded folder runs CSR layers again with the same output."""
+    import torch
+
     from laimco.data import heldout_sentences
     from laimco.experiments.text_batches import text_batches
     from laimco.models.pruned import load_pruned, prune_split_model, save_pruned

@@ -14,6 +14,8 @@ from laimco.config import load_scenario
 from laimco.optimize import solve
 from laimco.runtime.commands import register
 
+pytestmark = pytest.mark.slow  # deploys the real MiniLM over a served network path
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "minilm-phone.toml"
 N_SENTENCES = 12

@@ -24,6 +24,8 @@ from laimco.models.loading import builtin_model_dir, model_from_config
 from laimco.models.profiler import profile_safetensors_dir, save_profile
 from laimco.runtime.commands import register
 
+pytestmark = pytest.mark.slow  # deploys torch models over a served network path
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "paper-minilm-phone.toml"
 SEQ_LEN = 16

@@ -18,6 +18,8 @@ from laimco.models.pruned import load_pruned, prune_split_model, save_pruned
 from laimco.runtime.client import DeviceClient
 from laimco.runtime.server import start_server
 
+pytestmark = pytest.mark.slow  # starts the edge server
+
 TOKEN = "families-secret"
 
 

@@ -28,6 +28,8 @@ from laimco.runtime.deploy import remove_stale_staging
 from laimco.runtime.pruned_folder import PrunedFolderError, check_pruned_folder
 from laimco.runtime.repository import GUARD_FILE, remove_stale_repositories
 
+pytestmark = pytest.mark.slow  # builds torch models and runs the runtime commands
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "minilm-phone.toml"
 

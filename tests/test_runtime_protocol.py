@@ -26,6 +26,8 @@ from laimco.runtime.protocol import (
     raw_size_problem,
 )
 
+pytestmark = pytest.mark.slow  # opens sockets and shapes a real uplink
+
 CONFIG = transformers.BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=3,
                                  num_attention_heads=2, intermediate_size=16)
 

@@ -24,6 +24,8 @@ from laimco.runtime.launch import TOKEN_ENV
 from laimco.runtime.protocol import manifest_sha256
 from laimco.runtime.server import start_server, wait_until_ready
 
+pytestmark = pytest.mark.slow  # starts the edge server
+
 TOKEN = "restart-secret"
 N_REQUESTS = 40
 

@@ -39,6 +39,8 @@ from laimco.runtime.protocol import Limits, manifest_sha256
 from laimco.runtime.repository import ServeOptions
 from laimco.runtime.server import free_port, start_server, wait_until_ready
 
+pytestmark = pytest.mark.slow  # starts the edge server
+
 TOKEN = "robust-secret-91c2"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 LIMIT = 16 * 2**20

@@ -42,6 +42,8 @@ from laimco.runtime.protocol import Limits, manifest_sha256
 from laimco.runtime.repository import ServeOptions
 from laimco.runtime.server import free_port, start_server
 
+pytestmark = pytest.mark.slow  # starts the edge server
+
 TOKEN = "test-secret-7f3a"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 LIMIT = 1_000_000

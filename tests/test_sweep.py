@@ -31,6 +31,8 @@ from laimco.experiments.sweep import (
 from laimco.optimize import solve
 from laimco.profile import load_profile
 
+pytestmark = pytest.mark.slow  # runs sweeps
+
 ROOT = Path(__file__).resolve().parents[1]
 PHONE = ROOT / "scenarios" / "minilm-phone.toml"
 RAYLEIGH = ROOT / "scenarios" / "paper-minilm-phone-rayleigh.toml"

@@ -10,6 +10,8 @@ import pytest
 from laimco.experiments.executors import DaskExecutor, ExecutorError, make_executor
 from laimco.experiments.sweep import load_sweep, read_table, run_sweep
 
+pytestmark = pytest.mark.slow  # runs sweeps on a Dask cluster
+
 distributed = pytest.importorskip("distributed")
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,6 +32,8 @@ from laimco.experiments.sweep import (
 )
 from laimco.optimize import STRATEGIES, solve
 
+pytestmark = pytest.mark.slow  # runs sweeps and kills sweep processes
+
 ROOT = Path(__file__).resolve().parents[1]
 PHONE = ROOT / "scenarios" / "minilm-phone.toml"
 RAYLEIGH = ROOT / "scenarios" / "minilm-phone-rayleigh.toml"
