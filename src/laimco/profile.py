@@ -6,7 +6,7 @@ the device and s+1..L on the server; `SplitTable` holds the per-split sums (eq. 
 Every command names a profile the same way (`resolve_profile_text`, `load_profile`): a built-in
 name ("minilm-l6"), "config:NAME" (an architecture-only profile of src/laimco/configs/NAME.json
 or of a config.json path, built on the meta device) or the path of a profile JSON file. The file
-format is validated by `laimco.profile_schema` (docs/profile_minilm.md, "Schema").
+format is validated by `laimco.profile_schema` (docs/profiling.md, "JSON schema").
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class SplitTable:
 
 def profile_from_dict(data: object) -> ModelProfile:
     """Build a profile from its JSON form, validated by `ProfileFile` (schema:
-    docs/profile_minilm.md); a `ProfileError` names every bad key path."""
+    docs/profiling.md); a `ProfileError` names every bad key path."""
     try:
         checked = ProfileFile.model_validate(data)
     except ValidationError as err:

@@ -1,4 +1,4 @@
-"""The profile JSON format as a strict pydantic model (docs/profile_minilm.md, "Schema").
+"""The profile JSON format as a strict pydantic model (docs/profiling.md, "JSON schema").
 
 Every key a profile may carry is declared here, with its type and range; an unknown key, a
 string or list where an object belongs, a bool or null where a number belongs, NaN/±Inf, a
@@ -118,7 +118,7 @@ class OutputSensitivity(_Strict):
 
 
 class ProfileFile(_Strict):
-    """A whole profile file (laimco.models.profiler writes it, docs/profile_minilm.md)."""
+    """A whole profile file (laimco.models.profiler writes it, docs/profiling.md)."""
 
     name: Name
     source: Text | None = None
