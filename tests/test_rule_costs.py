@@ -277,6 +277,7 @@ def test_part_cycles_follow_eq_5_4_worked_by_hand() -> None:
     assert fixed[1] == pytest.approx(10 * 2.0 / 5.0)
 
 
+@pytest.mark.slow  # builds and times a torch model
 def test_execution_measurement_on_a_small_bert_gives_a_valid_section() -> None:
     """The measurement runs on any BERT-style model and writes what the schema accepts: empty
     parts take 0 s, every non-empty part and every block a positive time, 0 ≤ a ≤ b, and a rule
