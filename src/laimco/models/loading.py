@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import torch
 from pydantic import (
@@ -25,14 +25,17 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from torch import nn
 
-Family = Literal["bert", "gpt2", "llama", "vit"]
+from laimco.models.families import (
+    FamilyAdapter,
+    UnknownFamilyError,
+    adapter_for_model_type,
+    family_adapter,
+    model_types,
+)
+
+Family = str  # a registered family name (laimco.models.families.known_families())
 # model_type (config.json) → family whose split and units laimco knows
-FAMILY_OF_MODEL_TYPE: dict[str, Family] = {
-    "bert": "bert", "roberta": "bert", "xlm-roberta": "bert",
-    "gpt2": "gpt2",
-    "llama": "llama", "mistral": "llama", "qwen2": "llama",
-    "vit": "vit",
-}
+FAMILY_OF_MODEL_TYPE = model_types()
 BUILTIN_MODELS = ("minilm",)
 # checkpoint keys of a block (".3.") and block buffers older checkpoints carry that models
 # rebuild themselves (GPT-2's causal mask, LLaMA's rotary frequencies)
@@ -70,6 +73,11 @@ class LoadedModel:
     source: Path | None = None
 
     @property
+    def adapter(self) -> FamilyAdapter:
+        """The family's adapter (block lookup, splitting, profiling, structured pruning)."""
+        return family_adapter(self.family)
+
+    @property
     def n_layers(self) -> int:
         return int(self.config.num_hidden_layers)
 
@@ -91,19 +99,10 @@ def builtin_model_dir(name: str = "minilm") -> Path:
 
 def family_of(config: Any) -> Family:
     """The family of a transformers config, or UnsupportedArchitectureError."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in FAMILY_OF_MODEL_TYPE:
-        raise UnsupportedArchitectureError(
-            f"model_type {model_type!r} is not supported: laimco splits "
-            f"{', '.join(sorted(FAMILY_OF_MODEL_TYPE))}")
-    return FAMILY_OF_MODEL_TYPE[model_type]
-
-
-def _model_class(family: Family) -> Any:
-    import transformers
-
-    return {"bert": transformers.AutoModel, "gpt2": transformers.AutoModelForCausalLM,
-            "llama": transformers.AutoModelForCausalLM, "vit": transformers.AutoModel}[family]
+    try:
+        return adapter_for_model_type(getattr(config, "model_type", None)).name
+    except UnknownFamilyError as err:
+        raise UnsupportedArchitectureError(str(err)) from None
 
 
 def block_weight_keys(keys: Iterable[str]) -> list[str]:
@@ -289,11 +288,9 @@ def load_model(source: str | Path, *, attn_implementation: str = "eager") -> Loa
     _check_size_before_allocating(folder, config)
     kwargs: dict[str, Any] = {"attn_implementation": attn_implementation,
                               "use_safetensors": True, "ignore_mismatched_sizes": True,
-                              "output_loading_info": True}
-    if family in ("bert", "vit"):
-        kwargs["add_pooling_layer"] = False  # heads: mean pooling (text), [CLS] norm (ViT)
+                              "output_loading_info": True, **family_adapter(family).load_kwargs}
     try:
-        model, info = _model_class(family).from_pretrained(str(folder), **kwargs)
+        model, info = family_adapter(family).model_class().from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as err:
         raise CorruptWeightsError(f"{folder}: the weights do not load ({_first_line(err)}); "
                                   "re-export the model with save_pretrained") from None
@@ -332,7 +329,7 @@ def _quiet_transformers() -> None:
 
 
 def _load_tokenizer(folder: Path, family: Family) -> Any | None:
-    if family == "vit":
+    if not family_adapter(family).takes_text:
         return None
     import transformers
 
@@ -352,12 +349,10 @@ def model_from_config(config: Any, *, seed: int = 0, device: str = "cpu",
     family = family_of(config)
     config._attn_implementation = attn_implementation  # transformers reads this private field
     torch.manual_seed(seed)
-    kwargs: dict[str, Any] = {}
-    if family in ("bert", "vit"):
-        kwargs["add_pooling_layer"] = False
+    adapter = family_adapter(family)
     try:
         with torch.device(device):
-            model = _model_class(family).from_config(config, **kwargs)
+            model = adapter.model_class().from_config(config, **adapter.load_kwargs)
     except Exception as err:  # an inconsistent config fails in module constructors
         raise UnsupportedArchitectureError(f"config of {getattr(config, 'model_type', '?')!r} "
                                            f"does not build a model ({_first_line(err)}); "

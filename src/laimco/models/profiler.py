@@ -7,7 +7,9 @@ docs/profiling.md; the JSON schema is the one `laimco.profile` reads.
   with eager attention, per module, and checked against 2·B·T·n_prunable (linear layers) and
   2·2·B·T²·heads·head_dim (attention QKᵀ and A·V);
 * element-wise FLOPs (norms, softmax, activations, biases, residuals, rotary, pooling):
-  analytic, with the per-element constants of `FLOPS_PER_ELEMENT`;
+  analytic, with the per-element constants of `laimco.models.flop_constants`; what differs
+  between families (inputs, embeddings, head, norms) is the family adapter's
+  (`laimco.models.families`);
 * bits: element counts of the tensors of that forward pass times their bit widths;
 * weight statistics: `laimco.models.weight_stats` on the prunable weights, or, for an
   architecture-only profile, the Gaussian of the config's `initializer_range`.
@@ -31,7 +33,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from laimco.measure.metrics import mean_pool, normalize
+from laimco.models.families.base import BlockDims, ProfileInputError
+from laimco.models.flop_constants import ACTIVATIONS, FLOPS_PER_ELEMENT
 from laimco.models.loading import LoadedModel, check_weights, model_from_config, read_config
 from laimco.models.units import (
     Unit,
@@ -49,36 +52,7 @@ from laimco.models.weight_stats import (
     tensor_stats,
 )
 
-TOKEN_BITS = 32  # token ids and attention-mask entries travel as int32
-PIXEL_BITS = 8  # a raw image travels as 8-bit RGB
 SIGNIFICANT_DIGITS = 7  # float32 carries ~7 significant decimal digits
-
-# FLOPs charged per element for the work FlopCounterMode does not count (docs/profiling.md).
-FLOPS_PER_ELEMENT: dict[str, int] = {
-    "embedding_sum": 2,  # BERT: word + position + token-type, 2 adds per hidden element
-    "position_add": 1,  # GPT-2: token + position table; ViT: patch + position embedding
-    "layernorm": 8,  # mean, centre, square, variance sum, normalise, gamma, beta (+ rsqrt)
-    "rmsnorm": 4,  # square, accumulate, multiply by rsqrt, gamma
-    "attention_scale": 1,  # scores * 1/sqrt(head_dim)
-    "attention_mask_add": 1,  # scores + additive mask (padding or causal); ViT has none
-    "softmax": 5,  # max, subtract, exp, sum, divide
-    "bias_add": 1,  # per output element of every linear layer (and conv) with a bias
-    "gelu": 8,  # exact erf GELU: x * 0.5 * (1 + erf(x / sqrt(2)))
-    "gelu_tanh": 9,  # 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))): x³ 2, ×, +, ×, tanh, +1, ×x, ×0.5
-    "relu": 1,
-    "silu": 5,  # x * sigmoid(x): negate, exp, +1, divide, multiply
-    "gate_multiply": 1,  # LLaMA MLP: act(gate(x)) * up(x)
-    "rotary": 3,  # q*cos + rotate_half(q)*sin per query/key element (the sign flip is a copy)
-    "rotary_table": 9,  # per (position, frequency): p*f, cos & sin of the doubled pair (2×2),
-    # attention-scaling multiplies (2×2); computed once per forward, before block 1
-    "residual_add": 1,  # per hidden element, twice per block
-    "mean_pool": 2,  # mask multiply + accumulate per hidden element of every token
-    "l2_normalize": 3,  # square + accumulate + divide per embedding element
-}
-# config activation name → FLOPS_PER_ELEMENT key
-ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_tanh",
-               "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh", "relu": "relu",
-               "silu": "silu", "swish": "silu"}
 
 
 class ProfilerError(ValueError):
@@ -280,54 +254,26 @@ def _on_meta(loaded: LoadedModel) -> bool:
 def _forward(loaded: LoadedModel, *, seq_len: int, batch_size: int, activation_bits: int,
              image_size: int | None) -> _Shapes:
     """One forward pass under FlopCounterMode with eager attention; shapes and counted FLOPs."""
-    model, cfg, family = loaded.model, loaded.config, loaded.family
-    device = next(model.parameters()).device
-    kwargs: dict[str, Any] = {"output_hidden_states": True}
-    if image_size is not None and family != "vit":
-        raise ProfilerError(f"image_size applies to ViT models only; {loaded.name} is a "
-                            f"{family} text model: use seq_len")
-    if family == "vit":
-        size = image_size or int(cfg.image_size)
-        if size % int(cfg.patch_size):
-            raise ProfilerError(f"image_size {size} is not a multiple of the patch size "
-                                f"{cfg.patch_size}")
-        kwargs["pixel_values"] = torch.zeros(batch_size, int(cfg.num_channels), size, size,
-                                             device=device)
-        kwargs["interpolate_pos_encoding"] = size != int(cfg.image_size)
-        input_bits = batch_size * int(cfg.num_channels) * size * size * PIXEL_BITS
-        tokens = (size // int(cfg.patch_size)) ** 2 + 1
-    else:
-        limit = getattr(cfg, "max_position_embeddings", None)
-        if family in ("bert", "gpt2") and limit is not None and seq_len > int(limit):
-            raise ProfilerError(f"seq_len {seq_len} exceeds the model's {limit} positions")
-        size, tokens = None, seq_len
-        kwargs["input_ids"] = torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)
-        input_bits = 2 * batch_size * seq_len * TOKEN_BITS  # token ids + attention mask
-        mask = torch.ones(batch_size, seq_len, dtype=torch.long, device=device)
-        if family in ("gpt2", "llama"):
-            # Decoders get the (all-ones) mask: without one, transformers inspects position ids
-            # for packed sequences, which a meta tensor cannot answer. Encoders get none: with
-            # one, transformers checks whether it can skip it (same problem). The counted
-            # matmuls are the same either way; the mask's own cost is charged analytically.
-            kwargs |= {"attention_mask": mask, "use_cache": False}
+    model, adapter = loaded.model, loaded.adapter
+    try:
+        inputs = adapter.profile_inputs(loaded.config, seq_len=seq_len, batch_size=batch_size,
+                                        image_size=image_size,
+                                        device=next(model.parameters()).device)
+    except ProfileInputError as err:
+        raise ProfilerError(f"{loaded.name}: {err}") from None
     counter = FlopCounterMode(display=False)
     with _eager_attention(model), torch.no_grad(), counter:
-        out = model(**kwargs)
-        if family == "bert":
-            final = normalize(mean_pool(out.last_hidden_state, mask))  # the pooling head
-        elif family == "vit":
-            final = out.last_hidden_state[:, 0]
-        else:
-            final = out.logits
+        out = model(**inputs.kwargs)
+        final = adapter.profile_output(out, inputs)
     root = type(model).__name__
     flops = {key.removeprefix(root).removeprefix("."): sum(ops.values())
              for key, ops in counter.get_flop_counts().items() if key != "Global"}
     flops[""] = counter.get_total_flops()
-    mask_bits = 0 if family == "vit" else batch_size * tokens * TOKEN_BITS
+    mask_bits = adapter.crossing_mask_bits(batch_size, inputs.tokens)
     out_bits = [h.numel() * activation_bits + mask_bits for h in out.hidden_states]
     out_bits.append(final.numel() * activation_bits)
-    return _Shapes(batch=batch_size, tokens=tokens, image_size=size, input_bits=input_bits,
-                   out_bits=out_bits, flops=flops)
+    return _Shapes(batch=batch_size, tokens=inputs.tokens, image_size=inputs.image_size,
+                   input_bits=inputs.input_bits, out_bits=out_bits, flops=flops)
 
 
 class _eager_attention:  # noqa: N801 (a context manager used like a function)
@@ -358,10 +304,10 @@ def _counted_flops(loaded: LoadedModel, up: UnitParameters, shapes: _Shapes) -> 
                             f"layers, expected 2·B·T·n_prunable = {expected}")
     fixed = total - prunable
     if up.unit.kind == "block":
-        heads, head_dim, _ = _attention_shape(loaded.config)
+        dims = BlockDims.of(loaded.config)
         linear_other = sum(shapes.flops.get(path, 0) for path in up.unit.linear_layers()
                            if path not in prunable_layers)
-        attention = 2 * 2 * shapes.batch * shapes.tokens**2 * heads * head_dim
+        attention = 2 * 2 * shapes.batch * shapes.tokens**2 * dims.heads * dims.head_dim
         if fixed - linear_other != attention:
             raise ProfilerError(
                 f"{up.unit.name}: counted {fixed - linear_other} attention FLOPs, expected "
@@ -370,16 +316,8 @@ def _counted_flops(loaded: LoadedModel, up: UnitParameters, shapes: _Shapes) -> 
     return prunable, fixed
 
 
-def _attention_shape(cfg: Any) -> tuple[int, int, int]:
-    """(query heads, head dimension, key/value heads)."""
-    heads = int(cfg.num_attention_heads)
-    head_dim = getattr(cfg, "head_dim", None) or int(cfg.hidden_size) // heads
-    kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
-    return heads, int(head_dim), kv_heads
-
-
-def _activation_flops(cfg: Any, family: str) -> int:
-    name = cfg.activation_function if family == "gpt2" else cfg.hidden_act
+def _activation_flops(loaded: LoadedModel) -> int:
+    name = loaded.adapter.activation_name(loaded.config)
     if name not in ACTIVATIONS:
         raise ProfilerError(f"activation {name!r} has no FLOP constant; known: "
                             f"{', '.join(sorted(ACTIVATIONS))}")
@@ -397,36 +335,20 @@ def _bias_outputs(unit: Unit) -> int:
 
 
 def _elementwise_flops(loaded: LoadedModel, unit: Unit, shapes: _Shapes) -> int:
-    """Analytic FLOPs of the unit's element-wise work, per the constants of FLOPS_PER_ELEMENT."""
-    cfg, family, f = loaded.config, loaded.family, FLOPS_PER_ELEMENT
-    T, H = shapes.tokens, int(cfg.hidden_size)
-    heads, head_dim, kv_heads = _attention_shape(cfg)
+    """Analytic FLOPs of the unit's element-wise work, per the constants of FLOPS_PER_ELEMENT
+    (what is specific to a family is its adapter's: embeddings, head, norms)."""
+    adapter, f = loaded.adapter, FLOPS_PER_ELEMENT
+    dims = BlockDims.of(loaded.config)
+    B, T, H = shapes.batch, shapes.tokens, dims.hidden
     if unit.kind == "embeddings":
-        if family == "bert":
-            per_token = (f["embedding_sum"] + f["layernorm"]) * H
-        elif family == "gpt2":
-            per_token = f["position_add"] * H
-        elif family == "llama":  # the rotary cos/sin table, shared by every block
-            per_token = f["rotary_table"] * head_dim // 2
-        else:  # vit: conv bias on every patch, position embeddings on every token
-            return shapes.batch * (f["bias_add"] * (T - 1) * H + f["position_add"] * T * H)
-        return shapes.batch * T * per_token
+        return adapter.embeddings_flops(loaded.config, dims, B, T)
     if unit.kind == "head":
-        if family == "bert":
-            return shapes.batch * (f["mean_pool"] * T * H + T + H + f["l2_normalize"] * H + 1)
-        norm = f["rmsnorm"] if family == "llama" else f["layernorm"]
-        return shapes.batch * T * (norm * H + f["bias_add"] * _bias_outputs(unit))
-    F = int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * H)
-    per_score = f["attention_scale"] + f["softmax"] + (0 if family == "vit"
-                                                       else f["attention_mask_add"])
+        return adapter.head_flops(dims, B, T, _bias_outputs(unit))
+    per_score = (f["attention_scale"] + f["softmax"]
+                 + (f["attention_mask_add"] if adapter.masked_attention else 0))
     per_token = (f["bias_add"] * _bias_outputs(unit) + 2 * f["residual_add"] * H
-                 + _activation_flops(cfg, family) * F)
-    if family == "llama":
-        per_token += (2 * f["rmsnorm"] * H + f["gate_multiply"] * F
-                      + f["rotary"] * (heads + kv_heads) * head_dim)
-    else:
-        per_token += 2 * f["layernorm"] * H
-    return shapes.batch * (per_score * heads * T * T + T * per_token)
+                 + _activation_flops(loaded) * dims.ffn + adapter.block_norm_flops(dims))
+    return B * (per_score * dims.heads * T * T + T * per_token)
 
 
 def _round(x: float) -> float:

@@ -25,6 +25,7 @@ from safetensors.torch import save_model as save_module_weights
 from torch import nn
 
 import laimco
+from laimco.models.families import family_adapter
 from laimco.models.loading import LoadedModel, ModelLoadError, model_from_config, read_config
 from laimco.models.output_folder import (
     OutputFolderError,
@@ -89,11 +90,7 @@ class PrunedSplit:
 
 
 def _blocks_of(part: nn.Module | None, family: str) -> list[nn.Module]:
-    if part is None:
-        return []
-    from laimco.models.split import block_modules
-
-    return block_modules(part, family)
+    return [] if part is None else family_adapter(family).block_modules(part)
 
 
 def calibration_norms(parts: Sequence[nn.Module | None], run: Iterable[Crossing],
@@ -141,7 +138,7 @@ def _prune_part(part: nn.Module | None, family: str, ratio: float, rule: Rule,
     if rule == "structured":
         kept_before = report.n_prunable
         for layer in _blocks_of(part, family):
-            r = prune_structured(layer, family, ratio)  # type: ignore[arg-type]
+            r = prune_structured(layer, family, ratio)
             report.structure.append({"heads": list(r.kept_kv_heads),
                                      "neurons": list(r.kept_neurons)})
         kept = sum(w.numel() for w in linear_weights(part).values())
@@ -291,7 +288,7 @@ def load_pruned(folder: str | Path, *, verify: bool = True) -> PrunedSplit:
     for side, part in (("device", device.model), ("server", server.model)):
         structure = manifest["sides"][side].get("structure") or []
         for layer, kept in zip(_blocks_of(part, base.family), structure, strict=False):
-            shrink_layer(layer, base.family, kept["heads"], kept["neurons"])  # type: ignore[arg-type]
+            shrink_layer(layer, base.family, kept["heads"], kept["neurons"])
         if part is not None:
             load_module_weights(part, str(folder / manifest["files"][side]["name"]))
             part.eval()
@@ -313,7 +310,7 @@ def load_pruned(folder: str | Path, *, verify: bool = True) -> PrunedSplit:
 
 
 def _tokenizer(folder: Path, family: str) -> Any | None:
-    if family == "vit":
+    if not family_adapter(family).takes_text:
         return None
     import transformers
 

@@ -11,6 +11,9 @@ are prepared exactly as in the unsplit model:
   state as `inputs_embeds`; learned position embeddings that are *added* are zeroed on the
   server side, because the device already added them) and runs the remaining blocks and head.
 
+What differs between families (where the blocks are, which norm is final, how each side runs)
+is the family adapter's (`laimco.models.families`).
+
 What crosses the cut (`Crossing`): the raw inputs at s = 0; otherwise the hidden state and,
 for text models, the attention mask; at s = L the final output.
 """
@@ -19,63 +22,25 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from laimco.measure.metrics import mean_pool, normalize
+from laimco.models.families import FamilyAdapter, family_adapter
+from laimco.models.families.base import Crossing
 from laimco.models.loading import LoadedModel
 
-Crossing = dict[str, torch.Tensor]
+__all__ = ["Crossing", "DevicePart", "ServerPart", "SplitError", "SplitModel", "block_modules",
+           "run_full", "split_model"]
 
 
 class SplitError(ValueError):
     """A split point outside 0..L."""
 
 
-class _PassThroughEmbeddings(nn.Module):
-    """Stands in for the embedding lookup on the server: returns the hidden state it is given."""
-
-    def forward(self, *args: Any, inputs_embeds: torch.Tensor | None = None,
-                **kwargs: Any) -> torch.Tensor:
-        if inputs_embeds is None:
-            raise ValueError("the server part needs the hidden state as inputs_embeds")
-        return inputs_embeds
-
-
-class _ZeroPositions(nn.Module):
-    """Learned absolute positions are added once, on the device: zero on the server."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.width = width
-
-    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(*position_ids.shape, self.width)
-
-
-def _blocks(model: nn.Module, family: str) -> tuple[nn.Module, str]:
-    """The module holding the block list and the list's attribute name."""
-    if family == "bert":
-        return model.encoder, "layer"
-    if family == "gpt2":
-        return model.transformer, "h"
-    if family == "llama":
-        return model.model, "layers"
-    return model, "layers"  # vit
-
-
-def block_modules(model: nn.Module, family: str) -> list[nn.Module]:
+def block_modules(model: nn.Module, family: str | FamilyAdapter) -> list[nn.Module]:
     """The transformer blocks of a model (or of one part of a split model), in order."""
-    owner, attr = _blocks(model, family)
-    return list(getattr(owner, attr))
-
-
-def _keep_blocks(model: LoadedModel, start: int, stop: int) -> None:
-    owner, attr = _blocks(model.model, model.family)
-    blocks = getattr(owner, attr)
-    setattr(owner, attr, nn.ModuleList(list(blocks)[start:stop]))
+    return family_adapter(family).block_modules(model)
 
 
 class DevicePart(nn.Module):
@@ -92,7 +57,7 @@ class DevicePart(nn.Module):
             return dict(inputs)
         if self.split == self.n_units:
             return {"output": run_full(self.part, inputs)}
-        return _device_forward(self.part, inputs)
+        return self.part.adapter.device_forward(self.part.model, inputs)
 
 
 class ServerPart(nn.Module):
@@ -109,7 +74,7 @@ class ServerPart(nn.Module):
             return crossing["output"]
         if self.split == 0:
             return run_full(self.part, crossing)
-        return _server_forward(self.part, crossing)
+        return self.part.adapter.server_forward(self.part.model, crossing)
 
 
 def split_model(loaded: LoadedModel, split: int) -> tuple[DevicePart, ServerPart]:
@@ -128,15 +93,15 @@ def _copy_for(loaded: LoadedModel, split: int, side: str) -> LoadedModel | None:
             return None
         part = _clone(loaded)
         if split < loaded.n_units:
-            _keep_blocks(part, 0, split - 1)
-            _drop_final_norm(part)
+            part.adapter.keep_blocks(part.model, 0, split - 1)
+            part.adapter.drop_final_norm(part.model)
         return part
     if split == loaded.n_units:
         return None
     part = _clone(loaded)
     if split > 0:
-        _keep_blocks(part, split - 1, n_layers)
-        _bypass_embeddings(part)
+        part.adapter.keep_blocks(part.model, split - 1, n_layers)
+        part.adapter.bypass_embeddings(part.model)
     return part
 
 
@@ -145,70 +110,10 @@ def _clone(loaded: LoadedModel) -> LoadedModel:
                        config=loaded.config, tokenizer=loaded.tokenizer, source=loaded.source)
 
 
-def _drop_final_norm(part: LoadedModel) -> None:
-    m = part.model
-    if part.family == "gpt2":
-        m.transformer.ln_f = nn.Identity()
-    elif part.family == "llama":
-        m.model.norm = nn.Identity()
-
-
-def _bypass_embeddings(part: LoadedModel) -> None:
-    m = part.model
-    if part.family == "bert":
-        m.embeddings = _PassThroughEmbeddings()
-    elif part.family == "gpt2":
-        m.transformer.wpe = _ZeroPositions(m.config.n_embd)
-    # llama: inputs_embeds skips the lookup and positions are rotary (computed per layer);
-    # vit: the server runs its blocks directly from the hidden state
-
-
-def _text_inputs(inputs: Crossing) -> dict[str, torch.Tensor]:
-    return {k: inputs[k] for k in ("input_ids", "attention_mask") if k in inputs}
-
-
 def run_full(part: LoadedModel, inputs: Crossing) -> torch.Tensor:
     """The whole model's output: normalized mean-pooled embedding (encoders), logits
     (decoders), layer-normed [CLS] state (ViT)."""
-    m = part.model
-    if part.family == "bert":
-        hidden = m(**_text_inputs(inputs)).last_hidden_state
-        return normalize(mean_pool(hidden, inputs["attention_mask"]))
-    if part.family in ("gpt2", "llama"):
-        return m(**_text_inputs(inputs), use_cache=False).logits
-    return m(pixel_values=inputs["pixel_values"]).last_hidden_state[:, 0]
-
-
-def _vit_blocks(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """ViT blocks one after the other, as ViTModel.forward runs them (no attention mask)."""
-    for layer in model.layers:
-        hidden = layer(hidden, None)
-    return hidden
-
-
-def _device_forward(part: LoadedModel, inputs: Crossing) -> Crossing:
-    m = part.model
-    if part.family == "vit":
-        return {"hidden_states": _vit_blocks(m, m.embeddings(inputs["pixel_values"]))}
-    if part.family == "bert":
-        hidden = m(**_text_inputs(inputs)).last_hidden_state
-    elif part.family == "gpt2":
-        hidden = m.transformer(**_text_inputs(inputs), use_cache=False).last_hidden_state
-    else:
-        hidden = m.model(**_text_inputs(inputs), use_cache=False).last_hidden_state
-    return {"hidden_states": hidden, "attention_mask": inputs["attention_mask"]}
-
-
-def _server_forward(part: LoadedModel, crossing: Crossing) -> torch.Tensor:
-    m = part.model
-    hidden = crossing["hidden_states"]
-    if part.family == "vit":
-        return m.layernorm(_vit_blocks(m, hidden))[:, 0]
-    mask = crossing["attention_mask"]
-    if part.family == "bert":
-        return normalize(mean_pool(m(inputs_embeds=hidden, attention_mask=mask).last_hidden_state,
-                                   mask))
-    return m(inputs_embeds=hidden, attention_mask=mask, use_cache=False).logits
+    return part.adapter.run_full(part.model, inputs)
 
 
 @dataclass(frozen=True)

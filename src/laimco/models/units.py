@@ -1,13 +1,8 @@
 """The units u = 1..L of a model (docs/design.md §3): embeddings, each block, the head.
 
 The same cut as `laimco.models.split`: a split after unit s runs units 1..s on the device.
-
-| family | embeddings | block i | head |
-|---|---|---|---|
-| bert  | `embeddings` | `encoder.layer[i]` | `pooling`: mean pooling + L2 norm, no parameters |
-| gpt2  | `transformer.wte`, `.wpe` | `transformer.h[i]` | `lm_head`: `transformer.ln_f`, `lm_head`|
-| llama | `model.embed_tokens` | `model.layers[i]` | `lm_head`: `model.norm`, `lm_head` |
-| vit   | `embeddings` | `layers[i]` | `cls_head`: `layernorm` (the [CLS] state) |
+Each family adapter names the modules of its units (`embedding_paths`, `blocks_path`,
+`head_paths`, `head_name`; table in docs/profiling.md, "Units").
 
 Prunable weights are the weight matrices of `nn.Linear` layers (and of transformers' `Conv1D`,
 GPT-2's transposed linear layer) inside the blocks, and inside the head when asked for. Every
@@ -17,7 +12,7 @@ other parameter is fixed. A parameter shared by two units (GPT-2's `lm_head.weig
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,7 +21,6 @@ from torch import nn
 from laimco.models.loading import LoadedModel
 
 UnitKind = Literal["embeddings", "block", "head"]
-HEAD_NAMES = {"bert": "pooling", "gpt2": "lm_head", "llama": "lm_head", "vit": "cls_head"}
 
 
 @dataclass(frozen=True)
@@ -73,24 +67,13 @@ def is_linear_layer(module: nn.Module) -> bool:
 
 
 def model_units(loaded: LoadedModel) -> list[Unit]:
-    """The units of a BERT, GPT-2, LLaMA or ViT model, in execution order."""
-    family = loaded.family
-    if family == "bert":
-        embeddings: list[str] = ["embeddings"]
-        blocks, head = "encoder.layer", []
-    elif family == "gpt2":
-        embeddings, blocks, head = ["transformer.wte", "transformer.wpe"], "transformer.h", [
-            "transformer.ln_f", "lm_head"]
-    elif family == "llama":
-        embeddings, blocks, head = ["model.embed_tokens"], "model.layers", ["model.norm",
-                                                                            "lm_head"]
-    else:
-        embeddings, blocks, head = ["embeddings"], "layers", ["layernorm"]
-    model = loaded.model
-    units = [_unit(model, "embeddings", "embeddings", embeddings)]
+    """The units of a model of any registered family, in execution order."""
+    adapter, model = loaded.adapter, loaded.model
+    units = [_unit(model, "embeddings", "embeddings", adapter.embedding_paths)]
+    blocks = adapter.blocks_path
     n_blocks = len(list(model.get_submodule(blocks).children()))
     units += [_unit(model, f"block{i + 1}", "block", [f"{blocks}.{i}"]) for i in range(n_blocks)]
-    units.append(_unit(model, HEAD_NAMES[family], "head", head))
+    units.append(_unit(model, adapter.head_name, "head", adapter.head_paths))
     return units
 
 
@@ -120,6 +103,6 @@ def uncovered_parameters(loaded: LoadedModel, units: list[Unit]) -> list[str]:
     return [name for name, p in loaded.model.named_parameters() if id(p) not in covered]
 
 
-def _unit(model: nn.Module, name: str, kind: UnitKind, paths: list[str]) -> Unit:
+def _unit(model: nn.Module, name: str, kind: UnitKind, paths: Sequence[str]) -> Unit:
     return Unit(name=name, kind=kind, modules=tuple(model.get_submodule(p) for p in paths),
                 module_paths=tuple(paths))

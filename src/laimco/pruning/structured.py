@@ -4,24 +4,13 @@ Works on one transformer layer of a stock transformers model, without editing th
 the kept rows/columns are copied into new, smaller weights and the attention module's
 head-count attributes are updated so that its own forward runs on the smaller shapes.
 
-Families and what a unit is:
-
-- "bert" (BertLayer): head h = rows h·d_h..(h+1)·d_h−1 of attention.self.query/key/value and
-  the same columns of attention.output.dense; neuron j = row j of intermediate.dense and column
-  j of output.dense. Cross-attention (decoder BERT) is left alone.
-- "gpt2" (GPT2Block, Conv1D weights stored (in, out)): head h = its d_h columns in each of the
-  q, k, v blocks of attn.c_attn and its d_h rows of attn.c_proj; neuron j = column j of
-  mlp.c_fc and row j of mlp.c_proj. Cross-attention, if any, is left alone.
-- "llama" (LlamaDecoderLayer, grouped-query attention): the unit is a whole KV group, i.e. one
-  key/value head with its G = num_attention_heads / num_key_value_heads query heads (rows of
-  k_proj, v_proj, the group's rows of q_proj, columns of o_proj). Removing whole groups keeps
-  G, and so `num_key_value_groups` and the model's repeat_kv, unchanged: the simplest correct
-  rule (with plain multi-head attention, G = 1 and a group is a head). Neuron j = row j of
-  gate_proj and up_proj and column j of down_proj. Any layer with these module names
-  (Mistral, Qwen2, ...) fits; q/k/v biases, where present, are cut with their rows.
-- "vit" (ViTLayer of transformers ≥ 5): head h = rows h·d_h..(h+1)·d_h−1 of
-  attention.q_proj/k_proj/v_proj (with their biases) and the same columns of
-  attention.o_proj; neuron j = row j of mlp.fc1 and column j of mlp.fc2.
+What a head unit and a neuron are in each family (which rows of q, k, v and which columns of
+the output projection; GPT-2's fused, transposed c_attn; LLaMA's KV groups) is the family
+adapter's (`laimco.models.families`, its `layout`, `heads`, `head_features` and
+`set_head_count`). For grouped-query attention the unit is a whole KV group, one key/value
+head with its G query heads: removing whole groups keeps G, and so the model's repeat_kv,
+unchanged (with plain multi-head attention G = 1 and a group is a head). Cross-attention, where
+a block has it, is left alone.
 
 Importance of a unit (smaller is removed first):
 
@@ -51,9 +40,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from laimco.models.families import FamilyAdapter, family_adapter
+from laimco.models.families.base import AttentionLayout, HeadCounts
 from laimco.pruning.masks import is_conv1d
 
-Family = Literal["bert", "gpt2", "llama", "vit"]
+Family = str | FamilyAdapter  # a family name ("bert", "gpt2", ...) or its adapter
 Importance = Literal["magnitude", "activation"]
 
 
@@ -89,38 +80,9 @@ class StructuredPruneReport:
         return 1.0 - self.prunable_after / self.prunable_before
 
 
-@dataclass(frozen=True)
-class _Geometry:
-    """Where a family keeps its heads and neurons (module paths relative to the layer)."""
-
-    attention: str
-    q: str
-    k: str
-    v: str
-    o: str
-    up: tuple[str, ...]
-    down: str
-
-
-_GEOMETRY: dict[str, _Geometry] = {
-    "bert": _Geometry("attention.self", "attention.self.query", "attention.self.key",
-                      "attention.self.value", "attention.output.dense",
-                      ("intermediate.dense",), "output.dense"),
-    # GPT-2 fuses q, k, v into one Conv1D; q = k = v = attn.c_attn.
-    "gpt2": _Geometry("attn", "attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj",
-                      ("mlp.c_fc",), "mlp.c_proj"),
-    "llama": _Geometry("self_attn", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                       "self_attn.o_proj", ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj"),
-    # ViT (transformers ≥ 5): separate q/k/v/o projections with biases, fc1/fc2 MLP
-    "vit": _Geometry("attention", "attention.q_proj", "attention.k_proj", "attention.v_proj",
-                     "attention.o_proj", ("mlp.fc1",), "mlp.fc2"),
-}
-
-
-def _geometry(family: str) -> _Geometry:
-    if family not in _GEOMETRY:
-        raise ValueError(f"family must be one of {sorted(_GEOMETRY)}, got {family!r}")
-    return _GEOMETRY[family]
+def _family(family: Family) -> FamilyAdapter:
+    """The adapter of a family name; ValueError (UnknownFamilyError) listing the known ones."""
+    return family_adapter(family)
 
 
 def _out_in(module: nn.Module) -> torch.Tensor:
@@ -129,61 +91,14 @@ def _out_in(module: nn.Module) -> torch.Tensor:
     return w.T if is_conv1d(module) else w
 
 
-@dataclass(frozen=True)
-class _Heads:
-    """Head structure of one layer: H_q query heads, H_kv key/value heads, head size d_h."""
-
-    n_q: int
-    n_kv: int
-    head_dim: int
-
-    @property
-    def group(self) -> int:
-        return self.n_q // self.n_kv
+def _prunable(layer: nn.Module, adapter: FamilyAdapter) -> int:
+    return sum(layer.get_submodule(n).weight.numel() for n in adapter.layout.prunable)
 
 
-def _heads(layer: nn.Module, family: str) -> _Heads:
-    attn = layer.get_submodule(_geometry(family).attention)
-    if family == "bert":
-        return _Heads(attn.num_attention_heads, attn.num_attention_heads, attn.attention_head_size)
-    if family == "gpt2":
-        return _Heads(attn.num_heads, attn.num_heads, attn.head_dim)
-    d_h = attn.head_dim
-    n_q = layer.get_submodule(_geometry(family).q).weight.shape[0] // d_h
-    n_kv = layer.get_submodule(_geometry(family).k).weight.shape[0] // d_h
-    return _Heads(n_q, n_kv, d_h)
-
-
-def _dims(heads: Sequence[int], d_h: int) -> torch.Tensor:
-    """Feature indices of the given heads: h·d_h .. (h+1)·d_h − 1 for each h."""
-    idx = torch.arange(d_h)
-    return torch.cat([h * d_h + idx for h in heads]) if heads else torch.zeros(0, dtype=torch.long)
-
-
-def _unit_index(
-    family: str, hd: _Heads, units: Sequence[int]
-) -> tuple[list[tuple[str, torch.Tensor]], torch.Tensor]:
-    """For the given head units: (module path, output features) of q, k, v; input features of o."""
-    geo = _geometry(family)
-    q_heads = [u * hd.group + g for u in units for g in range(hd.group)]
-    q = _dims(q_heads, hd.head_dim)
-    if family == "gpt2":  # one fused Conv1D: q, k, v blocks of split_size = H·d_h features each
-        split = hd.n_q * hd.head_dim
-        return [(geo.q, torch.cat([q, q + split, q + 2 * split]))], q
-    kv = _dims(list(units), hd.head_dim)
-    return [(geo.q, q), (geo.k, kv), (geo.v, kv)], q
-
-
-def _prunable(layer: nn.Module, family: str) -> int:
-    geo = _geometry(family)
-    names = {geo.q, geo.k, geo.v, geo.o, *geo.up, geo.down}
-    return sum(layer.get_submodule(n).weight.numel() for n in names)
-
-
-def _unit_sizes(layer: nn.Module, family: str) -> tuple[int, int, int, int]:
+def _unit_sizes(layer: nn.Module, adapter: FamilyAdapter) -> tuple[int, int, int, int]:
     """(H units, weights per unit, I neurons, weights per neuron)."""
-    geo = _geometry(family)
-    hd = _heads(layer, family)
+    geo = adapter.layout
+    hd = adapter.heads(layer)
     d_model = _out_in(layer.get_submodule(geo.o)).shape[0]
     per_unit = d_model * hd.head_dim * (2 * hd.group + 2)
     n_neurons = _out_in(layer.get_submodule(geo.down)).shape[1]
@@ -200,7 +115,7 @@ def removal_counts(layer: nn.Module, family: Family, ratio: float) -> tuple[int,
     """
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"pruning ratio must lie in [0, 1], got {ratio}")
-    n_units, per_unit, n_neurons, per_neuron = _unit_sizes(layer, family)
+    n_units, per_unit, n_neurons, per_neuron = _unit_sizes(layer, _family(family))
     target = ratio * (n_units * per_unit + n_neurons * per_neuron)
 
     def plan(h: int) -> tuple[bool, float, float, int, int]:
@@ -229,8 +144,8 @@ def head_importance(
 
     `input_norms` is keyed by module path relative to the layer (`InputNormCollector(layer)`).
     """
-    geo = _geometry(family)
-    hd = _heads(layer, family)
+    adapter = _family(family)
+    geo, hd = adapter.layout, adapter.heads(layer)
     with torch.no_grad():
         w_o = _out_in(layer.get_submodule(geo.o)).to(torch.float64)
         col_energy = (w_o * w_o).sum(dim=0)  # ‖W_o[:, j]‖²
@@ -244,7 +159,7 @@ def head_importance(
         scores = per_feature.view(hd.n_kv, -1).sum(dim=1)
         if importance == "magnitude":
             for u in range(hd.n_kv):
-                for name, rows_idx in _unit_index(family, hd, [u])[0]:
+                for name, rows_idx in adapter.head_features(hd, [u])[0]:
                     rows = _out_in(layer.get_submodule(name))[rows_idx].to(torch.float64)
                     scores[u] += (rows * rows).sum()
     return scores
@@ -257,7 +172,7 @@ def neuron_importance(
     input_norms: Mapping[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Importance of each FFN neuron, float64; see the module docstring."""
-    geo = _geometry(family)
+    geo = _family(family).layout
     with torch.no_grad():
         w_down = _out_in(layer.get_submodule(geo.down)).to(torch.float64)
         scores = (w_down * w_down).sum(dim=0)
@@ -296,32 +211,22 @@ def _keep_inputs(module: nn.Module, idx: torch.Tensor) -> None:
             module.in_features = len(idx)
 
 
-def _shrink_attention(layer: nn.Module, family: str, hd: _Heads, units: list[int]) -> None:
-    geo = _geometry(family)
-    outputs, o_idx = _unit_index(family, hd, units)
+def _shrink_attention(layer: nn.Module, adapter: FamilyAdapter, hd: HeadCounts,
+                      units: list[int]) -> None:
+    outputs, o_idx = adapter.head_features(hd, units)
     for name, idx in outputs:
         _keep_outputs(layer.get_submodule(name), idx)
-    _keep_inputs(layer.get_submodule(geo.o), o_idx)
-    attn = layer.get_submodule(geo.attention)
-    n_q = len(units) * hd.group
-    if family == "bert":
-        attn.num_attention_heads = n_q
-        attn.all_head_size = n_q * hd.head_dim
-    elif family == "gpt2":
-        attn.num_heads = n_q
-        attn.split_size = n_q * hd.head_dim
-    elif family == "vit":  # the forward infers the head count from the shapes; kept in step
-        attn.num_attention_heads = n_q
-    # llama: the forward infers head counts from the shapes; num_key_value_groups is unchanged.
+    _keep_inputs(layer.get_submodule(adapter.layout.o), o_idx)
+    adapter.set_head_count(layer.get_submodule(adapter.layout.attention),
+                           len(units) * hd.group, hd.head_dim)
 
 
-def _shrink_mlp(layer: nn.Module, family: str, neurons: list[int]) -> None:
-    geo = _geometry(family)
+def _shrink_mlp(layer: nn.Module, layout: AttentionLayout, neurons: list[int]) -> None:
     idx = torch.tensor(neurons, dtype=torch.long)
-    for name in geo.up:
+    for name in layout.up:
         _keep_outputs(layer.get_submodule(name), idx)
-    _keep_inputs(layer.get_submodule(geo.down), idx)
-    mlp = layer.get_submodule(geo.down.rsplit(".", 1)[0])
+    _keep_inputs(layer.get_submodule(layout.down), idx)
+    mlp = layer.get_submodule(layout.down.rsplit(".", 1)[0])
     if hasattr(mlp, "intermediate_size"):
         mlp.intermediate_size = len(neurons)
 
@@ -337,24 +242,24 @@ def shrink_layer(
     Indices refer to the layer as it is now; order is preserved. Keeping everything leaves
     the layer untouched (bit-identical output).
     """
-    geo = _geometry(family)
-    hd = _heads(layer, family)
-    n_neurons = _out_in(layer.get_submodule(geo.down)).shape[1]
+    adapter = _family(family)
+    hd = adapter.heads(layer)
+    n_neurons = _out_in(layer.get_submodule(adapter.layout.down)).shape[1]
     units = sorted(set(keep_heads))
     neurons = sorted(set(keep_neurons))
     if not units or units[0] < 0 or units[-1] >= hd.n_kv:
         raise ValueError(f"keep_heads must be a non-empty subset of 0..{hd.n_kv - 1}")
     if not neurons or neurons[0] < 0 or neurons[-1] >= n_neurons:
         raise ValueError(f"keep_neurons must be a non-empty subset of 0..{n_neurons - 1}")
-    prunable_before = _prunable(layer, family)
+    prunable_before = _prunable(layer, adapter)
     params_before = sum(p.numel() for p in layer.parameters())
     if len(units) < hd.n_kv:
-        _shrink_attention(layer, family, hd, units)
+        _shrink_attention(layer, adapter, hd, units)
     if len(neurons) < n_neurons:
-        _shrink_mlp(layer, family, neurons)
+        _shrink_mlp(layer, adapter.layout, neurons)
     kept_q = tuple(u * hd.group + g for u in units for g in range(hd.group))
     return StructuredPruneReport(
-        family=family,
+        family=adapter.name,
         heads_before=hd.n_q,
         kept_heads=kept_q,
         kv_heads_before=hd.n_kv,
@@ -362,7 +267,7 @@ def shrink_layer(
         neurons_before=n_neurons,
         kept_neurons=tuple(neurons),
         prunable_before=prunable_before,
-        prunable_after=_prunable(layer, family),
+        prunable_after=_prunable(layer, adapter),
         params_before=params_before,
         params_after=sum(p.numel() for p in layer.parameters()),
     )

@@ -29,13 +29,9 @@ C = t·f), e_uplink = p·t_uplink.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import re
 import secrets
 import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -44,14 +40,24 @@ from typing import Any
 
 import numpy as np
 
+from laimco.profile import DEFAULT_SEQ_LEN
+from laimco.runtime.deploy_measure import (
+    PairedProbe,
+    compared_rows,
+    held_out_inputs,
+    per_token_output,
+    quality_metrics,
+)
+from laimco.runtime.deploy_output import (
+    DeployError,
+    is_deploy_output,
+    remove_stale_staging,
+    staged_output,
+)
+
+__all__ = ["DeployError", "DeployOptions", "check_options", "decision_rules", "deploy",
+           "remove_stale_staging"]
 PROFILE_MODELS = {"minilm-l6": "minilm"}  # built-in profile → built-in model to load
-LANGUAGE_MODELS = ("gpt2", "llama")  # outputs are logits per token
-IMAGE_SEED = 20240607  # the synthetic held-out / calibration images of a ViT deployment
-
-
-class DeployError(RuntimeError):
-    """A deployment that cannot run; the message says what to change."""
-
 
 @dataclass(frozen=True)
 class DeployOptions:
@@ -74,15 +80,6 @@ def decision_rules(decision: Any, options: DeployOptions) -> tuple[str, str]:
     if options.rule is not None:
         return options.rule, options.rule
     return decision.rule_device or "magnitude", decision.rule_server or "magnitude"
-
-
-def is_deploy_output(folder: Path) -> bool:
-    """Whether `folder` is a report folder `laimco deploy` wrote (its deploy.json)."""
-    try:
-        report = json.loads((folder / "deploy.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(report, dict) and {"scenario", "decision", "options"} <= set(report)
 
 
 def check_options(options: DeployOptions, out: Path) -> None:
@@ -127,146 +124,10 @@ def check_options(options: DeployOptions, out: Path) -> None:
                               "another folder")
 
 
-def _staging_prefix(out: Path) -> str:
-    return f".{out.name}.deploy-"
-
-
-def remove_stale_staging(out: Path) -> list[Path]:
-    """Staging folders of `out` (.NAME.deploy-<pid>-…) whose process no longer runs, left by a
-    SIGKILL; removed, and returned."""
-    from laimco.runtime.repository import process_alive
-
-    pattern = re.compile(rf"^{re.escape(_staging_prefix(out))}(\d+)-")
-    removed: list[Path] = []
-    with contextlib.suppress(OSError):
-        for path in out.parent.iterdir():
-            match = pattern.match(path.name)
-            if match and path.is_dir() and not path.is_symlink() and not process_alive(
-                    int(match.group(1))):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-    return removed
-
-
-@contextlib.contextmanager
-def staged_output(out: Path, replace: bool) -> Any:
-    """A hidden sibling folder of `out` to write everything into; renamed to `out` when the
-    block ends normally (replacing an earlier deployment only with `replace`), removed when it
-    fails. So a failed or interrupted deploy never leaves a partial `out`."""
-    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(out)}{os.getpid()}-",
-                                    dir=out.parent))
-    try:
-        yield staging
-        if out.exists():
-            if not (replace and (is_deploy_output(out) or not any(out.iterdir()))):
-                raise DeployError(f"--out {out} appeared while deploying; it is left untouched")
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for folder in created:  # the parents this call made, innermost first, if still empty
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-
-
-class _PairedProbe:
-    """Times the dense and the pruned parts back to back in this process on one input (which
-    of the two goes first alternates between calls)."""
-
-    def __init__(self, loaded: Any, split: int, pruned: Any) -> None:
-        from laimco.models.split import split_model
-
-        dense_device, dense_server = split_model(loaded, split)
-        self.parts = {"dense": (dense_device, dense_server),
-                      "pruned": (pruned.device, pruned.server)}
-        self.calls = 0
-
-    def time(self, batch: dict[str, Any]) -> dict[str, float]:
-        import torch
-
-        order = ("dense", "pruned") if self.calls % 2 == 0 else ("pruned", "dense")
-        self.calls += 1
-        times = {}
-        with torch.no_grad():
-            for kind in order:
-                device, server = self.parts[kind]
-                start = time.perf_counter()
-                crossing = device(batch)
-                middle = time.perf_counter()
-                server(crossing)
-                times[f"device_{kind}_s"] = middle - start
-                times[f"server_{kind}_s"] = time.perf_counter() - middle
-        return times
-
-
 def _positions(config: Any) -> int | None:
     value = getattr(config, "max_position_embeddings", None) or getattr(
         config, "n_positions", None)
     return int(value) if value else None
-
-
-def held_out_inputs(loaded: Any, count: int, seq_len: int, *, calibration: bool = False
-                    ) -> list[dict[str, Any]]:
-    """One input per request, exactly as the device sends it: a text model's held-out (or
-    calibration) sentences, each tokenized and padded to `seq_len` (the profile's sequence
-    length, so the upload is the profile's S); for a ViT, `count` seeded N(0, 1) images (no
-    image set is shipped; a deployment measures the split, not the task)."""
-    import torch
-
-    from laimco.data import calibration_sentences, heldout_sentences
-
-    if loaded.family == "vit":
-        config = loaded.config
-        generator = torch.Generator().manual_seed(IMAGE_SEED + int(calibration))
-        images = torch.randn(count, int(config.num_channels), int(config.image_size),
-                             int(config.image_size), generator=generator)
-        return [{"pixel_values": images[i:i + 1]} for i in range(count)]
-    if loaded.tokenizer is None:
-        raise DeployError(f"{loaded.name} has no tokenizer: deploy a text model from a folder "
-                          "with its tokenizer files")
-    texts = (calibration_sentences() if calibration else heldout_sentences())[:count]
-    inputs = []
-    for text in texts:
-        tokens = loaded.tokenizer([text], padding="max_length", truncation=True,
-                                  max_length=seq_len, return_tensors="pt")
-        inputs.append({"input_ids": tokens["input_ids"],
-                       "attention_mask": tokens["attention_mask"]})
-    return inputs
-
-
-def compared_rows(output: Any, batch: dict[str, Any], family: str) -> np.ndarray[Any, Any]:
-    """What the quality metrics compare, one row per item: the output itself (embedding or
-    [CLS] state, [B, H]), or for a language model the logits of the real tokens only
-    ([tokens, V]: padding positions carry no prediction, and their logits differ between
-    paddings)."""
-    array = np.asarray(output, dtype=np.float32)
-    if family in LANGUAGE_MODELS:
-        mask = np.asarray(batch["attention_mask"]).astype(bool)
-        return np.asarray(array[mask])
-    return array
-
-
-def _metrics(reference: Any, other: Any, k: int, family: str) -> dict[str, float]:
-    from laimco.measure.metrics import (
-        mean_cosine_similarity,
-        output_distortion,
-        retrieval_agreement_at_k,
-        top1_agreement,
-    )
-
-    out = {"output_distortion": output_distortion(reference, other),
-           "mean_cosine": mean_cosine_similarity(reference, other)}
-    n = int(reference.shape[0])
-    if family in LANGUAGE_MODELS:
-        out["top1_agreement"] = top1_agreement(reference, other)
-    elif n >= 2:
-        out[f"retrieval_agreement_at_{min(k, n - 1)}"] = retrieval_agreement_at_k(
-            reference, other, min(k, n - 1))
-    return out
 
 
 def deploy(scenario_path: str | Path, out: str | Path,
@@ -309,9 +170,9 @@ def deploy(scenario_path: str | Path, out: str | Path,
     if loaded.n_units != profile.n_units:
         raise DeployError(f"{model_name} has {loaded.n_units} units but the profile "
                           f"{profile.name!r} has {profile.n_units}: give the matching model")
-    seq_len = profile.seq_len or 128  # tokens per input the upload size S assumes
+    seq_len = profile.seq_len or DEFAULT_SEQ_LEN  # tokens per input the upload size S assumes
     positions = _positions(loaded.config)
-    if loaded.family != "vit" and positions is not None and seq_len > positions:
+    if loaded.adapter.takes_text and positions is not None and seq_len > positions:
         raise DeployError(f"the profile's sequence length {seq_len} is more than the "
                           f"{positions} positions of {model_name}; profile it at a shorter "
                           "--seq-len")
@@ -325,6 +186,19 @@ def deploy(scenario_path: str | Path, out: str | Path,
     return report
 
 
+@dataclass
+class _LiveRun:
+    """What the requests over the network gave: per request its record, output rows (NaN for a
+    failed request) and the paired in-process timing."""
+
+    records: list[Any]
+    rows: list[np.ndarray[Any, Any]]
+    good: list[np.ndarray[Any, Any]]
+    probes: list[dict[str, float]]
+    summary: dict[str, int]
+    startup_s: float
+
+
 def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: str,
          seq_len: int, options: DeployOptions, report: dict[str, Any], staging: Path,
          out: Path, say: Callable[[str], None]) -> dict[str, Any]:
@@ -334,13 +208,9 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
 
     from laimco.models.pruned import prune_split_model, save_pruned
     from laimco.models.split import run_full
-    from laimco.runtime.client import DeviceClient, RetryPolicy
-    from laimco.runtime.server import start_server
 
     assert decision.split is not None and decision.rho_device is not None
     assert decision.rho_server is not None and decision.power_w is not None
-    assert decision.freq_device_hz is not None and decision.freq_server_hz is not None
-    assert decision.latency_s is not None and decision.energy_j is not None
     split, family = decision.split, loaded.family
     rule_device, rule_server = decision_rules(decision, options)
     calibration = None
@@ -358,27 +228,64 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
         dense = np.concatenate([compared_rows(run_full(loaded, b), b, family) for b in inputs])
         local = np.concatenate([compared_rows(pruned(b), b, family) for b in inputs])
     table = profile.split_table()
-    flops = (float(table.flops_prunable_device[split] + table.flops_fixed_device[split]),
-             float(table.flops_prunable_server[split] + table.flops_fixed_server[split]))
-    probe = _PairedProbe(loaded, split, pruned)
-
     channel = scenario.channel.to_channel()
     gain = channel.design_gain()
     rate = float(channel.rate_bps(decision.power_w, gain))
-    token = secrets.token_urlsafe(24)
-    say("starting the edge server" if split < loaded.n_units else
-        f"split {split} = L: the whole model runs on the device, no server")
-    outputs: list[np.ndarray[Any, Any]] = []
-    good_rows: list[np.ndarray[Any, Any]] = []
-    records = []
-    probes: list[dict[str, float]] = []
     remote = split < loaded.n_units  # at s = L everything runs here: no server, no upload
+    say("starting the edge server" if remote else
+        f"split {split} = L: the whole model runs on the device, no server")
+    live = _serve_and_send(folder, inputs, PairedProbe(loaded, split, pruned), dense.shape[1:],
+                           family, rate if options.shape_uplink and remote else None, options,
+                           staging, say)
+    network, good = np.concatenate(live.rows), np.concatenate(live.good)
+    payload_bits = 8.0 * float(statistics.median(
+        [float(r.timings.payload_bytes) for r in live.records if r.status == "ok"]))
+    report.update({
+        "status": "ok" if live.summary["failed"] == 0 else "some requests failed",
+        "model": model_name, "family": family, "rule": pruned.rule,
+        "rule_server": pruned.server_rule,
+        "pruned_folder": str(out / folder.name),
+        "inputs": ("held-out sentences" if loaded.adapter.takes_text else
+                   "synthetic images (seeded N(0, 1) pixels)"),
+        "sequence_length": seq_len if loaded.adapter.takes_text else None,
+        "n_sentences": len(inputs),
+        "requests": live.summary, "server_startup_s": live.startup_s,
+        "link": {"shaped": options.shape_uplink and remote, "rate_bps": rate,
+                 "design_gain": gain, "payload_bits": payload_bits,
+                 "predicted_upload_bits": float(table.upload_bits[split]),
+                 "payload_over_rate_s": payload_bits / rate if rate > 0 else 0.0},
+        **_emulation(scenario, decision, table, live, remote),
+        "quality": {
+            "compared": ("logits of the real tokens" if loaded.adapter.output_per_token else
+                         "outputs"),
+            "rows": int(dense.shape[0]),
+            "network_vs_dense": quality_metrics(dense[good], network[good],
+                                                options.retrieval_k, family),
+            "local_vs_dense": quality_metrics(dense, local, options.retrieval_k, family),
+            "network_vs_local_max_abs": float(np.abs(network[good] - local[good]).max()),
+            "predicted_objective": decision.objective,
+        },
+        "sparsity": {side: r.sparsity for side, r in pruned.reports.items()},
+    })
+    return report
+
+
+def _serve_and_send(folder: Path, inputs: list[dict[str, Any]], probe: PairedProbe,
+                    row_shape: tuple[int, ...], family: str, shaped_rate_bps: float | None,
+                    options: DeployOptions, staging: Path,
+                    say: Callable[[str], None]) -> _LiveRun:
+    """Start the edge server (unless the split is L), send every input through the device
+    client, and after each request time the dense and pruned parts in this process."""
+    from laimco.runtime.client import DeviceClient, RetryPolicy
+    from laimco.runtime.server import start_server
+
+    remote = probe.split < probe.n_units
+    token = secrets.token_urlsafe(24)
+    live = _LiveRun(records=[], rows=[], good=[], probes=[], summary={}, startup_s=0.0)
     serving = start_server(folder, token=token) if remote else contextlib.nullcontext(None)
     with serving as server:
         client = DeviceClient(folder, server.url if server else "127.0.0.1:9", token=token,
-                              check=remote,
-                              uplink_rate_bps=rate if options.shape_uplink and remote
-                              else None,
+                              check=remote, uplink_rate_bps=shaped_rate_bps,
                               retry=RetryPolicy(max_attempts=5, timeout_s=60.0))
         with client:
             for _ in range(options.warmup_requests):
@@ -388,45 +295,55 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
                 "the dense parts in-process, for the emulation)")
             for batch in inputs:
                 reply = client.infer_inputs(batch)
-                records.append(reply.record)
-                n_rows = (int(batch["attention_mask"].sum()) if family in LANGUAGE_MODELS
+                live.records.append(reply.record)
+                n_rows = (int(batch["attention_mask"].sum()) if per_token_output(family)
                           else 1)
                 rows = (compared_rows(reply.output, batch, family) if reply.output is not None
-                        else np.full((n_rows, *dense.shape[1:]), np.nan, np.float32))
-                outputs.append(rows)
-                good_rows.append(np.full(rows.shape[0], reply.output is not None))
-                probes.append(probe.time(batch))
+                        else np.full((n_rows, *row_shape), np.nan, np.float32))
+                live.rows.append(rows)
+                live.good.append(np.full(rows.shape[0], reply.output is not None))
+                live.probes.append(probe.time(batch))
             client.connection.write_log(staging / "requests.jsonl")
-            summary = client.connection.summary()
-        startup_s = server.startup_s if server else 0.0
+            live.summary = client.connection.summary()
         if server is not None:
+            live.startup_s = server.startup_s
             with contextlib.suppress(OSError):
                 shutil.copyfile(server.log, staging / "server.log")
-    network = np.concatenate(outputs)
-    ok = [r for r in records if r.status == "ok"]
-    if not ok:
-        raise DeployError(f"no request succeeded: {records[0].error}")
-    good = np.concatenate(good_rows)
+    if not any(r.status == "ok" for r in live.records):
+        raise DeployError(f"no request succeeded: {live.records[0].error}")
+    return live
+
+
+def _emulation(scenario: Any, decision: Any, table: Any, live: _LiveRun,
+               remote: bool) -> dict[str, Any]:
+    """The measured host times, the paired pruned/dense ratios and the emulated latency and
+    energy on the scenario's device and server (the rule in the module docstring)."""
+    assert decision.freq_device_hz is not None and decision.freq_server_hz is not None
+    assert decision.latency_s is not None and decision.energy_j is not None
+    split = decision.split
+    flops = (float(table.flops_prunable_device[split] + table.flops_fixed_device[split]),
+             float(table.flops_prunable_server[split] + table.flops_fixed_server[split]))
 
     def med(values: list[float]) -> float:
         return float(statistics.median(values))
 
+    ok = [r for r in live.records if r.status == "ok"]
     measured = {"device": med([r.timings.device_s for r in ok]),
                 "uplink": med([r.timings.uplink_s for r in ok]),
                 "server": med([r.timings.server_s for r in ok]),
                 "total": med([r.timings.total_s for r in ok])}
-    paired = [(r.timings, p) for r, p in zip(records, probes, strict=True) if r.status == "ok"]
+    paired = [p for r, p in zip(live.records, live.probes, strict=True) if r.status == "ok"]
     theta_device = scenario.device.flops_per_cycle * decision.freq_device_hz
     theta_server = scenario.server.flops_per_cycle * decision.freq_server_hz
-    host = {"device_dense_s": med([p["device_dense_s"] for _, p in paired]),
-            "server_dense_s": med([p["server_dense_s"] for _, p in paired]),
-            "device_pruned_in_process_s": med([p["device_pruned_s"] for _, p in paired]),
-            "server_pruned_in_process_s": med([p["server_pruned_s"] for _, p in paired]),
+    host = {"device_dense_s": med([p["device_dense_s"] for p in paired]),
+            "server_dense_s": med([p["server_dense_s"] for p in paired]),
+            "device_pruned_in_process_s": med([p["device_pruned_s"] for p in paired]),
+            "server_pruned_in_process_s": med([p["server_pruned_s"] for p in paired]),
             "device_flops": flops[0], "server_flops": flops[1]}
     host["device_flop_per_s"] = flops[0] / host["device_dense_s"] if split > 0 else 0.0
     host["server_flop_per_s"] = flops[1] / host["server_dense_s"] if remote else 0.0
     ratios = {side + "_pruned_over_dense": med([p[f"{side}_pruned_s"] / p[f"{side}_dense_s"]
-                                                for _, p in paired]) if active else 0.0
+                                                for p in paired]) if active else 0.0
               for side, active in (("device", split > 0), ("server", remote))}
     emulated = {
         "device": ratios["device_pruned_over_dense"] * flops[0] / theta_device
@@ -436,24 +353,10 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
         if theta_server > 0 else 0.0,
         "downlink": decision.latency_s["downlink"]}
     emulated["total"] = sum(emulated.values())
-    kappa = scenario.device.kappa
-    energy_emulated = {"compute": kappa * decision.freq_device_hz ** 3 * emulated["device"],
-                       "uplink": decision.power_w * emulated["uplink"]}
+    energy_emulated = {"compute": scenario.device.kappa * decision.freq_device_hz ** 3
+                       * emulated["device"], "uplink": decision.power_w * emulated["uplink"]}
     energy_emulated["total"] = energy_emulated["compute"] + energy_emulated["uplink"]
-    payload_bits = 8.0 * med([float(r.timings.payload_bytes) for r in ok])
-    report.update({
-        "status": "ok" if summary["failed"] == 0 else "some requests failed",
-        "model": model_name, "family": family, "rule": pruned.rule,
-        "rule_server": pruned.server_rule,
-        "pruned_folder": str(out / folder.name),
-        "inputs": ("synthetic images (seeded N(0, 1) pixels)" if family == "vit" else
-                   "held-out sentences"),
-        "sequence_length": seq_len if family != "vit" else None, "n_sentences": len(inputs),
-        "requests": summary, "server_startup_s": startup_s,
-        "link": {"shaped": options.shape_uplink and remote, "rate_bps": rate,
-                 "design_gain": gain, "payload_bits": payload_bits,
-                 "predicted_upload_bits": float(table.upload_bits[split]),
-                 "payload_over_rate_s": payload_bits / rate if rate > 0 else 0.0},
+    return {
         "host": host,
         "emulation": {"rule": "t_emulated = (t_pruned / t_dense) · F_dense / Θ_scenario, i.e. "
                               "t_pruned · Θ_host / Θ_scenario with Θ_host = F_dense / t_dense "
@@ -466,16 +369,4 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
         "latency_s": {"predicted": decision.latency_s, "measured_host": measured,
                       "emulated": emulated},
         "energy_j": {"predicted": decision.energy_j, "emulated": energy_emulated},
-        "quality": {
-            "compared": ("logits of the real tokens" if family in LANGUAGE_MODELS else
-                         "outputs"),
-            "rows": int(dense.shape[0]),
-            "network_vs_dense": _metrics(dense[good], network[good], options.retrieval_k,
-                                         family),
-            "local_vs_dense": _metrics(dense, local, options.retrieval_k, family),
-            "network_vs_local_max_abs": float(np.abs(network[good] - local[good]).max()),
-            "predicted_objective": decision.objective,
-        },
-        "sparsity": {side: r.sparsity for side, r in pruned.reports.items()},
-    })
-    return report
+    }
