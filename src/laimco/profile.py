@@ -57,23 +57,39 @@ class UnitProfile:
     gennorm_beta: float
     gennorm_scale: float
     magnitude_quantiles: tuple[float, ...]
+    kind: str | None = None  # "embeddings" | "block" | "head" (None when the file does not say)
+    # "measured" from the weights, or "assumed" (architecture only: Gaussian of the config's
+    # initializer_range); None when the file does not say
+    weights: str | None = None
+    output_sensitivity: float | None = None  # the unit's measured K (laimco analyze)
 
 
 @dataclass(frozen=True)
 class ModelProfile:
-    """A whole model: its units in order and the raw input size in bits; `seq_len` is the
-    tokens per input it was measured at (None when the file does not say)."""
+    """A whole model: its units in order and the raw input size in bits, with every header
+    field of the profile file, so that no consumer re-reads the JSON (docs/profiling.md,
+    "JSON schema"). A header field the file does not carry is None."""
 
     name: str
     input_bits: float
     units: tuple[UnitProfile, ...]
     output_sensitivity: dict[str, float] | None = None
-    seq_len: int | None = None
+    seq_len: int | None = None  # tokens per input it was measured at (ViT: patches + 1)
     # measured costs of each pruning rule (laimco.rule_costs), empty for architecture-only or
     # older profiles
     rules: Mapping[str, RuleCosts] = field(default_factory=dict)
     # measured dense times of units and parts, the base of the rules' execution lines
     execution: ExecutionTimes | None = None
+    family: str | None = None  # the model family ("bert", "gpt2", "llama", "vit")
+    source: str | None = None  # where the model came from
+    batch_size: int | None = None  # inputs per inference the counts are for
+    image_size: int | None = None  # image side in pixels (ViT)
+    activation_bits: int | None = None  # bits per activation element that crosses the cut
+
+    @property
+    def architecture_only(self) -> bool:
+        """True when no unit's weight statistics were measured (all "assumed")."""
+        return all(u.weights == "assumed" for u in self.units)
 
     @property
     def n_units(self) -> int:
@@ -141,7 +157,8 @@ def profile_from_dict(data: object) -> ModelProfile:
                     out_bits=u.out_bits, weight_mean_abs=u.weight_mean_abs,
                     weight_std=u.weight_std, gennorm_beta=u.gennorm_beta,
                     gennorm_scale=u.gennorm_scale,
-                    magnitude_quantiles=tuple(u.magnitude_quantiles))
+                    magnitude_quantiles=tuple(u.magnitude_quantiles), kind=u.kind,
+                    weights=u.weights, output_sensitivity=u.output_sensitivity)
         for u in checked.units)
     sensitivity = (None if checked.output_sensitivity is None else
                    {k: float(v) for k, v in checked.output_sensitivity.model_dump().items()
@@ -165,7 +182,10 @@ def profile_from_dict(data: object) -> ModelProfile:
                            "`laimco analyze MODEL --rules ... --out DIR`")
     return ModelProfile(name=checked.name, input_bits=checked.input_bits, units=units,
                         output_sensitivity=sensitivity, seq_len=checked.seq_len, rules=rules,
-                        execution=execution)
+                        execution=execution,
+                        family=checked.family, source=checked.source,
+                        batch_size=checked.batch_size, image_size=checked.image_size,
+                        activation_bits=checked.activation_bits)
 
 
 def builtin_profile_names() -> list[str]:

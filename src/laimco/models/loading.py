@@ -324,8 +324,8 @@ def _quiet_transformers() -> None:
     """No load reports or progress bars: laimco prints its own progress."""
     import transformers
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _load_tokenizer(folder: Path, family: Family) -> Any | None:

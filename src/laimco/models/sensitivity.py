@@ -42,38 +42,7 @@ def lipschitz_estimate(loaded: LoadedModel, calibration: Sequence[dict[str, torc
         """Largest singular value of a linear layer's matrix."""
         return norms_2[id(linear)]
 
-    max_input: dict[str, float] = {}
-    min_std: dict[str, float] = {}
-    handles = []
-
-    def watch_input(name: str):  # type: ignore[no-untyped-def]
-        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            norms = args[0].detach().norm(dim=-1)
-            max_input[name] = max(max_input.get(name, 0.0), float(norms.max()))
-        return hook
-
-    def watch_norm(name: str):  # type: ignore[no-untyped-def]
-        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            std = args[0].detach().std(dim=-1, unbiased=False)
-            min_std[name] = min(min_std.get(name, float("inf")), float(std.min()))
-        return hook
-
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            handles.append(module.register_forward_pre_hook(watch_input(name)))
-        elif isinstance(module, nn.LayerNorm):
-            handles.append(module.register_forward_pre_hook(watch_norm(name)))
-    pooled_min = float("inf")
-    try:
-        with torch.no_grad():
-            for batch in calibration:
-                hidden = model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1)
-                pooled_min = min(pooled_min, float(pooled.norm(dim=-1).min()))
-    finally:
-        for h in handles:
-            h.remove()
+    max_input, min_std, pooled_min = _calibration_extremes(model, calibration)
 
     def ln_gain(prefix: str, module: nn.LayerNorm) -> float:
         return float(module.weight.detach().abs().max()) / min_std[prefix]
@@ -112,3 +81,42 @@ def lipschitz_estimate(loaded: LoadedModel, calibration: Sequence[dict[str, torc
                           "term": gain**2 * max_input[name] ** 2})
     return {"k_lipschitz": sum(t["term"] for t in terms), "terms": terms,
             "block_gain": block_gain, "pooled_norm_min": pooled_min}
+
+
+def _calibration_extremes(model: nn.Module, calibration: Sequence[dict[str, torch.Tensor]]
+                          ) -> tuple[dict[str, float], dict[str, float], float]:
+    """Over the calibration batches: the largest input norm ‖x‖ of every linear layer, the
+    least pre-norm standard deviation of every LayerNorm, and the least mean-pooled norm."""
+    max_input: dict[str, float] = {}
+    min_std: dict[str, float] = {}
+    handles = []
+
+    def watch_input(name: str):  # type: ignore[no-untyped-def]
+        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            norms = args[0].detach().norm(dim=-1)
+            max_input[name] = max(max_input.get(name, 0.0), float(norms.max()))
+        return hook
+
+    def watch_norm(name: str):  # type: ignore[no-untyped-def]
+        def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            std = args[0].detach().std(dim=-1, unbiased=False)
+            min_std[name] = min(min_std.get(name, float("inf")), float(std.min()))
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            handles.append(module.register_forward_pre_hook(watch_input(name)))
+        elif isinstance(module, nn.LayerNorm):
+            handles.append(module.register_forward_pre_hook(watch_norm(name)))
+    pooled_min = float("inf")
+    try:
+        with torch.no_grad():
+            for batch in calibration:
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1)
+                pooled_min = min(pooled_min, float(pooled.norm(dim=-1).min()))
+    finally:
+        for h in handles:
+            h.remove()
+    return max_input, min_std, pooled_min

@@ -198,6 +198,7 @@ def infer(
                        ] = False,
 ) -> None:
     """Run the device part here, the server part on the edge server; print outputs and times."""
+    from laimco.models.families import family_adapter
     from laimco.models.loading import ModelLoadError, read_config
     from laimco.runtime.client import DeviceClient, RetryPolicy, RuntimeClientError
     from laimco.runtime.pruned_folder import check_pruned_folder
@@ -218,7 +219,7 @@ def infer(
                   "give another path")
     try:
         manifest = check_pruned_folder(folder, verify_weights=False)  # weights: by the client
-        if manifest.family == "vit":
+        if not family_adapter(manifest.family).takes_text:
             _fail(f"{folder} holds a ViT model; `laimco infer` sends texts, which a vision "
                   "model cannot take (use laimco.runtime.client.DeviceClient with images)")
         config = read_config(folder)

@@ -167,9 +167,10 @@ def deploy(scenario_path: str | Path, out: str | Path,
     say(f"decision: split {decision.split}, ρ_d {decision.rho_device:.3f}, "
         f"ρ_s {decision.rho_server:.3f}, p {decision.power_w:.4g} W")
     loaded = load_model(model_name)
-    if loaded.n_units != profile.n_units:
-        raise DeployError(f"{model_name} has {loaded.n_units} units but the profile "
-                          f"{profile.name!r} has {profile.n_units}: give the matching model")
+    if loaded.n_units != profile.n_units or profile.family not in (None, loaded.family):
+        raise DeployError(f"{model_name} ({loaded.family}) has {loaded.n_units} units but the "
+                          f"profile {profile.name!r} ({profile.family or 'family not given'}) "
+                          f"has {profile.n_units}: give the matching model")
     seq_len = profile.seq_len or DEFAULT_SEQ_LEN  # tokens per input the upload size S assumes
     positions = _positions(loaded.config)
     if loaded.adapter.takes_text and positions is not None and seq_len > positions:

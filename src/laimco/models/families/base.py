@@ -213,10 +213,11 @@ class FamilyAdapter(ABC):
 
     def heads(self, block: nn.Module) -> HeadCounts:
         """Head counts of one block (default: read from the q/k projection shapes)."""
-        d_h = int(block.get_submodule(self.layout.attention).head_dim)
-        n_q = block.get_submodule(self.layout.q).weight.shape[0] // d_h
-        n_kv = block.get_submodule(self.layout.k).weight.shape[0] // d_h
-        return HeadCounts(n_q, n_kv, d_h)
+        attention: Any = block.get_submodule(self.layout.attention)
+        q: Any = block.get_submodule(self.layout.q)
+        k: Any = block.get_submodule(self.layout.k)
+        d_h = int(attention.head_dim)
+        return HeadCounts(int(q.weight.shape[0]) // d_h, int(k.weight.shape[0]) // d_h, d_h)
 
     def head_features(self, hd: HeadCounts, units: Sequence[int]
                       ) -> tuple[list[tuple[str, torch.Tensor]], torch.Tensor]:
