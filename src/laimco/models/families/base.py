@@ -248,8 +248,8 @@ class TextFamily(FamilyAdapter):
     def profile_inputs(self, cfg: Any, *, seq_len: int, batch_size: int,
                        image_size: int | None, device: torch.device) -> ProfileInputs:
         if image_size is not None:
-            raise ProfileInputError(f"image_size applies to ViT models only; this is a "
-                                    f"{self.name} text model: use seq_len")
+            raise ProfileInputError(f"image_size applies to image models (ViT) only; a "
+                                    f"{self.name}-family model reads text: use seq_len")
         limit = getattr(cfg, "max_position_embeddings", None)
         if self.checks_positions and limit is not None and seq_len > int(limit):
             raise ProfileInputError(f"seq_len {seq_len} exceeds the model's {limit} positions")
@@ -272,6 +272,7 @@ class DecoderFamily(TextFamily):
     output_per_token: ClassVar[bool] = True
     auto_model: ClassVar[str] = "AutoModelForCausalLM"
     backbone: ClassVar[str]  # the module under the LM head that runs the blocks
+    final_norm_flops: ClassVar[int] = FLOPS_PER_ELEMENT["layernorm"]  # per hidden element
 
     def profile_inputs(self, cfg: Any, *, seq_len: int, batch_size: int,
                        image_size: int | None, device: torch.device) -> ProfileInputs:
@@ -304,5 +305,3 @@ class DecoderFamily(TextFamily):
         """The final norm over every token, then the LM head's biases."""
         f = FLOPS_PER_ELEMENT
         return batch * tokens * (self.final_norm_flops * dims.hidden + f["bias_add"] * bias_outputs)
-
-    final_norm_flops: ClassVar[int] = FLOPS_PER_ELEMENT["layernorm"]  # per hidden element
