@@ -1,7 +1,7 @@
 """What a model family must say about itself: the base class every family adapter extends.
 
 An adapter owns everything that differs between architectures: where the blocks are, how a
-split model runs each side (docs/theory.md §1, the units u = 1..L), what one profiling forward
+split model runs each side (docs/design.md §3, the units u = 1..L), what one profiling forward
 pass feeds and counts (docs/profiling.md, "Units", "FLOPs", "Bits") and where attention heads
 and FFN neurons live for structured pruning (`laimco.pruning.structured`). The code that uses
 an adapter never asks which family it has; it asks the adapter.
@@ -138,7 +138,7 @@ class FamilyAdapter(ABC):
 
         return getattr(transformers, self.auto_model)
 
-    # blocks and splitting (docs/theory.md §1) -----------------------------------------------
+    # blocks and splitting (docs/design.md §3, §7) ------------------------------------------
 
     def blocks(self, model: nn.Module) -> tuple[nn.Module, str]:
         """The module holding the block list and the list's attribute name."""
