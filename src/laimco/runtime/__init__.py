@@ -10,9 +10,12 @@ MLServer custom runtime, the device client, link emulation and `laimco deploy`.
 | `repository` | MLServer settings generated from a pruned folder |
 | `launch` | `python -m laimco.runtime.launch REPO`: `mlserver start` with the guard |
 | `server` | start/stop the server as a child process on loopback ports |
-| `client` | `DeviceClient`, `ServerConnection`: device part, gRPC, retries, request log |
+| `client` | `DeviceClient`, `ServerConnection`: device part, gRPC, retries |
+| `request_log` | retry policy, attempts, timings and replies of the request log |
 | `link` | `ShapedUplink`: a relay that paces the upload at r(p, g) |
 | `deploy`, `deploy_report` | `laimco deploy` and its report |
+| `deploy_measure` | held-out inputs, compared rows, quality metrics, paired timing |
+| `deploy_output` | the staged `--out` folder of a deployment, `DeployError` |
 | `commands` | the `serve`, `infer`, `deploy` commands |
 
 MLServer's and tritonclient's generated protobuf modules both define `inference.*` and cannot
