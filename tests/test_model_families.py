@@ -27,6 +27,7 @@ from laimco.models.units import model_units
 from laimco.profile import profile_from_dict, resolve_profile_text
 from laimco.pruning import linear_weights, prune_structured
 
+pytestmark = pytest.mark.slow  # torch models and a CLI solve on a config:gpt2 profile
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "bert": lambda: transformers.BertConfig(
