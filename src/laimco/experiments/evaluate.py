@@ -81,7 +81,7 @@ def scenario_files(path: Path) -> list[Path]:
 
 
 def _check_profile(profile: ModelProfile, loaded: LoadedModel, scenario_path: Path) -> None:
-    if not profile.rules and all(u.weight_std == 0 for u in profile.units):
+    if not profile.rules and profile.architecture_only:
         raise EvaluateError(f"{scenario_path}: profile {profile.name!r} is architecture-only "
                             "(no weights): evaluate applies decisions to a real model; use a "
                             "profile made from the model's weights")
