@@ -189,3 +189,18 @@ def test_analysis_json_law_keys_are_identifiers_not_labels(tmp_path: Path) -> No
         "rho": [0.4, 0.6], "laws": {LawFit.LAPLACE_MLE.label: {"predicted": [1.0, 3.0]}}}}))
     with pytest.raises(StudyError, match=r"laws\.laws\.laplace \(MLE\)"):
         bound_from_analysis(file)
+
+
+def test_reproduce_names_an_unreadable_evaluate_report(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from laimco.experiments.commands import register
+
+    app = typer.Typer()
+    register(app)
+    (tmp_path / "evaluate.json").write_text(json.dumps({"scenarios": [{"mode": "paper"}]}))
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(tmp_path / "out"),
+                                      "--evaluation", str(tmp_path), "--workers", "1"])
+    assert result.exit_code == 2
+    assert "not a laimco evaluate report" in result.output and "scenarios.0" in result.output

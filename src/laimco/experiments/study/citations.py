@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from laimco.config import Scenario
-from laimco.experiments.study.errors import StudyError
+from laimco.experiments.study.errors import StudyError, first_problem
 
 CITATIONS_FILE = "citations.json"
 
@@ -62,7 +62,7 @@ def load_citations(scenarios_dir: Path) -> Citations:
     try:
         citations = Citations.model_validate_json(file.read_bytes())
     except (OSError, ValidationError) as err:
-        raise StudyError(f"{file}: not a valid citations file ({err})") from None
+        raise StudyError(f"{file}: not a valid citations file ({first_problem(err)})") from None
     stems = [f.stem for f in file.parent.glob("*.toml")]
     for number, source in enumerate(citations.sources):
         for pattern in source.scenarios:

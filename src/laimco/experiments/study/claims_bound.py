@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from laimco.experiments.law_fits import BOUND_SWEEP_LAWS, LawFit
 from laimco.experiments.study.claim import Claim, ClaimId, TextTable
-from laimco.experiments.study.errors import StudyError
+from laimco.experiments.study.errors import StudyError, first_problem
 from laimco.experiments.study.numbers import fmt_g
 from laimco.experiments.study.tables import Table
 
@@ -62,11 +62,8 @@ def bound_from_analysis(path: Path) -> Table:
     try:
         data = _AnalysisBound.model_validate_json(path.read_bytes())
     except (OSError, ValidationError) as err:
-        first = (f"{err.error_count()} problem(s), first: "
-                 f"{'.'.join(map(str, err.errors()[0]['loc']))}: {err.errors()[0]['msg']}"
-                 if isinstance(err, ValidationError) else str(err))
-        raise StudyError(f"{path}: not a laimco analysis.json ({first}); run `laimco "
-                         "analyze` to write one") from None
+        raise StudyError(f"{path}: not a laimco analysis.json ({first_problem(err)}); run "
+                         "`laimco analyze` to write one") from None
     rows = data.bound.rows
     rho = np.array([r.rho for r in rows])
     out: Table = {"point": np.arange(rho.size), "rho": rho}

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from laimco.experiments.evaluate import paired_difference
 from laimco.experiments.study.claim import Claim, ClaimId, TextTable
 from laimco.experiments.study.claims_corners import MeasuredGain
-from laimco.experiments.study.errors import StudyError
+from laimco.experiments.study.errors import StudyError, first_problem
 from laimco.experiments.study.numbers import fmt_g
 
 SE_LIMIT = 3.0  # "within 3 paired standard errors of the best"
@@ -85,8 +85,8 @@ def evaluation_inputs(evaluate_dir: Path) -> tuple[Evaluation, Losses]:
         evaluation = Evaluation.model_validate_json(file.read_bytes())
         return evaluation, load_losses(evaluation, evaluate_dir)
     except (OSError, ValidationError) as err:
-        raise StudyError(f"{file}: not a laimco evaluate report ({err}); run `laimco "
-                         "evaluate scenarios/ --out DIR` to write one") from None
+        raise StudyError(f"{file}: not a laimco evaluate report ({first_problem(err)}); run "
+                         "`laimco evaluate scenarios/ --out DIR` to write one") from None
 
 
 def _measured_rows(evaluation: Evaluation) -> list[tuple[str, str, StrategyRow]]:
