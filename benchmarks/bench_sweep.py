@@ -89,10 +89,10 @@ def study(quick: bool) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as folder, make_executor() as executor:
         result = run_study(Path(folder), quick=quick, executor=executor, progress=False)
-    evaluations = sum(r["evaluations"] for r in result["runs"].values())
-    points = sum(r["points"] for r in result["runs"].values())
-    sweep_s = sum(r["seconds"] for r in result["runs"].values())
-    return {"seconds": result["seconds"], "evaluations": evaluations, "points": points,
+    evaluations = sum(r.evaluations for r in result.runs.values())
+    points = sum(r.points for r in result.runs.values())
+    sweep_s = sum(r.seconds for r in result.runs.values())
+    return {"seconds": result.seconds, "evaluations": evaluations, "points": points,
             "sweep_seconds": sweep_s}
 
 

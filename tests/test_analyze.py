@@ -14,6 +14,7 @@ from torch.nn.utils import prune as torch_prune
 
 from laimco.config import load_scenario
 from laimco.data import heldout_sentences
+from laimco.experiments.law_fits import LawFit
 from laimco.optimize import solve
 
 pytestmark = pytest.mark.slow  # runs laimco analyze on the real MiniLM
@@ -43,8 +44,8 @@ def test_every_figure_is_written_and_drawn(analysis: tuple[Path, dict[str, Any]]
 def test_a_two_parameter_law_is_within_3_percent_and_the_empirical_law_is_exact(
         analysis: tuple[Path, dict[str, Any]]) -> None:
     laws = analysis[1]["laws"]["laws"]
-    assert laws["gennorm (fit to δ curve)"]["worst_relative_error"] <= 0.03
-    assert laws["empirical (1001 quantiles)"]["worst_relative_error"] <= 1e-3
+    assert laws[LawFit.GENNORM_CURVE]["worst_relative_error"] <= 0.03
+    assert laws[LawFit.EMPIRICAL]["worst_relative_error"] <= 1e-3
     # reports/minilm/analysis.md: Laplace is off by ×1.7 at ρ = 0.1 on the pooled weights
     pooled = analysis[1]["laws"]["pooled"]["global_measured_over_laplace"]
     assert pooled[1] == pytest.approx(1.69, abs=0.02)

@@ -23,7 +23,9 @@ from typer.testing import CliRunner
 from laimco.experiments import study
 from laimco.experiments.commands import register
 from laimco.experiments.executors import PoolExecutor
-from laimco.experiments.sweep import read_table
+from laimco.experiments.study import Status
+from laimco.experiments.study.report import STATUS_LABELS
+from laimco.experiments.sweep import read_columns, read_table
 
 pytestmark = pytest.mark.slow  # runs laimco reproduce
 
@@ -150,19 +152,19 @@ def test_robust_violation_rate_is_within_three_standard_errors_of_epsilon(
 
 def test_verdicts_follow_the_data(quick: tuple[Path, dict[str, Any], Tables]) -> None:
     tables = copy.deepcopy(quick[2])
-    assert all(c["holds"] for c in study.claim_dominance(tables))
+    assert study.claim_dominance(tables).holds and study.claim_feasibility(tables).holds
     t = tables["latency"]
     j = np.flatnonzero((t["strategy"] == "joint") & t["feasible"] & (t["objective"] > 0))[0]
     t["objective"][j] *= 1.5
-    dominance = study.claim_dominance(tables)[0]
-    assert dominance["holds"] is False and "; worse at " in dominance["verdict"]
-    assert dominance["status"] == study.DOES_NOT_HOLD  # a broken by-construction check shows
+    dominance = study.claim_dominance(tables)
+    assert dominance.holds is False and "; worse at " in dominance.verdict
+    assert dominance.status == Status.FAILS  # a broken by-construction check shows
     robust = tables["robust"]
     robust["violation_rate"][robust["design"] == "outage"] *= 3
-    assert study.claim_robust(robust)["holds"] is False
+    assert study.claim_robust(robust).holds is False
     classes = tables["device_class"]
     classes["split"][:] = 2
-    assert study.claim_split(classes, None)["holds"] is False
+    assert study.claim_split(classes, None).holds is False
 
 
 def test_model_configs_load_and_match_published_parameter_counts(
@@ -191,15 +193,15 @@ def test_bound_numbers_can_come_from_an_analysis_json(tmp_path: Path,
                                               "d_y_calibration_max", "d_y_heldout_mean",
                                               "d_y_heldout_max")}
             for i in range(len(bound["rho"]))]
-    law = {"rho": bound["rho"].tolist(), "laws": {"laplace (MLE)": {
+    law = {"rho": bound["rho"].tolist(), "laws": {"laplace_mle": {
         "predicted": bound["law_laplace"].tolist()}}}
     file = tmp_path / "analysis.json"
     file.write_text(json.dumps({"bound": {"rows": rows}, "laws": law}))
     converted = study.bound_from_analysis(file)
     assert study.k_hat(converted) == pytest.approx(study.k_hat(bound), rel=1e-12)
     np.testing.assert_allclose(converted["law_laplace"], bound["law_laplace"])
-    assert study.claim_bound(converted, str(file))["holds"] == study.claim_bound(
-        bound, "sweep")["holds"]
+    assert study.claim_bound(converted, str(file)).holds == study.claim_bound(
+        bound, "sweep").holds
 
 
 def test_reproduce_command_names_a_missing_sweep_folder(tmp_path: Path) -> None:
@@ -219,17 +221,17 @@ def test_claims_say_what_kind_of_evidence_they_are(
     out, result, _ = quick
     by_id = {c["id"]: c for c in result["claims"]}
     for cid in ("dominance", "feasibility", "fading"):
-        assert by_id[cid]["status"] == study.BY_CONSTRUCTION, cid
+        assert by_id[cid]["status"] == Status.BY_CONSTRUCTION, cid
     robust = by_id["robust"]
-    assert robust["status"] == study.ANALYTIC
+    assert robust["status"] == Status.ANALYTIC
     assert "g_ε = −ḡ·ln(1−ε)" in robust["verdict"] and "= ε exactly" in robust["verdict"]
     corners = by_id["corners"]
-    assert corners["status"] == study.NOT_JUDGED and corners["holds"] is None
-    assert by_id["bound"]["status"] in (study.HOLDS, study.DOES_NOT_HOLD)
+    assert corners["status"] == Status.NOT_JUDGED and corners["holds"] is None
+    assert by_id["bound"]["status"] in (Status.HOLDS, Status.FAILS)
     report = (out / "report.md").read_text()
-    assert f"**Verdict ({study.BY_CONSTRUCTION}):**" in report
-    assert f"**Verdict ({study.NOT_JUDGED}):**" in report
-    assert all(c["status"] in study.STATUSES for c in result["claims"])
+    assert f"**Verdict ({STATUS_LABELS[Status.BY_CONSTRUCTION]}):**" in report
+    assert f"**Verdict ({STATUS_LABELS[Status.NOT_JUDGED]}):**" in report
+    assert all(c["status"] in set(Status) for c in result["claims"])
 
 
 def test_corners_are_judged_on_a_measured_gain_when_one_is_given(
@@ -238,12 +240,12 @@ def test_corners_are_judged_on_a_measured_gain_when_one_is_given(
     better = [study.MeasuredGain("a", 0.02, (0.01, 0.03)),
               study.MeasuredGain("b", 0.0, (-0.01, 0.01))]
     judged = study.claim_corners(tables, better)
-    assert judged["holds"] is True and judged["status"] == study.HOLDS
-    assert "significantly at 1 of 2 scenarios" in judged["verdict"]
+    assert judged.holds is True and judged.status == Status.HOLDS
+    assert "significantly at 1 of 2 scenarios" in judged.verdict
     worse = [*better, study.MeasuredGain("c", -0.05, (-0.07, -0.03))]
     judged = study.claim_corners(tables, worse)
-    assert judged["holds"] is False and judged["status"] == study.DOES_NOT_HOLD
-    assert "(c)" in judged["verdict"]
+    assert judged.holds is False and judged.status == Status.FAILS
+    assert "(c)" in judged.verdict
 
 
 def test_alternating_row_reports_every_study_scenario_from_the_tables(
@@ -264,13 +266,13 @@ def test_alternating_row_reports_every_study_scenario_from_the_tables(
     changed = copy.deepcopy(tables)
     t = changed["regimes"]
     t["objective"][(t["strategy"] == "alternating") & (t["objective"] > 0)] *= 1.5
-    timings = {name: study.read_columns(out / "sweeps" / name / "timings.parquet")
+    timings = {name: read_columns(out / "sweeps" / name / "timings.parquet")
                for name in study.ALTERNATING_SWEEPS}
     moved = study.claim_alternating(changed, timings)
     expected = max(_alternating_gaps(changed))
     assert expected > 0.5 - 1e-9
-    assert moved["numbers"]["max_gap"] == pytest.approx(expected, rel=1e-9)
-    assert f"at most {100 * expected:.3g} %" in moved["verdict"]
+    assert moved.evidence["max_gap"] == pytest.approx(expected, rel=1e-9)
+    assert f"at most {100 * expected:.3g} %" in moved.verdict
 
 
 def _alternating_gaps(tables: Tables) -> list[float]:

@@ -440,8 +440,8 @@ def analyze(
     except (ModelLoadError, ValueError) as err:
         _fail(str(err))
     console.print((folder / "analysis.md").read_text(), markup=False, highlight=False)
-    console.print(escape(f"wrote {len(result['figures'])} figures, analysis.json, analysis.md, "
-                         f"profile.json to {folder} in {result['elapsed_s']:.0f} s"),
+    console.print(escape(f"wrote {len(result.figures)} figures, analysis.json, analysis.md, "
+                         f"profile.json to {folder} in {result.elapsed_s:.0f} s"),
                   highlight=False)
 
 

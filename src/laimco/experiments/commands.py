@@ -121,6 +121,7 @@ def reproduce(
     computed verdict per claim, in OUT/report.md. Resumes like `laimco sweep`."""
     from laimco.experiments.executors import ExecutorError, make_executor
     from laimco.experiments.study import StudyError, default_sweeps_dir, run_study
+    from laimco.experiments.study.report import STATUS_LABELS
     from laimco.experiments.sweep import SweepError
 
     _check_format(fmt)
@@ -132,13 +133,17 @@ def reproduce(
         evaluation = out / "evaluate"
         _evaluate_shipped(evaluation)
     if evaluation is not None:
-        from laimco.experiments.evaluation_claims import (
+        from laimco.experiments.study.claims_execution import (
             claim_execution,
             evaluation_inputs,
             measured_gains,
         )
 
-        report, losses = evaluation_inputs(evaluation)
+        try:
+            report, losses = evaluation_inputs(evaluation)
+        except StudyError as err:
+            _fail(str(err))
+            raise
         gains = measured_gains(report, losses)
         measured_gain = lambda: gains  # noqa: E731
         measured_claims = [claim_execution(report, losses)]
@@ -157,15 +162,14 @@ def reproduce(
     except KeyboardInterrupt:
         _interrupted(out / "sweeps")
         raise
-    for claim in study["claims"]:
-        finding = claim["status"] in ("holds", "**does not hold**")
+    for claim in study.claims:
         mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}[
-            claim["holds"] if finding or claim["holds"] is False else None]
-        status = "" if finding else f" ({escape(claim['status'])})"
-        console.print(f"{mark} {escape(claim['title'])}{status}: {escape(claim['verdict'])}",
+            claim.holds if claim.status.is_finding or claim.holds is False else None]
+        status = "" if claim.status.is_finding else f" ({escape(STATUS_LABELS[claim.status])})"
+        console.print(f"{mark} {escape(claim.title)}{status}: {escape(claim.verdict)}",
                       highlight=False)
-    console.print(escape(f"wrote {out / 'report.md'} with {len(study['figures'])} figures in "
-                         f"{study['seconds']:.0f} s"), highlight=False)
+    console.print(escape(f"wrote {out / 'report.md'} with {len(study.figures)} figures in "
+                         f"{study.seconds:.0f} s"), highlight=False)
 
 
 def _evaluate_shipped(out: Path) -> None:
