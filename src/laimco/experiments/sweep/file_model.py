@@ -1,20 +1,18 @@
 """The sweep file (docs/study.md, "Sweep files") as a pydantic model: every section, key, type
 and range is checked, with the whole file's problems reported at once, each naming its key, what
-is allowed and, for an unknown key, the likely intended spelling.
+is allowed and, for an unknown key, the likely intended spelling (the messages are
+`file_reading.describe_errors`).
 
-`read_sweep_file(path, quick=…)` returns the validated `SweepFile` of the mode that will run
-(`[quick]` merged in under `--quick`); `SweepFile.size()` counts the work it asks for without
-expanding anything, and `check_size` refuses a sweep above the evaluation cap before any
-allocation. Expansion into points and chunks is `laimco.experiments.sweep`'s job.
+`SweepFile.size()` counts the work a file asks for without expanding anything; reading a file
+and refusing one above the evaluation cap is `laimco.experiments.sweep.file_reading`, expanding
+it into points and chunks `laimco.experiments.sweep.expansion`.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,14 +23,12 @@ from pydantic import (
     Field,
     PlainValidator,
     Tag,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 Kind = Literal["design", "fading", "robust", "bound"]
-KINDS: tuple[Kind, ...] = ("design", "fading", "robust", "bound")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # one safe path component
 DEFAULT_MAX_EVALUATIONS = 10_000_000
 # one fading point holds all its realizations at once: about 10 kB each for MiniLM (9.4 GB
@@ -41,11 +37,7 @@ DEFAULT_MAX_REALIZATIONS = {"fading": 100_000, "robust": 10_000_000}
 MAX_N_STARTS = 10_000
 MAX_SEQ_LEN = 1 << 20
 MAX_SEED = 2**63 - 1
-_RANGE_TAG, _LIST_TAG = "range", "values"
-
-
-class SweepError(ValueError):
-    """A sweep file that cannot run; the message names the file and every offending key."""
+RANGE_TAG, LIST_TAG = "range", "values"
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,7 +45,7 @@ class SweepError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-def _suggest(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -69,11 +61,11 @@ class _Table(BaseModel):
     def _is_a_table(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise PydanticCustomError("not_a_table", "must be a table (a [section] or an "
-                                      "inline table), got {got}", {"got": _shown(data)})
+                                      "inline table), got {got}", {"got": shown_value(data)})
         return data
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -91,7 +83,7 @@ def _scalar(value: Any) -> bool | int | float | str:
                                       {"got": repr(value)})
         return value
     raise PydanticCustomError("scalar", "must be a number, a string or a boolean, got {got}",
-                              {"got": _shown(value)})
+                              {"got": shown_value(value)})
 
 
 Scalar = Annotated[bool | int | float | str, PlainValidator(_scalar)]
@@ -116,7 +108,7 @@ def _check_scenario_key(key: str, where: str) -> None:
         raise PydanticCustomError(
             "scenario_key", "{where}unknown scenario key {key}{hint}; use 'section.key' with "
             "section one of {sections}",
-            {"where": where, "key": repr(key), "hint": _suggest(key, known),
+            {"where": where, "key": repr(key), "hint": did_you_mean(key, known),
              "sections": ", ".join(dict.fromkeys(k.split(".")[0] for k in known))})
 
 
@@ -188,13 +180,13 @@ def _values_list(values: list[Any]) -> list[Any]:
 
 def _axis_form(value: Any) -> str | None:
     if isinstance(value, dict | RangeAxis):
-        return _RANGE_TAG
-    return _LIST_TAG if isinstance(value, list) else None
+        return RANGE_TAG
+    return LIST_TAG if isinstance(value, list) else None
 
 
 AxisSpec = Annotated[
-    Annotated[RangeAxis, Tag(_RANGE_TAG)]
-    | Annotated[Annotated[list[Scalar], AfterValidator(_values_list)], Tag(_LIST_TAG)],
+    Annotated[RangeAxis, Tag(RANGE_TAG)]
+    | Annotated[Annotated[list[Scalar], AfterValidator(_values_list)], Tag(LIST_TAG)],
     Discriminator(_axis_form, custom_error_type="axis_form",
                   custom_error_message="an axis is a list of values or a range table "
                                        "(start, stop, num or step, scale)")]
@@ -219,14 +211,14 @@ def _checked_strategies(value: Any) -> list[str] | None:
         return known
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PydanticCustomError("strategies", "must be a list of strategy names or \"all\", "
-                                  "got {got}", {"got": _shown(value)})
+                                  "got {got}", {"got": shown_value(value)})
     if not value:
         raise PydanticCustomError("strategies", "is empty: name at least one strategy")
     for name in value:
         if name not in known:
             raise PydanticCustomError("strategy", "unknown strategy {name}{hint}: choose from "
                                       "{known}", {"name": repr(name),
-                                                  "hint": _suggest(name, known),
+                                                  "hint": did_you_mean(name, known),
                                                   "known": ", ".join(known)})
     if len(set(value)) != len(value):
         raise PydanticCustomError("strategies", "repeats a name")
@@ -380,132 +372,3 @@ class SweepFile(_Table):
         if sweep.kind in ("fading", "robust"):
             per_point *= sweep.realizations * (2 if sweep.kind == "robust" else 1)
         return SweepSize(points, per_point)
-
-
-# --------------------------------------------------------------------------------------------
-# reading, error messages, the size cap
-# --------------------------------------------------------------------------------------------
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for i, part in enumerate(loc):
-        after_axis_key = i >= 2 and loc[i - 2] == "axes"
-        if after_axis_key and part in (_RANGE_TAG, _LIST_TAG):
-            continue
-        if isinstance(part, int):
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
-        elif part.isidentifier():
-            parts.append(part)
-        else:
-            parts.append(repr(part))
-    return ".".join(parts)
-
-
-_FRIENDLY = {
-    "int_type": "must be a whole number (an integer)",
-    "float_type": "must be a number",
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "list_type": "must be a list",
-    "dict_type": "must be a table",
-    "finite_number": "must be a finite number",
-    "string_pattern_mismatch": "must be a safe name: a letter or digit, then letters, digits, "
-                               "'_', '-' or '.' (at most 64 characters: one folder name, "
-                               "no '/', no leading '.')",
-}
-
-
-def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys of the table an unknown key sits in."""
-    if _RANGE_TAG in loc[2:]:
-        return list(RangeAxis.model_fields)
-    tables: dict[Any, type[BaseModel]] = {
-        "sweep": SweepSection, "options": OptionsSection, "limits": LimitsSection,
-        "quick": QuickSection}
-    parent = tables.get(loc[-2] if len(loc) > 1 else None, SweepFile)
-    return list(parent.model_fields)
-
-
-def describe_errors(error: ValidationError) -> list[str]:
-    """One line per problem: the key, what is wrong and what is allowed, the value given."""
-    lines = []
-    for item in error.errors():
-        where = _location(item["loc"])
-        message = _FRIENDLY.get(item["type"], item["msg"])
-        if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(item["loc"])
-            lines.append(f"{where}: unknown key{_suggest(str(item['loc'][-1]), allowed)}; "
-                         f"allowed here: {', '.join(allowed)}")
-            continue
-        if item["type"] == "literal_error":
-            message = "must be " + item["msg"].removeprefix("Input should be ")
-        elif message.startswith("Input should be "):
-            message = "must be " + message.removeprefix("Input should be ")
-        got = item.get("input")
-        custom = item["type"] not in _FRIENDLY and item["msg"] == message
-        shown = "" if custom or isinstance(got, dict) or item["type"] == "missing" else (
-            f" (got {_shown(got)})")
-        lines.append(f"{where}: {message}{shown}" if where else f"{message}{shown}")
-    return lines
-
-
-def read_sweep_file(path: str | Path, *, quick: bool = False) -> SweepFile:
-    """Read and validate a sweep file; with `quick`, the file as --quick runs it (both the
-    file and its quick version must validate)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file {str(path)!r} does not exist (or is not a file)")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SweepError(f"{path}: not a text file (not UTF-8): a sweep file is TOML"
-                             ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise SweepError(f"{path}: not valid TOML: {err}") from None
-    except OSError as err:
-        raise SweepError(f"{path}: cannot be read: {err.strerror or err}") from None
-    try:
-        file = SweepFile.model_validate(data)
-    except ValidationError as err:
-        raise SweepError(f"{path}: invalid sweep file:\n  "
-                             + "\n  ".join(describe_errors(err))) from None
-    if not quick:
-        return file
-    try:
-        return file.with_quick()
-    except ValidationError as err:
-        raise SweepError(f"{path}: invalid with --quick ([quick] merged in):\n  "
-                             + "\n  ".join(describe_errors(err))) from None
-
-
-def _count(n: float) -> str:
-    return f"{n:,.0f}" if math.isfinite(n) and n < 1e18 else (
-        "an unbounded number of" if not math.isfinite(n) else f"{n:.3g}")
-
-
-def check_size(file: SweepFile, path: Path, max_evaluations: int | None = None) -> SweepSize:
-    """Refuse, before anything is expanded, a sweep that asks for more evaluations than the
-    cap (`max_evaluations`, else `[limits] max_evaluations`, default 10^7) or more
-    realizations per point than one point can hold in memory."""
-    size = file.size()
-    sweep, limits = file.sweep, file.limits
-    if sweep.kind in DEFAULT_MAX_REALIZATIONS:
-        cap = limits.max_realizations_per_point or DEFAULT_MAX_REALIZATIONS[sweep.kind]
-        if sweep.realizations > cap:
-            raise SweepError(
-                f"{path}: sweep.realizations = {sweep.realizations:,} is more than the "
-                f"{cap:,} per point a {sweep.kind} sweep allows (each point holds all its "
-                f"realizations in memory at once, about 10 kB each in a fading sweep). Use "
-                f"fewer, or raise the limit with [limits] max_realizations_per_point = "
-                f"{sweep.realizations}")
-    cap = max_evaluations if max_evaluations is not None else limits.max_evaluations
-    if size.evaluations > cap:
-        raise SweepError(
-            f"{path}: this sweep asks for {_count(size.evaluations)} evaluations "
-            f"({_count(size.points)} points × {_count(size.per_point)} per point: strategies × "
-            f"realizations, a robust point twice, slsqp n_starts times), more than the limit "
-            f"of {cap:,}. Shrink the axes, or raise the limit with [limits] max_evaluations = "
-            f"{_count(size.evaluations).replace(',', '_')} in the file or "
-            f"`laimco sweep --max-evaluations N`")
-    return size

@@ -1,0 +1,109 @@
+"""Fading sweeps: one row per (point, strategy, realization), the strategy re-decided for one
+Rayleigh gain ḡ·|h|², |h|² ~ Exp(1) (docs/theory.md §2, eq. 2.8; instantaneous CSI).
+
+The answer is the one `laimco.optimize.solve` gives at that gain, computed for all
+realizations at once: the per-split objective of every (device rule, server rule) pair the
+strategy is solved for (`strategies.rule_pairs`), vectorized over the gains; the least objective
+wins. Where it is unique that is `solve`'s answer. Where several (pair, split) candidates tie
+(within `decision.TIE_TOL`), the realization is handed to `solve` itself, so there is one
+tie-break rule, `solve`'s: the least device energy (docs/study.md, "Kinds and their rows")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from laimco.experiments.sweep.producers.registry import Producer, register
+from laimco.experiments.sweep.tables import RowBuilder
+
+if TYPE_CHECKING:
+    from laimco.config import Scenario
+    from laimco.experiments.sweep.expansion import ChunkTask
+    from laimco.profile import ModelProfile
+
+
+@dataclass
+class FadingChoice:
+    """Per realization: the chosen split, ratios and objective (NaN where infeasible)."""
+
+    feasible: np.ndarray
+    split: np.ndarray
+    rho_device: np.ndarray
+    rho_server: np.ndarray
+    objective: np.ndarray
+
+
+def per_split_solutions(scenario: Scenario, profile: ModelProfile, strategy: str,
+                        options: Any, gains: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(objective, ρ_d, ρ_s), each (R, pairs, splits): the strategy's ratios and objective at
+    every rule pair and split, for every gain, as `solve` computes them at one gain."""
+    from laimco.optimize import STRATEGIES
+    from laimco.optimize.problem import build_problem
+    from laimco.optimize.strategies import rule_pairs
+
+    spec = STRATEGIES[strategy]
+    r = gains.size
+    parts: list[tuple[np.ndarray, ...]] = []
+    for pair in rule_pairs(scenario, profile, strategy):
+        problem = build_problem(scenario, profile, gain=gains, rules=pair)
+        if spec.splits is not None:
+            problem = build_problem(scenario, profile, gain=gains, rules=pair,
+                                    split_restriction=spec.splits(problem, options))
+        solution = spec.ratios(problem, spec.policy, options)
+        parts.append(tuple(np.asarray(a, dtype=np.float64).reshape(r, problem.n_splits)
+                           for a in (solution.objective, solution.rho_device,
+                                     solution.rho_server)))
+    objective, rho_d, rho_s = (np.stack([p[i] for p in parts], axis=1) for i in range(3))
+    return objective, rho_d, rho_s
+
+
+def choose(scenario: Scenario, profile: ModelProfile, strategy: str, options: Any,
+           gains: np.ndarray) -> FadingChoice:
+    """The decision of `strategy` at each gain: the unique least objective, or `solve`'s
+    answer where candidates tie."""
+    from laimco.optimize import solve
+    from laimco.optimize.decision import TIE_TOL
+
+    objective, rho_d, rho_s = (a.reshape(gains.size, -1) for a in per_split_solutions(
+        scenario, profile, strategy, options, gains))  # (R, pairs × splits)
+    n_splits = profile.n_units + 1
+    rows = np.arange(gains.size)
+    best_index = np.argmin(np.where(np.isfinite(objective), objective, np.inf), axis=1)
+    best = objective[rows, best_index]
+    feasible = np.isfinite(best)
+    margin = TIE_TOL * np.maximum(np.abs(best), 1e-300)
+    candidates = (objective <= (best + margin)[:, None]).sum(axis=1)
+    choice = FadingChoice(
+        feasible=feasible.copy(),
+        split=np.where(feasible, best_index % n_splits, np.nan),
+        rho_device=np.where(feasible, rho_d[rows, best_index], np.nan),
+        rho_server=np.where(feasible, rho_s[rows, best_index], np.nan),
+        objective=np.where(feasible, best, np.nan))
+    for i in np.flatnonzero(feasible & (candidates > 1)):
+        at_gain = scenario.replace(channel={"fading": "none", "path_gain": float(gains[i])})
+        d = solve(at_gain, strategy, profile=profile, options=options)
+        choice.feasible[i] = d.success
+        choice.split[i] = d.split if d.success else np.nan
+        choice.rho_device[i] = d.rho_device if d.success else np.nan
+        choice.rho_server[i] = d.rho_server if d.success else np.nan
+        choice.objective[i] = d.objective if d.success else np.nan
+    return choice
+
+
+def fading_rows(task: ChunkTask, rows: RowBuilder) -> None:
+    options = task.strategy_options()
+    for point in task.points:
+        scenario, profile = task.scenario(point), task.profile(point)
+        gains = task.rayleigh_gains(point, scenario)
+        for name in task.strategies:
+            c = choose(scenario, profile, name, options, gains)
+            rows.add(gains.size, point=point.index, **task.coords(point), strategy=name,
+                     realization=np.arange(gains.size, dtype=np.int64), gain=gains,
+                     feasible=c.feasible, split=c.split, rho_device=c.rho_device,
+                     rho_server=c.rho_server, objective=c.objective)
+
+
+PRODUCER = register(Producer("fading", fading_rows, chunk_points=1))
