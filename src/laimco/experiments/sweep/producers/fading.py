@@ -4,9 +4,13 @@ Rayleigh gain ḡ·|h|², |h|² ~ Exp(1) (docs/theory.md §2, eq. 2.8; instantan
 The answer is the one `laimco.optimize.solve` gives at that gain, computed for all
 realizations at once: the per-split objective of every (device rule, server rule) pair the
 strategy is solved for (`strategies.rule_pairs`), vectorized over the gains; the least objective
-wins. Where it is unique that is `solve`'s answer. Where several (pair, split) candidates tie
-(within `decision.TIE_TOL`), the realization is handed to `solve` itself, so there is one
-tie-break rule, `solve`'s: the least device energy (docs/study.md, "Kinds and their rows")."""
+wins. Where it is unique, or the candidates tied with it (within `decision.TIE_TOL`) have the
+same split and ratios (to SAME_RATIO_TOL), that is `solve`'s row. Otherwise the realization is
+handed to `solve` itself, so there is one tie-break rule, `solve`'s: the least device energy
+(docs/study.md, "Kinds and their rows"). Each such realization costs one scalar `solve`, about
+a hundred vectorized realizations (fixed-ratio ties at most realizations: its objective is the
+same at several splits).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,11 @@ if TYPE_CHECKING:
     from laimco.config import Scenario
     from laimco.experiments.sweep.expansion import ChunkTask
     from laimco.profile import ModelProfile
+
+
+# tied candidates at the same split whose ratios agree to this are the same row (in the
+# calibrated mode two rule pairs often reach one decision, e.g. ρ_s = 0 and ρ_s = 1e-14)
+SAME_RATIO_TOL = 1e-9
 
 
 @dataclass
@@ -62,27 +71,30 @@ def per_split_solutions(scenario: Scenario, profile: ModelProfile, strategy: str
 
 def choose(scenario: Scenario, profile: ModelProfile, strategy: str, options: Any,
            gains: np.ndarray) -> FadingChoice:
-    """The decision of `strategy` at each gain: the unique least objective, or `solve`'s
-    answer where candidates tie."""
+    """The decision of `strategy` at each gain: the least objective where that decides the
+    row, else `solve`'s answer at that gain (candidates tie within TIE_TOL and differ in split
+    or by more than SAME_RATIO_TOL in a ratio, so only the tie-break can choose)."""
     from laimco.optimize import solve
     from laimco.optimize.decision import TIE_TOL
 
     objective, rho_d, rho_s = (a.reshape(gains.size, -1) for a in per_split_solutions(
         scenario, profile, strategy, options, gains))  # (R, pairs × splits)
-    n_splits = profile.n_units + 1
+    split_of = np.arange(objective.shape[1]) % (profile.n_units + 1)
     rows = np.arange(gains.size)
     best_index = np.argmin(np.where(np.isfinite(objective), objective, np.inf), axis=1)
     best = objective[rows, best_index]
     feasible = np.isfinite(best)
-    margin = TIE_TOL * np.maximum(np.abs(best), 1e-300)
-    candidates = (objective <= (best + margin)[:, None]).sum(axis=1)
     choice = FadingChoice(
         feasible=feasible.copy(),
-        split=np.where(feasible, best_index % n_splits, np.nan),
+        split=np.where(feasible, split_of[best_index], np.nan),
         rho_device=np.where(feasible, rho_d[rows, best_index], np.nan),
         rho_server=np.where(feasible, rho_s[rows, best_index], np.nan),
         objective=np.where(feasible, best, np.nan))
-    for i in np.flatnonzero(feasible & (candidates > 1)):
+    tied = objective <= (best + TIE_TOL * np.maximum(np.abs(best), 1e-300))[:, None]
+    other = ((split_of[None, :] != split_of[best_index][:, None])
+             | (np.abs(rho_d - choice.rho_device[:, None]) > SAME_RATIO_TOL)
+             | (np.abs(rho_s - choice.rho_server[:, None]) > SAME_RATIO_TOL))
+    for i in np.flatnonzero(feasible & (tied & other).any(axis=1)):
         at_gain = scenario.replace(channel={"fading": "none", "path_gain": float(gains[i])})
         d = solve(at_gain, strategy, profile=profile, options=options)
         choice.feasible[i] = d.success
