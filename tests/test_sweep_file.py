@@ -1,4 +1,4 @@
-"""The sweep file model (laimco.experiments.sweep_file) at the command line: every malformed
+"""The sweep file model (laimco.experiments.sweep.file_model) at the command line: every malformed
 file, oversized sweep and unusable output folder exits 2 with one message naming the key and
 what is allowed, before any work; shipped sweeps load as their TOML says; infeasible rows
 carry a null split and limit keys; a SIGKILLed sweep takes its worker processes with it."""

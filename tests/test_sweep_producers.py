@@ -47,6 +47,7 @@ def test_an_unknown_kind_is_refused_naming_the_known_ones() -> None:
         producer_for("montecarlo")
 
 
+@pytest.mark.slow  # runs sweeps
 @pytest.mark.parametrize("scenario_file", [
     PAPER_LAPTOP,  # fixed-ratio ties at splits 7 and 8; solve takes 8 (less energy)
     LAPTOP,  # calibrated: ties across splits and rule pairs
@@ -104,6 +105,7 @@ def _csv_values(path: Path) -> dict[str, list[object]]:
             for i, (n, t) in enumerate(zip(names, types, strict=True))}
 
 
+@pytest.mark.slow  # runs sweeps
 def test_csv_table_holds_the_parquet_values_read_independently(tmp_path: Path) -> None:
     file = tmp_path / "d.toml"
     file.write_text(f'[sweep]\nbase = "{PHONE}"\nstrategies = ["joint", "on-server"]\n'
