@@ -62,14 +62,16 @@ def main() -> None:
     print(f"# Optimizer benchmarks\n\nscenario: {SCENARIO.relative_to(ROOT)}; "
           f"python {sys.version.split()[0]}; numpy {np.__version__}\n")
 
-    joint = solve(scenario)
+    joint = solve(scenario).point  # the benchmark scenarios are feasible
+    assert joint is not None
     problem = build_problem(scenario)
     joint_samples, ratio_samples = spread_samples_s([lambda: solve(scenario),
                                                      lambda: separate_ratios(problem)])
     joint_s, ratios_s = statistics.median(joint_samples), statistics.median(ratio_samples)
     quietest_s = min(statistics.median(joint_samples[i:i + 20])
                      for i in range(0, len(joint_samples), 20))
-    slsqp = solve(scenario, "slsqp")
+    slsqp = solve(scenario, "slsqp").point
+    assert slsqp is not None
     slsqp_s = median_time_s(lambda: solve(scenario, "slsqp"), 3)
     gap = (slsqp.objective - joint.objective) / joint.objective
     print("## 1. joint vs slsqp (one scenario, all splits, separate ratios)\n")
@@ -91,7 +93,8 @@ def main() -> None:
           f"{'yes' if gap >= -1e-9 else 'NO'})\n")
 
     calibrated = load_scenario(CALIBRATED)
-    decision = solve(calibrated)
+    decision = solve(calibrated).point
+    assert decision is not None
     calibrated_s = statistics.median(spread_samples_s([lambda: solve(calibrated)], blocks=5,
                                                       per_block=10)[0])
     print(f"## 1b. joint in the calibrated mode ({CALIBRATED.relative_to(ROOT)})\n")

@@ -224,7 +224,8 @@ def main() -> int:
     from laimco.runtime.protocol import manifest_sha256
     from laimco.runtime.server import start_server
 
-    decision = solve(load_scenario(SCENARIO))
+    decision = solve(load_scenario(SCENARIO)).point
+    assert decision is not None, "the benchmark scenario must be feasible"
     loaded = load_model("minilm")
     work = Path(tempfile.mkdtemp(prefix="laimco-bench-"))
     folder = save_pruned(prune_split_model(loaded, decision.split, decision.rho_device,

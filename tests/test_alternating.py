@@ -16,7 +16,7 @@ from scenario_factory import Reference, random_case
 
 from laimco.config import Scenario, load_scenario
 from laimco.optimize import Decision, StrategyOptions, solve
-from laimco.profile import load_profile
+from laimco.profile import ModelProfile, load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "scenarios").glob("paper-*.toml"))
@@ -39,10 +39,13 @@ def _solve_time_points() -> list[tuple[str, Scenario]]:
 STUDY_SCENARIOS = [(p.stem, load_scenario(p)) for p in SHIPPED] + _solve_time_points()
 
 
-def _check_limits(scenario: Scenario, d: Decision) -> list[str]:
-    ref = Reference(scenario, load_profile(scenario.model.profile))
-    return ref.violated_limits(d.split, d.rho_device, d.rho_server, d.power_w,  # type: ignore[arg-type]
-                               d.freq_device_hz, d.freq_server_hz, ref.design_gain(),
+def _check_limits(scenario: Scenario, d: Decision,
+                  profile: ModelProfile | None = None) -> list[str]:
+    ref = Reference(scenario, profile or load_profile(scenario.model.profile))
+    p = d.point
+    assert p is not None
+    return ref.violated_limits(p.split, p.rho_device, p.rho_server, p.power_w,
+                               p.freq_device_hz, p.freq_server_hz, ref.design_gain(),
                                rel=LIMIT_TOL)
 
 
@@ -58,17 +61,16 @@ def test_alternating_is_never_below_joint_and_meets_every_limit(name: str,
     assert alternating.success == joint.success, (name, alternating.reasons)
     if not joint.success:
         return
-    assert joint.objective is not None and alternating.objective is not None
-    assert alternating.objective >= joint.objective * (1 - GAP_TOL) - 1e-9, name
+    assert joint.point is not None and alternating.point is not None
+    assert alternating.point.objective >= joint.point.objective * (1 - GAP_TOL) - 1e-9, name
     assert not _check_limits(scenario, alternating), (name, alternating)
     ref = Reference(scenario, load_profile(scenario.model.profile))
-    costs = ref.costs(alternating.split, alternating.rho_device, alternating.rho_server,
-                      alternating.power_w, alternating.freq_device_hz,
-                      alternating.freq_server_hz, ref.design_gain())
-    assert alternating.objective == pytest.approx(costs.objective, rel=1e-9, abs=1e-12)
-    assert alternating.latency_s is not None and alternating.energy_j is not None
-    assert alternating.latency_s["total"] == pytest.approx(costs.latency, rel=1e-9)
-    assert alternating.energy_j["total"] == pytest.approx(costs.energy, rel=1e-9, abs=1e-18)
+    p = alternating.point
+    costs = ref.costs(p.split, p.rho_device, p.rho_server, p.power_w, p.freq_device_hz,
+                      p.freq_server_hz, ref.design_gain())
+    assert p.objective == pytest.approx(costs.objective, rel=1e-9, abs=1e-12)
+    assert p.costs.latency_total_s == pytest.approx(costs.latency, rel=1e-9)
+    assert p.costs.energy_total_j == pytest.approx(costs.energy, rel=1e-9, abs=1e-18)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -83,13 +85,9 @@ def test_random_scenarios_feasible_alternating_decisions_meet_every_limit(seed: 
         assert alternating.reasons, case.describe()
         return
     assert joint.success, case.describe()
-    ref = Reference(case.scenario, case.profile)
-    broken = ref.violated_limits(alternating.split, alternating.rho_device,
-                                 alternating.rho_server, alternating.power_w,
-                                 alternating.freq_device_hz, alternating.freq_server_hz,
-                                 ref.design_gain(), rel=LIMIT_TOL)
-    assert not broken, (broken, case.describe())
-    assert alternating.objective >= joint.objective * (1 - GAP_TOL) - 1e-9
+    assert not _check_limits(case.scenario, alternating, case.profile), case.describe()
+    assert alternating.point is not None and joint.point is not None
+    assert alternating.point.objective >= joint.point.objective * (1 - GAP_TOL) - 1e-9
 
 
 @pytest.mark.parametrize("variant", ["laptop", "phone-energy-rich"])
@@ -106,9 +104,9 @@ def test_alternating_reaches_joint_where_the_blocks_cannot_stall(variant: str) -
     joint = solve(scenario, "joint")
     alternating = solve(scenario, "alternating")
     assert joint.success and alternating.success
-    assert joint.objective is not None and alternating.objective is not None
-    assert joint.objective > 0  # pruning is needed: the comparison is not 0 = 0
-    assert alternating.objective == pytest.approx(joint.objective, rel=1e-4)
+    assert joint.point is not None and alternating.point is not None
+    assert joint.point.objective > 0  # pruning is needed: the comparison is not 0 = 0
+    assert alternating.point.objective == pytest.approx(joint.point.objective, rel=1e-4)
 
 
 def test_an_impossible_budget_is_reported_infeasible_not_returned_as_optimal() -> None:
@@ -116,7 +114,7 @@ def test_an_impossible_budget_is_reported_infeasible_not_returned_as_optimal() -
         task={"latency_budget_s": 1e-4})
     decision = solve(scenario, "alternating", options=StrategyOptions(n_starts=2))
     assert decision.status == "infeasible"
-    assert decision.reasons and any("latency" in r for r in decision.reasons)
+    assert decision.reasons and any(r.limit == "latency" for r in decision.reasons)
     assert solve(scenario, "joint").status == "infeasible"
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from laimco.optimize.device_capacity import capacity_curve, capacity_point, device_capacity
+from laimco.optimize.device_capacity import capacity_at, capacity_curve, capacity_point
 from laimco.optimize.roots import increasing_root, increasing_root_bracket
 
 LN2 = math.log(2.0)
@@ -112,9 +112,11 @@ def brute_force_capacity(policy: str, T: np.ndarray, E: np.ndarray, bits: np.nda
 
 
 def _capacity(policy: str, arrays: dict[str, np.ndarray], scalars: dict[str, float]):
-    return device_capacity(arrays["time_s"], upload_bits=arrays["upload_bits"],
-                           noise_to_gain_w=arrays["noise_to_gain_w"],
-                           policy=policy, **scalars)  # type: ignore[arg-type]
+    """C*(T) of flat arrays, as the solver evaluates it: the curve, then the capacity at T."""
+    curve = capacity_curve(arrays["upload_bits"], arrays["noise_to_gain_w"],
+                           policy=policy, time_max_s=arrays["time_s"],  # type: ignore[arg-type]
+                           **scalars)
+    return capacity_at(curve, arrays["time_s"])
 
 
 @pytest.mark.parametrize("policy", POLICIES)

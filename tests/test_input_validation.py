@@ -428,7 +428,7 @@ def test_any_unit_value_gives_a_valid_decision_or_a_profile_error(
         assert law == "empirical" and "no magnitude quantiles" in str(err)
         return
     if decision.success:
-        assert decision.objective is not None and 0 <= decision.objective < math.inf
+        assert decision.point is not None and 0 <= decision.point.objective < math.inf
 
 
 _SCENARIO_KEYS = [(section, key) for section, values in _BASE_SCENARIO.items()
@@ -460,7 +460,7 @@ def test_any_scenario_value_gives_a_valid_decision_or_a_scenario_error(
             assert "task.min_split" in str(err)
             return
         if decision.success:
-            assert decision.objective is not None and 0 <= decision.objective < math.inf
+            assert decision.point is not None and 0 <= decision.point.objective < math.inf
 
 
 @pytest.mark.parametrize("text", [json.dumps(_bad_profile(_unit("flops_prunable", -1.0))),

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from scenario_factory import Case, Reference, cases
 
-from laimco.optimize import Decision, StrategyOptions, solve
+from laimco.optimize import Decision, OperatingPoint, StrategyOptions, solve
 
 REL = 1e-9
 BENCHMARKS = ("tied", "on-device", "on-server", "no-pruning", "fixed-ratio", "max-power",
@@ -27,42 +27,42 @@ def _settings(examples: int) -> settings:
 def _no_worse(better: Decision, worse: Decision, ref: Reference) -> bool:
     """better.objective ≤ worse.objective up to 1e-9 relative (and a 1e-12 absolute floor
     against the objective scale, for optima at zero)."""
-    assert better.objective is not None and worse.objective is not None
+    assert better.point is not None and worse.point is not None
     floor = 1e-12 * max(ref.objective_scale(s) for s in range(ref.L + 1))
-    return better.objective <= worse.objective * (1 + REL) + floor
+    return better.point.objective <= worse.point.objective * (1 + REL) + floor
 
 
-def _numbers(decision: Decision) -> list[float]:
-    values: list[object] = [decision.split, decision.rho_device, decision.rho_server,
-                            decision.power_w, decision.freq_device_hz, decision.freq_server_hz,
-                            decision.memory_bytes, decision.objective]
-    values += list((decision.latency_s or {}).values()) + list((decision.energy_j or {}).values())
-    return [float(v) if v is not None else math.nan for v in values]  # type: ignore[arg-type]
+def _numbers(point: OperatingPoint) -> list[float]:
+    c = point.costs
+    return [float(v) for v in (
+        point.split, point.rho_device, point.rho_server, point.power_w, point.freq_device_hz,
+        point.freq_server_hz, c.memory_bytes, point.objective, c.latency_device_s,
+        c.latency_uplink_s, c.latency_server_s, c.latency_downlink_s, c.latency_total_s,
+        c.energy_compute_j, c.energy_uplink_j, c.energy_total_j)]
 
 
 def check_decision(decision: Decision, case: Case, options: StrategyOptions | None = None) -> None:
     """Status-specific contract of a Decision, with every limit re-checked from scratch."""
     ref = Reference(case.scenario, case.profile)
-    if decision.status != "optimal":
+    point = decision.point
+    if point is None:
         assert decision.status == "infeasible", decision
-        assert decision.reasons and all(isinstance(r, str) and r.strip()
-                                        for r in decision.reasons), decision
+        assert decision.reasons and all(r.message.strip() for r in decision.reasons), decision
         return
-    numbers = _numbers(decision)
+    assert decision.status == "optimal", decision
+    numbers = _numbers(point)
     assert all(math.isfinite(v) for v in numbers), (decision, case.describe())
-    s = int(decision.split)  # type: ignore[arg-type]
-    args = (s, float(decision.rho_device), float(decision.rho_server),  # type: ignore[arg-type]
-            float(decision.power_w), float(decision.freq_device_hz),  # type: ignore[arg-type]
-            float(decision.freq_server_hz), ref.design_gain())  # type: ignore[arg-type]
+    s = point.split
+    args = (s, point.rho_device, point.rho_server, point.power_w, point.freq_device_hz,
+            point.freq_server_hz, ref.design_gain())
     broken = ref.violated_limits(*args, rel=REL)
     assert not broken, f"{decision.strategy}: {decision} breaks {broken}\n{case.describe()}"
     costs = ref.costs(*args)
     scale = 1e-12 * ref.objective_scale(s)
-    assert abs(costs.objective - float(decision.objective)) <= (  # type: ignore[arg-type]
-        REL * costs.objective + scale), (decision, costs)
-    assert decision.latency_s is not None and decision.energy_j is not None
-    assert decision.latency_s["total"] == pytest.approx(costs.latency, rel=REL)
-    assert decision.energy_j["total"] == pytest.approx(costs.energy, rel=REL, abs=1e-18)
+    assert abs(costs.objective - point.objective) <= REL * costs.objective + scale, (
+        decision, costs)
+    assert point.costs.latency_total_s == pytest.approx(costs.latency, rel=REL)
+    assert point.costs.energy_total_j == pytest.approx(costs.energy, rel=REL, abs=1e-18)
     device_weights, server_weights = ref.n_device[s] > 0, ref.n_server[s] > 0
     name = decision.strategy
     if name == "on-device":
@@ -72,18 +72,18 @@ def check_decision(decision: Decision, case: Case, options: StrategyOptions | No
     if name == "fixed-split" and options is not None and options.split is not None:
         assert s == options.split
     if name == "no-pruning":
-        assert decision.rho_device == 0 and decision.rho_server == 0
+        assert point.rho_device == 0 and point.rho_server == 0
     if name == "fixed-ratio" and options is not None:
         if device_weights:
-            assert decision.rho_device == pytest.approx(options.ratio, rel=1e-12)
+            assert point.rho_device == pytest.approx(options.ratio, rel=1e-12)
         if server_weights:
-            assert decision.rho_server == pytest.approx(options.ratio, rel=1e-12)
+            assert point.rho_server == pytest.approx(options.ratio, rel=1e-12)
     if (name == "tied" or ref.tied) and device_weights and server_weights:
-        assert decision.rho_device == pytest.approx(decision.rho_server, rel=1e-12)
+        assert point.rho_device == pytest.approx(point.rho_server, rel=1e-12)
     if name == "max-power" and ref.upload_bits[s] > 0:
-        assert decision.power_w == pytest.approx(ref.P, rel=REL)
+        assert point.power_w == pytest.approx(ref.P, rel=REL)
     if name == "max-frequency" and float(ref.device_cycles(s, args[1])) > 0:
-        assert decision.freq_device_hz == pytest.approx(ref.F, rel=REL)
+        assert point.freq_device_hz == pytest.approx(ref.F, rel=REL)
 
 
 @_settings(60)

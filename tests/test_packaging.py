@@ -94,8 +94,8 @@ def test_installed_wheel_solves_a_shipped_example_outside_the_repository(
     decision = json.loads(result.stdout)
     reference = solve(load_scenario(ROOT / "scenarios" / "minilm-phone.toml"))
     assert decision["status"] == "optimal"
-    assert decision["split"] == reference.split
-    assert decision["objective"] == pytest.approx(reference.objective, rel=1e-9)
+    assert decision["split"] == reference.point.split
+    assert decision["objective"] == pytest.approx(reference.point.objective, rel=1e-9)
 
     copied = _laimco(installed, elsewhere, "examples", "mine")
     assert copied.returncode == 0, copied.stderr

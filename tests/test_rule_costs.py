@@ -157,8 +157,8 @@ def test_calibrated_joint_is_at_least_as_good_as_a_brute_force_grid(name: str) -
     decision = solve(load_scenario(path))
     brute = _brute_force(path, ["magnitude", "wanda", "structured", "magnitude-csr"])
     assert decision.success and np.isfinite(brute)
-    assert decision.objective <= brute * (1 + 1e-9)
-    assert decision.objective >= brute * 0.85
+    assert decision.point.objective <= brute * (1 + 1e-9)
+    assert decision.point.objective >= brute * 0.85
 
 
 def test_unstructured_rules_never_prune_where_pruning_saves_nothing() -> None:
@@ -169,8 +169,8 @@ def test_unstructured_rules_never_prune_where_pruning_saves_nothing() -> None:
         distortion={"rules": ["magnitude"]}, task={"latency_budget_s": 10.0})
     decision = solve(sc)
     assert decision.success
-    assert decision.rho_device == pytest.approx(0.0, abs=1e-6)
-    assert decision.rho_server == pytest.approx(0.0, abs=1e-6)
+    assert decision.point.rho_device == pytest.approx(0.0, abs=1e-6)
+    assert decision.point.rho_server == pytest.approx(0.0, abs=1e-6)
 
 
 # ------------------------------------------------------------------- the CSR execution rule
@@ -325,12 +325,16 @@ def test_merging_rules_that_save_nothing_changes_no_decision(strategy: str) -> N
     objective."""
     import itertools as it
 
-    from laimco.optimize.strategies import StrategyOptions, _best, _solve_pair
+    from laimco.optimize.decision import decide
+    from laimco.optimize.problem import build_problem
+    from laimco.optimize.strategies import STRATEGIES, StrategyOptions, _best
 
     sc = load_scenario(PHONE)
     profile = load_profile(sc.model.profile)
-    every = [_solve_pair(sc, profile, strategy, StrategyOptions(), pair)
-             for pair in it.product(list(profile.rules), repeat=2)]
-    full, merged = _best(every), solve(sc, strategy, profile=profile)
+    problems = [build_problem(sc, profile, rules=pair)
+                for pair in it.product(list(profile.rules), repeat=2)]
+    every = [decide(p, strategy, STRATEGIES[strategy].solve(p, StrategyOptions()))
+             for p in problems]
+    full, merged = _best(strategy, every), solve(sc, strategy, profile=profile)
     assert merged.success == full.success
-    assert merged.objective == pytest.approx(full.objective, rel=1e-12)
+    assert merged.point.objective == pytest.approx(full.point.objective, rel=1e-12)

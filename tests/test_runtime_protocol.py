@@ -3,7 +3,6 @@ raw-tensor checks, retry backoff, and the shaped uplink measured on a bare TCP s
 
 from __future__ import annotations
 
-import math
 import socket
 import threading
 import time
@@ -15,7 +14,7 @@ from tritonclient.grpc import service_pb2
 
 from laimco.runtime.client import RetryPolicy
 from laimco.runtime.guard import make_raw_outputs, request_problem, take_raw_tensors
-from laimco.runtime.link import ShapedUplink, shannon_rate_bps
+from laimco.runtime.link import ShapedUplink
 from laimco.runtime.protocol import (
     CrossingError,
     IdentityError,
@@ -144,12 +143,6 @@ def test_guard_decodes_raw_tensors_and_makes_typed_outputs_raw() -> None:
 def test_retry_backoff_grows_exponentially_up_to_its_cap() -> None:
     policy = RetryPolicy(backoff_initial_s=0.1, backoff_factor=2.0, backoff_max_s=0.5)
     assert [policy.delay_s(k) for k in range(1, 6)] == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5])
-
-
-def test_shannon_rate_matches_the_formula() -> None:
-    bandwidth, power, gain, noise = 2e6, 0.1, 1e-7, 3.98e-21
-    expected = bandwidth * math.log2(1 + power * gain / (noise * bandwidth))
-    assert shannon_rate_bps(bandwidth, power, gain, noise) == pytest.approx(expected, rel=1e-12)
 
 
 def _sink() -> tuple[socket.socket, dict[str, float], threading.Event]:

@@ -117,7 +117,7 @@ def _corner(rng: np.random.Generator, n_units: int) -> dict[str, dict[str, Any]]
 
 
 def _objective(decision: Any) -> float:
-    return float(decision.objective) if decision.success else math.inf
+    return decision.point.objective if decision.point is not None else math.inf
 
 
 @pytest.mark.parametrize("chunk", range(N_CORNER_CHUNKS))
@@ -184,10 +184,11 @@ def test_corner_cases_agree_with_the_boundary_search(index: int) -> None:
     if not decision.success:
         assert not math.isfinite(best), (best, data)
         return
-    assert decision.objective is not None
-    assert best >= decision.objective * (1 - 1e-6), (best, decision.objective, data)
-    assert best <= decision.objective * (1 + 1e-6) + 1e-12 * max(
-        ref.objective_scale(decision.split), 1e-300), (best, decision.objective, data)
+    point = decision.point
+    assert point is not None
+    assert best >= point.objective * (1 - 1e-6), (best, point.objective, data)
+    assert best <= point.objective * (1 + 1e-6) + 1e-12 * max(
+        ref.objective_scale(point.split), 1e-300), (best, point.objective, data)
 
 
 def _sampled_corner_cases(count: int) -> list[dict[str, dict[str, Any]]]:
@@ -199,7 +200,7 @@ def _sampled_corner_cases(count: int) -> list[dict[str, dict[str, Any]]]:
     while len(found) < count:
         data = _corner(rng, n_units)
         decision = solve(scenario_from_dict(data), "joint")
-        if decision.success and decision.objective:
+        if decision.point is not None and decision.point.objective:
             found.append(data)
     return found
 
@@ -216,7 +217,8 @@ def test_sampled_corners_agree_with_the_boundary_search(index: int) -> None:
     decision = solve(scenario, "joint")
     [per_gain] = boundary_search([(ref, np.array([ref.design_gain()]))])
     best = min(found.objective for found in per_gain[0])
-    assert decision.objective is not None
-    assert best >= decision.objective * (1 - 1e-6), (best, decision.objective, data)
-    assert best <= decision.objective * (1 + 1e-6) + 1e-12 * max(
-        ref.objective_scale(decision.split), 1e-300), (best, decision.objective, data)
+    point = decision.point
+    assert point is not None
+    assert best >= point.objective * (1 - 1e-6), (best, point.objective, data)
+    assert best <= point.objective * (1 + 1e-6) + 1e-12 * max(
+        ref.objective_scale(point.split), 1e-300), (best, point.objective, data)

@@ -103,11 +103,11 @@ def test_default_scenario_is_a_real_trade_off() -> None:
     from laimco.optimize import solve
 
     joint = solve(scenario)
-    assert joint.success and 0 < joint.split < 8
-    assert joint.rho_device > 0  # pruning is needed (structurally: masks would save no time)
+    assert joint.success and 0 < joint.point.split < 8
+    assert joint.point.rho_device > 0  # pruning is needed (structurally: masks save no time)
     for name in ("on-device", "on-server", "no-pruning"):
         other = solve(scenario, name)
-        assert not other.success or other.objective > joint.objective * 1.01
+        assert not other.success or other.point.objective > joint.point.objective * 1.01
 
 
 def test_infeasible_scenario_exits_zero_with_reasons(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def test_upload_energy_falls_to_its_floor() -> None:
     times = np.geomspace(1e-3, 1e4, 200)
     energy = CHANNEL.upload_energy_j(bits, times, gain)
     assert np.all(np.diff(energy) < 0)
-    assert energy[-1] == pytest.approx(CHANNEL.upload_energy_floor_j(bits, gain), rel=1e-4)
+    floor = CHANNEL.noise_to_gain_w(gain) * bits / CHANNEL.bandwidth_hz * np.log(2)  # eq. 2.10
+    assert energy[-1] == pytest.approx(floor, rel=1e-4)
 
 
 @settings(max_examples=200, deadline=None)
@@ -46,7 +47,7 @@ def test_lambert_w_efficiency_matches_brentq(bits: float, energy: float,
     """eq. (2.11): the closed form vs a numerical root of e_c(S/(Bη)) = E."""
     gain = 10.0**log_gain
     eta = CHANNEL.max_efficiency_for_energy(bits, energy, gain)
-    floor = CHANNEL.upload_energy_floor_j(bits, gain)
+    floor = CHANNEL.noise_to_gain_w(gain) * bits / CHANNEL.bandwidth_hz * np.log(2)  # eq. 2.10
     if energy <= floor * (1 + 1e-9):
         assert eta == 0.0
         return
@@ -105,13 +106,13 @@ def test_no_downlink_is_charged_when_the_whole_model_runs_on_the_device() -> Non
     root = Path(__file__).resolve().parents[1]
     base = load_scenario(root / "scenarios" / "paper-minilm-laptop.toml")
     alone = solve(base, "on-device")
-    assert alone.success and alone.split == 8
+    assert alone.success and alone.point.split == 8
     budget = base.task.latency_budget_s
     slow = base.replace(task={"downlink_s": 0.5 * budget})
     on_device = solve(slow, "on-device")
-    assert on_device.success and on_device.latency_s["downlink"] == 0.0
-    assert on_device.objective == pytest.approx(alone.objective, rel=1e-9)
+    assert on_device.success and on_device.point.costs.latency_downlink_s == 0.0
+    assert on_device.point.objective == pytest.approx(alone.point.objective, rel=1e-9)
     interior = solve(slow, "fixed-split", options=StrategyOptions(split=4))
     if interior.success:
-        assert interior.latency_s["downlink"] == pytest.approx(0.5 * budget)
-        assert interior.latency_s["total"] <= budget * (1 + 1e-9)
+        assert interior.point.costs.latency_downlink_s == pytest.approx(0.5 * budget)
+        assert interior.point.costs.latency_total_s <= budget * (1 + 1e-9)

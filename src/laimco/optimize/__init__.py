@@ -1,6 +1,14 @@
 """The joint design: exact per-split solver, benchmark strategies, decisions (no torch)."""
 
-from laimco.optimize.decision import Decision
-from laimco.optimize.strategies import STRATEGIES, StrategyError, StrategyOptions, solve
+from laimco.optimize.decision import Decision, OperatingPoint, Reason
+from laimco.optimize.strategies import (
+    STRATEGIES,
+    Strategy,
+    StrategyError,
+    StrategyOptions,
+    solve,
+    strategy_named,
+)
 
-__all__ = ["STRATEGIES", "Decision", "StrategyError", "StrategyOptions", "solve"]
+__all__ = ["STRATEGIES", "Decision", "OperatingPoint", "Reason", "Strategy", "StrategyError",
+           "StrategyOptions", "solve", "strategy_named"]

@@ -1,49 +1,86 @@
 """The answer of every strategy: a `Decision` that says `optimal` or `infeasible`, with the
-costs of the chosen operating point, the limits that bind, or why nothing fits."""
+operating point (split, ratios, power, frequencies, its costs and the limits that bind), or
+the reasons nothing fits. `decide` is the one place a `Decision` is assembled and checked."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
 
 import numpy as np
 
-from laimco.optimize.device_capacity import DevicePolicy
-from laimco.optimize.diagnose import RatioSolver, infeasibility_reasons
-from laimco.optimize.evaluate import DecisionCosts, decision_costs, limit_usage, violations
-from laimco.optimize.operating_point import operating_point
+from laimco.optimize.evaluate import (
+    DecisionCosts,
+    Limit,
+    decision_costs,
+    limit_usage,
+    objective_at,
+)
+from laimco.optimize.evaluate import violations as broken_limits
 from laimco.optimize.problem import SplitProblem
-from laimco.optimize.ratios import RatioSolution
+from laimco.optimize.tolerances import ACTIVE_TOL, ROUNDING_TOL, TIE_TOL, TINY
 
 Status = Literal["optimal", "infeasible"]
-ACTIVE_TOL = 1e-6
-TIE_TOL = 1e-12
+# why a strategy found nothing: one limit that alone makes it infeasible, "several" when no
+# single relaxation is enough, "search" when a generic solver found no feasible point, "check"
+# when the re-check of a found point failed (a bug to report)
+ReasonKind = Literal["latency", "energy", "memory", "privacy", "several", "search", "check"]
+_RESOURCE_LIMITS = frozenset({"latency", "energy", "tx_power", "cpu_freq_device",
+                              "cpu_freq_server"})
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a decision is infeasible: the limit (or kind of failure) and one sentence that
+    names the scenario key and its value."""
+
+    limit: ReasonKind
+    message: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a strategy found at one rule pair, before it is costed and checked: the split and
+    (ρ_d, ρ_s, p, f_d, f_s)."""
+
+    split: int
+    rho_device: float
+    rho_server: float
+    power_w: float
+    freq_device_hz: float
+    freq_server_hz: float
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A checked decision: where to split, the rule and ratio of each side, transmit power,
+    CPU frequencies, their costs from the system model, the objective, and the limits that
+    bind (used ≥ 1 − ACTIVE_TOL; resource limits are not listed when no pruning is needed)."""
+
+    split: int
+    rule_device: str | None
+    rule_server: str | None
+    rho_device: float
+    rho_server: float
+    power_w: float
+    freq_device_hz: float
+    freq_server_hz: float
+    costs: DecisionCosts
+    objective: float
+    binding: tuple[Limit, ...]
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Where to split, how hard to prune each side, transmit power and CPU frequencies.
-
-    `status` is "optimal" (the strategy's best decision; for `joint` the global optimum to the
-    tolerance of docs/theory.md §4.4) or "infeasible" (then `reasons` says which limits cannot
-    be met and the numeric fields are None)."""
+    """The result of `solve`: `status` "optimal" (the strategy's best decision; for `joint`
+    the global optimum to the tolerance of docs/theory.md §4.4) with its `point`, or
+    "infeasible" with `reasons` and no point. `point is None` exactly when infeasible."""
 
     status: Status
     strategy: str
-    split: int | None = None
-    rule_device: str | None = None
-    rule_server: str | None = None
-    rho_device: float | None = None
-    rho_server: float | None = None
-    power_w: float | None = None
-    freq_device_hz: float | None = None
-    freq_server_hz: float | None = None
-    latency_s: dict[str, float] | None = None
-    energy_j: dict[str, float] | None = None
-    memory_bytes: float | None = None
-    objective: float | None = None
-    binding: list[str] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
+    point: OperatingPoint | None = None
+    reasons: tuple[Reason, ...] = ()
     solve_time_s: float = 0.0
 
     @property
@@ -51,11 +88,59 @@ class Decision:
         return self.status == "optimal"
 
     def to_json_dict(self) -> dict[str, object]:
-        """The stable JSON contract of `laimco optimize --json` (README)."""
-        data = asdict(self)
-        if self.status == "optimal":
-            data.pop("reasons")
+        """The stable JSON contract of `laimco optimize --json` (README "JSON contract")."""
+        p = self.point
+        data: dict[str, object] = {"status": self.status, "strategy": self.strategy}
+        if p is None:
+            data.update(dict.fromkeys(
+                ("split", "rule_device", "rule_server", "rho_device", "rho_server", "power_w",
+                 "freq_device_hz", "freq_server_hz", "latency_s", "energy_j", "memory_bytes",
+                 "objective")))
+            data["binding"] = []
+            data["reasons"] = [r.message for r in self.reasons]
+        else:
+            c = p.costs
+            data.update(
+                split=p.split, rule_device=p.rule_device, rule_server=p.rule_server,
+                rho_device=p.rho_device, rho_server=p.rho_server, power_w=p.power_w,
+                freq_device_hz=p.freq_device_hz, freq_server_hz=p.freq_server_hz,
+                latency_s={"device": c.latency_device_s, "uplink": c.latency_uplink_s,
+                           "server": c.latency_server_s, "downlink": c.latency_downlink_s,
+                           "total": c.latency_total_s},
+                energy_j={"compute": c.energy_compute_j, "uplink": c.energy_uplink_j,
+                          "total": c.energy_total_j},
+                memory_bytes=c.memory_bytes, objective=p.objective, binding=list(p.binding))
+        data["solve_time_s"] = self.solve_time_s
         return data
+
+
+def infeasible(strategy: str, reasons: Sequence[Reason], solve_time_s: float = 0.0) -> Decision:
+    """An infeasible decision with its reasons (each once, in order)."""
+    return Decision(status="infeasible", strategy=strategy,
+                    reasons=tuple(dict.fromkeys(reasons)), solve_time_s=solve_time_s)
+
+
+T = TypeVar("T")
+
+
+def tie_break(options: Sequence[tuple[float, float, T]]) -> T:
+    """The one tie-break rule of every strategy (docs/theory.md §4.3), over (objective, device
+    energy, option) in the order of preference (splits ascending, rule pairs in order): the
+    least objective; among objectives within TIE_TOL (relative) of it, the least device
+    energy; among equal energies, the first."""
+    least = min(objective for objective, _, _ in options)
+    band = least + TIE_TOL * max(abs(least), TINY)
+    tied = [(energy, i) for i, (objective, energy, _) in enumerate(options) if objective <= band]
+    return options[min(tied)[1]][2]
+
+
+def tied_mask(objective: np.ndarray) -> np.ndarray:
+    """Along the last axis: the entries within TIE_TOL of the least (all False where every
+    entry is infinite), the candidates `tie_break` chooses among."""
+    least = np.min(objective, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        band = least + TIE_TOL * np.maximum(np.abs(least), TINY)
+        return np.asarray(np.isfinite(objective) & (objective <= band), dtype=bool)
 
 
 def decision_rules(problem: SplitProblem, split: int, rho_device: float,
@@ -74,77 +159,35 @@ def decision_rules(problem: SplitProblem, split: int, rho_device: float,
             rule(1, table.prunable_server[split], rho_server))
 
 
-def _pick_split(problem: SplitProblem, solution: RatioSolution,
-                energies: np.ndarray) -> int | None:
-    """The split with the least objective; among ties, the least device energy."""
-    objective = np.ravel(solution.objective)
-    if not np.isfinite(objective).any():
-        return None
-    best = objective.min()
-    ties = np.flatnonzero(objective <= best + TIE_TOL * max(abs(best), 1e-300))
-    return int(ties[np.argmin(energies[ties])])
-
-
-def make_decision(problem: SplitProblem, solution: RatioSolution, policy: DevicePolicy,
-                  strategy: str, ratio_solver: RatioSolver,
-                  solve_time_s: float = 0.0) -> Decision:
-    """Turn per-split ratios into one checked decision at the problem's design gain;
-    `ratio_solver` is re-run on relaxed problems to explain an infeasible answer."""
+def decide(problem: SplitProblem, strategy: str, found: Candidate | Sequence[Reason],
+           solve_time_s: float = 0.0) -> Decision:
+    """The one place a `Decision` is built: a candidate is costed from the system model at the
+    problem's design gain and every limit re-checked (docs/theory.md §4.4); a candidate that
+    breaks one is reported as an internal error, never returned as optimal."""
+    if not isinstance(found, Candidate):
+        return infeasible(strategy, found, solve_time_s)
+    s, rho_d, rho_s = found.split, found.rho_device, found.rho_server
+    resources = (found.power_w, found.freq_device_hz, found.freq_server_hz)
     gain = float(np.ravel(problem.gain)[0])
-    objective = np.ravel(solution.objective)
-    feasible_splits = np.flatnonzero(np.isfinite(objective))
-    energies = np.full(objective.shape, np.inf)
-    points: dict[int, tuple[float, float]] = {}
-    tied_costs: dict[int, DecisionCosts] = {}
-    best = objective.min() if feasible_splits.size else np.inf
-    for s in (int(i) for i in feasible_splits):
-        if objective[s] > best + TIE_TOL * max(abs(best), 1e-300):
-            continue
-        rho_d, rho_s = float(np.ravel(solution.rho_device)[s]), float(
-            np.ravel(solution.rho_server)[s])
-        points[s] = operating_point(problem, s, rho_d, rho_s, gain, policy)
-        tied_costs[s] = decision_costs(problem, s, rho_d, rho_s, *points[s],
-                                       problem.server.cpu_freq_max_hz, gain)
-        energies[s] = tied_costs[s].energy_total_j
-    split = _pick_split(problem, solution, energies)
-    if split is None:
-        return Decision(status="infeasible", strategy=strategy,
-                        reasons=infeasibility_reasons(problem, ratio_solver),
-                        solve_time_s=solve_time_s)
-    rho_d = float(np.ravel(solution.rho_device)[split])
-    rho_s = float(np.ravel(solution.rho_server)[split])
-    power, freq_d = points[split]
-    freq_s = problem.server.cpu_freq_max_hz if problem.server_time_s(rho_s)[split] > 0 else 0.0
-    costs = (tied_costs[split] if freq_s == problem.server.cpu_freq_max_hz
-             else decision_costs(problem, split, rho_d, rho_s, power, freq_d, freq_s, gain))
-    usage = limit_usage(problem, split, rho_d, rho_s, power, freq_d, freq_s, costs)
-    broken = violations(usage, rho_d, rho_s, power)
+    costs = decision_costs(problem, s, rho_d, rho_s, *resources, gain)
+    usage = limit_usage(problem, s, rho_d, rho_s, *resources, costs)
+    broken = broken_limits(usage, rho_d, rho_s, found.power_w)
     if broken:
-        return Decision(status="infeasible", strategy=strategy, solve_time_s=solve_time_s,
-                        reasons=[f"internal check failed: the decision found breaks "
-                                 f"{', '.join(broken)} (please report this scenario)"])
-    at_floor = (rho_d <= problem.rho_floor_device[split] + 1e-12) and rho_s <= 1e-12
-    resource_limits = {"latency", "energy", "tx_power", "cpu_freq_device", "cpu_freq_server"}
-    binding = [name for name, used in usage.items() if used >= 1 - ACTIVE_TOL
-               and not (at_floor and name in resource_limits)]
-    return optimal_decision(problem, strategy, split, (rho_d, rho_s, power, freq_d, freq_s),
-                            costs, binding, solve_time_s)
-
-
-def optimal_decision(problem: SplitProblem, strategy: str, split: int,
-                     point: tuple[float, float, float, float, float], costs: DecisionCosts,
-                     binding: list[str], solve_time_s: float) -> Decision:
-    """The one place an optimal `Decision` is assembled: point = (ρ_d, ρ_s, p, f_d, f_s)."""
-    rho_d, rho_s, power, freq_d, freq_s = point
-    rule_device, rule_server = decision_rules(problem, split, rho_d, rho_s)
-    return Decision(
-        status="optimal", strategy=strategy, split=split, rule_device=rule_device,
-        rule_server=rule_server, rho_device=rho_d, rho_server=rho_s,
-        power_w=power, freq_device_hz=freq_d, freq_server_hz=freq_s,
-        latency_s={"device": costs.latency_device_s, "uplink": costs.latency_uplink_s,
-                   "server": costs.latency_server_s, "downlink": costs.latency_downlink_s,
-                   "total": costs.latency_total_s},
-        energy_j={"compute": costs.energy_compute_j, "uplink": costs.energy_uplink_j,
-                  "total": costs.energy_total_j},
-        memory_bytes=costs.memory_bytes, objective=costs.objective, binding=binding,
-        solve_time_s=solve_time_s)
+        return infeasible(strategy, [Reason("check", (
+            f"internal check failed: the decision found breaks {', '.join(broken)} "
+            "(please report this scenario)"))], solve_time_s)
+    # with no pruning needed (device ratio on its memory floor, server dense) the resource
+    # limits say only how the spare time was spent, not what limits the answer
+    at_floor = (rho_d <= problem.rho_floor_device[s] + ROUNDING_TOL
+                and rho_s <= ROUNDING_TOL)
+    binding = tuple(name for name, used in usage.items() if used >= 1 - ACTIVE_TOL
+                    and not (at_floor and name in _RESOURCE_LIMITS))
+    rule_device, rule_server = decision_rules(problem, s, rho_d, rho_s)
+    point = OperatingPoint(
+        split=s, rule_device=rule_device, rule_server=rule_server, rho_device=rho_d,
+        rho_server=rho_s, power_w=found.power_w, freq_device_hz=found.freq_device_hz,
+        freq_server_hz=found.freq_server_hz, costs=costs,
+        objective=objective_at(problem, s, rho_d, rho_s),
+        binding=binding)
+    return Decision(status="optimal", strategy=strategy, point=point,
+                    solve_time_s=solve_time_s)

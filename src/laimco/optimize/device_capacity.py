@@ -23,23 +23,19 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import lambertw
 
 from laimco.optimize.roots import increasing_root
+from laimco.optimize.tolerances import CAPACITY_REL_TOL, ROUNDING_TOL
+from laimco.system.channel import (
+    LN2,
+    max_efficiency_for_energy,
+    spectral_efficiency,
+    upload_energy_and_slope,
+    upload_time_for_slope_s,
+)
 
 FloatArray = NDArray[np.float64]
 DevicePolicy = Literal["free", "max-power", "max-frequency"]
-LN2 = float(np.log(2.0))
-
-
-def _uplink_energy(tau: FloatArray, noise_to_gain_w: FloatArray, bits_ln2: FloatArray
-                   ) -> tuple[FloatArray, FloatArray]:
-    """e(τ) = w·τ·(2^{a/τ} − 1) and −e'(τ) = w·[(a·ln2/τ)·2^{a/τ} − (2^{a/τ} − 1)] > 0
-    (eq. 2.6, 4.6) from one exponential, for bits_ln2 = a·ln2. With w = 0 where nothing is
-    sent (and any τ > 0 there) both are 0. Sets no np.errstate: callers do."""
-    y = bits_ln2 / tau
-    grow = np.expm1(y)
-    return noise_to_gain_w * tau * grow, noise_to_gain_w * (y * (grow + 1) - grow)
 
 
 def shortest_upload_time_s(upload_bits: ArrayLike, bandwidth_hz: float,
@@ -50,30 +46,12 @@ def shortest_upload_time_s(upload_bits: ArrayLike, bandwidth_hz: float,
     is sent, inf when no upload fits the energy."""
     bits = np.asarray(upload_bits, dtype=np.float64)
     w = np.asarray(noise_to_gain_w, dtype=np.float64)
-    eta_power = np.log1p(tx_power_max_w / w) / LN2
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        c = np.asarray(energy_j) * bandwidth_hz / (w * bits)
-        ok = np.isfinite(c) & (c > LN2 * (1 + 1e-12))
-        c_ok = np.where(ok, c, 2.0)
-        y = -(c_ok / LN2) * lambertw(-(LN2 / c_ok) * np.exp(-LN2 / c_ok), k=-1).real
-        eta_energy = np.where(ok, (y - 1) / c_ok, 0.0)
-        eta = np.minimum(eta_power, eta_energy)
+        eta = np.minimum(spectral_efficiency(tx_power_max_w, w),
+                         max_efficiency_for_energy(np.asarray(energy_j) * bandwidth_hz
+                                                   / (w * bits)))
         t_lo = np.where(eta > 0, bits / (bandwidth_hz * eta), np.inf)
     return np.asarray(np.where(bits > 0, t_lo, 0.0), dtype=np.float64)
-
-
-def upload_time_for_slope_s(bits_per_hz: FloatArray, noise_to_gain_w: FloatArray,
-                            neg_slope_w: ArrayLike) -> FloatArray:
-    """The upload time τ at which the upload energy falls at the rate −e'(τ) = c (in W), for
-    c ≥ 0; −e' is decreasing, so later uploads fall slower. With x = a·ln2/τ,
-    −e' = w·(1 + (x−1)e^x), so x = 1 + W₀((c/w − 1)/e) (eq. 4.15); τ = ∞ for c = 0, and 0
-    where nothing is sent."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        arg = (np.asarray(neg_slope_w) / noise_to_gain_w - 1) / np.e
-        # c = 0 sits on W's branch point −1/e, where scipy gives NaN: x = 0 there (τ = ∞)
-        x = np.where(arg > -1 / np.e, 1 + lambertw(np.maximum(arg, -1 / np.e), k=0).real, 0.0)
-        return np.asarray(np.where(bits_per_hz > 0, bits_per_hz * LN2 / x, 0.0),
-                          dtype=np.float64)
 
 
 def cap_switch_time_s(bits_per_hz: FloatArray, noise_to_gain_w: FloatArray, kappa: float,
@@ -177,15 +155,15 @@ def capacity_curve(upload_bits: ArrayLike, noise_to_gain_w: ArrayLike, *, bandwi
     F, kap = cpu_freq_max_hz, kappa
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if policy == "max-power":
-            t_lo = np.where(sends, a * LN2 / np.log1p(tx_power_max_w / w), 0.0)
+            t_lo = np.where(sends, a / spectral_efficiency(tx_power_max_w, w), 0.0)
         else:
             t_lo = shortest_upload_time_s(bits, bandwidth_hz, w, tx_power_max_w, energy_j)
         finite = np.isfinite(t_lo)
         t_lo_safe = np.where(finite, t_lo, 1.0)
-        spent, neg_slope = _uplink_energy(np.where(sends, t_lo_safe, 1.0),
-                                          np.where(sends, w, 0.0), a * LN2)
+        spent, neg_slope = upload_energy_and_slope(np.where(sends, t_lo_safe, 1.0),
+                                                   np.where(sends, w, 0.0), a * LN2)
         left = energy_j - spent
-        feasible = finite & (left >= -1e-12 * energy_j)
+        feasible = finite & (left >= -ROUNDING_TOL * energy_j)
         left = np.maximum(left, 0.0)
         if policy == "max-frequency":
             tau_cap = np.full(bits.shape, np.inf)
@@ -231,7 +209,7 @@ def capacity_point(x: FloatArray, *curve: Any
         # one-sided derivative of C* (the boundary formula there may give neither side's)
         interior = x >= junction
         tau = upload_base + x * interior
-        spent, neg_slope = _uplink_energy(tau, noise_to_gain_w, bits_ln2)
+        spent, neg_slope = upload_energy_and_slope(tau, noise_to_gain_w, bits_ln2)
         left = np.maximum(energy_j - spent, 0.0)
         # boundary piece: device time v, the smaller of the frequency and energy limits
         v = offset + x
@@ -264,7 +242,7 @@ def capacity_point(x: FloatArray, *curve: Any
 
 
 def parameter_for_time(curve: CapacityCurve, time_s: ArrayLike,
-                       rel_tol: float = 1e-15) -> FloatArray:
+                       rel_tol: float = CAPACITY_REL_TOL) -> FloatArray:
     """The curve parameter x with T(x) = time_s. On the boundary piece T is linear in x;
     beyond it T(x) ≥ t_lo + x is increasing and x is a monotone root in [0, T − t_lo], taken
     on the side T(x) ≤ time_s (so the capacity found always fits in the time)."""
@@ -305,28 +283,10 @@ def capacity_at(curve: CapacityCurve, time_s: ArrayLike) -> DeviceCapacity:
     v = parameter_for_time(curve, target)
     _, cycles, slope, tau = capacity_point(v, *curve.args(), *curve.constants())
     # a time a few ulps short of t_lo (rounding in T' − t_s(ρ)) still reaches the curve's start
-    ok = curve.feasible & (target >= curve.t_lo * (1 - 1e-12))
+    ok = curve.feasible & (target >= curve.t_lo * (1 - ROUNDING_TOL))
     # T(v) ≤ target within the root's tolerance; the curve is non-decreasing, so C(v) is a
     # valid (feasible) capacity for the target time
     return DeviceCapacity(cycles=np.where(ok, cycles, -np.inf),
                           upload_time_s=np.where(ok, np.where(curve.bits_per_hz > 0, tau, 0.0),
                                                  np.nan),
                           slope_cycles_per_s=np.where(ok, slope, 0.0))
-
-
-def device_capacity(time_s: ArrayLike, energy_j: float, upload_bits: ArrayLike, *,
-                    bandwidth_hz: float, noise_to_gain_w: ArrayLike, tx_power_max_w: float,
-                    kappa: float, cpu_freq_max_hz: float,
-                    policy: DevicePolicy = "free") -> DeviceCapacity:
-    """C*(T) for every element of the broadcast inputs (docs/theory.md §4.2)."""
-    shape = np.broadcast_shapes(np.shape(time_s), np.shape(upload_bits),
-                                np.shape(noise_to_gain_w))
-    bits = np.broadcast_to(np.asarray(upload_bits, dtype=np.float64), shape)
-    w = np.broadcast_to(np.asarray(noise_to_gain_w, dtype=np.float64), shape)
-    times = np.broadcast_to(np.asarray(time_s, dtype=float), shape)
-    curve = capacity_curve(bits, w, bandwidth_hz=bandwidth_hz, energy_j=float(energy_j),
-                           tx_power_max_w=tx_power_max_w, kappa=kappa,
-                           cpu_freq_max_hz=cpu_freq_max_hz, policy=policy, time_max_s=times)
-    result = capacity_at(curve, np.ravel(times))
-    return DeviceCapacity(*(np.reshape(a, shape) for a in (
-        result.cycles, result.upload_time_s, result.slope_cycles_per_s)))

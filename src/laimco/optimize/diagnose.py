@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from laimco.config import ENERGY_MAX_J, LATENCY_MAX_S
+from laimco.optimize.decision import Reason, ReasonKind
 from laimco.optimize.problem import SplitProblem, build_problem
 from laimco.optimize.ratios import RatioSolution
 
@@ -15,9 +16,9 @@ RatioSolver = Callable[[SplitProblem], RatioSolution]
 _HUGE = 1e9
 
 
-def _relaxations(problem: SplitProblem) -> dict[str, tuple[str, dict[str, object]]]:
+def _relaxations(problem: SplitProblem) -> dict[ReasonKind, tuple[str, dict[str, object]]]:
     sc = problem.scenario
-    out: dict[str, tuple[str, dict[str, object]]] = {
+    out: dict[ReasonKind, tuple[str, dict[str, object]]] = {
         # relaxed as far as a scenario may go (config.py ranges)
         "latency": ("task", {"latency_budget_s": min(sc.task.latency_budget_s * _HUGE,
                                                      LATENCY_MAX_S)}),
@@ -31,9 +32,9 @@ def _relaxations(problem: SplitProblem) -> dict[str, tuple[str, dict[str, object
     return out
 
 
-def infeasibility_reasons(problem: SplitProblem, ratio_solver: RatioSolver) -> list[str]:
-    """One sentence per limit that, relaxed alone, makes the strategy feasible; a final
-    sentence when no single relaxation is enough."""
+def infeasibility_reasons(problem: SplitProblem, ratio_solver: RatioSolver) -> list[Reason]:
+    """One reason per limit that, relaxed alone, makes the strategy feasible (docs/theory.md
+    §4.7); a reason of kind "several" when no single relaxation is enough."""
     sc = problem.scenario
     gain = np.ravel(problem.gain)
     reasons = []
@@ -41,18 +42,18 @@ def infeasibility_reasons(problem: SplitProblem, ratio_solver: RatioSolver) -> l
         relaxed = build_problem(sc.replace(**{section: change}), problem.profile, gain,
                                 problem.split_restriction, problem.rules)
         if np.isfinite(ratio_solver(relaxed).objective).any():
-            reasons.append(_explain(name, problem))
+            reasons.append(Reason(name, _explain(name, problem)))
     if not reasons:
         limits = "latency, energy and memory" if "memory" in _relaxations(problem) else (
             "latency and energy")
         where = ("no split is left to this strategy (privacy, memory or its own split rule) "
                  "and relaxing one limit alone does not change that" if not problem.allowed.any()
                  else "every allowed split fails even with one of them relaxed")
-        reasons.append(f"{limits} are jointly too tight: {where}")
+        reasons.append(Reason("several", f"{limits} are jointly too tight: {where}"))
     return reasons
 
 
-def _explain(name: str, problem: SplitProblem) -> str:
+def _explain(name: ReasonKind, problem: SplitProblem) -> str:
     sc = problem.scenario
     if name == "latency":
         return (f"latency: task.latency_budget_s = {sc.task.latency_budget_s} s is too short "

@@ -33,11 +33,16 @@ from laimco.optimize.device_capacity import (
 )
 from laimco.optimize.problem import SplitProblem
 from laimco.optimize.roots import increasing_root, increasing_root_bracket
+from laimco.optimize.tolerances import (
+    CYCLES_ABS_TOL,
+    RATIO_FLOOR_TOL,
+    ROUNDING_TOL,
+    SEARCH_ABS_TOL_PER_TIME,
+    SEARCH_REL_TOL,
+    TINY,
+)
 
 FloatArray = NDArray[np.float64]
-_FEASIBILITY_TOL = 1e-12
-# added to the balance's denominator: 0/0 (nothing moves) reads as 0 without a NaN test
-_TINY = 1e-300
 # fractions of the interior piece [0, x_hi] the joint search's first grid also evaluates
 _INTERIOR_GRID = np.linspace(0.0, 1.0, 10)[1:-1]
 
@@ -151,11 +156,11 @@ def _check(el: _Elements, budget_s: float, rho_max: float, rho_d: FloatArray | N
     beta = _least_device_ratio(cap.cycles, el.cycles_prunable, el.cycles_fixed, el.rho_floor)
     rho = np.minimum(beta, rho_max) if rho_d is None else rho_d
     need = _device_cycles(rho, el.cycles_prunable, el.cycles_fixed)
-    fits = cap.cycles >= need * (1 - _FEASIBILITY_TOL) - 1e-9
-    feasible = (el.allowed & el.curve.feasible & fits & (rho <= rho_max * (1 + 1e-12))
-                & (rho >= el.rho_floor - 1e-15))
+    fits = cap.cycles >= need * (1 - ROUNDING_TOL) - CYCLES_ABS_TOL
+    feasible = (el.allowed & el.curve.feasible & fits & (rho <= rho_max * (1 + ROUNDING_TOL))
+                & (rho >= el.rho_floor - RATIO_FLOOR_TOL))
     if rho_d is None:
-        feasible &= beta <= rho_max * (1 + 1e-12)
+        feasible &= beta <= rho_max * (1 + ROUNDING_TOL)
     return feasible, beta
 
 
@@ -189,7 +194,7 @@ def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSo
     hi = _parameter_bracket_hi(el, budget, rho_max)[index]
     args = (el.cycles_prunable[index], el.cycles_fixed[index], el.server_prunable_s[index],
             el.server_fixed_s[index], *sub.args())
-    x = increasing_root(margin, parameter_floor(sub.boundary), hi, args, rel_tol=1e-13)
+    x = increasing_root(margin, parameter_floor(sub.boundary), hi, args, rel_tol=SEARCH_REL_TOL)
     # feasibility is judged where the root landed (margin ≥ 0 there), not re-derived from ρ
     time_s = capacity_point(x, *sub.args(), *constants)[0]
     rho = np.full(el.split.shape, np.inf)
@@ -202,12 +207,14 @@ def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSo
     beta = _least_device_ratio(cap_fixed.cycles, el.cycles_prunable, el.cycles_fixed,
                                el.rho_floor)
     rho = np.where(searched, rho, beta)
-    feasible = (el.allowed & el.curve.feasible & (rho <= rho_max * (1 + 1e-12))
+    feasible = (el.allowed & el.curve.feasible & (rho <= rho_max * (1 + ROUNDING_TOL))
                 & (searched | (cap_fixed.cycles >= el.cycles_fixed)))
     rho = np.minimum(rho, rho_max)
     return _finish(problem, el, feasible, rho, rho, imposed=True)
 
 
+# About 90 lines on purpose: the search function is a closure over the per-split constants
+# prepared above it, and its arguments must stay in the order the root finder slices them.
 def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSolution:
     """The optimal (ρ_d, ρ_s) at every split: minimize φ(ρ_s) = D_s(ρ_s) + D_d(β(ρ_s)).
 
@@ -231,7 +238,7 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
     # them) and the most time the server leaves (at ρ_s = ρ_max; all of it without weights)
     need = _device_cycles(np.full(n, rho_max), a_d, b_d)
     time_max = budget - ((1 - rho_max) * a_s + b_s)
-    time_scale = np.maximum(np.abs(time_max), 1e-300)
+    time_scale = np.maximum(np.abs(time_max), TINY)
     has_device_weights, has_server_weights = a_d > 0, a_s > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         # ρ_s = (T − T₀)/a_s with T₀ the time left at ρ_s = 0 (eq. 2.7); β = base − C/a_d
@@ -264,7 +271,7 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
         gain_s = bound.server_derivative_at(rho_s, split) * (rho_s_raw > 0)
         loss_d = (bound.device_derivative_at(beta, split) * (cap_slope * beta_per_capacity_slope)
                   * (beta_raw > floor))
-        balance = np.minimum((gain_s - loss_d) / (gain_s + loss_d + _TINY), balance_cap)
+        balance = np.minimum((gain_s - loss_d) / (gain_s + loss_d + TINY), balance_cap)
         margin = (cycles - need) * per_need
         excess = (time_s - time_max) * per_time
         return np.maximum(np.minimum(margin, balance), excess)
@@ -279,7 +286,8 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
             search, lo, hi, (floor, split, time_at_rho_zero, per_server_s, beta_base,
                              per_device_cycle, beta_per_capacity_slope, need, per_need,
                              time_max, per_time, balance_cap, *curve_args),
-            rel_tol=1e-13, abs_tol=1e-18 * time_scale, breakpoints=sub.kinks(),
+            rel_tol=SEARCH_REL_TOL, abs_tol=SEARCH_ABS_TOL_PER_TIME * time_scale,
+            breakpoints=sub.kinks(),
             grid_points=np.maximum(hi, 0.0)[:, None] * _INTERIOR_GRID)
     # where the search stopped at time_max take the side within it; everywhere else the side
     # with margin ≥ 0 (the device fits). One evaluation of both candidates:
@@ -294,10 +302,10 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
     rho_s[index] = np.clip((time_found - time_at_rho_zero) * per_server_s, 0.0, rho_max)
     # feasibility is judged at the capacity the search found, not re-derived from ρ_s
     beta = _least_device_ratio(cycles, el.cycles_prunable, el.cycles_fixed, el.rho_floor)
-    fits = np.where(el.cycles_prunable > 0, beta <= rho_max * (1 + 1e-12),
+    fits = np.where(el.cycles_prunable > 0, beta <= rho_max * (1 + ROUNDING_TOL),
                     cycles >= el.cycles_fixed)
     # the device time found must be one the server leaves (a few ulps over: rounding in T')
     reachable = np.zeros(el.split.shape, dtype=bool)
-    reachable[index] = time_found <= time_max + 1e-12 * time_scale
+    reachable[index] = time_found <= time_max + ROUNDING_TOL * time_scale
     feasible = live & fits & reachable
     return _finish(problem, el, feasible, np.minimum(beta, rho_max), rho_s)

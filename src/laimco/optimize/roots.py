@@ -62,6 +62,10 @@ def increasing_root(
     return lower if side == "lower" else upper
 
 
+# One function of about 120 lines on purpose: Chandrupatla's iteration carries a dozen state
+# arrays (the three points, their values, the tolerance, the active and sign masks, the batch's
+# surviving indices) from the grid rounds through every step; split into pieces, each piece
+# would take and return all of them on every iteration of the hot loop (docs/theory.md §4.4).
 def increasing_root_bracket(
     func: Callable[..., FloatArray],
     lo: ArrayLike,

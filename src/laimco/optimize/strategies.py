@@ -1,30 +1,36 @@
 """Every decision strategy by name: the exact joint design and the benchmarks it is judged
-against (docs/theory.md §4.6). Each takes a scenario and returns a checked `Decision`."""
+against (docs/theory.md §4.6, §4.8). Each is a `Strategy` whose `solve` finds its best
+candidate for one rule pair; `solve(scenario, name)` runs it over the rule pairs and returns
+the checked `Decision` (optimize/decision.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from laimco.config import Scenario
-from laimco.optimize.alternating import alternating_decision, alternating_ratios
+from laimco.optimize.alternating import alternating_ratios, alternating_split
 from laimco.optimize.decision import (
-    ACTIVE_TOL,
-    TIE_TOL,
+    Candidate,
     Decision,
-    make_decision,
-    optimal_decision,
+    Reason,
+    decide,
+    infeasible,
+    tie_break,
+    tied_mask,
 )
 from laimco.optimize.device_capacity import DevicePolicy
-from laimco.optimize.evaluate import decision_costs, limit_usage
+from laimco.optimize.diagnose import infeasibility_reasons
+from laimco.optimize.evaluate import decision_costs
+from laimco.optimize.operating_point import operating_point
 from laimco.optimize.problem import SplitProblem, allowed_rules, build_problem
 from laimco.optimize.ratios import RatioSolution, fixed_ratios, separate_ratios, tied_ratios
-from laimco.optimize.slsqp import slsqp_split
+from laimco.optimize.slsqp import slsqp_ratios, slsqp_split
 from laimco.profile import ModelProfile, load_profile
 
 
@@ -43,13 +49,152 @@ class StrategyOptions:
     seed: int = 0
 
 
-@dataclass(frozen=True)
-class Strategy:
+def server_frequency_hz(problem: SplitProblem, split: int, rho_server: float) -> float:
+    """f_s: the server's whole share when it has work (its energy is not the device's, §4.1),
+    0 when the server runs nothing."""
+    return problem.server.cpu_freq_max_hz if problem.server_time_s(rho_server)[split] > 0 else 0.0
+
+
+def device_energy_j(problem: SplitProblem, found: Candidate, gain: float) -> float:
+    """The device energy of a candidate: the tie-break's second key."""
+    return decision_costs(problem, found.split, found.rho_device, found.rho_server,
+                          found.power_w, found.freq_device_hz, found.freq_server_hz,
+                          gain).energy_total_j
+
+
+def least_candidate(problem: SplitProblem, found: Sequence[tuple[float, Candidate]],
+                    gain: float) -> Candidate:
+    """`tie_break` over (objective, candidate) pairs in split order; device energies are
+    computed only when objectives tie."""
+    objective = np.array([value for value, _ in found])
+    tied = tied_mask(objective)
+    if tied.sum() <= 1:
+        return found[int(np.argmin(objective))][1]
+    return tie_break([(value, device_energy_j(problem, c, gain), c)
+                      for (value, c), t in zip(found, tied, strict=True) if t])
+
+
+class Strategy(ABC):
+    """One way to decide. `solve` finds the strategy's best candidate for one problem (one
+    rule pair, the design gain) or the reasons there is none; `ratios` gives the ratios and
+    objective of every split at every gain of a problem (no operating point), the batch over
+    channel realizations that fading sweeps use."""
+
     name: str
     description: str
-    policy: DevicePolicy
-    ratios: Callable[[SplitProblem, DevicePolicy, StrategyOptions], RatioSolution]
-    splits: Callable[[SplitProblem, StrategyOptions], np.ndarray] | None = None
+    reads: frozenset[str] = frozenset()  # the StrategyOptions fields it reads among ratio/split
+    generic: bool = False  # a generic-solver reference: slow, from several starts
+    ties_ratios: bool = False  # both sides at one imposed ratio: every rule pair is solved
+
+    @abstractmethod
+    def solve(self, problem: SplitProblem, options: StrategyOptions) -> Candidate | list[Reason]:
+        ...
+
+    @abstractmethod
+    def ratios(self, problem: SplitProblem, options: StrategyOptions) -> RatioSolution:
+        ...
+
+
+RatioRule = Callable[[SplitProblem, DevicePolicy, StrategyOptions], RatioSolution]
+SplitRule = Callable[[SplitProblem, StrategyOptions], int]
+
+
+@dataclass(frozen=True)
+class ExactStrategy(Strategy):
+    """The exact per-split solver (docs/theory.md §4.1–4.5) under a ratio rule, a device
+    policy and optionally one split; the split is chosen by `tie_break`."""
+
+    name: str
+    description: str
+    ratio_rule: RatioRule
+    policy: DevicePolicy = "free"
+    only_split: SplitRule | None = None
+    reads: frozenset[str] = field(default_factory=frozenset)
+    ties_ratios: bool = False
+    generic: bool = False
+
+    def restricted(self, problem: SplitProblem, options: StrategyOptions) -> SplitProblem:
+        if self.only_split is None:
+            return problem
+        keep = np.arange(problem.n_splits) == self.only_split(problem, options)
+        return build_problem(problem.scenario, problem.profile, gain=problem.gain,
+                             split_restriction=keep, rules=problem.rules)
+
+    def ratios(self, problem: SplitProblem, options: StrategyOptions) -> RatioSolution:
+        return self.ratio_rule(self.restricted(problem, options), self.policy, options)
+
+    def solve(self, problem: SplitProblem, options: StrategyOptions) -> Candidate | list[Reason]:
+        problem = self.restricted(problem, options)
+        solution = self.ratio_rule(problem, self.policy, options)
+        objective = np.ravel(solution.objective)
+        if not np.isfinite(objective).any():
+            return infeasibility_reasons(
+                problem, lambda relaxed: self.ratio_rule(relaxed, self.policy, options))
+        gain = float(np.ravel(problem.gain)[0])
+        rho_d, rho_s = np.ravel(solution.rho_device), np.ravel(solution.rho_server)
+        tied = np.flatnonzero(tied_mask(objective))
+        found = [(float(objective[s]), self._candidate(problem, int(s), float(rho_d[s]),
+                                                       float(rho_s[s]), gain)) for s in tied]
+        return least_candidate(problem, found, gain)
+
+    def _candidate(self, problem: SplitProblem, split: int, rho_d: float, rho_s: float,
+                   gain: float) -> Candidate:
+        power, freq_d = operating_point(problem, split, rho_d, rho_s, gain, self.policy)
+        return Candidate(split, rho_d, rho_s, power, freq_d,
+                         server_frequency_hz(problem, split, rho_s))
+
+
+@dataclass(frozen=True)
+class SlsqpStrategy(Strategy):
+    """scipy's SLSQP multi-start on (ρ_d, ρ_s, p, f_d, f_s) at every split (slsqp.py)."""
+
+    name: str = "slsqp"
+    description: str = ("scipy SLSQP multi-start on (ρ_d, ρ_s, p, f_d, f_s) per split "
+                        "(generic-solver reference)")
+    generic: bool = True
+
+    def solve(self, problem: SplitProblem, options: StrategyOptions) -> Candidate | list[Reason]:
+        rng = np.random.default_rng(options.seed)
+        found: list[tuple[float, Candidate]] = []
+        for split in (int(i) for i in np.flatnonzero(problem.allowed)):
+            best = slsqp_split(problem, split, options.n_starts, rng)
+            if best is not None:
+                found.append((best[0], Candidate(split, *(float(v) for v in best[1]))))
+        if not found:
+            return [Reason("search", "SLSQP found no feasible point from "
+                                     f"{options.n_starts} starts per split")]
+        return least_candidate(problem, found, float(np.ravel(problem.gain)[0]))
+
+    def ratios(self, problem: SplitProblem, options: StrategyOptions) -> RatioSolution:
+        return slsqp_ratios(problem, options.n_starts, options.seed)
+
+
+@dataclass(frozen=True)
+class AlternatingStrategy(Strategy):
+    """Alternating convex steps per split, multi-start (alternating.py, docs/theory.md §4.8)."""
+
+    name: str = "alternating"
+    description: str = ("alternating convex steps per split: ratios for fixed (p, f_d), then "
+                        "(p, f_d) for fixed ratios, multi-start (the paper's kind of method)")
+    generic: bool = True
+
+    def solve(self, problem: SplitProblem, options: StrategyOptions) -> Candidate | list[Reason]:
+        gain = float(np.ravel(problem.gain)[0])
+        rng = np.random.default_rng(options.seed)
+        found: list[tuple[float, Candidate]] = []
+        for s in (int(i) for i in np.flatnonzero(problem.allowed)):
+            p = alternating_split(problem, s, gain, options.n_starts, rng)
+            if p is not None:
+                found.append((p.objective, Candidate(
+                    s, p.rho_device, p.rho_server, p.power_w, p.freq_device_hz,
+                    server_frequency_hz(problem, s, p.rho_server))))
+        if not found:
+            return infeasibility_reasons(
+                problem, lambda relaxed: alternating_ratios(relaxed, "free", 1, options.seed))
+        return least_candidate(problem, found, gain)
+
+    def ratios(self, problem: SplitProblem, options: StrategyOptions) -> RatioSolution:
+        return alternating_ratios(problem, "free", options.n_starts, options.seed)
 
 
 def _scenario_ratios(problem: SplitProblem, policy: DevicePolicy,
@@ -76,13 +221,6 @@ def _fixed_ratio(problem: SplitProblem, policy: DevicePolicy,
     return fixed_ratios(problem, options.ratio, options.ratio, policy)
 
 
-def _only(split_of: Callable[[SplitProblem, StrategyOptions], int]) -> Callable[
-        [SplitProblem, StrategyOptions], np.ndarray]:
-    def mask(problem: SplitProblem, options: StrategyOptions) -> np.ndarray:
-        return np.asarray(np.arange(problem.n_splits) == split_of(problem, options))
-    return mask
-
-
 def _given_split(problem: SplitProblem, options: StrategyOptions) -> int:
     split = problem.profile.n_units // 2 if options.split is None else options.split
     if not 0 <= split <= problem.profile.n_units:
@@ -92,56 +230,58 @@ def _given_split(problem: SplitProblem, options: StrategyOptions) -> int:
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("joint", "exact joint design: best split, ratios, power and frequency (default)",
-             "free", _scenario_ratios),
-    Strategy("tied", "joint design with one pruning ratio for both sides (the paper's design)",
-             "free", _tied),
-    Strategy("on-device", "whole model on the device (split = L), ratios and resources optimized",
-             "free", _scenario_ratios, _only(lambda p, o: p.profile.n_units)),
-    Strategy("on-server", "device uploads the raw input (split = 0), server model optimized",
-             "free", _scenario_ratios, _only(lambda p, o: 0)),
-    Strategy("no-pruning", "no pruning on either side; best split and resources",
-             "free", _no_pruning),
-    Strategy("fixed-ratio", "the same given ratio (--ratio) on both sides; best split",
-             "free", _fixed_ratio),
-    Strategy("max-power", "transmit at maximum power; everything else optimized",
-             "max-power", _scenario_ratios),
-    Strategy("max-frequency", "device CPU at maximum frequency; everything else optimized",
-             "max-frequency", _scenario_ratios),
-    Strategy("fixed-split", "a given split (--split, default L/2); everything else optimized",
-             "free", _scenario_ratios, _only(_given_split)),
-    Strategy("slsqp", "scipy SLSQP multi-start on (ρ_d, ρ_s, p, f_d, f_s) per split "
-             "(generic-solver reference)", "free", _scenario_ratios),
-    Strategy("alternating", "alternating convex steps per split: ratios for fixed (p, f_d), "
-             "then (p, f_d) for fixed ratios, multi-start (the paper's kind of method)",
-             "free", lambda problem, policy, options: alternating_ratios(
-                 problem, policy, options.n_starts, options.seed)),
+    ExactStrategy("joint", "exact joint design: best split, ratios, power and frequency "
+                  "(default)", _scenario_ratios),
+    ExactStrategy("tied", "joint design with one pruning ratio for both sides (the paper's "
+                  "design)", _tied, ties_ratios=True),
+    ExactStrategy("on-device", "whole model on the device (split = L), ratios and resources "
+                  "optimized", _scenario_ratios, only_split=lambda p, o: p.profile.n_units),
+    ExactStrategy("on-server", "device uploads the raw input (split = 0), server model "
+                  "optimized", _scenario_ratios, only_split=lambda p, o: 0),
+    ExactStrategy("no-pruning", "no pruning on either side; best split and resources",
+                  _no_pruning),
+    ExactStrategy("fixed-ratio", "the same given ratio (--ratio) on both sides; best split",
+                  _fixed_ratio, reads=frozenset({"ratio"}), ties_ratios=True),
+    ExactStrategy("max-power", "transmit at maximum power; everything else optimized",
+                  _scenario_ratios, policy="max-power"),
+    ExactStrategy("max-frequency", "device CPU at maximum frequency; everything else "
+                  "optimized", _scenario_ratios, policy="max-frequency"),
+    ExactStrategy("fixed-split", "a given split (--split, default L/2); everything else "
+                  "optimized", _scenario_ratios, only_split=_given_split,
+                  reads=frozenset({"split"})),
+    SlsqpStrategy(),
+    AlternatingStrategy(),
 )}
+
+
+def strategy_named(name: str) -> Strategy:
+    """The registered strategy of a name; StrategyError naming the choices otherwise."""
+    if name not in STRATEGIES:
+        raise StrategyError(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]
 
 
 def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile | None = None,
           options: StrategyOptions | None = None) -> Decision:
     """Run one strategy on a scenario at its design channel gain. In the calibrated mode the
     pruning rule of each side is a decision too: every (device rule, server rule) pair is
-    solved exactly and the best is kept (least objective, then least device energy)."""
-    if strategy not in STRATEGIES:
-        raise StrategyError(f"unknown strategy {strategy!r}: choose one of "
-                            f"{', '.join(STRATEGIES)}")
+    solved and the best kept by the one tie-break rule (decision.tie_break)."""
+    spec = strategy_named(strategy)
     options = options or StrategyOptions()
     started = time.perf_counter()
     profile = profile or load_profile(scenario.model.profile)
-    decisions = [_solve_pair(scenario, profile, strategy, options, pair)
-                 for pair in rule_pairs(scenario, profile, strategy)]
-    elapsed = time.perf_counter() - started
-    best = _best(decisions)
-    return dataclasses.replace(best, solve_time_s=elapsed)
+    decisions = []
+    for pair in rule_pairs(scenario, profile, strategy):
+        problem = build_problem(scenario, profile, rules=pair)
+        decisions.append(decide(problem, strategy, spec.solve(problem, options)))
+    return replace(_best(strategy, decisions), solve_time_s=time.perf_counter() - started)
 
 
 def rule_pairs(scenario: Scenario, profile: ModelProfile,
                strategy: str) -> list[tuple[str, str]]:
     """The (device rule, server rule) pairs a strategy is solved for (docs/theory.md §5.4)."""
     rules = allowed_rules(scenario, profile)
-    if strategy not in ("tied", "fixed-ratio") and scenario.task.ratios == "separate":
+    if not strategy_named(strategy).ties_ratios and scenario.task.ratios == "separate":
         rules = distinct_rules(profile, rules)  # each side's ratio is free
     return list(itertools.product(rules, rules))
 
@@ -162,68 +302,14 @@ def distinct_rules(profile: ModelProfile, rules: list[str]) -> list[str]:
     return kept
 
 
-def _best(decisions: list[Decision]) -> Decision:
-    feasible = [d for d in decisions if d.success]
+def _best(strategy: str, decisions: list[Decision]) -> Decision:
+    """The best decision over rule pairs by `tie_break`; all reasons when none is feasible."""
+    feasible = [(d.point.objective, d.point.costs.energy_total_j, d)
+                for d in decisions if d.point is not None]
     if not feasible:
-        reasons = list(dict.fromkeys(r for d in decisions for r in d.reasons))
+        reasons = [r for d in decisions for r in d.reasons]
         # a limit whose relaxation alone helps under some rule pair is the answer; "jointly too
         # tight" (from pairs where no single relaxation helps) would contradict it
-        single = [r for r in reasons if "jointly too tight" not in r]
-        return dataclasses.replace(decisions[0], reasons=single or reasons)
-    objective = {id(d): float(d.objective or 0.0) for d in feasible}  # set when optimal
-    least = min(objective.values())
-    tied = [d for d in feasible
-            if objective[id(d)] <= least + TIE_TOL * max(abs(least), 1e-300)]
-    return min(tied, key=lambda d: (d.energy_j or {}).get("total", 0.0))
-
-
-def _solve_pair(scenario: Scenario, profile: ModelProfile, strategy: str,
-                options: StrategyOptions, rules: tuple[str, str]) -> Decision:
-    problem = build_problem(scenario, profile, rules=rules)
-    if strategy == "slsqp":
-        return _solve_slsqp(problem, options, time.perf_counter())
-    if strategy == "alternating":
-        return alternating_decision(problem, options.n_starts, options.seed,
-                                    time.perf_counter())
-    spec = STRATEGIES[strategy]
-    if spec.splits is not None:
-        problem = build_problem(scenario, problem.profile,
-                                split_restriction=spec.splits(problem, options), rules=rules)
-    solution = spec.ratios(problem, spec.policy, options)
-
-    def ratio_solver(relaxed: SplitProblem) -> RatioSolution:
-        return spec.ratios(relaxed, spec.policy, options)
-
-    return make_decision(problem, solution, spec.policy, strategy, ratio_solver)
-
-
-def solve_per_split(scenario: Scenario, strategy: str = "joint", *,
-                    profile: ModelProfile | None = None,
-                    options: StrategyOptions | None = None) -> RatioSolution:
-    """Ratios and objective of every split (no operating point), for tables and plots."""
-    options = options or StrategyOptions()
-    problem = build_problem(scenario, profile)
-    spec = STRATEGIES[strategy]
-    return spec.ratios(problem, spec.policy, options)
-
-
-def _solve_slsqp(problem: SplitProblem, options: StrategyOptions, started: float) -> Decision:
-    rng = np.random.default_rng(options.seed)
-    best: tuple[float, int, np.ndarray] | None = None
-    for split in (int(i) for i in np.flatnonzero(problem.allowed)):
-        found = slsqp_split(problem, split, options.n_starts, rng)
-        if found is not None and (best is None or found[0] < best[0]):
-            best = (found[0], split, found[1])
-    elapsed = time.perf_counter() - started
-    if best is None:
-        return Decision(status="infeasible", strategy="slsqp", solve_time_s=elapsed,
-                        reasons=["SLSQP found no feasible point from "
-                                 f"{options.n_starts} starts per split"])
-    _, split_best, x = best
-    rho_d, rho_s, power, freq_d, freq_s = (float(v) for v in x)
-    gain = float(np.ravel(problem.gain)[0])
-    costs = decision_costs(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, gain)
-    usage = limit_usage(problem, split_best, rho_d, rho_s, power, freq_d, freq_s, costs)
-    return optimal_decision(problem, "slsqp", split_best, (rho_d, rho_s, power, freq_d, freq_s),
-                            costs, [k for k, u in usage.items() if u >= 1 - ACTIVE_TOL],
-                            elapsed)
+        single = [r for r in reasons if r.limit != "several"]
+        return infeasible(strategy, single or reasons)
+    return tie_break(feasible)

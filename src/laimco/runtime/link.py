@@ -1,6 +1,6 @@
-"""Link emulation: an uplink that carries bytes at the rate of the wireless model (docs/runtime.md).
-
-    r(p, g) = B·log₂(1 + p·g/(N₀·B))   bit/s        (docs/theory.md eq. 2.4)
+"""Link emulation: an uplink that carries bytes at the rate of the wireless model (docs/runtime.md
+"Link emulation"): the rate r(p, g) = B·log₂(1 + p·g/(N₀·B)) bit/s (docs/theory.md eq. 2.4)
+is what callers pass in, from laimco.system.Channel.rate_bps.
 
 `ShapedUplink` is a TCP relay on 127.0.0.1 between the device client and the server. The
 client connects to the relay instead of the server; every byte the client sends goes through a
@@ -30,16 +30,6 @@ import time
 from types import TracebackType
 
 from laimco.runtime.repository import LOOPBACK
-
-
-def shannon_rate_bps(bandwidth_hz: float, power_w: float, gain: float,
-                     noise_psd_w_per_hz: float) -> float:
-    """r = B·log₂(1 + p·g/(N₀·B)) in bit/s (docs/theory.md eq. 2.4)."""
-    from laimco.system.channel import Channel
-
-    channel = Channel(bandwidth_hz=bandwidth_hz, noise_psd_w_per_hz=noise_psd_w_per_hz,
-                      path_gain=gain)
-    return float(channel.rate_bps(power_w, gain))
 
 
 class _Transmitter:

@@ -16,11 +16,13 @@ class Device(Processor):
 
     Running `cycles` CPU cycles at frequency f takes t = cycles/f seconds (eq. 2.2) and
     κ·cycles·f² joules (eq. 2.3), κ the effective switched capacitance in J·s² (per cycle·Hz²).
+    No defaults: every value comes from a scenario's [device] section (config.DeviceSection),
+    where all but `memory_bytes` (absent = unlimited) are required.
     """
 
-    kappa: float = 1e-28
-    tx_power_max_w: float = 0.2
-    energy_budget_j: float = 1.0
+    kappa: float
+    tx_power_max_w: float
+    energy_budget_j: float
     memory_bytes: float | None = None
 
     def compute_energy_j(self, cycles: ArrayLike, freq_hz: ArrayLike) -> NDArray[np.float64]:

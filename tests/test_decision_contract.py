@@ -1,0 +1,118 @@
+"""The JSON contract of `laimco optimize --json` (README "JSON contract") on every shipped
+scenario and every fast strategy: the keys, their order and types, and — for an optimal
+decision — numbers that meet the scenario's limits when recomputed here from the system
+physics alone (laimco.system: Device, Server, Channel; eqs. 2.1–2.13 and 5.4), not through
+the optimizer's own cost evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from laimco.cli import app
+from laimco.config import Scenario, load_scenario
+from laimco.optimize import STRATEGIES
+from laimco.profile import ModelProfile, load_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted((ROOT / "src" / "laimco" / "examples" / "scenarios").glob("*.toml"))
+FAST = [name for name, spec in STRATEGIES.items() if not spec.generic]
+KEYS = ["status", "strategy", "split", "rule_device", "rule_server", "rho_device",
+        "rho_server", "power_w", "freq_device_hz", "freq_server_hz", "latency_s", "energy_j",
+        "memory_bytes", "objective", "binding", "solve_time_s"]
+NUMBERS = ["rho_device", "rho_server", "power_w", "freq_device_hz", "freq_server_hz",
+           "memory_bytes", "objective"]
+LIMITS = {"latency", "energy", "tx_power", "cpu_freq_device", "cpu_freq_server", "memory",
+          "rho_max_device", "rho_max_server", "privacy"}
+REL = 1e-9  # a recomputed cost may differ from the decision's by rounding only
+
+
+def _side_cycles(profile: ModelProfile, units: np.ndarray, rule: str | None, rho: float,
+                 paper: bool, flops_per_cycle: float) -> float:
+    """Cycles of the units of one side (eq. 2.1; calibrated: F_fixed + (b − a·ρ)·F_prunable,
+    eq. 5.4; a side without a rule runs dense)."""
+    prunable = np.array([u.flops_prunable for u in profile.units])[units]
+    fixed = np.array([u.flops_fixed for u in profile.units])[units]
+    if paper:
+        flops = fixed + (1 - rho) * prunable
+    elif rule is None:
+        flops = fixed + prunable
+    else:
+        a = profile.rules[rule].execution_slope[units]
+        b = profile.rules[rule].execution_intercept[units]
+        flops = fixed + (b - a * rho) * prunable
+    return float(flops.sum()) / flops_per_cycle
+
+
+def _recomputed(sc: Scenario, profile: ModelProfile, d: dict) -> dict[str, float]:
+    """Latency parts (s), energy parts (J) and every limit's usage from laimco.system alone."""
+    device, server, channel = (sc.device.to_device(), sc.server.to_server(),
+                               sc.channel.to_channel())
+    s, n = d["split"], profile.n_units
+    paper = sc.distortion.mode == "paper"
+    on_device = np.arange(n) < s
+    cycles_d = _side_cycles(profile, on_device, d["rule_device"], d["rho_device"], paper,
+                            device.flops_per_cycle)
+    cycles_s = _side_cycles(profile, ~on_device, d["rule_server"], d["rho_server"], paper,
+                            server.flops_per_cycle)
+    bits = (profile.input_bits if s == 0 else profile.units[s - 1].out_bits) if s < n else 0.0
+    t_d = float(device.compute_latency_s(cycles_d, d["freq_device_hz"]))
+    t_s = float(server.compute_latency_s(cycles_s, d["freq_server_hz"]))
+    t_c = float(bits / channel.rate_bps(d["power_w"], channel.design_gain())) if bits else 0.0
+    t_dl = sc.task.downlink_s if s < n else 0.0
+    e_d = float(device.compute_energy_j(cycles_d, d["freq_device_hz"]))
+    e_c = d["power_w"] * t_c
+    out = {"device": t_d, "uplink": t_c, "server": t_s, "downlink": t_dl,
+           "compute": e_d, "uplink_energy": e_c,
+           "latency": (t_d + t_c + t_s + t_dl) / sc.task.latency_budget_s,
+           "energy": (e_d + e_c) / sc.device.energy_budget_j,
+           "tx_power": d["power_w"] / sc.device.tx_power_max_w,
+           "cpu_freq_device": d["freq_device_hz"] / sc.device.cpu_freq_max_hz,
+           "cpu_freq_server": d["freq_server_hz"] / sc.server.cpu_freq_max_hz}
+    if sc.device.memory_bytes is not None:
+        out["memory"] = d["memory_bytes"] / sc.device.memory_bytes
+    return out
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_optimize_json_keeps_its_contract_and_meets_every_limit(path: Path) -> None:
+    sc = load_scenario(path)
+    profile = load_profile(sc.model.profile)
+    runner = CliRunner()
+    for strategy in FAST:
+        result = runner.invoke(app, ["optimize", str(path), "--strategy", strategy, "--json"])
+        assert result.exit_code == 0, result.output
+        d = json.loads(result.output)
+        keys = KEYS if d["status"] == "optimal" else [*KEYS[:-1], "reasons", KEYS[-1]]
+        assert list(d) == keys, (strategy, list(d))
+        assert d["strategy"] == strategy and d["solve_time_s"] >= 0
+        if d["status"] == "infeasible":
+            assert all(d[k] is None for k in KEYS[2:14]) and d["binding"] == []
+            assert d["reasons"] and all(isinstance(r, str) and r for r in d["reasons"])
+            continue
+        assert d["status"] == "optimal"
+        assert all(isinstance(d[k], float) and math.isfinite(d[k]) for k in NUMBERS)
+        assert isinstance(d["split"], int) and sc.task.min_split <= d["split"] <= profile.n_units
+        assert 0 <= d["rho_device"] <= sc.task.rho_max and 0 <= d["rho_server"] <= sc.task.rho_max
+        assert set(d["binding"]) <= LIMITS
+        lat, en = d["latency_s"], d["energy_j"]
+        assert list(lat) == ["device", "uplink", "server", "downlink", "total"]
+        assert list(en) == ["compute", "uplink", "total"]
+        ref = _recomputed(sc, profile, d)
+        for part in ("device", "uplink", "server", "downlink"):
+            assert lat[part] == pytest.approx(ref[part], rel=REL, abs=1e-15), (strategy, part)
+        assert en["compute"] == pytest.approx(ref["compute"], rel=REL, abs=1e-18)
+        assert en["uplink"] == pytest.approx(ref["uplink_energy"], rel=REL, abs=1e-18)
+        assert lat["total"] == pytest.approx(sum(lat[p] for p in list(lat)[:4]), rel=1e-12)
+        assert en["total"] == pytest.approx(en["compute"] + en["uplink"], rel=1e-12)
+        for limit in ("latency", "energy", "tx_power", "cpu_freq_device", "cpu_freq_server",
+                      "memory"):
+            if limit in ref:
+                assert ref[limit] <= 1 + REL, (strategy, limit, ref[limit])
+        for limit in set(d["binding"]) & set(ref):
+            assert ref[limit] >= 1 - 1e-6, (strategy, limit, ref[limit])
