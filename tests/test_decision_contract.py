@@ -1,8 +1,8 @@
 """The JSON contract of `laimco optimize --json` (README "JSON contract") on every shipped
 scenario and every fast strategy: the keys, their order and types, and — for an optimal
 decision — numbers that meet the scenario's limits when recomputed here from the system
-physics alone (laimco.system: Device, Server, Channel; eqs. 2.1–2.13 and 5.4), not through
-the optimizer's own cost evaluation."""
+physics (laimco.system: Device, Server, Channel; eqs. 2.1–2.13) and the profile's measured
+numbers (eq. 5.4), not through the optimizer's own cost evaluation."""
 
 from __future__ import annotations
 
@@ -32,34 +32,40 @@ LIMITS = {"latency", "energy", "tx_power", "cpu_freq_device", "cpu_freq_server",
 REL = 1e-9  # a recomputed cost may differ from the decision's by rounding only
 
 
-def _side_cycles(profile: ModelProfile, units: np.ndarray, rule: str | None, rho: float,
-                 paper: bool, flops_per_cycle: float) -> float:
-    """Cycles of the units of one side (eq. 2.1; calibrated: F_fixed + (b − a·ρ)·F_prunable,
-    eq. 5.4; a side without a rule runs dense)."""
-    prunable = np.array([u.flops_prunable for u in profile.units])[units]
-    fixed = np.array([u.flops_fixed for u in profile.units])[units]
+def _side_cycles(profile: ModelProfile, split: int, units: np.ndarray, side: str,
+                 rule: str | None, rho: float, paper: bool, flops_per_cycle: float) -> float:
+    """Cycles of the units of one side: paper mode F_fixed + (1 − ρ)·F_prunable (eq. 2.1);
+    calibrated mode the dense cycles scaled by the part's time at ρ over its dense time T(s),
+    (1 − ρ)·A(s) + max(T(s) + B(s) − A(s), 0) with A = Σ τ_u·a_u, B = Σ τ_u·(b_u − 1) over the
+    side's units (eq. 5.4); a side without a rule runs dense."""
+    prunable = float(np.array([u.flops_prunable for u in profile.units])[units].sum())
+    fixed = float(np.array([u.flops_fixed for u in profile.units])[units].sum())
     if paper:
-        flops = fixed + (1 - rho) * prunable
-    elif rule is None:
-        flops = fixed + prunable
-    else:
-        a = profile.rules[rule].execution_slope[units]
-        b = profile.rules[rule].execution_intercept[units]
-        flops = fixed + (b - a * rho) * prunable
-    return float(flops.sum()) / flops_per_cycle
+        return (fixed + (1 - rho) * prunable) / flops_per_cycle
+    dense = (fixed + prunable) / flops_per_cycle
+    if rule is None or dense == 0:
+        return dense
+    times = profile.execution
+    assert times is not None
+    part = (times.device_part_time_s if side == "device" else times.server_part_time_s)[split]
+    tau = times.unit_time_s[units]
+    a = float((tau * profile.rules[rule].execution_slope[units]).sum())
+    b = float((tau * (profile.rules[rule].execution_intercept[units] - 1)).sum())
+    return dense * ((1 - rho) * a + max(part + b - a, 0.0)) / part
 
 
 def _recomputed(sc: Scenario, profile: ModelProfile, d: dict) -> dict[str, float]:
-    """Latency parts (s), energy parts (J) and every limit's usage from laimco.system alone."""
+    """Latency parts (s), energy parts (J) and every limit's usage from laimco.system and the
+    profile's measured numbers alone."""
     device, server, channel = (sc.device.to_device(), sc.server.to_server(),
                                sc.channel.to_channel())
     s, n = d["split"], profile.n_units
     paper = sc.distortion.mode == "paper"
     on_device = np.arange(n) < s
-    cycles_d = _side_cycles(profile, on_device, d["rule_device"], d["rho_device"], paper,
-                            device.flops_per_cycle)
-    cycles_s = _side_cycles(profile, ~on_device, d["rule_server"], d["rho_server"], paper,
-                            server.flops_per_cycle)
+    cycles_d = _side_cycles(profile, s, on_device, "device", d["rule_device"], d["rho_device"],
+                            paper, device.flops_per_cycle)
+    cycles_s = _side_cycles(profile, s, ~on_device, "server", d["rule_server"], d["rho_server"],
+                            paper, server.flops_per_cycle)
     bits = (profile.input_bits if s == 0 else profile.units[s - 1].out_bits) if s < n else 0.0
     t_d = float(device.compute_latency_s(cycles_d, d["freq_device_hz"]))
     t_s = float(server.compute_latency_s(cycles_s, d["freq_server_hz"]))

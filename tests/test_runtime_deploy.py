@@ -39,11 +39,11 @@ def deployed(tmp_path_factory) -> tuple[Path, dict]:
 def test_deploy_runs_the_optimizers_decision_over_the_network(deployed) -> None:
     out, report = deployed
     decision = solve(load_scenario(SCENARIO))
-    assert report["decision"]["split"] == decision.split
+    assert report["decision"]["split"] == decision.point.split
     manifest = json.loads((out / "pruned" / "manifest.json").read_text())
-    assert manifest["split"] == decision.split
-    assert manifest["sides"]["device"]["ratio"] == pytest.approx(decision.rho_device)
-    assert manifest["sides"]["server"]["ratio"] == pytest.approx(decision.rho_server)
+    assert manifest["split"] == decision.point.split
+    assert manifest["sides"]["device"]["ratio"] == pytest.approx(decision.point.rho_device)
+    assert manifest["sides"]["server"]["ratio"] == pytest.approx(decision.point.rho_server)
     requests = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert len(requests) == report["requests"]["requests"] >= N_SENTENCES
     assert all(r["status"] == "ok" for r in requests) and report["status"] == "ok"
@@ -63,10 +63,10 @@ def test_deploy_reports_predicted_next_to_measured_latency(deployed) -> None:
     out, report = deployed
     decision = solve(load_scenario(SCENARIO))
     lat = report["latency_s"]
-    assert lat["predicted"] == pytest.approx(decision.latency_s)
+    assert lat["predicted"] == pytest.approx(decision.to_json_dict()["latency_s"])
     link = report["link"]
     assert link["rate_bps"] == pytest.approx(load_scenario(SCENARIO).channel.to_channel()
-                                             .rate_bps(decision.power_w, 1e-7))
+                                             .rate_bps(decision.point.power_w, 1e-7))
     # the upload is paced at r: never faster than S/r, and only protocol time slower
     assert link["payload_over_rate_s"] <= lat["measured_host"]["uplink"]
     assert lat["measured_host"]["uplink"] <= link["payload_over_rate_s"] + 0.05
@@ -75,11 +75,11 @@ def test_deploy_reports_predicted_next_to_measured_latency(deployed) -> None:
     profile = ROOT / "src" / "laimco" / "profiles" / "minilm-l6.json"
     units = json.loads(profile.read_text())["units"]
     flops = [u["flops_prunable"] + u["flops_fixed"] for u in units]
-    split = decision.split
+    split = decision.point.split
     assert host["device_flops"] == pytest.approx(sum(flops[:split]))
     assert host["server_flops"] == pytest.approx(sum(flops[split:]))
     scenario = load_scenario(SCENARIO)
-    theta_server = scenario.server.flops_per_cycle * decision.freq_server_hz
+    theta_server = scenario.server.flops_per_cycle * decision.point.freq_server_hz
     assert lat["emulated"]["server"] == pytest.approx(
         emu["server_pruned_over_dense"] * sum(flops[split:]) / theta_server)
     assert emu["device_pruned_over_dense"] > 0 and emu["server_pruned_over_dense"] > 0
@@ -113,7 +113,8 @@ def test_deploy_at_split_l_runs_everything_on_the_device_without_a_server(tmp_pa
     report = json.loads((out / "deploy.json").read_text())
     decision = solve(load_scenario(SCENARIO), "on-device")
     n_units = json.loads((out / "pruned" / "manifest.json").read_text())["n_units"]
-    assert report["status"] == "ok" and report["decision"]["split"] == decision.split == n_units
+    assert report["status"] == "ok"
+    assert report["decision"]["split"] == decision.point.split == n_units
     requests = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert requests and all(r["status"] == "ok" for r in requests)
     assert all(r["timings"]["rpc_s"] == 0 and r["timings"]["server_s"] == 0 for r in requests)

@@ -146,9 +146,9 @@ def test_design_rows_equal_solve_called_directly(tmp_path: Path) -> None:
         d = solve(scenario, table["strategy"][i])
         assert d.status == table["status"][i]
         if d.success:
-            assert d.split == table["split"][i]
-            assert d.objective == table["objective"][i]
-            assert d.latency_s is not None and d.latency_s["total"] == table["latency_s"][i]
+            assert d.point.split == table["split"][i]
+            assert d.point.objective == table["objective"][i]
+            assert d.point.costs.latency_total_s == table["latency_s"][i]
         else:
             assert math.isnan(table["objective"][i])
 
@@ -171,7 +171,7 @@ def test_fading_rows_are_the_scalar_solve_at_each_rayleigh_gain(tmp_path: Path) 
         d = solve(at_gain, table["strategy"][i])
         assert d.success == bool(table["feasible"][i])
         if d.success:
-            assert table["objective"][i] == pytest.approx(d.objective, rel=1e-9)
+            assert table["objective"][i] == pytest.approx(d.point.objective, rel=1e-9)
 
 
 def test_robust_violations_match_a_direct_evaluation_of_the_held_decision(
@@ -191,13 +191,13 @@ def test_robust_violations_match_a_direct_evaluation_of_the_held_decision(
         if table["design"][i] == "mean":
             scenario = scenario.replace(channel={"fading": "none"})
         d = solve(scenario)
-        assert d.latency_s is not None and d.energy_j is not None and d.power_w is not None
+        assert d.point is not None
         units = profile.units
-        bits = profile.input_bits if d.split == 0 else units[d.split - 1].out_bits
+        bits = profile.input_bits if d.point.split == 0 else units[d.point.split - 1].out_bits
         b, n0 = base.channel.bandwidth_hz, base.channel.noise_psd_w_per_hz
-        upload = bits / (b * np.log2(1 + d.power_w * gains / (n0 * b)))
-        latency = d.latency_s["device"] + d.latency_s["server"] + upload
-        energy = d.energy_j["compute"] + d.power_w * upload
+        upload = bits / (b * np.log2(1 + d.point.power_w * gains / (n0 * b)))
+        latency = d.point.costs.latency_device_s + d.point.costs.latency_server_s + upload
+        energy = d.point.costs.energy_compute_j + d.point.power_w * upload
         broken = (latency > base.task.latency_budget_s * (1 + 1e-9)) | (
             energy > base.device.energy_budget_j * (1 + 1e-9))
         assert table["violations"][i] == int(broken.sum())

@@ -331,18 +331,19 @@ def test_infeasible_rows_have_a_null_split_and_limit_keys(tmp_path: Path) -> Non
             d = solve(scenario, str(table["strategy"][i]))
             keys = str(table["infeasible_limits"][i]).split(",") if not d.success else []
             if d.success:
-                assert table["split"][i] == d.split
+                assert table["split"][i] == d.point.split
                 assert table["infeasible_limits"][i] == "" == table["infeasible_reasons"][i]
                 continue
             infeasible += 1
             assert math.isnan(table["split"][i])
             assert set(keys) <= set(INFEASIBLE_LIMIT_KEYS)
-            assert table["infeasible_reasons"][i] == " | ".join(d.reasons)
+            assert table["infeasible_reasons"][i] == " | ".join(r.message for r in d.reasons)
             for reason, key in zip(d.reasons, keys, strict=True):
                 if key in ("latency", "energy", "memory", "privacy"):
-                    assert reason.startswith(f"{key}:")
+                    assert reason.limit == key and reason.message.startswith(f"{key}:")
                 else:
-                    assert key == "jointly-too-tight" and "jointly too tight" in reason
+                    assert key == "jointly-too-tight" and reason.limit == "several"
+                    assert "jointly too tight" in reason.message
         assert infeasible >= 6
     if True:  # the stored form: null in Parquet, empty in CSV
         import pyarrow.parquet as pq

@@ -39,13 +39,13 @@ from laimco.models.loading import LoadedModel, load_model
 from laimco.models.pruned import PrunedSplit, prune_split_model
 from laimco.models.split import run_full
 from laimco.optimize import solve
-from laimco.optimize.decision import Decision
+from laimco.optimize.decision import OperatingPoint
 from laimco.optimize.strategies import STRATEGIES
 from laimco.profile import ModelProfile, load_profile
 
 # the generic-solver baselines (slsqp, alternating) decide as joint does to 1e-4 and take
 # seconds per rule pair; the study reports their gap and time, --strategies adds them here
-DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s not in ("slsqp", "alternating"))
+DEFAULT_STRATEGIES = tuple(name for name, spec in STRATEGIES.items() if not spec.generic)
 LIMIT_TOLERANCE = 0.02  # a measured cost may exceed its limit by 2 % (timing noise) and hold
 TIMING_ROUNDS = 15
 OBJECTIVE_MARGIN = 0.05  # rank agreement: objectives at least 5 % apart ...
@@ -161,10 +161,8 @@ class Evaluator:
         self._dense: dict[int, PrunedSplit] = {}
         self._cache: dict[tuple[Any, ...], Measurement] = {}
 
-    def measure(self, decision: Decision, bytes_per_weight: float) -> Measurement:
-        assert decision.split is not None
-        rho_d = float(decision.rho_device or 0.0)
-        rho_s = float(decision.rho_server or 0.0)
+    def measure(self, decision: OperatingPoint, bytes_per_weight: float) -> Measurement:
+        rho_d, rho_s = decision.rho_device, decision.rho_server
         rule_d = decision.rule_device or "magnitude"
         rule_s = decision.rule_server or "magnitude"
         key = (decision.split, rule_d if rho_d > 0 else "-", rule_s if rho_s > 0 else "-",
@@ -200,23 +198,22 @@ class Evaluator:
             device_stored_bytes=_stored_bytes(pruned, bytes_per_weight))
 
 
-def _measured_costs(scenario: Scenario, profile: ModelProfile, decision: Decision,
+def _measured_costs(scenario: Scenario, profile: ModelProfile, decision: OperatingPoint,
                     m: Measurement) -> dict[str, Any]:
     """Emulated latency and energy of a measured decision (docs/runtime.md emulation rule)."""
-    s = int(decision.split or 0)
+    s = decision.split
     mask = profile.device_mask()[s]
     flops = profile.column("flops_prunable") + profile.column("flops_fixed")
     dense_device = float(flops[mask].sum())
     dense_server = float(flops[~mask].sum())
-    f_d = float(decision.freq_device_hz or 0.0)
-    f_s = float(decision.freq_server_hz or 0.0)
+    f_d, f_s = decision.freq_device_hz, decision.freq_server_hz
     t_device = (m.device_time_ratio * dense_device / (scenario.device.flops_per_cycle * f_d)
                 if dense_device > 0 else 0.0)
     t_server = (m.server_time_ratio * dense_server / (scenario.server.flops_per_cycle * f_s)
                 if dense_server > 0 else 0.0)
     channel = scenario.channel.to_channel()
     bits = float(profile.split_table().upload_bits[s])
-    power = float(decision.power_w or 0.0)
+    power = decision.power_w
     t_up = float(channel.upload_time_s(bits, power, channel.design_gain())) if bits > 0 else 0.0
     t_down = scenario.task.downlink_s if s < profile.n_units else 0.0  # eq. 2.13
     total = t_device + t_up + t_server + t_down
@@ -323,9 +320,9 @@ def evaluate(path: str | Path, out: str | Path, *, model: str = "minilm",
                     decision = solve(sc, strategy, profile=profile)
                     row = {"strategy": strategy, "decision": decision.to_json_dict(),
                            "measured": None}
-                    if decision.success:
-                        m = evaluator.measure(decision, sc.model.bytes_per_weight)
-                        row["measured"] = _measured_costs(sc, profile, decision, m)
+                    if decision.point is not None:
+                        m = evaluator.measure(decision.point, sc.model.bytes_per_weight)
+                        row["measured"] = _measured_costs(sc, profile, decision.point, m)
                         row["loss_per_input"] = [float(v) for v in m.loss_per_input]
                     tmp = saved.with_suffix(".tmp")
                     tmp.write_text(json.dumps(row))

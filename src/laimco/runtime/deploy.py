@@ -164,8 +164,9 @@ def deploy(scenario_path: str | Path, out: str | Path,
     if model_name is None:
         raise DeployError(f"the scenario's profile {profile.name!r} is not a built-in model's: "
                           "give the model directory it was made from (--model DIR)")
-    say(f"decision: split {decision.split}, ρ_d {decision.rho_device:.3f}, "
-        f"ρ_s {decision.rho_server:.3f}, p {decision.power_w:.4g} W")
+    point = decision.point
+    say(f"decision: split {point.split}, ρ_d {point.rho_device:.3f}, "
+        f"ρ_s {point.rho_server:.3f}, p {point.power_w:.4g} W")
     loaded = load_model(model_name)
     if loaded.n_units != profile.n_units or profile.family not in (None, loaded.family):
         raise DeployError(f"{model_name} ({loaded.family}) has {loaded.n_units} units but the "
@@ -210,16 +211,15 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     from laimco.models.pruned import prune_split_model, save_pruned
     from laimco.models.split import run_full
 
-    assert decision.split is not None and decision.rho_device is not None
-    assert decision.rho_server is not None and decision.power_w is not None
-    split, family = decision.split, loaded.family
-    rule_device, rule_server = decision_rules(decision, options)
+    point = decision.point  # an optimal decision (the caller returns on an infeasible one)
+    split, family = point.split, loaded.family
+    rule_device, rule_server = decision_rules(point, options)
     calibration = None
     if "wanda" in (rule_device, rule_server):
         calibration = held_out_inputs(loaded, options.calibration_sentences, seq_len,
                                       calibration=True)
     say(f"pruning ({rule_device} on the device, {rule_server} on the server) and saving")
-    pruned = prune_split_model(loaded, split, decision.rho_device, decision.rho_server,
+    pruned = prune_split_model(loaded, split, point.rho_device, point.rho_server,
                                rule_device, calibration=calibration,  # type: ignore[arg-type]
                                rule_server=rule_server)  # type: ignore[arg-type]
     folder = save_pruned(pruned, staging / "pruned")
@@ -231,7 +231,7 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     table = profile.split_table()
     channel = scenario.channel.to_channel()
     gain = channel.design_gain()
-    rate = float(channel.rate_bps(decision.power_w, gain))
+    rate = float(channel.rate_bps(point.power_w, gain))
     remote = split < loaded.n_units  # at s = L everything runs here: no server, no upload
     say("starting the edge server" if remote else
         f"split {split} = L: the whole model runs on the device, no server")
@@ -264,7 +264,7 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
                                                 options.retrieval_k, family),
             "local_vs_dense": quality_metrics(dense, local, options.retrieval_k, family),
             "network_vs_local_max_abs": float(np.abs(network[good] - local[good]).max()),
-            "predicted_objective": decision.objective,
+            "predicted_objective": point.objective,
         },
         "sparsity": {side: r.sparsity for side, r in pruned.reports.items()},
     })
@@ -319,9 +319,9 @@ def _emulation(scenario: Any, decision: Any, table: Any, live: _LiveRun,
                remote: bool) -> dict[str, Any]:
     """The measured host times, the paired pruned/dense ratios and the emulated latency and
     energy on the scenario's device and server (the rule in the module docstring)."""
-    assert decision.freq_device_hz is not None and decision.freq_server_hz is not None
-    assert decision.latency_s is not None and decision.energy_j is not None
-    split = decision.split
+    point = decision.point  # an optimal decision (the caller returns on an infeasible one)
+    predicted = decision.to_json_dict()  # the latency and energy parts as the report shows them
+    split = point.split
     flops = (float(table.flops_prunable_device[split] + table.flops_fixed_device[split]),
              float(table.flops_prunable_server[split] + table.flops_fixed_server[split]))
 
@@ -334,8 +334,8 @@ def _emulation(scenario: Any, decision: Any, table: Any, live: _LiveRun,
                 "server": med([r.timings.server_s for r in ok]),
                 "total": med([r.timings.total_s for r in ok])}
     paired = [p for r, p in zip(live.records, live.probes, strict=True) if r.status == "ok"]
-    theta_device = scenario.device.flops_per_cycle * decision.freq_device_hz
-    theta_server = scenario.server.flops_per_cycle * decision.freq_server_hz
+    theta_device = scenario.device.flops_per_cycle * point.freq_device_hz
+    theta_server = scenario.server.flops_per_cycle * point.freq_server_hz
     host = {"device_dense_s": med([p["device_dense_s"] for p in paired]),
             "server_dense_s": med([p["server_dense_s"] for p in paired]),
             "device_pruned_in_process_s": med([p["device_pruned_s"] for p in paired]),
@@ -352,10 +352,10 @@ def _emulation(scenario: Any, decision: Any, table: Any, live: _LiveRun,
         "uplink": measured["uplink"],
         "server": ratios["server_pruned_over_dense"] * flops[1] / theta_server
         if theta_server > 0 else 0.0,
-        "downlink": decision.latency_s["downlink"]}
+        "downlink": point.costs.latency_downlink_s}
     emulated["total"] = sum(emulated.values())
-    energy_emulated = {"compute": scenario.device.kappa * decision.freq_device_hz ** 3
-                       * emulated["device"], "uplink": decision.power_w * emulated["uplink"]}
+    energy_emulated = {"compute": scenario.device.kappa * point.freq_device_hz ** 3
+                       * emulated["device"], "uplink": point.power_w * emulated["uplink"]}
     energy_emulated["total"] = energy_emulated["compute"] + energy_emulated["uplink"]
     return {
         "host": host,
@@ -367,7 +367,7 @@ def _emulation(scenario: Any, decision: Any, table: Any, live: _LiveRun,
                       **ratios,
                       "theta_device_flop_per_s": theta_device,
                       "theta_server_flop_per_s": theta_server},
-        "latency_s": {"predicted": decision.latency_s, "measured_host": measured,
+        "latency_s": {"predicted": predicted["latency_s"], "measured_host": measured,
                       "emulated": emulated},
-        "energy_j": {"predicted": decision.energy_j, "emulated": energy_emulated},
+        "energy_j": {"predicted": predicted["energy_j"], "emulated": energy_emulated},
     }
