@@ -122,3 +122,24 @@ def test_optimize_json_keeps_its_contract_and_meets_every_limit(path: Path) -> N
                 assert ref[limit] <= 1 + REL, (strategy, limit, ref[limit])
         for limit in set(d["binding"]) & set(ref):
             assert ref[limit] >= 1 - 1e-6, (strategy, limit, ref[limit])
+
+
+@pytest.mark.parametrize("name", ["paper-minilm-phone-rayleigh", "minilm-phone-rayleigh"])
+def test_the_vectorized_choice_per_realization_is_solve_at_each_gain(name: str) -> None:
+    """One tie-break rule (docs/theory.md §4.3): the fading sweep's vectorized choice over
+    realizations picks the split and ratios `solve` returns at each gain alone (calibrated:
+    across every rule pair as well)."""
+    from laimco.optimize import solve
+    from laimco.optimize.strategies import choose_per_realization
+
+    sc = load_scenario(ROOT / "scenarios" / f"{name}.toml")
+    gains = sc.channel.to_channel().sample_gains(8, np.random.default_rng(3))
+    chosen = choose_per_realization(sc, "joint", gains)
+    for i, gain in enumerate(gains):
+        d = solve(sc.replace(channel={"fading": "none", "path_gain": float(gain)}))
+        assert (d.point is not None) == bool(chosen.feasible[i])
+        if d.point is not None:
+            assert chosen.split[i] == d.point.split
+            assert chosen.rho_device[i] == pytest.approx(d.point.rho_device, rel=1e-9, abs=1e-12)
+            assert chosen.rho_server[i] == pytest.approx(d.point.rho_server, rel=1e-9, abs=1e-12)
+            assert chosen.objective[i] == pytest.approx(d.point.objective, rel=1e-9)
