@@ -107,11 +107,11 @@ def optimize(
     """Solve a scenario with one strategy and print the decision."""
     if strategy not in STRATEGIES:
         fail(f"--strategy {strategy!r} is unknown: choose one of {', '.join(STRATEGIES)}")
-    for option, given in (("ratio", ratio), ("split", split)):
+    for option, chosen, given in (("ratio", "ratios", ratio), ("split", "split", split)):
         readers = _reading(option)
         if given is not None and strategy not in readers:
             fail(f"--{option} is read only by the strategies {', '.join(readers)}; "
-                 f"{strategy!r} chooses its {option} itself: drop --{option} or use "
+                 f"{strategy!r} chooses its {chosen} itself: drop --{option} or use "
                  f"--strategy {readers[0]}")
     sc = _load(scenario)
     options = StrategyOptions(split=split) if ratio is None else StrategyOptions(ratio=ratio,
@@ -159,6 +159,11 @@ def compare(
                           highlight=False)
 
 
+# how `compare` names a reason that is not one limit (decision.ReasonKind)
+_REASON_LABELS = {"several": "jointly too tight", "search": "no feasible point found",
+                  "check": "internal check failed"}
+
+
 def _compare_table(decisions: list[Decision], scenario: Scenario, title: str) -> Table:
     points = [d.point for d in decisions]
     best = min((p.objective for p in points if p is not None), default=None)
@@ -170,7 +175,8 @@ def _compare_table(decisions: list[Decision], scenario: Scenario, title: str) ->
                          no_wrap=column != "binding (or why infeasible)")
     for d, p in zip(decisions, points, strict=True):
         if p is None:
-            limits = ", ".join(dict.fromkeys(r.limit for r in d.reasons))
+            limits = ", ".join(dict.fromkeys(_REASON_LABELS.get(r.limit, r.limit)
+                                             for r in d.reasons))
             table.add_row(escape(d.strategy), "—", "—", "—", "—", "—", "—", "—",
                           escape(f"infeasible: {limits}"), style="dim")
             continue
