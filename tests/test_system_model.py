@@ -63,6 +63,24 @@ def test_lambert_w_efficiency_matches_brentq(bits: float, energy: float,
     assert eta == pytest.approx(reference, rel=1e-8)
 
 
+@settings(max_examples=200, deadline=None)
+@given(time_s=st.floats(1e-4, 10.0), log_w=st.floats(-15, -3), y=st.floats(0.0, 50.0))
+def test_scalar_upload_energy_slope_is_the_vectorized_one(time_s: float, log_w: float,
+                                                         y: float) -> None:
+    """The operating point's scalar −e'(t) and the capacity curve's vectorized one agree, and
+    both match −d/dt of e(t) = w·t·(2^{a/t} − 1) by a central difference (eq. 2.6), for
+    a·ln2/t = y up to 50 (the power cap keeps it far below: y = ln(1 + P/w) at t_P)."""
+    from laimco.system.channel import upload_energy_and_slope, upload_energy_slope_w
+
+    w, bits_ln2 = 10.0**log_w, y * time_s
+    energy, neg_slope = upload_energy_and_slope(np.array([time_s]), w, bits_ln2)
+    assert upload_energy_slope_w(time_s, w, bits_ln2) == pytest.approx(neg_slope[0], rel=1e-12)
+    h = 1e-6 * time_s
+    e = [w * t * np.expm1(bits_ln2 / t) for t in (time_s - h, time_s + h)]
+    assert neg_slope[0] == pytest.approx((e[0] - e[1]) / (2 * h), rel=1e-5, abs=1e-12 * w)
+    assert energy[0] == pytest.approx(w * time_s * np.expm1(bits_ln2 / time_s), rel=1e-12)
+
+
 def test_shortest_upload_time_respects_power_and_energy() -> None:
     bits, gain = np.array([1.6e6, 1.6e6, 0.0]), 1e-7
     w = CHANNEL.noise_to_gain_w(gain)

@@ -12,7 +12,7 @@ from laimco.system.channel import (
     LN2,
     power_for_efficiency_w,
     spectral_efficiency,
-    upload_energy_and_slope,
+    upload_energy_slope_w,
 )
 
 
@@ -53,7 +53,7 @@ def operating_point(problem: SplitProblem, split: int, rho_device: float, rho_se
             T − t ≥ C/F on [t_P, T − C/F]; the floor keeps rounding (C/F far below the
             resolution of T) from dividing by zero."""
             device_s = max(time_left - t, least_device_s)
-            return float(2 * kc3 / device_s**3 - upload_energy_and_slope(t, w, bits_ln2)[1])
+            return 2 * kc3 / device_s**3 - upload_energy_slope_w(t, w, bits_ln2)
 
         # one scalar root: scipy's brentq on floats (a vectorized search over a batch of one
         # element costs ten times that in call overhead); the tolerance is in tolerances.py,

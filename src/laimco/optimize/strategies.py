@@ -69,6 +69,8 @@ def least_candidate(problem: SplitProblem, found: Sequence[tuple[float, Candidat
                     gain: float) -> Candidate:
     """`tie_break` over (objective, candidate) pairs in split order; device energies are
     computed only when objectives tie."""
+    if len(found) == 1:
+        return found[0][1]
     objective = np.array([value for value, _ in found])
     tied = tied_mask(objective)
     if tied.sum() <= 1:

@@ -11,6 +11,7 @@ an overflow on purpose do).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,14 @@ def upload_energy_and_slope(time_s: ArrayLike, noise_to_gain_w: ArrayLike,
     y = np.asarray(bits_ln2, dtype=np.float64) / t
     grow = np.expm1(y)
     return w * t * grow, w * (y * (grow + 1) - grow)
+
+
+def upload_energy_slope_w(time_s: float, noise_to_gain_w: float, bits_ln2: float) -> float:
+    """−e'(t) of `upload_energy_and_slope` on plain floats, for scalar root finders: a numpy
+    call on one element costs several times this arithmetic (docs/theory.md §4.4)."""
+    y = bits_ln2 / time_s
+    grow = math.expm1(y)
+    return noise_to_gain_w * (y * (grow + 1) - grow)
 
 
 def max_efficiency_for_energy(energy_per_noise_bit: ArrayLike) -> FloatArray:
