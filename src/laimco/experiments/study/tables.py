@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from laimco.optimize.tolerances import ACTIVE_TOL
+
 Table = dict[str, np.ndarray]
 STRATEGY_ORDER = ("joint", "tied", "slsqp", "alternating", "max-frequency", "max-power",
                   "fixed-split", "fixed-ratio", "on-device", "on-server", "no-pruning")
-REL_TOL = 1e-6  # objectives equal within this (the solver's tolerance, docs/theory.md §4.4)
+REL_TOL = ACTIVE_TOL  # objectives equal within the solver's tolerance (docs/theory.md §4.4)
 ABS_TOL = 1e-9
 
 
