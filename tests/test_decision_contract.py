@@ -129,12 +129,12 @@ def test_the_vectorized_choice_per_realization_is_solve_at_each_gain(name: str) 
     """One tie-break rule (docs/theory.md §4.3): the fading sweep's vectorized choice over
     realizations picks the split and ratios `solve` returns at each gain alone (calibrated:
     across every rule pair as well)."""
-    from laimco.optimize import solve
-    from laimco.optimize.strategies import choose_per_realization
+    from laimco.experiments.sweep.producers.fading import choose
+    from laimco.optimize import StrategyOptions, solve
 
     sc = load_scenario(ROOT / "scenarios" / f"{name}.toml")
     gains = sc.channel.to_channel().sample_gains(8, np.random.default_rng(3))
-    chosen = choose_per_realization(sc, "joint", gains)
+    chosen = choose(sc, load_profile(sc.model.profile), "joint", StrategyOptions(), gains)
     for i, gain in enumerate(gains):
         d = solve(sc.replace(channel={"fading": "none", "path_gain": float(gain)}))
         assert (d.point is not None) == bool(chosen.feasible[i])

@@ -84,11 +84,11 @@ def test_fading_rows_are_solve_at_each_gain_including_its_tie_break(
         if not d.success:
             assert math.isnan(table["split"][i])
             continue
-        assert table["split"][i] == d.split
-        assert table["rho_device"][i] == pytest.approx(d.rho_device, rel=1e-9, abs=1e-12)
-        assert table["rho_server"][i] == pytest.approx(d.rho_server, rel=1e-9, abs=1e-12)
-        assert table["objective"][i] == pytest.approx(d.objective, rel=1e-9)
-        moved += candidates[i].sum() > 1 and d.split != lowest_tied[i]
+        assert table["split"][i] == d.point.split
+        assert table["rho_device"][i] == pytest.approx(d.point.rho_device, rel=1e-9, abs=1e-12)
+        assert table["rho_server"][i] == pytest.approx(d.point.rho_server, rel=1e-9, abs=1e-12)
+        assert table["objective"][i] == pytest.approx(d.point.objective, rel=1e-9)
+        moved += candidates[i].sum() > 1 and d.point.split != lowest_tied[i]
     # on these data solve's rule (least energy) is not "the lowest tied split"
     assert moved >= 1
 

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 
 from laimco.config import Scenario
 from laimco.optimize.alternating import alternating_ratios, alternating_split
@@ -33,8 +32,6 @@ from laimco.optimize.problem import SplitProblem, allowed_rules, build_problem
 from laimco.optimize.ratios import RatioSolution, fixed_ratios, separate_ratios, tied_ratios
 from laimco.optimize.slsqp import slsqp_ratios, slsqp_split
 from laimco.profile import ModelProfile, load_profile
-
-FloatArray = NDArray[np.float64]
 
 
 class StrategyError(ValueError):
@@ -319,62 +316,3 @@ def _best(strategy: str, decisions: list[Decision]) -> Decision:
         single = [r for r in reasons if r.limit != "several"]
         return infeasible(strategy, single or reasons)
     return tie_break(feasible)
-
-
-@dataclass(frozen=True)
-class RealizationChoices:
-    """A strategy's choice at each of R channel realizations (no operating point): split,
-    ratios and objective; NaN (objective inf) where the realization is infeasible."""
-
-    split: FloatArray
-    rho_device: FloatArray
-    rho_server: FloatArray
-    objective: FloatArray
-
-    @property
-    def feasible(self) -> NDArray[np.bool_]:
-        return np.isfinite(self.objective)
-
-
-def choose_per_realization(scenario: Scenario, strategy: str, gains: ArrayLike, *,
-                           profile: ModelProfile | None = None,
-                           options: StrategyOptions | None = None) -> RealizationChoices:
-    """The strategy at every gain at once (vectorized over realizations, every rule pair), with
-    `solve`'s tie-break: the least objective, then the least device energy (computed only where
-    tied options differ in split or ratios), then the first split and rule pair."""
-    spec = strategy_named(strategy)
-    options = options or StrategyOptions()
-    profile = profile or load_profile(scenario.model.profile)
-    g = np.ravel(np.asarray(gains, dtype=np.float64))
-    problems = [build_problem(scenario, profile, gain=g, rules=pair)
-                for pair in rule_pairs(scenario, profile, strategy)]
-    solutions = [spec.ratios(p, options) for p in problems]
-    n_splits = problems[0].n_splits
-
-    def joined(field: str) -> FloatArray:  # (R, pairs × splits), pair-major
-        return np.concatenate([np.asarray(getattr(s, field), dtype=np.float64)
-                               .reshape(g.size, -1) for s in solutions], axis=1)
-
-    objective, rho_d, rho_s = joined("objective"), joined("rho_device"), joined("rho_server")
-    tied = tied_mask(objective)
-    choice = np.argmax(tied, axis=1)
-    for row in np.flatnonzero(tied.sum(axis=1) > 1):
-        index = np.flatnonzero(tied[row])
-        if len({(i % n_splits, rho_d[row, i], rho_s[row, i]) for i in index}) == 1:
-            continue  # the same split and ratios under another rule pair: nothing to choose
-        ranked = []
-        for i in (int(i) for i in index):
-            problem, split = problems[i // n_splits], i % n_splits
-            power, freq_d = operating_point(problem, split, rho_d[row, i], rho_s[row, i],
-                                            float(g[row]), spec.policy)
-            found = Candidate(split, rho_d[row, i], rho_s[row, i], power, freq_d,
-                              server_frequency_hz(problem, split, rho_s[row, i]))
-            ranked.append((objective[row, i], device_energy_j(problem, found, float(g[row])), i))
-        choice[row] = tie_break(ranked)
-    rows = np.arange(g.size)
-    best = objective[rows, choice]
-    ok = np.isfinite(best)
-    return RealizationChoices(split=np.where(ok, choice % n_splits, np.nan),
-                              rho_device=np.where(ok, rho_d[rows, choice], np.nan),
-                              rho_server=np.where(ok, rho_s[rows, choice], np.nan),
-                              objective=best)

@@ -11,6 +11,7 @@ from laimco.experiments.sweep.tables import RowBuilder
 
 if TYPE_CHECKING:
     from laimco.experiments.sweep.expansion import ChunkTask
+    from laimco.optimize.decision import Reason
 
 # what `infeasible_limits` may hold (comma-separated): the limits that, relaxed alone, make the
 # strategy feasible (laimco.optimize.diagnose), or why no single one does
@@ -18,23 +19,23 @@ INFEASIBLE_LIMIT_KEYS = ("latency", "energy", "memory", "privacy", "jointly-too-
                          "solver-found-none", "internal-check", "other")
 
 
-def _limit_key(reason: str) -> str:
-    """The key of one infeasibility reason of a Decision (one of INFEASIBLE_LIMIT_KEYS)."""
-    head = reason.split(":", 1)[0].strip()
-    if head in INFEASIBLE_LIMIT_KEYS[:4]:
-        return head
-    if "jointly too tight" in reason:
-        return "jointly-too-tight"
-    if "found no feasible point" in reason:
-        return "solver-found-none"
-    if reason.startswith("internal check failed"):
-        return "internal-check"
-    return "other"
+# the table's key of each kind of infeasibility reason (laimco.optimize.decision.ReasonKind)
+_REASON_KEYS = {"latency": "latency", "energy": "energy", "memory": "memory",
+                "privacy": "privacy", "several": "jointly-too-tight",
+                "search": "solver-found-none", "check": "internal-check"}
 
 
-def limit_keys(reasons: Sequence[str]) -> str:
-    """The limit keys of a decision's infeasibility reasons, comma-separated, each once."""
-    return ",".join(dict.fromkeys(_limit_key(r) for r in reasons))
+def limit_keys(reasons: Sequence[Reason]) -> str:
+    """The limit keys of a decision's infeasibility reasons (INFEASIBLE_LIMIT_KEYS),
+    comma-separated, each once."""
+    return ",".join(dict.fromkeys(_REASON_KEYS.get(r.limit, "other") for r in reasons))
+
+
+# the numeric columns of a design row, NaN where the decision is infeasible
+_NUMBERS = ("split", "rho_device", "rho_server", "power_w", "freq_device_hz", "freq_server_hz",
+            "objective", "latency_s", "latency_device_s", "latency_uplink_s",
+            "latency_server_s", "energy_j", "energy_compute_j", "energy_uplink_j",
+            "memory_bytes")
 
 
 def design_rows(task: ChunkTask, rows: RowBuilder) -> None:
@@ -49,32 +50,27 @@ def design_rows(task: ChunkTask, rows: RowBuilder) -> None:
         split_table = profile.split_table()
         for name in task.strategies:
             d = solve(scenario, name, profile=profile, options=options)
-            ok = d.success
-            lat = d.latency_s or {}
-            en = d.energy_j or {}
+            p = d.point
+            numbers = dict.fromkeys(_NUMBERS, nan)
             pruned = nan
-            if ok and weights > 0:
-                assert d.split is not None and d.rho_device is not None
-                pruned = (d.rho_device * split_table.prunable_device[d.split]
-                          + (d.rho_server or 0.0) * split_table.prunable_server[d.split]
-                          ) / weights
+            if p is not None:
+                c = p.costs
+                numbers.update(
+                    split=p.split, rho_device=p.rho_device, rho_server=p.rho_server,
+                    power_w=p.power_w, freq_device_hz=p.freq_device_hz,
+                    freq_server_hz=p.freq_server_hz, objective=p.objective,
+                    latency_s=c.latency_total_s, latency_device_s=c.latency_device_s,
+                    latency_uplink_s=c.latency_uplink_s, latency_server_s=c.latency_server_s,
+                    energy_j=c.energy_total_j, energy_compute_j=c.energy_compute_j,
+                    energy_uplink_j=c.energy_uplink_j, memory_bytes=c.memory_bytes)
+                if weights > 0:
+                    pruned = (p.rho_device * split_table.prunable_device[p.split]
+                              + p.rho_server * split_table.prunable_server[p.split]) / weights
             rows.add(1, point=point.index, **task.coords(point), strategy=name,
-                     status=d.status, feasible=ok, split=d.split if ok else nan,
-                     rho_device=d.rho_device if ok else nan,
-                     rho_server=d.rho_server if ok else nan,
-                     power_w=d.power_w if ok else nan,
-                     freq_device_hz=d.freq_device_hz if ok else nan,
-                     freq_server_hz=d.freq_server_hz if ok else nan,
-                     objective=d.objective if ok else nan,
-                     latency_s=lat.get("total", nan), latency_device_s=lat.get("device", nan),
-                     latency_uplink_s=lat.get("uplink", nan),
-                     latency_server_s=lat.get("server", nan),
-                     energy_j=en.get("total", nan), energy_compute_j=en.get("compute", nan),
-                     energy_uplink_j=en.get("uplink", nan),
-                     memory_bytes=d.memory_bytes if ok else nan,
-                     binding=",".join(d.binding),
+                     status=d.status, feasible=d.success, **numbers,
+                     binding=",".join(p.binding if p is not None else ()),
                      infeasible_limits=limit_keys(d.reasons),
-                     infeasible_reasons=" | ".join(d.reasons),
+                     infeasible_reasons=" | ".join(r.message for r in d.reasons),
                      pruned_fraction=pruned, n_units=profile.n_units, weights_total=weights,
                      params_total=params,
                      solve_time_s=d.solve_time_s)

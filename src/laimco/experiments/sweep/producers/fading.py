@@ -58,10 +58,7 @@ def per_split_solutions(scenario: Scenario, profile: ModelProfile, strategy: str
     parts: list[tuple[np.ndarray, ...]] = []
     for pair in rule_pairs(scenario, profile, strategy):
         problem = build_problem(scenario, profile, gain=gains, rules=pair)
-        if spec.splits is not None:
-            problem = build_problem(scenario, profile, gain=gains, rules=pair,
-                                    split_restriction=spec.splits(problem, options))
-        solution = spec.ratios(problem, spec.policy, options)
+        solution = spec.ratios(problem, options)  # the strategy's own split restriction
         parts.append(tuple(np.asarray(a, dtype=np.float64).reshape(r, problem.n_splits)
                            for a in (solution.objective, solution.rho_device,
                                      solution.rho_server)))
@@ -75,7 +72,7 @@ def choose(scenario: Scenario, profile: ModelProfile, strategy: str, options: An
     row, else `solve`'s answer at that gain (candidates tie within TIE_TOL and differ in split
     or by more than SAME_RATIO_TOL in a ratio, so only the tie-break can choose)."""
     from laimco.optimize import solve
-    from laimco.optimize.decision import TIE_TOL
+    from laimco.optimize.tolerances import TIE_TOL
 
     objective, rho_d, rho_s = (a.reshape(gains.size, -1) for a in per_split_solutions(
         scenario, profile, strategy, options, gains))  # (R, pairs × splits)
@@ -96,12 +93,12 @@ def choose(scenario: Scenario, profile: ModelProfile, strategy: str, options: An
              | (np.abs(rho_s - choice.rho_server[:, None]) > SAME_RATIO_TOL))
     for i in np.flatnonzero(feasible & (tied & other).any(axis=1)):
         at_gain = scenario.replace(channel={"fading": "none", "path_gain": float(gains[i])})
-        d = solve(at_gain, strategy, profile=profile, options=options)
-        choice.feasible[i] = d.success
-        choice.split[i] = d.split if d.success else np.nan
-        choice.rho_device[i] = d.rho_device if d.success else np.nan
-        choice.rho_server[i] = d.rho_server if d.success else np.nan
-        choice.objective[i] = d.objective if d.success else np.nan
+        p = solve(at_gain, strategy, profile=profile, options=options).point
+        choice.feasible[i] = p is not None
+        choice.split[i] = p.split if p is not None else np.nan
+        choice.rho_device[i] = p.rho_device if p is not None else np.nan
+        choice.rho_server[i] = p.rho_server if p is not None else np.nan
+        choice.objective[i] = p.objective if p is not None else np.nan
     return choice
 
 

@@ -18,21 +18,19 @@ if TYPE_CHECKING:
 
 def violations_under_fading(problem: Any, decision: Any, gains: np.ndarray
                             ) -> tuple[np.ndarray, np.ndarray]:
-    """(latency broken, energy broken) per gain for a decision held fixed: its power,
-    frequencies, split and ratios, with the upload time S/r(p, g) of each gain (eq. 2.4); a
-    limit counts as broken beyond the relative tolerance of laimco.optimize.evaluate."""
-    from laimco.optimize.evaluate import REL_TOL
+    """(latency broken, energy broken) per gain for a decision's operating point held fixed:
+    its power, frequencies, split and ratios, with the upload time S/r(p, g) of each gain
+    (eq. 2.4); a limit counts as broken beyond laimco.optimize.tolerances.LIMIT_TOL."""
+    from laimco.optimize.tolerances import LIMIT_TOL
 
     bits = float(problem.upload_bits[decision.split])
-    channel = problem.channel
-    upload = (bits / channel.rate_bps(decision.power_w, gains) if bits > 0
-              else np.zeros_like(gains))
-    lat, en = decision.latency_s, decision.energy_j
-    latency = lat["device"] + upload + lat["server"] + lat["downlink"]
-    energy = en["compute"] + decision.power_w * upload
+    upload = problem.channel.upload_time_s(bits, decision.power_w, gains)
+    c = decision.costs
+    latency = c.latency_device_s + upload + c.latency_server_s + c.latency_downlink_s
+    energy = c.energy_compute_j + decision.power_w * upload
     sc = problem.scenario
-    return (latency > sc.task.latency_budget_s * (1 + REL_TOL),
-            energy > sc.device.energy_budget_j * (1 + REL_TOL))
+    return (latency > sc.task.latency_budget_s * (1 + LIMIT_TOL),
+            energy > sc.device.energy_budget_j * (1 + LIMIT_TOL))
 
 
 def robust_rows(task: ChunkTask, rows: RowBuilder) -> None:
@@ -50,8 +48,9 @@ def robust_rows(task: ChunkTask, rows: RowBuilder) -> None:
                             else scenario.replace(channel={"fading": "none"}))
                 d = solve(designed, name, profile=profile, options=options)
                 problem = build_problem(designed, profile)
-                if d.success:
-                    late, costly = violations_under_fading(problem, d, gains)
+                p = d.point
+                if p is not None:
+                    late, costly = violations_under_fading(problem, p, gains)
                     broken = late | costly
                     counts = (int(broken.sum()), int(late.sum()), int(costly.sum()))
                 else:
@@ -59,11 +58,11 @@ def robust_rows(task: ChunkTask, rows: RowBuilder) -> None:
                 rows.add(1, point=point.index, **task.coords(point), strategy=name,
                          design=design, design_gain=float(np.ravel(problem.gain)[0]),
                          status=d.status, feasible=d.success,
-                         split=d.split if d.success else nan,
-                         rho_device=d.rho_device if d.success else nan,
-                         rho_server=d.rho_server if d.success else nan,
-                         power_w=d.power_w if d.success else nan,
-                         objective=d.objective if d.success else nan,
+                         split=p.split if p is not None else nan,
+                         rho_device=p.rho_device if p is not None else nan,
+                         rho_server=p.rho_server if p is not None else nan,
+                         power_w=p.power_w if p is not None else nan,
+                         objective=p.objective if p is not None else nan,
                          realizations=gains.size, violations=counts[0],
                          latency_violations=counts[1], energy_violations=counts[2],
                          violation_rate=counts[0] / gains.size if d.success else nan)
