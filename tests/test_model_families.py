@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 import transformers
+from tiny_configs import TINY_CONFIGS
 from typer.testing import CliRunner
 
 from laimco.cli import app
@@ -29,20 +30,7 @@ from laimco.pruning import linear_weights, prune_structured
 
 pytestmark = pytest.mark.slow  # torch models and a CLI solve on a config:gpt2 profile
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {
-    "bert": lambda: transformers.BertConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64),
-    "gpt2": lambda: transformers.GPT2Config(
-        vocab_size=120, n_embd=32, n_layer=3, n_head=4, n_positions=64, bos_token_id=0,
-        eos_token_id=0),
-    "llama": lambda: transformers.LlamaConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64),
-    "vit": lambda: transformers.ViTConfig(
-        hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
-        image_size=16, patch_size=4),
-}
+CONFIGS = TINY_CONFIGS
 
 
 def test_every_family_the_tests_build_is_registered() -> None:

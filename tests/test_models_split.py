@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import transformers
+from tiny_configs import TINY_CONFIGS
 
 from laimco.models.loading import (
     CorruptWeightsError,
@@ -21,20 +21,7 @@ from laimco.models.split import SplitError, run_full, split_model
 
 pytestmark = pytest.mark.slow  # loads torch models of every family
 
-CONFIGS = {
-    "bert": lambda: transformers.BertConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64),
-    "gpt2": lambda: transformers.GPT2Config(
-        vocab_size=120, n_embd=32, n_layer=3, n_head=4, n_positions=64, bos_token_id=0,
-        eos_token_id=0),
-    "llama": lambda: transformers.LlamaConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64),
-    "vit": lambda: transformers.ViTConfig(
-        hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
-        image_size=16, patch_size=4),
-}
+CONFIGS = TINY_CONFIGS
 
 
 def _inputs(family: str) -> dict[str, torch.Tensor]:

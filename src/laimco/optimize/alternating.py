@@ -32,7 +32,7 @@ from laimco.optimize.alternating_steps import (
 )
 from laimco.optimize.device_capacity import DevicePolicy
 from laimco.optimize.problem import SplitProblem
-from laimco.optimize.ratios import RatioSolution
+from laimco.optimize.ratios import RatioSolution, searched_ratios
 
 RELATIVE_TOL = 1e-9      # stop when an (a)+(b) round improves the objective by less than this
 MAX_ROUNDS = 200         # (a)+(b) rounds per start
@@ -132,19 +132,11 @@ def alternating_ratios(problem: SplitProblem, policy: DevicePolicy,
     if policy != "free":
         raise ValueError("alternating optimization chooses power and frequency itself: "
                          "policy must be 'free'")
-    gains = np.ravel(problem.gain)
     rng = np.random.default_rng(seed)
-    shape = (gains.size, problem.n_splits)
-    rho_d, rho_s = np.full(shape, np.nan), np.full(shape, np.nan)
-    objective = np.full(shape, np.inf)
-    for r, gain in enumerate(gains):
-        for s in np.flatnonzero(problem.allowed):
-            found = alternating_split(problem, int(s), float(gain), n_starts, rng)
-            if found is not None:
-                rho_d[r, s], rho_s[r, s] = found.rho_device, found.rho_server
-                objective[r, s] = found.objective
-    out_shape = np.broadcast_shapes(np.shape(problem.gain), (problem.n_splits,))
-    return RatioSolution(feasible=np.isfinite(objective).reshape(out_shape),
-                         rho_device=rho_d.reshape(out_shape),
-                         rho_server=rho_s.reshape(out_shape),
-                         objective=objective.reshape(out_shape))
+
+    def search(split: int, gain: float) -> tuple[float, float, float] | None:
+        found = alternating_split(problem, split, gain, n_starts, rng)
+        return None if found is None else (found.objective, found.rho_device,
+                                           found.rho_server)
+
+    return searched_ratios(problem, search)

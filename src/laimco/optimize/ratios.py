@@ -17,6 +17,7 @@ are closed forms, so no root is nested inside another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -309,3 +310,26 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
     reachable[index] = time_found <= time_max + ROUNDING_TOL * time_scale
     feasible = live & fits & reachable
     return _finish(problem, el, feasible, np.minimum(beta, rho_max), rho_s)
+
+
+SplitSearch = Callable[[int, float], tuple[float, float, float] | None]
+
+
+def searched_ratios(problem: SplitProblem, search: SplitSearch) -> RatioSolution:
+    """A `RatioSolution` from a search run at every allowed split and gain of the problem
+    (the generic-solver baselines: one multi-start per element); `search(split, gain)` gives
+    (objective, ρ_d, ρ_s) or None when it finds nothing feasible."""
+    gains = np.ravel(problem.gain)
+    shape = (gains.size, problem.n_splits)
+    rho_d, rho_s = np.full(shape, np.nan), np.full(shape, np.nan)
+    objective = np.full(shape, np.inf)
+    for r, gain in enumerate(gains):
+        for s in (int(i) for i in np.flatnonzero(problem.allowed)):
+            found = search(s, float(gain))
+            if found is not None:
+                objective[r, s], rho_d[r, s], rho_s[r, s] = found
+    out_shape = np.broadcast_shapes(np.shape(problem.gain), (problem.n_splits,))
+    return RatioSolution(feasible=np.isfinite(objective).reshape(out_shape),
+                         rho_device=rho_d.reshape(out_shape),
+                         rho_server=rho_s.reshape(out_shape),
+                         objective=objective.reshape(out_shape))

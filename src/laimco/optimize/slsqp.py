@@ -14,7 +14,7 @@ from laimco.optimize.evaluate import (
     violations,
 )
 from laimco.optimize.problem import SplitProblem
-from laimco.optimize.ratios import RatioSolution
+from laimco.optimize.ratios import RatioSolution, searched_ratios
 
 FloatArray = NDArray[np.float64]
 # SLSQP works on z = x / scale in [0, 1]^5; z is floored at _Z_FLOOR (a ratio, power or
@@ -74,20 +74,12 @@ def _slsqp_split_at(problem: SplitProblem, split: int, gain: float, n_starts: in
 
 
 def slsqp_ratios(problem: SplitProblem, n_starts: int, seed: int) -> RatioSolution:
-    """Per split and per gain of the problem: the ratios and objective SLSQP finds (a loop:
-    one multi-start per element, for sweeps over channel realizations)."""
-    gains = np.ravel(problem.gain)
+    """Per split and per gain of the problem: the ratios and objective SLSQP finds (one
+    multi-start per element, for sweeps over channel realizations)."""
     rng = np.random.default_rng(seed)
-    shape = (gains.size, problem.n_splits)
-    rho_d, rho_s = np.full(shape, np.nan), np.full(shape, np.nan)
-    objective = np.full(shape, np.inf)
-    for r, gain in enumerate(gains):
-        for s in (int(i) for i in np.flatnonzero(problem.allowed)):
-            found = _slsqp_split_at(problem, s, float(gain), n_starts, rng)
-            if found is not None:
-                objective[r, s], (rho_d[r, s], rho_s[r, s]) = found[0], found[1][:2]
-    out_shape = np.broadcast_shapes(np.shape(problem.gain), (problem.n_splits,))
-    return RatioSolution(feasible=np.isfinite(objective).reshape(out_shape),
-                         rho_device=rho_d.reshape(out_shape),
-                         rho_server=rho_s.reshape(out_shape),
-                         objective=objective.reshape(out_shape))
+
+    def search(split: int, gain: float) -> tuple[float, float, float] | None:
+        found = _slsqp_split_at(problem, split, gain, n_starts, rng)
+        return None if found is None else (found[0], found[1][0], found[1][1])
+
+    return searched_ratios(problem, search)
