@@ -47,6 +47,9 @@ class StrategyOptions:
     split: int | None = None
     n_starts: int = 8
     seed: int = 0
+    # say which limits make an infeasible problem infeasible (relaxed re-solves); `solve` asks
+    # only when no rule pair is feasible
+    explain_infeasible: bool = True
 
 
 def server_frequency_hz(problem: SplitProblem, split: int, rho_server: float) -> float:
@@ -131,6 +134,8 @@ class ExactStrategy(Strategy):
         solution = self.ratio_rule(problem, self.policy, options)
         objective = np.ravel(solution.objective)
         if not np.isfinite(objective).any():
+            if not options.explain_infeasible:
+                return [Reason("several", "infeasible (not diagnosed)")]
             return infeasibility_reasons(
                 problem, lambda relaxed: self.ratio_rule(relaxed, self.policy, options))
         gain = float(np.ravel(problem.gain)[0])
@@ -273,10 +278,13 @@ def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile 
     options = options or StrategyOptions()
     started = time.perf_counter()
     profile = profile or load_profile(scenario.model.profile)
-    decisions = []
-    for pair in rule_pairs(scenario, profile, strategy):
-        problem = build_problem(scenario, profile, rules=pair)
-        decisions.append(decide(problem, strategy, spec.solve(problem, options)))
+    problems = [build_problem(scenario, profile, rules=pair)
+                for pair in rule_pairs(scenario, profile, strategy)]
+    quick = replace(options, explain_infeasible=False)
+    decisions = [decide(problem, strategy, spec.solve(problem, quick)) for problem in problems]
+    if all(d.point is None for d in decisions):  # say why, per rule pair (relaxed re-solves)
+        decisions = [decide(problem, strategy, spec.solve(problem, options))
+                     for problem in problems]
     return replace(_best(strategy, decisions), solve_time_s=time.perf_counter() - started)
 
 
