@@ -202,10 +202,9 @@ def _measured_costs(scenario: Scenario, profile: ModelProfile, decision: Operati
                     m: Measurement) -> dict[str, Any]:
     """Emulated latency and energy of a measured decision (docs/runtime.md emulation rule)."""
     s = decision.split
-    mask = profile.device_mask()[s]
-    flops = profile.column("flops_prunable") + profile.column("flops_fixed")
-    dense_device = float(flops[mask].sum())
-    dense_server = float(flops[~mask].sum())
+    table = profile.split_table()
+    dense_device = float(table.flops_prunable_device[s] + table.flops_fixed_device[s])
+    dense_server = float(table.flops_prunable_server[s] + table.flops_fixed_server[s])
     f_d, f_s = decision.freq_device_hz, decision.freq_server_hz
     t_device = (m.device_time_ratio * dense_device / (scenario.device.flops_per_cycle * f_d)
                 if dense_device > 0 else 0.0)

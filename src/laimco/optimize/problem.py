@@ -140,8 +140,13 @@ def _side_costs(profile: ModelProfile, rule: str | None, flops_per_cycle: float,
     part costs its FLOPs over the processor's FLOPs per cycle; the paper mode (rule None) prunes
     the prunable FLOPs in proportion (eq. 2.1); the calibrated mode scales the dense cycles by
     the part's measured time at ρ relative to dense (eq. 5.4)."""
-    prunable = mask @ profile.column("flops_prunable") / flops_per_cycle
-    fixed = mask @ profile.column("flops_fixed") / flops_per_cycle
+    table = profile.split_table()  # per-split FLOP sums, computed once per profile
+    if side == "device":
+        prunable = table.flops_prunable_device / flops_per_cycle
+        fixed = table.flops_fixed_device / flops_per_cycle
+    else:
+        prunable = table.flops_prunable_server / flops_per_cycle
+        fixed = table.flops_fixed_server / flops_per_cycle
     if rule is None:
         return prunable, fixed
     assert profile.execution is not None  # load_profile refuses rules without it

@@ -152,6 +152,13 @@ class ExactStrategy(Strategy):
                          server_frequency_hz(problem, split, rho_s))
 
 
+def _per_split(problem: SplitProblem, search: Callable[[int], tuple[float, Candidate] | None]
+               ) -> list[tuple[float, Candidate]]:
+    """(objective, candidate) of a generic search at every allowed split where it finds one."""
+    found = (search(int(s)) for s in np.flatnonzero(problem.allowed))
+    return [f for f in found if f is not None]
+
+
 @dataclass(frozen=True)
 class SlsqpStrategy(Strategy):
     """scipy's SLSQP multi-start on (ρ_d, ρ_s, p, f_d, f_s) at every split (slsqp.py)."""
@@ -163,11 +170,13 @@ class SlsqpStrategy(Strategy):
 
     def solve(self, problem: SplitProblem, options: StrategyOptions) -> Candidate | list[Reason]:
         rng = np.random.default_rng(options.seed)
-        found: list[tuple[float, Candidate]] = []
-        for split in (int(i) for i in np.flatnonzero(problem.allowed)):
+
+        def search(split: int) -> tuple[float, Candidate] | None:
             best = slsqp_split(problem, split, options.n_starts, rng)
-            if best is not None:
-                found.append((best[0], Candidate(split, *(float(v) for v in best[1]))))
+            return None if best is None else (best[0], Candidate(split, *(float(v)
+                                                                          for v in best[1])))
+
+        found = _per_split(problem, search)
         if not found:
             return [Reason("search", "SLSQP found no feasible point from "
                                      f"{options.n_starts} starts per split")]
@@ -189,14 +198,17 @@ class AlternatingStrategy(Strategy):
     def solve(self, problem: SplitProblem, options: StrategyOptions) -> Candidate | list[Reason]:
         gain = float(np.ravel(problem.gain)[0])
         rng = np.random.default_rng(options.seed)
-        found: list[tuple[float, Candidate]] = []
-        for s in (int(i) for i in np.flatnonzero(problem.allowed)):
-            p = alternating_split(problem, s, gain, options.n_starts, rng)
-            if p is not None:
-                found.append((p.objective, Candidate(
-                    s, p.rho_device, p.rho_server, p.power_w, p.freq_device_hz,
-                    server_frequency_hz(problem, s, p.rho_server))))
+
+        def search(split: int) -> tuple[float, Candidate] | None:
+            p = alternating_split(problem, split, gain, options.n_starts, rng)
+            return None if p is None else (p.objective, Candidate(
+                split, p.rho_device, p.rho_server, p.power_w, p.freq_device_hz,
+                server_frequency_hz(problem, split, p.rho_server)))
+
+        found = _per_split(problem, search)
         if not found:
+            if not options.explain_infeasible:
+                return [Reason("several", "infeasible (not diagnosed)")]
             return infeasibility_reasons(
                 problem, lambda relaxed: alternating_ratios(relaxed, "free", 1, options.seed))
         return least_candidate(problem, found, gain)
