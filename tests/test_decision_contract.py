@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "src" / "laimco" / "examples" / "scenarios").glob("*.toml"))
 FAST = [name for name, spec in STRATEGIES.items() if not spec.generic]
 KEYS = ["status", "strategy", "split", "rule_device", "rule_server", "rho_device",
-        "rho_server", "power_w", "freq_device_hz", "freq_server_hz", "latency_s", "energy_j",
-        "memory_bytes", "objective", "binding", "solve_time_s"]
+        "rho_server", "power_w", "freq_device_hz", "freq_server_hz", "activation_bits", "coding",
+        "uplink_bits", "latency_s", "energy_j", "memory_bytes", "objective", "binding",
+        "solve_time_s"]
 NUMBERS = ["rho_device", "rho_server", "power_w", "freq_device_hz", "freq_server_hz",
            "memory_bytes", "objective"]
 LIMITS = {"latency", "energy", "tx_power", "cpu_freq_device", "cpu_freq_server", "memory",
@@ -54,6 +55,29 @@ def _side_cycles(profile: ModelProfile, split: int, units: np.ndarray, side: str
     return dense * ((1 - rho) * a + max(part + b - a, 0.0)) / part
 
 
+def _upload_bits(profile: ModelProfile, split: int, activation_bits: int | None,
+                 coding: str) -> float:
+    """What crosses the link, written out from docs/theory.md §6.1: the raw input at s = 0,
+    nothing at s = L; else seq_len rows of H values at b bits, each row padded to whole bytes,
+    plus one float32 scale per row for the integer widths (×the measured zstd ratio)."""
+    n = profile.n_units
+    if split == 0:
+        return profile.input_bits
+    if split == n:
+        return 0.0
+    assert activation_bits is not None
+    if activation_bits == 32 and coding == "none":
+        return profile.units[split - 1].out_bits
+    assert profile.uplink is not None and profile.seq_len is not None
+    hidden = int(profile.units[split - 1].out_bits) // 32 // profile.seq_len
+    row_bits = 8 * math.ceil(hidden * activation_bits / 8)
+    scale_bits = 32 if activation_bits <= 8 else 0
+    bits = profile.seq_len * (row_bits + scale_bits)
+    if coding == "zstd":
+        bits *= profile.uplink.coded_ratio(activation_bits)[split]
+    return float(bits)
+
+
 def _recomputed(sc: Scenario, profile: ModelProfile, d: dict) -> dict[str, float]:
     """Latency parts (s), energy parts (J) and every limit's usage from laimco.system and the
     profile's measured numbers alone."""
@@ -66,7 +90,7 @@ def _recomputed(sc: Scenario, profile: ModelProfile, d: dict) -> dict[str, float
                             paper, device.flops_per_cycle)
     cycles_s = _side_cycles(profile, s, ~on_device, "server", d["rule_server"], d["rho_server"],
                             paper, server.flops_per_cycle)
-    bits = (profile.input_bits if s == 0 else profile.units[s - 1].out_bits) if s < n else 0.0
+    bits = _upload_bits(profile, s, d["activation_bits"], d["coding"])
     t_d = float(device.compute_latency_s(cycles_d, d["freq_device_hz"]))
     t_s = float(server.compute_latency_s(cycles_s, d["freq_server_hz"]))
     t_c = float(bits / channel.rate_bps(d["power_w"], channel.design_gain())) if bits else 0.0
@@ -98,7 +122,7 @@ def test_optimize_json_keeps_its_contract_and_meets_every_limit(path: Path) -> N
         assert list(d) == keys, (strategy, list(d))
         assert d["strategy"] == strategy and d["solve_time_s"] >= 0
         if d["status"] == "infeasible":
-            assert all(d[k] is None for k in KEYS[2:14]) and d["binding"] == []
+            assert all(d[k] is None for k in KEYS[2:17]) and d["binding"] == []
             assert d["reasons"] and all(isinstance(r, str) and r for r in d["reasons"])
             continue
         assert d["status"] == "optimal"
@@ -110,6 +134,10 @@ def test_optimize_json_keeps_its_contract_and_meets_every_limit(path: Path) -> N
         assert list(lat) == ["device", "uplink", "server", "downlink", "total"]
         assert list(en) == ["compute", "uplink", "total"]
         ref = _recomputed(sc, profile, d)
+        assert d["uplink_bits"] == pytest.approx(
+            _upload_bits(profile, d["split"], d["activation_bits"], d["coding"]), rel=1e-12)
+        crosses = 0 < d["split"] < profile.n_units
+        assert (d["activation_bits"] is not None) == crosses
         for part in ("device", "uplink", "server", "downlink"):
             assert lat[part] == pytest.approx(ref[part], rel=REL, abs=1e-15), (strategy, part)
         assert en["compute"] == pytest.approx(ref["compute"], rel=REL, abs=1e-18)

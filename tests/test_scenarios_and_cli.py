@@ -22,8 +22,8 @@ DEFAULT = ROOT / "scenarios" / "minilm-phone.toml"
 runner = CliRunner()
 
 DECISION_KEYS = {"status", "strategy", "split", "rule_device", "rule_server", "rho_device",
-                 "rho_server", "power_w",
-                 "freq_device_hz", "freq_server_hz", "latency_s", "energy_j", "memory_bytes",
+                 "rho_server", "power_w", "freq_device_hz", "freq_server_hz",
+                 "activation_bits", "coding", "uplink_bits", "latency_s", "energy_j", "memory_bytes",
                  "objective", "binding", "solve_time_s"}
 
 

@@ -30,6 +30,8 @@ from pydantic import (
 from laimco.schema_messages import describe_validation_error
 from laimco.system import Channel, Device, Server
 from laimco.theory.distortion_bound import LawName
+from laimco.uplink.coding import Coding
+from laimco.uplink.quantizer import ACTIVATION_BITS
 
 MAX_SCENARIO_BYTES = 1 << 20  # a scenario is a few hundred bytes; checked before reading
 
@@ -187,6 +189,32 @@ class DistortionSection(_Section):
         return 1.0 if self.k_server is None else self.k_server
 
 
+class UplinkSection(_Section):
+    """How the activation crossing the split is sent (docs/theory.md §6): the widths the
+    optimizer chooses among, and the lossless coding of the payload."""
+
+    activation_bits: list[Annotated[int, Field(strict=True)]] | None = Field(
+        None, description="bits per activation element to choose among (32 = float32, 16 = "
+        "float16, 8/6/4/2 = integers with per-token scales); default: 32 and every width the "
+        "profile measured (calibrated mode), 32 (paper mode)")
+    coding: Coding = Field("none", description='"zstd": lossless coding of the payload')
+
+    @field_validator("activation_bits")
+    @classmethod
+    def _supported(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return value
+        allowed = ", ".join(str(b) for b in ACTIVATION_BITS)
+        if not value:
+            raise ValueError(f"must list at least one width among {allowed}")
+        for bits in value:
+            if bits not in ACTIVATION_BITS:
+                raise ValueError(f"{bits} bits is not supported: choose among {allowed}")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a width twice: give each once")
+        return value
+
+
 class Scenario(_Section):
     """A whole scenario (one TOML file)."""
 
@@ -197,6 +225,7 @@ class Scenario(_Section):
     task: TaskSection
     distortion: DistortionSection = Field(
         default_factory=lambda: DistortionSection.model_validate({}))
+    uplink: UplinkSection = Field(default_factory=lambda: UplinkSection.model_validate({}))
 
     def replace(self, **changes: dict[str, object]) -> Scenario:
         """A copy with some keys of some sections changed, validated again:

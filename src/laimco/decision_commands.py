@@ -62,6 +62,17 @@ def _ratios(point: OperatingPoint, scenario: Scenario, digits: int) -> tuple[str
                                           strict=True))
 
 
+def _uplink_text(point: OperatingPoint) -> str:
+    """What crosses the link: its width, coding and size (docs/theory.md §6)."""
+    size = f"{point.uplink_bits / 1e6:.4g} Mbit"
+    if point.activation_bits is None:
+        return "nothing" if point.uplink_bits == 0 else f"the raw input, {size}"
+    width = {32: "float32", 16: "float16"}.get(point.activation_bits,
+                                               f"{point.activation_bits}-bit integers")
+    coded = ", zstd" if point.coding == "zstd" else ""
+    return f"{width}{coded}, {size}"
+
+
 def _decision_table(decision: Decision, title: str, scenario: Scenario) -> Table:
     table = Table(title=escape(title), show_header=False, title_justify="left")
     table.add_column("quantity", style="bold")
@@ -76,6 +87,7 @@ def _decision_table(decision: Decision, title: str, scenario: Scenario) -> Table
     rho_d, rho_s = _ratios(p, scenario, 4)
     table.add_row("split (units on device)", str(p.split))
     table.add_row("pruning ratio device / server", f"{rho_d} / {rho_s}")
+    table.add_row("uplink (activation sent)", _uplink_text(p))
     table.add_row("transmit power", f"{p.power_w:.4g} W")
     table.add_row("CPU frequency device / server",
                   f"{p.freq_device_hz:.4g} Hz / {p.freq_server_hz:.4g} Hz")

@@ -19,7 +19,7 @@ solver (`joint`, §4.1–4.3) is the reference it is measured against.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -122,7 +122,10 @@ def alternating_split(problem: SplitProblem, split: int, gain: float, n_starts: 
         found = alternate(data, objective, rho, (weight, 1 - weight))
         if found is not None and (best is None or found.objective < best.objective):
             best = found
-    return best
+    if best is None or problem.quantization_at(split) == 0:
+        return best
+    # the quantized uplink's distortion is a constant at a split (eq. 6.5): added once here
+    return replace(best, objective=best.objective + problem.quantization_at(split))
 
 
 def alternating_ratios(problem: SplitProblem, policy: DevicePolicy,

@@ -69,6 +69,12 @@ class OperatingPoint:
     costs: DecisionCosts
     objective: float
     binding: tuple[Limit, ...]
+    # the uplink (docs/theory.md §6): bits per element of the activation sent (None when no
+    # activation crosses: s = 0 sends the raw input, s = L nothing), its lossless coding, and
+    # the bits sent per inference
+    activation_bits: int | None = None
+    coding: str = "none"
+    uplink_bits: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,8 @@ class Decision:
         if p is None:
             data.update(dict.fromkeys(
                 ("split", "rule_device", "rule_server", "rho_device", "rho_server", "power_w",
-                 "freq_device_hz", "freq_server_hz", "latency_s", "energy_j", "memory_bytes",
-                 "objective")))
+                 "freq_device_hz", "freq_server_hz", "activation_bits", "coding",
+                 "uplink_bits", "latency_s", "energy_j", "memory_bytes", "objective")))
             data["binding"] = []
             data["reasons"] = [r.message for r in self.reasons]
         else:
@@ -104,6 +110,7 @@ class Decision:
                 split=p.split, rule_device=p.rule_device, rule_server=p.rule_server,
                 rho_device=p.rho_device, rho_server=p.rho_server, power_w=p.power_w,
                 freq_device_hz=p.freq_device_hz, freq_server_hz=p.freq_server_hz,
+                activation_bits=p.activation_bits, coding=p.coding, uplink_bits=p.uplink_bits,
                 latency_s={"device": c.latency_device_s, "uplink": c.latency_uplink_s,
                            "server": c.latency_server_s, "downlink": c.latency_downlink_s,
                            "total": c.latency_total_s},
@@ -159,6 +166,13 @@ def decision_rules(problem: SplitProblem, split: int, rho_device: float,
             rule(1, table.prunable_server[split], rho_server))
 
 
+def _uplink_of(problem: SplitProblem, split: int) -> tuple[int | None, str, float]:
+    """(activation_bits, coding, uplink_bits) of an operating point at a split."""
+    crosses = 0 < split < problem.profile.n_units
+    return (problem.activation_bits if crosses else None,
+            problem.coding if crosses else "none", float(problem.upload_bits[split]))
+
+
 def decide(problem: SplitProblem, strategy: str, found: Candidate | Sequence[Reason],
            solve_time_s: float = 0.0) -> Decision:
     """The one place a `Decision` is built: a candidate is costed from the system model at the
@@ -183,11 +197,12 @@ def decide(problem: SplitProblem, strategy: str, found: Candidate | Sequence[Rea
     binding = tuple(name for name, used in usage.items() if used >= 1 - ACTIVE_TOL
                     and not (at_floor and name in _RESOURCE_LIMITS))
     rule_device, rule_server = decision_rules(problem, s, rho_d, rho_s)
+    bits, coding, uplink_bits = _uplink_of(problem, s)
     point = OperatingPoint(
         split=s, rule_device=rule_device, rule_server=rule_server, rho_device=rho_d,
         rho_server=rho_s, power_w=found.power_w, freq_device_hz=found.freq_device_hz,
         freq_server_hz=found.freq_server_hz, costs=costs,
         objective=objective_at(problem, s, rho_d, rho_s),
-        binding=binding)
+        binding=binding, activation_bits=bits, coding=coding, uplink_bits=uplink_bits)
     return Decision(status="optimal", strategy=strategy, point=point,
                     solve_time_s=solve_time_s)

@@ -40,7 +40,8 @@ def infeasibility_reasons(problem: SplitProblem, ratio_solver: RatioSolver) -> l
     reasons = []
     for name, (section, change) in _relaxations(problem).items():
         relaxed = build_problem(sc.replace(**{section: change}), problem.profile, gain,
-                                problem.split_restriction, problem.rules)
+                                problem.split_restriction, problem.rules,
+                                activation_bits=problem.activation_bits)
         if np.isfinite(ratio_solver(relaxed).objective).any():
             reasons.append(Reason(name, _explain(name, problem)))
     if not reasons:

@@ -66,9 +66,11 @@ def decision_costs(problem: SplitProblem, split: int, rho_device: float, rho_ser
 
 def objective_at(problem: SplitProblem, split: int, rho_device: float,
                  rho_server: float) -> float:
-    """The objective of ratios at a split (eq. 3.10; docs/theory.md §5.4 when calibrated)."""
+    """The objective of ratios at a split (eq. 3.10; docs/theory.md §5.4 when calibrated),
+    plus the distortion of the quantized uplink (eq. 6.5)."""
     return float(problem.bound.device_at(rho_device, int(split))
-                 + problem.bound.server_at(rho_server, int(split)))
+                 + problem.bound.server_at(rho_server, int(split))
+                 + problem.quantization_at(int(split)))
 
 
 def limit_usage(problem: SplitProblem, split: int, rho_device: float, rho_server: float,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -17,6 +17,8 @@ from laimco.theory.distortion_bound import (
     rule_split_bound,
     split_distortion_bound,
 )
+from laimco.uplink.coding import Coding
+from laimco.uplink.quantizer import payload_bits
 
 FloatArray = NDArray[np.float64]
 RulePair = tuple[str, str]
@@ -53,6 +55,12 @@ class SplitProblem:
     split_restriction: NDArray[np.bool_]
     memory_fixed_bytes: FloatArray
     memory_prunable_bytes: FloatArray
+    # the uplink (docs/theory.md §6): bits per crossing activation element, the coding, and
+    # D_q(s, b), the output distortion quantization adds at each split (0 where nothing is
+    # quantized: s = 0, s = L, 32 bits)
+    activation_bits: int = 32
+    coding: Coding = "none"
+    quantization_distortion: FloatArray | None = None
 
     @property
     def n_splits(self) -> int:
@@ -68,6 +76,11 @@ class SplitProblem:
 
     def noise_to_gain_w(self) -> FloatArray:
         return self.channel.noise_to_gain_w(self.gain)
+
+    def quantization_at(self, split: int) -> float:
+        """D_q(s, b) at one split: 0 when the activation is not quantized."""
+        q = self.quantization_distortion
+        return 0.0 if q is None else float(q[split])
 
     def memory_bytes(self, split: int, rho_device: float) -> float:
         """Stored bytes of the device part at split s (eq. 2.12 / 5.6)."""
@@ -153,13 +166,63 @@ def _side_costs(profile: ModelProfile, rule: str | None, flops_per_cycle: float,
     return profile.execution.part_cycles(profile.rules[rule], prunable + fixed, mask, side)
 
 
+def activation_bit_choices(scenario: Scenario, profile: ModelProfile) -> list[int]:
+    """The widths the optimizer chooses among (docs/theory.md §6.3): the scenario's
+    `uplink.activation_bits`, else 32 and every width the profile measured (calibrated mode)
+    or 32 alone (paper mode). Widths other than 32 need the profile's measured uplink costs."""
+    from laimco.config import ScenarioError
+
+    asked = scenario.uplink.activation_bits
+    uplink = profile.uplink
+    if asked is None:
+        if scenario.distortion.mode == "paper" or uplink is None:
+            return [32]
+        return [32, *(b for b in uplink.bits if b != 32)]
+    if uplink is None and (asked != [32] or scenario.uplink.coding != "none"):
+        raise ScenarioError(
+            f"uplink.activation_bits = {asked} (coding {scenario.uplink.coding!r}) needs the "
+            f"measured uplink costs of profile {profile.name!r}, which it has not: measure "
+            "them with `laimco analyze MODEL --out DIR` and set model.profile to "
+            "DIR/profile.json, or set uplink.activation_bits = [32]")
+    if uplink is not None:
+        missing = [b for b in asked if b not in uplink.bits]
+        if missing:
+            raise ScenarioError(
+                f"uplink.activation_bits lists {missing} but profile {profile.name!r} measured "
+                f"only {list(uplink.bits)}: choose among those")
+    return list(asked)
+
+
+def with_activation_bits(problem: SplitProblem, bits: int) -> SplitProblem:
+    """The same problem with the crossing activation sent at `bits` bits under the scenario's
+    coding: its upload size and its quantization distortion at every split (eqs. 6.1, 6.5)."""
+    coding = problem.scenario.uplink.coding
+    if bits == 32 and coding == "none":
+        return replace(problem, activation_bits=32, coding=coding,
+                       quantization_distortion=None, upload_bits=problem.table.upload_bits)
+    profile = problem.profile
+    uplink = profile.uplink
+    if uplink is None:  # activation_bit_choices says so in the scenario's terms
+        raise ValueError(f"profile {profile.name!r} has no measured uplink costs")
+    tokens = (profile.seq_len or 1) * (profile.batch_size or 1)
+    upload = np.array(problem.table.upload_bits, dtype=np.float64)
+    coded = uplink.coded_ratio(bits) if coding == "zstd" else np.ones(problem.n_splits)
+    for s in range(1, profile.n_units):
+        hidden = int(uplink.hidden[s])
+        if hidden > 0:
+            upload[s] = payload_bits(tokens, hidden, uplink.settings(s, bits)) * coded[s]
+    return replace(problem, activation_bits=bits, coding=coding, upload_bits=upload,
+                   quantization_distortion=np.asarray(uplink.distortion(bits), dtype=np.float64))
+
+
 def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
                   gain: ArrayLike | None = None,
                   split_restriction: NDArray[np.bool_] | None = None,
-                  rules: RulePair | None = None) -> SplitProblem:
+                  rules: RulePair | None = None, activation_bits: int = 32) -> SplitProblem:
     """The split problem of a scenario, for its design gain or for given gains;
     `split_restriction` (shape (L+1,)) leaves only some splits to a strategy; `rules` is the
-    (device, server) pruning rule pair (calibrated mode)."""
+    (device, server) pruning rule pair (calibrated mode); `activation_bits` the width of the
+    crossing activation (docs/theory.md §6)."""
     profile = profile or load_profile(scenario.model.profile)
     device = scenario.device.to_device()
     server = scenario.server.to_server()
@@ -211,7 +274,7 @@ def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
     server_rate = server.flops_per_cycle * server.cpu_freq_max_hz
     server_prunable, server_fixed = _side_costs(profile, None if paper else pair[1],
                                                 server_rate, 1 - mask, "server")
-    return SplitProblem(
+    problem = SplitProblem(
         scenario=scenario, profile=profile, rules=pair, table=table, device=device,
         server=server, channel=channel,
         bound=bound, gain=gain_a,
@@ -229,3 +292,6 @@ def build_problem(scenario: Scenario, profile: ModelProfile | None = None,
         memory_fixed_bytes=memory_fixed,
         memory_prunable_bytes=memory_prunable,
     )
+    if activation_bits == 32 and scenario.uplink.coding == "none":
+        return problem
+    return with_activation_bits(problem, activation_bits)

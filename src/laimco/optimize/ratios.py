@@ -142,6 +142,8 @@ def _finish(problem: SplitProblem, el: _Elements, feasible: NDArray[np.bool_],
     rho_d_s = rho_d.reshape(el.shape)
     rho_s_s = rho_s.reshape(el.shape)
     objective = problem.bound.device(rho_d_s) + problem.bound.server(rho_s_s)
+    if problem.quantization_distortion is not None:  # D_q(s, b), a constant per split (eq. 6.5)
+        objective = objective + problem.quantization_distortion
     ok = feasible.reshape(el.shape)
     return RatioSolution(feasible=ok, rho_device=np.where(ok, rho_d_s, np.nan),
                          rho_server=np.where(ok, rho_s_s, np.nan),

@@ -28,7 +28,13 @@ from laimco.optimize.device_capacity import DevicePolicy
 from laimco.optimize.diagnose import infeasibility_reasons
 from laimco.optimize.evaluate import decision_costs
 from laimco.optimize.operating_point import operating_point
-from laimco.optimize.problem import SplitProblem, allowed_rules, build_problem
+from laimco.optimize.problem import (
+    SplitProblem,
+    activation_bit_choices,
+    allowed_rules,
+    build_problem,
+    with_activation_bits,
+)
 from laimco.optimize.ratios import RatioSolution, fixed_ratios, separate_ratios, tied_ratios
 from laimco.optimize.slsqp import slsqp_ratios, slsqp_split
 from laimco.profile import ModelProfile, load_profile
@@ -124,7 +130,8 @@ class ExactStrategy(Strategy):
             return problem
         keep = np.arange(problem.n_splits) == self.only_split(problem, options)
         return build_problem(problem.scenario, problem.profile, gain=problem.gain,
-                             split_restriction=keep, rules=problem.rules)
+                             split_restriction=keep, rules=problem.rules,
+                             activation_bits=problem.activation_bits)
 
     def ratios(self, problem: SplitProblem, options: StrategyOptions) -> RatioSolution:
         return self.ratio_rule(self.restricted(problem, options), self.policy, options)
@@ -290,14 +297,26 @@ def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile 
     options = options or StrategyOptions()
     started = time.perf_counter()
     profile = profile or load_profile(scenario.model.profile)
-    problems = [build_problem(scenario, profile, rules=pair)
-                for pair in rule_pairs(scenario, profile, strategy)]
+    problems = problem_variants(scenario, profile, strategy)
     quick = replace(options, explain_infeasible=False)
     decisions = [decide(problem, strategy, spec.solve(problem, quick)) for problem in problems]
     if all(d.point is None for d in decisions):  # say why, per rule pair (relaxed re-solves)
         decisions = [decide(problem, strategy, spec.solve(problem, options))
                      for problem in problems]
     return replace(_best(strategy, decisions), solve_time_s=time.perf_counter() - started)
+
+
+def problem_variants(scenario: Scenario, profile: ModelProfile, strategy: str,
+                     gain: np.ndarray | None = None) -> list[SplitProblem]:
+    """One problem per discrete choice a strategy is solved for: every (device rule, server
+    rule) pair and every activation width, in the order of preference (rule pairs in order,
+    then 32 bits first): the choices `solve` enumerates exactly (docs/theory.md §5.4, §6.3)."""
+    widths = sorted(activation_bit_choices(scenario, profile), reverse=True)
+    problems = []
+    for pair in rule_pairs(scenario, profile, strategy):
+        base = build_problem(scenario, profile, gain=gain, rules=pair)
+        problems += [with_activation_bits(base, bits) for bits in widths]
+    return problems
 
 
 def rule_pairs(scenario: Scenario, profile: ModelProfile,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from laimco.experiments.evaluate import paired_difference
+from laimco.experiments.evaluate_targets import paired_difference
 from laimco.experiments.study.claim import Claim, ClaimId, TextTable
 from laimco.experiments.study.claims_corners import MeasuredGain
 from laimco.experiments.study.errors import StudyError, first_problem

@@ -47,17 +47,16 @@ class FadingChoice:
 def per_split_solutions(scenario: Scenario, profile: ModelProfile, strategy: str,
                         options: Any, gains: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(objective, ρ_d, ρ_s), each (R, pairs, splits): the strategy's ratios and objective at
-    every rule pair and split, for every gain, as `solve` computes them at one gain."""
+    """(objective, ρ_d, ρ_s), each (R, choices, splits): the strategy's ratios and objective at
+    every discrete choice (rule pair, activation width) and split, for every gain, as `solve`
+    computes them at one gain."""
     from laimco.optimize import STRATEGIES
-    from laimco.optimize.problem import build_problem
-    from laimco.optimize.strategies import rule_pairs
+    from laimco.optimize.strategies import problem_variants
 
     spec = STRATEGIES[strategy]
     r = gains.size
     parts: list[tuple[np.ndarray, ...]] = []
-    for pair in rule_pairs(scenario, profile, strategy):
-        problem = build_problem(scenario, profile, gain=gains, rules=pair)
+    for problem in problem_variants(scenario, profile, strategy, gain=gains):
         solution = spec.ratios(problem, options)  # the strategy's own split restriction
         parts.append(tuple(np.asarray(a, dtype=np.float64).reshape(r, problem.n_splits)
                            for a in (solution.objective, solution.rho_device,
@@ -75,7 +74,7 @@ def choose(scenario: Scenario, profile: ModelProfile, strategy: str, options: An
     from laimco.optimize.tolerances import TIE_TOL
 
     objective, rho_d, rho_s = (a.reshape(gains.size, -1) for a in per_split_solutions(
-        scenario, profile, strategy, options, gains))  # (R, pairs × splits)
+        scenario, profile, strategy, options, gains))  # (R, choices × splits)
     split_of = np.arange(objective.shape[1]) % (profile.n_units + 1)
     rows = np.arange(gains.size)
     best_index = np.argmin(np.where(np.isfinite(objective), objective, np.inf), axis=1)
