@@ -136,6 +136,9 @@ class ProfileFile(_Strict):
     rules: dict[str, Any] | None = None
     # measured dense unit and part times, validated by laimco.rule_costs.ExecutionSection
     execution: dict[str, Any] | None = None
+    # measured cost of quantizing the activation at each split, validated by
+    # laimco.uplink_costs.UplinkSection (its messages name the key path)
+    uplink: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from laimco.models.loading import LoadedModel
 from laimco.models.profiler import profile_model
 from laimco.theory.distortion import magnitude_pruning_distortion
 from laimco.theory.law_fit import fit_gennorm_to_distortion
+from laimco.uplink_costs import UplinkSection
 
 
 def unit_index(matrix_name: str, loaded: LoadedModel) -> int:
@@ -28,10 +29,11 @@ def unit_index(matrix_name: str, loaded: LoadedModel) -> int:
 
 def export_profile(loaded: LoadedModel, laws: LawAccuracy, bound: OutputBound,
                    sides: SideConstants, rule_costs: RuleCostMeasurement | None,
-                   path: Path) -> str:
+                   path: Path, uplink: UplinkSection | None = None) -> str:
     """Write the profile with per-unit distortion-curve gennorm fits (pooled over the unit's
     matrices), the measured output sensitivities and, if measured, the rules' costs and the
-    execution times (`rule_costs`, docs/theory.md §5); returns its path."""
+    execution times (`rule_costs`, docs/theory.md §5) and the uplink quantization costs
+    (`uplink`, §6); returns its path."""
     from laimco.models.profiler import save_profile
 
     profile = profile_model(loaded, name=f"{loaded.name}-analyzed")
@@ -53,5 +55,7 @@ def export_profile(loaded: LoadedModel, laws: LawAccuracy, bound: OutputBound,
         "k_hat_whole_model": bound.k_hat}
     if rule_costs is not None:
         profile["rules"], profile["execution"] = rule_costs.rules, rule_costs.execution
+    if uplink is not None:
+        profile["uplink"] = uplink.model_dump()
     save_profile(profile, path)
     return str(path)
