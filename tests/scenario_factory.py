@@ -312,7 +312,8 @@ class Costs:
 class Reference:
     """The model of docs/theory.md §2–4 for one scenario and profile, written from the docs."""
 
-    def __init__(self, scenario: Scenario, profile: ModelProfile) -> None:
+    def __init__(self, scenario: Scenario, profile: ModelProfile,
+                 activation_bits: int = 32) -> None:
         self.scenario = sc = scenario
         self.profile = profile
         units = profile.units
@@ -351,6 +352,27 @@ class Reference:
         self.law = sc.distortion.paper_law
         self.k_d = sc.distortion.paper_k_device
         self.k_s = sc.distortion.paper_k_server
+        self.quantization = np.zeros(L + 1)
+        if activation_bits != 32 or sc.uplink.coding != "none":
+            self._quantized_uplink(activation_bits, sc.uplink.coding)
+
+    def _quantized_uplink(self, bits: int, coding: str) -> None:
+        """docs/theory.md §6.1, §6.3 written out: at 1 ≤ s < L the device sends seq_len rows of
+        H values at `bits` bits, each row in whole bytes, one float32 scale per row for the
+        integer widths (×the profile's mean zstd ratio when coded), and the attention mask as
+        the profile counts it; the objective gains D_q(s, b), the profile's measured table."""
+        profile = self.profile
+        uplink = profile.uplink
+        assert uplink is not None and profile.seq_len is not None
+        column = list(uplink.bits).index(bits)
+        for s in range(1, self.L):
+            hidden = int(uplink.hidden[s])
+            mask_bits = profile.units[s - 1].out_bits - profile.seq_len * hidden * 32
+            payload = profile.seq_len * (8 * math.ceil(hidden * bits / 8)
+                                         + (32 if bits <= 8 else 0))
+            ratio = float(uplink.zstd_ratio[s, column]) if coding == "zstd" else 1.0
+            self.upload_bits[s] = payload * ratio + mask_bits
+            self.quantization[s] = float(uplink.output_distortion[s, column])
 
     # ---- channel --------------------------------------------------------------------------
     def downlink_at(self, s: int) -> float:
@@ -467,7 +489,8 @@ class Reference:
         return 0.0 if prunable == 0 else max(0.0, 1 - rest / prunable)
 
     def objective(self, s: int, rho_d: float, rho_s: float) -> float:
-        return float(self.device_side(s, rho_d) + self.server_side(s, rho_s))
+        return float(self.device_side(s, rho_d) + self.server_side(s, rho_s)
+                     + self.quantization[s])
 
     def objective_scale(self, s: int) -> float:
         """The objective with both sides pruned at rho_max (a natural absolute scale)."""
@@ -585,8 +608,8 @@ class RuleReference(Reference):
     storage per rule (eq. 5.6)."""
 
     def __init__(self, scenario: Scenario, profile: ModelProfile,
-                 rules: tuple[str, str]) -> None:
-        super().__init__(scenario, profile)
+                 rules: tuple[str, str], activation_bits: int = 32) -> None:
+        super().__init__(scenario, profile, activation_bits)
         assert profile.execution is not None
         self.rules = rules
         self.costs_d, self.costs_s = profile.rules[rules[0]], profile.rules[rules[1]]

@@ -59,7 +59,8 @@ def _upload_bits(profile: ModelProfile, split: int, activation_bits: int | None,
                  coding: str) -> float:
     """What crosses the link, written out from docs/theory.md §6.1: the raw input at s = 0,
     nothing at s = L; else seq_len rows of H values at b bits, each row padded to whole bytes,
-    plus one float32 scale per row for the integer widths (×the measured zstd ratio)."""
+    plus one float32 scale per row for the integer widths (×the measured zstd ratio), plus
+    the attention mask as the profile counts it (its out_bits beyond the float32 rows)."""
     n = profile.n_units
     if split == 0:
         return profile.input_bits
@@ -69,13 +70,14 @@ def _upload_bits(profile: ModelProfile, split: int, activation_bits: int | None,
     if activation_bits == 32 and coding == "none":
         return profile.units[split - 1].out_bits
     assert profile.uplink is not None and profile.seq_len is not None
-    hidden = int(profile.units[split - 1].out_bits) // 32 // profile.seq_len
+    hidden = int(profile.uplink.hidden[split])
+    mask_bits = profile.units[split - 1].out_bits - profile.seq_len * hidden * 32
     row_bits = 8 * math.ceil(hidden * activation_bits / 8)
     scale_bits = 32 if activation_bits <= 8 else 0
     bits = profile.seq_len * (row_bits + scale_bits)
     if coding == "zstd":
         bits *= profile.uplink.coded_ratio(activation_bits)[split]
-    return float(bits)
+    return float(bits + mask_bits)
 
 
 def _recomputed(sc: Scenario, profile: ModelProfile, d: dict) -> dict[str, float]:

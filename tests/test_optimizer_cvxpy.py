@@ -131,7 +131,9 @@ class SplitModel:
             cons.append((fixed + (1 - self.rd) * prunable) / ref.M <= 1)
         if ref.tied and self.device_matters and self.server_matters:
             cons.append(self.rd == self.rs)
-        self.problem = cp.Problem(cp.Minimize(yd + ys), cons)
+        # D_q(s, b) of a quantized uplink: a constant of the split (docs/theory.md §6.3)
+        self.problem = cp.Problem(cp.Minimize(yd + ys + float(ref.quantization[s]) / self.scale),
+                                  cons)
         grid = ref.rho_max * np.concatenate([np.linspace(0, 1, N_CUTS0 // 2),
                                              1 - np.geomspace(1e-4, 1, N_CUTS0 // 2)])
         self.points = {"d": list(grid), "s": list(grid)}
@@ -206,6 +208,28 @@ def test_cvxpy_agrees_with_the_solver_for_every_rule_pair(scenario: str,
     profile = load_profile(sc.model.profile)
     _agree_at_every_split(f"{scenario} {pair}", RuleReference(sc, profile, pair),
                           build_problem(sc, profile, rules=pair))
+
+
+@pytest.mark.filterwarnings("ignore:Solution may be inaccurate")
+@pytest.mark.parametrize("bits", [16, 8, 4, 2])
+@pytest.mark.parametrize("scenario", ["minilm-phone", "minilm-iot"])
+def test_cvxpy_agrees_with_the_solver_for_every_activation_width(scenario: str,
+                                                                 bits: int) -> None:
+    """The compressed uplink (docs/theory.md §6): per split, the exact solver at a width
+    equals the conic model whose upload size is written out from eq. 6.1 and whose objective
+    adds the profile's measured D_q(s, b)."""
+    from pathlib import Path
+
+    from scenario_factory import RuleReference
+
+    from laimco.config import load_scenario
+    from laimco.profile import load_profile
+
+    sc = load_scenario(Path(__file__).parents[1] / "scenarios" / f"{scenario}.toml")
+    profile = load_profile(sc.model.profile)
+    pair = ("structured", "structured")
+    _agree_at_every_split(f"{scenario} {bits} bits", RuleReference(sc, profile, pair, bits),
+                          build_problem(sc, profile, rules=pair, activation_bits=bits))
 
 
 def _agree_at_every_split(name: str, ref: Reference, problem: SplitProblem) -> None:

@@ -321,18 +321,19 @@ def test_a_non_convex_rule_curve_is_refused() -> None:
 @pytest.mark.parametrize("strategy", ["joint", "max-power", "tied", "fixed-ratio"])
 def test_merging_rules_that_save_nothing_changes_no_decision(strategy: str) -> None:
     """`solve` keeps one of the rules whose pruning saves neither time nor memory when ratios
-    are free (docs/theory.md §5.4); the full enumeration of every rule pair gives the same
-    objective."""
+    are free (docs/theory.md §5.4); the full enumeration of every rule pair and activation
+    width, each solved alone (not stacked as `solve` does, §6.3), gives the same objective."""
     import itertools as it
 
     from laimco.optimize.decision import decide
-    from laimco.optimize.problem import build_problem
+    from laimco.optimize.problem import activation_bit_choices, build_problem
     from laimco.optimize.strategies import STRATEGIES, StrategyOptions, _best
 
     sc = load_scenario(PHONE)
     profile = load_profile(sc.model.profile)
-    problems = [build_problem(sc, profile, rules=pair)
-                for pair in it.product(list(profile.rules), repeat=2)]
+    problems = [build_problem(sc, profile, rules=pair, activation_bits=bits)
+                for pair in it.product(list(profile.rules), repeat=2)
+                for bits in activation_bit_choices(sc, profile)]
     every = [decide(p, strategy, STRATEGIES[strategy].solve(p, StrategyOptions()))
              for p in problems]
     full, merged = _best(strategy, every), solve(sc, strategy, profile=profile)

@@ -57,7 +57,7 @@ def test_every_shipped_scenario_solves_to_a_decision_that_meets_its_limits(path:
     d = json.loads(result.stdout)
     assert d["status"] == "optimal", d.get("reasons")
     scenario = load_scenario(path)
-    ref = Reference(scenario, load_profile(scenario.model.profile))
+    ref = Reference(scenario, load_profile(scenario.model.profile), d["activation_bits"] or 32)
     s, rho_d, rho_s = d["split"], d["rho_device"], d["rho_server"]
     power, f_d, f_s = d["power_w"], d["freq_device_hz"], d["freq_server_hz"]
     costs = ref.costs(s, rho_d, rho_s, power, f_d, f_s, ref.design_gain())

@@ -232,8 +232,12 @@ def capacity_point(x: FloatArray, *curve: Any
             c_in = np.minimum(np.cbrt(left * d_in**2 / kap), F * d_in)
             s_in = np.where(tau >= tau_cap, (2 / 3) * c_in / d_in,
                             F * neg_slope / (k_f3 + neg_slope))
-            c_bd = np.minimum(f_v, np.cbrt(left * v**2 / kap))
-            s_bd = np.where(f_v <= c_bd, F, (2 / 3) * c_bd / v)
+            # F·v ≤ (left·v²/κ)^{1/3} exactly when v ≤ left/(κF³): decided in v, computed as
+            # Δ was, so rounding cannot pick the energy branch's slope a few ulps below a
+            # junction where both tie (it made the joint search's balance jump there)
+            capped = v <= left / k_f3
+            c_bd = np.where(capped, f_v, np.cbrt(left * v**2 / kap))
+            s_bd = np.where(capped, F, (2 / 3) * c_bd / v)
         time_s = np.where(interior, tau + d_in, t_lo + v)
         cycles = np.where(interior, c_in, c_bd)
         # the slope never exceeds F (NaN or ∞ only at v = 0 or where nothing is left)

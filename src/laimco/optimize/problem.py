@@ -210,9 +210,27 @@ def with_activation_bits(problem: SplitProblem, bits: int) -> SplitProblem:
     for s in range(1, profile.n_units):
         hidden = int(uplink.hidden[s])
         if hidden > 0:
-            upload[s] = payload_bits(tokens, hidden, uplink.settings(s, bits)) * coded[s]
+            # what else crosses (the attention mask) is sent as the profile counts it
+            rest = max(upload[s] - tokens * hidden * (profile.activation_bits or 32), 0.0)
+            upload[s] = payload_bits(tokens, hidden, uplink.settings(s, bits)) * coded[s] + rest
     return replace(problem, activation_bits=bits, coding=coding, upload_bits=upload,
                    quantization_distortion=np.asarray(uplink.distortion(bits), dtype=np.float64))
+
+
+def stack_widths(problem: SplitProblem, widths: list[int]) -> SplitProblem:
+    """One problem holding every width at once, for the vectorized exact solver: the width
+    takes the place of the gain axis (gain shape (W, 1), upload bits and D_q shape (W, L+1)),
+    so one ratio solve covers all widths. Row w is `with_activation_bits(problem, widths[w])`;
+    the problem must be at one gain."""
+    variants = [with_activation_bits(problem, bits) for bits in widths]
+    gain = float(np.ravel(problem.gain)[0])
+    zeros = np.zeros(problem.n_splits)
+    return replace(
+        problem, gain=np.full((len(widths), 1), gain),
+        upload_bits=np.stack([v.upload_bits for v in variants]),
+        quantization_distortion=np.stack([
+            zeros if v.quantization_distortion is None else v.quantization_distortion
+            for v in variants]))
 
 
 def build_problem(scenario: Scenario, profile: ModelProfile | None = None,

@@ -33,6 +33,7 @@ from laimco.optimize.problem import (
     activation_bit_choices,
     allowed_rules,
     build_problem,
+    stack_widths,
     with_activation_bits,
 )
 from laimco.optimize.ratios import RatioSolution, fixed_ratios, separate_ratios, tied_ratios
@@ -106,6 +107,13 @@ class Strategy(ABC):
     def ratios(self, problem: SplitProblem, options: StrategyOptions) -> RatioSolution:
         ...
 
+    def solve_widths(self, problem: SplitProblem, widths: list[int], options: StrategyOptions
+                     ) -> list[tuple[SplitProblem, Candidate | list[Reason]]]:
+        """`solve` at every activation width of a problem (one rule pair): the problem of
+        each width with what the strategy found there."""
+        variants = [with_activation_bits(problem, bits) for bits in widths]
+        return [(v, self.solve(v, options)) for v in variants]
+
 
 RatioRule = Callable[[SplitProblem, DevicePolicy, StrategyOptions], RatioSolution]
 SplitRule = Callable[[SplitProblem, StrategyOptions], int]
@@ -139,6 +147,28 @@ class ExactStrategy(Strategy):
     def solve(self, problem: SplitProblem, options: StrategyOptions) -> Candidate | list[Reason]:
         problem = self.restricted(problem, options)
         solution = self.ratio_rule(problem, self.policy, options)
+        return self._best_split(problem, solution, options)
+
+    def solve_widths(self, problem: SplitProblem, widths: list[int], options: StrategyOptions
+                     ) -> list[tuple[SplitProblem, Candidate | list[Reason]]]:
+        """Every width in one vectorized ratio solve (`stack_widths`), then each width's best
+        split as `solve` chooses it."""
+        if len(widths) == 1:
+            return super().solve_widths(problem, widths, options)
+        problem = self.restricted(problem, options)
+        solution = self.ratio_rule(stack_widths(problem, widths), self.policy, options)
+        shape = (len(widths), problem.n_splits)
+        found = []
+        for row, bits in enumerate(widths):
+            variant = with_activation_bits(problem, bits)
+            row_solution = RatioSolution(*(np.asarray(a).reshape(shape)[row] for a in (
+                solution.feasible, solution.rho_device, solution.rho_server,
+                solution.objective)))
+            found.append((variant, self._best_split(variant, row_solution, options)))
+        return found
+
+    def _best_split(self, problem: SplitProblem, solution: RatioSolution,
+                    options: StrategyOptions) -> Candidate | list[Reason]:
         objective = np.ravel(solution.objective)
         if not np.isfinite(objective).any():
             if not options.explain_infeasible:
@@ -297,12 +327,15 @@ def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile 
     options = options or StrategyOptions()
     started = time.perf_counter()
     profile = profile or load_profile(scenario.model.profile)
-    problems = problem_variants(scenario, profile, strategy)
+    widths = sorted(activation_bit_choices(scenario, profile), reverse=True)
     quick = replace(options, explain_infeasible=False)
-    decisions = [decide(problem, strategy, spec.solve(problem, quick)) for problem in problems]
-    if all(d.point is None for d in decisions):  # say why, per rule pair (relaxed re-solves)
+    decisions = [decide(problem, strategy, found)
+                 for pair in rule_pairs(scenario, profile, strategy)
+                 for problem, found in spec.solve_widths(
+                     build_problem(scenario, profile, rules=pair), widths, quick)]
+    if all(d.point is None for d in decisions):  # say why, per choice (relaxed re-solves)
         decisions = [decide(problem, strategy, spec.solve(problem, options))
-                     for problem in problems]
+                     for problem in _least_upload(problem_variants(scenario, profile, strategy))]
     return replace(_best(strategy, decisions), solve_time_s=time.perf_counter() - started)
 
 
@@ -317,6 +350,18 @@ def problem_variants(scenario: Scenario, profile: ModelProfile, strategy: str,
         base = build_problem(scenario, profile, gain=gain, rules=pair)
         problems += [with_activation_bits(base, bits) for bits in widths]
     return problems
+
+
+def _least_upload(problems: list[SplitProblem]) -> list[SplitProblem]:
+    """Per rule pair, the width that sends the fewest bits at every split when one does: the
+    limits do not depend on the width otherwise, so it is feasible wherever any width is and
+    the reasons for infeasibility are the same (docs/theory.md §6.3)."""
+    kept = []
+    for pair in dict.fromkeys(p.rules for p in problems):
+        same = [p for p in problems if p.rules == pair]
+        least = [p for p in same if all(np.all(p.upload_bits <= q.upload_bits) for q in same)]
+        kept += least[:1] or same
+    return kept
 
 
 def rule_pairs(scenario: Scenario, profile: ModelProfile,
