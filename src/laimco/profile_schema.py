@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from laimco.models.family_names import family_names
 from laimco.schema_messages import describe_validation_error
 
 MAX_UNITS = 4096  # LLaMA-7B has 34 units; the split table is (L+1)×L per field
@@ -108,6 +109,19 @@ class UnitEntry(_Strict):
         return table
 
 
+def _known_family(value: str) -> str:
+    if value not in family_names():
+        raise ValueError(f"unknown model family {value!r}: laimco has an adapter for "
+                         f"{', '.join(map(repr, family_names()))}")
+    return value
+
+
+# a registered family (one adapter module each in laimco/models/families); the schema's enum
+# lets error messages list them
+FamilyName = Annotated[str, Field(strict=True, json_schema_extra={"enum": list(family_names())}),
+                       AfterValidator(_known_family)]
+
+
 class OutputSensitivity(_Strict):
     """Measured constants of the output bound (written by `laimco analyze`)."""
 
@@ -122,7 +136,7 @@ class ProfileFile(_Strict):
 
     name: Name
     source: Text | None = None
-    family: Literal["bert", "gpt2", "llama", "vit"] | None = None
+    family: FamilyName | None = None
     batch_size: PositiveInt | None = None
     seq_len: PositiveInt | None = None
     image_size: PositiveInt | None = None

@@ -44,6 +44,7 @@ from laimco.experiments.analysis_profile import export_profile
 from laimco.experiments.analysis_report import report_markdown
 from laimco.experiments.analysis_result import Analysis
 from laimco.experiments.text_batches import text_batches
+from laimco.models.families import family_adapters
 from laimco.models.loading import LoadedModel, load_model
 from laimco.models.profiler import profile_model
 from laimco.models.sensitivity import lipschitz_estimate
@@ -90,9 +91,11 @@ def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     loaded = load_model(model)
-    if loaded.family != "bert":
+    if not loaded.adapter.sentence_embeddings:
+        known = [a.name for a in family_adapters() if a.sentence_embeddings]
         raise ValueError(f"laimco analyze measures sentence embeddings: {loaded.name} is a "
-                         f"{loaded.family} model; use a BERT-style encoder")
+                         f"{loaded.family} model; use a model of the {', '.join(known)} "
+                         f"family (a BERT-style encoder)")
     texts, n_calibration, n_heldout = _texts(loaded, quick)
     ratios = QUICK_RATIOS if quick else OUTPUT_RATIOS
     timings: dict[str, float] = {}

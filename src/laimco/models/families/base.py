@@ -120,6 +120,12 @@ class FamilyAdapter(ABC):
     final_norm: ClassVar[str | None] = None  # dropped on the device side of a split
     masked_attention: ClassVar[bool] = True  # scores get an additive (padding/causal) mask
     checks_positions: ClassVar[bool] = True  # a learned position table bounds seq_len
+    # the output is a sentence embedding (mean-pooled, L2-normalized): what `laimco analyze`
+    # measures distortion on
+    sentence_embeddings: ClassVar[bool] = False
+    # the analytic estimate of K (laimco.models.sensitivity, docs/theory.md §3.12) knows the
+    # family's block layout
+    lipschitz_estimate: ClassVar[bool] = False
     layout: ClassVar[AttentionLayout]
 
     @property

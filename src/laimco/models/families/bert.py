@@ -45,6 +45,8 @@ class BertFamily(TextFamily):
     blocks_path = "encoder.layer"
     head_paths = ()
     head_name = "pooling"
+    sentence_embeddings = True
+    lipschitz_estimate = True
     layout = AttentionLayout("attention.self", "attention.self.query", "attention.self.key",
                              "attention.self.value", "attention.output.dense",
                              ("intermediate.dense",), "output.dense")
