@@ -124,7 +124,7 @@ def test_adapter_splitting_hands_each_side_its_blocks(family: str) -> None:
 
 def test_profile_of_a_vit_config_carries_every_header_field() -> None:
     data = profile_from_config(CONFIGS["vit"](), batch_size=2)
-    profile = profile_from_dict(json.loads(json.dumps(data)))
+    profile = profile_from_dict(json.loads(data.json_text()))
     assert profile.family == "vit"
     assert profile.seq_len == (16 // 4) ** 2 + 1  # patches + [CLS]
     assert profile.image_size == 16
@@ -138,7 +138,7 @@ def test_profile_of_a_vit_config_carries_every_header_field() -> None:
 
 def test_a_measured_profile_is_not_architecture_only() -> None:
     loaded = model_from_config(CONFIGS["gpt2"](), seed=0)
-    profile = profile_from_dict(profile_model(loaded, seq_len=8))
+    profile = profile_from_dict(profile_model(loaded, seq_len=8).json_data())
     assert profile.family == "gpt2" and profile.seq_len == 8 and profile.image_size is None
     assert not profile.architecture_only
     assert {u.weights for u in profile.units} == {"measured"}

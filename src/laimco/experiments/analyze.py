@@ -130,8 +130,8 @@ def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick:
             from laimco.measure.rule_measurement import measure_rule_costs
 
             rule_costs = timed("rules", lambda: measure_rule_costs(
-                loaded, profile_model(loaded)["units"], texts.calibration, rules,
-                progress=progress))
+                loaded, [u.model_dump() for u in profile_model(loaded).units],
+                texts.calibration, rules, progress=progress))
         profile = timed("profile", lambda: export_profile(
             loaded, laws, bound, sides, rule_costs, out / "profile.json"))
     result = Analysis(model=loaded.name, n_calibration=n_calibration, n_heldout=n_heldout,
