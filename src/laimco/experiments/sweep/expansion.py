@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from laimco.config import Scenario, ScenarioError, scenario_from_dict
-from laimco.experiments.sweep.file_model import Kind
+from laimco.experiments.sweep.file_model import Kind, OptionsSection
 from laimco.experiments.sweep.producers import producer_for
 from laimco.experiments.sweep.spec import SweepSpec, fail
+from laimco.optimize.strategies import StrategyOptions
 from laimco.profile import ModelProfile, parse_profile_text, resolve_profile_text
 
 # 2: an infeasible row's split is null; infeasible_limits holds limit keys only
@@ -32,12 +33,12 @@ ENGINE_VERSION = 3  # part of every chunk key: bump when a kind's rows change me
 
 @dataclass(frozen=True)
 class Point:
-    """One combination of axis values and its validated scenario (as a dict whose
-    model.profile is the content hash of the profile it runs on)."""
+    """One combination of axis values and its validated scenario, whose model.profile is the
+    content hash of the profile it runs on (None for the bound kind, which runs no scenario)."""
 
     index: int
     coords: tuple[Any, ...]
-    scenario: dict[str, Any]
+    scenario: Scenario | None
 
 
 @functools.lru_cache(maxsize=32)
@@ -55,7 +56,7 @@ class ChunkTask:
     points: tuple[Point, ...]
     profiles: dict[str, str]  # content hash → profile JSON text
     strategies: tuple[str, ...]
-    options: dict[str, Any]
+    options: OptionsSection
     realizations: int
     seed: int
     common_random_numbers: bool
@@ -70,21 +71,20 @@ class ChunkTask:
         return len(self.points) * per_point * producer_for(self.kind).decisions_per_realization
 
     def scenario(self, point: Point) -> Scenario:
-        return scenario_from_dict(point.scenario)
+        assert point.scenario is not None  # only the bound kind has none, and asks for none
+        return point.scenario
 
     def profile(self, point: Point) -> ModelProfile:
         """The profile the point runs on (parsed once per worker process)."""
-        return _parse_profile(self.profiles[point.scenario["model"]["profile"]])
+        return _parse_profile(self.profiles[self.scenario(point).model.profile])
 
     def coords(self, point: Point) -> dict[str, Any]:
         """The point's axis values by key; a base scenario file is named by its stem."""
         return {key: Path(value).stem if key == "base" else value
                 for (key, _), value in zip(self.axes, point.coords, strict=True)}
 
-    def strategy_options(self) -> Any:
-        from laimco.optimize import StrategyOptions
-
-        return StrategyOptions(**self.options)
+    def strategy_options(self) -> StrategyOptions:
+        return StrategyOptions(**self.options.model_dump(exclude_none=True))
 
     def rayleigh_gains(self, point: Point, scenario: Scenario) -> np.ndarray:
         """`realizations` Rayleigh gains ḡ·|h|², |h|² ~ Exp(1) (docs/theory.md §2, eq. 2.8);
@@ -170,7 +170,7 @@ def expand(spec: SweepSpec, cache: Path) -> Expansion:
     digest_of: dict[str, str] = {}  # profile name → content hash
     for index, coords in enumerate(itertools.product(*(a.values for a in spec.axes))):
         if spec.kind == "bound":
-            points.append(Point(index, tuple(coords), {}))
+            points.append(Point(index, tuple(coords), None))
             continue
         described = ", ".join(f"{a.key} = {v!r}" for a, v in zip(spec.axes, coords, strict=True))
         where = f"point {index} ({described})"
@@ -187,8 +187,8 @@ def expand(spec: SweepSpec, cache: Path) -> Expansion:
                 raise fail(spec.path, f"{where}: model.profile {name!r}: {err}") from None
             digest_of[name] = "sha256:" + _sha(text)
             profiles[digest_of[name]] = text
-        resolved = scenario.model_dump()
-        resolved["model"]["profile"] = digest_of[name]
+        resolved = scenario.model_copy(update={"model": scenario.model.model_copy(
+            update={"profile": digest_of[name]})})
         _check_point(spec, scenario, profiles[digest_of[name]], where)
         points.append(Point(index, tuple(coords), resolved))
     expansion = Expansion(spec, points, profiles)
@@ -209,20 +209,20 @@ def _check_point(spec: SweepSpec, scenario: Scenario, profile_text: str, where: 
     if spec.kind == "robust" and scenario.channel.fading != "rayleigh":
         raise fail(spec.path, f"{where}: a robust sweep needs channel.fading = 'rayleigh' "
                               "and channel.outage_prob (set them in [set] or the base)")
-    split = spec.options.get("split")
+    split = spec.options.split
     if "fixed-split" in spec.strategies and split is not None and not (
             0 <= int(split) <= profile.n_units):
         raise fail(spec.path, f"{where}: options.split = {split} but profile "
                               f"{profile.name!r} has splits 0..{profile.n_units}")
-    ratio = float(spec.options.get("ratio", 0.5))
+    ratio = spec.options.ratio if spec.options.ratio is not None else StrategyOptions.ratio
     if "fixed-ratio" in spec.strategies and not 0 <= ratio <= scenario.task.rho_max:
         raise fail(spec.path, f"{where}: options.ratio = {ratio} is outside "
                               f"[0, task.rho_max = {scenario.task.rho_max}]")
 
 
 def _chunk(spec: SweepSpec, points: Sequence[Point], profiles: dict[str, str]) -> ChunkTask:
-    used = {p.scenario["model"]["profile"] for p in points if p.scenario}
-    fields: dict[str, Any] = {
+    used = {p.scenario.model.profile for p in points if p.scenario is not None}
+    fields: dict[str, Any] = {  # ChunkTask's fields, keyed below by their JSON form
         "kind": spec.kind, "axes": tuple((a.key, a.dtype) for a in spec.axes),
         "points": tuple(points), "strategies": spec.strategies, "options": spec.options,
         "realizations": spec.realizations, "seed": spec.seed,
@@ -230,7 +230,9 @@ def _chunk(spec: SweepSpec, points: Sequence[Point], profiles: dict[str, str]) -
     if spec.kind == "bound":
         fields |= {"model": spec.model, "calibration_sentences": spec.calibration_sentences,
                    "heldout_sentences": spec.heldout_sentences}
-    keyed = {k: ([(p.index, list(p.coords), p.scenario) for p in v] if k == "points" else v)
-             for k, v in fields.items()}
+    keyed = fields | {
+        "points": [(p.index, list(p.coords), p.scenario.model_dump() if p.scenario else {})
+                   for p in points],
+        "options": spec.options.model_dump(exclude_none=True)}
     key = _sha(_canonical({"engine": ENGINE_VERSION, **keyed}))[:32]
     return ChunkTask(key=key, profiles={h: profiles[h] for h in sorted(used)}, **fields)
