@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from laimco.models.family_names import family_names
-from laimco.schema_messages import describe_validation_error
+from laimco.schema_messages import JsonSchema, describe_validation_error
 
 MAX_UNITS = 4096  # LLaMA-7B has 34 units; the split table is (L+1)×L per field
 MAX_QUANTILE_LEVELS = 100_001  # the profiler writes 1001
@@ -199,5 +199,5 @@ def describe_errors(error: ValidationError) -> str:
 
 
 @functools.cache
-def _profile_schema() -> dict[str, Any]:
+def _profile_schema() -> JsonSchema:
     return ProfileFile.model_json_schema()

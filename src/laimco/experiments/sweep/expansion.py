@@ -26,6 +26,10 @@ from laimco.experiments.sweep.spec import SweepSpec, fail
 from laimco.optimize.strategies import StrategyOptions
 from laimco.profile import ModelProfile, parse_profile_text, resolve_profile_text
 
+# a scenario file's TOML data before validation (a dict: it is the file's own form; it stays in
+# this module, and leaves it as a validated Scenario)
+TomlTable = dict[str, Any]
+
 # 2: an infeasible row's split is null; infeasible_limits holds limit keys only
 # 3: a fading realization with tied splits takes the split `solve` picks (least energy)
 ENGINE_VERSION = 3  # part of every chunk key: bump when a kind's rows change meaning
@@ -79,7 +83,8 @@ class ChunkTask:
         return _parse_profile(self.profiles[self.scenario(point).model.profile])
 
     def coords(self, point: Point) -> dict[str, Any]:
-        """The point's axis values by key; a base scenario file is named by its stem."""
+        """The point's axis values by key; a base scenario file is named by its stem (a dict:
+        the row producers add them as table columns, whose names are the sweep's axis keys)."""
         return {key: Path(value).stem if key == "base" else value
                 for (key, _), value in zip(self.axes, point.coords, strict=True)}
 
@@ -96,7 +101,7 @@ class ChunkTask:
                                                           np.random.default_rng(sequence))
 
 
-def _set_key(data: dict[str, Any], key: str, value: Any) -> None:
+def _set_key(data: TomlTable, key: str, value: Any) -> None:
     section, _, name = key.partition(".")
     data.setdefault(section, {})[name] = value
 
@@ -124,9 +129,9 @@ class _Bases:
 
     def __init__(self, spec: SweepSpec) -> None:
         self.spec = spec
-        self.read: dict[Path, dict[str, Any]] = {}
+        self.read: dict[Path, TomlTable] = {}
 
-    def copy(self, file: Path) -> dict[str, Any]:
+    def copy(self, file: Path) -> TomlTable:
         if file not in self.read:
             where = f"base scenario {file}"
             try:
@@ -139,11 +144,11 @@ class _Bases:
             except OSError as err:
                 raise fail(self.spec.path, f"{where}: cannot be read: "
                                            f"{err.strerror or err}") from None
-        copied: dict[str, Any] = json.loads(json.dumps(self.read[file]))
+        copied: TomlTable = json.loads(json.dumps(self.read[file]))
         return copied
 
 
-def _point_data(spec: SweepSpec, bases: _Bases, coords: Sequence[Any]) -> dict[str, Any]:
+def _point_data(spec: SweepSpec, bases: _Bases, coords: Sequence[Any]) -> TomlTable:
     """The scenario dict of one point: its base file, then [set], then its axis values."""
     file = spec.base
     for axis, value in zip(spec.axes, coords, strict=True):
