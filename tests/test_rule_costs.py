@@ -294,7 +294,7 @@ def test_execution_measurement_on_a_small_bert_gives_a_valid_section() -> None:
                                      num_attention_heads=4, intermediate_size=64,
                                      max_position_embeddings=128)
     loaded = model_from_config(config, seed=1)
-    units = profile_model(loaded, seq_len=128)["units"]
+    units = [u.model_dump() for u in profile_model(loaded, seq_len=128).units]
     section = measure_execution_times(loaded, units, rounds=2)
     times = parse_execution(section, len(units))
     n = len(units)

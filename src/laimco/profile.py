@@ -243,8 +243,8 @@ def resolve_profile_text(name_or_path: str | Path, *, seq_len: int = DEFAULT_SEQ
         if not target.is_file():
             from laimco.models.profiler import save_profile
 
-            save_profile(json.loads(_config_profile_text(config, config.stat().st_mtime_ns,
-                                                         seq_len)), target)
+            save_profile(ProfileFile.model_validate(json.loads(_config_profile_text(
+                config, config.stat().st_mtime_ns, seq_len))), target)
         return _read_capped(target)
     if name in _builtin_profile_names():
         return (resources.files("laimco") / "profiles" / f"{name}.json").read_text()
@@ -302,7 +302,7 @@ def _config_profile_text(path: Path, mtime_ns: int, seq_len: int) -> str:
         profile = profile_from_config(path, seq_len=seq_len, name=path.stem)
     except (OSError, ValueError, TypeError, KeyError) as err:  # a config transformers rejects
         raise ProfileError(f"profile 'config:{path.stem}': {err}") from None
-    return json.dumps(profile, indent=2) + "\n"
+    return profile.json_text()
 
 
 def _read_capped(path: Path) -> str:

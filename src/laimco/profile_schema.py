@@ -13,6 +13,7 @@ A new optional top-level section is one more field on `ProfileFile` (with its ow
 from __future__ import annotations
 
 import functools
+import json
 import math
 from typing import Annotated, Any, Literal
 
@@ -22,12 +23,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from laimco.schema_messages import describe_validation_error
+from laimco.models.family_names import family_names
+from laimco.schema_messages import JsonSchema, describe_validation_error
 
 MAX_UNITS = 4096  # LLaMA-7B has 34 units; the split table is (L+1)×L per field
 MAX_QUANTILE_LEVELS = 100_001  # the profiler writes 1001
@@ -58,10 +61,16 @@ def _whole_or_zero(value: float) -> float:
     return value
 
 
+def _json_number(value: float) -> float | int:
+    """A whole FLOP or bit count is written as a JSON integer, as the profiler counts it."""
+    return int(value) if value.is_integer() else value
+
+
 _INTEGRAL = BeforeValidator(_integral)
 Count = Annotated[int, _INTEGRAL, Field(ge=0, le=MAX_COUNT, strict=True)]
 PositiveInt = Annotated[int, _INTEGRAL, Field(ge=1, le=10**9, strict=True)]
-Cost = Annotated[float, _range(0.0, MAX_COST), AfterValidator(_whole_or_zero)]
+Cost = Annotated[float, _range(0.0, MAX_COST), AfterValidator(_whole_or_zero),
+                 PlainSerializer(_json_number, when_used="json")]
 Statistic = Annotated[float, _range(0.0, MAX_STATISTIC)]
 # Generalized-Gaussian shape: fits of real weights lie in 0.5…3; outside [0.1, 100] the law's
 # moments Γ(3/β)/Γ(1/β) overflow double precision (β = 0.01 gives e^1049)
@@ -91,9 +100,10 @@ class UnitEntry(_Strict):
     weight_std: Statistic
     gennorm_beta: Shape = 1.0
     gennorm_scale: Statistic = 0.0
-    gennorm_fit: Text | None = None
     magnitude_quantiles: Annotated[list[Statistic], Field(max_length=MAX_QUANTILE_LEVELS)] = []
     weight_sample_size: Count | None = None
+    # the keys laimco analyze adds, last (fields are written in this order)
+    gennorm_fit: Text | None = None
     output_sensitivity: Statistic | None = None
 
     @field_validator("magnitude_quantiles")
@@ -106,6 +116,19 @@ class UnitEntry(_Strict):
                 raise ValueError(f"quantiles must not decrease: level {i} is {table[i]!r}, "
                                  f"below level {i - 1}'s {table[i - 1]!r}")
         return table
+
+
+def _known_family(value: str) -> str:
+    if value not in family_names():
+        raise ValueError(f"unknown model family {value!r}: laimco has an adapter for "
+                         f"{', '.join(map(repr, family_names()))}")
+    return value
+
+
+# a registered family (one adapter module each in laimco/models/families); the schema's enum
+# lets error messages list them
+FamilyName = Annotated[str, Field(strict=True, json_schema_extra={"enum": list(family_names())}),
+                       AfterValidator(_known_family)]
 
 
 class OutputSensitivity(_Strict):
@@ -122,7 +145,7 @@ class ProfileFile(_Strict):
 
     name: Name
     source: Text | None = None
-    family: Literal["bert", "gpt2", "llama", "vit"] | None = None
+    family: FamilyName | None = None
     batch_size: PositiveInt | None = None
     seq_len: PositiveInt | None = None
     image_size: PositiveInt | None = None
@@ -131,14 +154,23 @@ class ProfileFile(_Strict):
     magnitude_quantile_levels: QuantileLevels | None = None
     units: Annotated[list[UnitEntry], Field(min_length=1, max_length=MAX_UNITS)]
     output_sensitivity: OutputSensitivity | None = None
-    # measured pruning-rule costs, validated by laimco.rule_costs.RulesSection (its messages
-    # name the rule and unit)
+    # measured pruning-rule costs, kept in their JSON form here and validated by
+    # laimco.rule_costs.RulesSection (its messages name the rule and unit)
     rules: dict[str, Any] | None = None
     # measured dense unit and part times, validated by laimco.rule_costs.ExecutionSection
     execution: dict[str, Any] | None = None
     # measured cost of quantizing the activation at each split, validated by
     # laimco.uplink_costs.UplinkSection (its messages name the key path)
     uplink: dict[str, Any] | None = None
+
+    def json_data(self) -> dict[str, Any]:
+        """The profile as its JSON object (a dict on purpose: it is the file's form): the keys it
+        was built or read with, in the order of this schema."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def json_text(self) -> str:
+        """The profile file's text, pretty-printed."""
+        return json.dumps(self.json_data(), indent=2) + "\n"
 
     @model_validator(mode="before")
     @classmethod
@@ -170,5 +202,5 @@ def describe_errors(error: ValidationError) -> str:
 
 
 @functools.cache
-def _profile_schema() -> dict[str, Any]:
+def _profile_schema() -> JsonSchema:
     return ProfileFile.model_json_schema()

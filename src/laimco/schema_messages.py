@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+# pydantic's model_json_schema() of a file format: a JSON Schema document, so a dict
+JsonSchema = dict[str, Any]
+
 _OPEN = ("gt", "lt", "exclusiveMinimum", "exclusiveMaximum")
 _PLAIN = {
     "extra_forbidden": "unknown key (check its spelling and where it sits)",
@@ -18,7 +21,7 @@ _PLAIN = {
 }
 
 
-def describe_validation_error(error: ValidationError, schema: dict[str, Any], *,
+def describe_validation_error(error: ValidationError, schema: JsonSchema, *,
                               limit: int = 8) -> list[str]:
     """The lines of the message (at most `limit` problems, then a count of the rest).
 
@@ -53,7 +56,7 @@ def describe_validation_error(error: ValidationError, schema: dict[str, Any], *,
     return lines
 
 
-def allowed_values(schema: dict[str, Any], loc: tuple[Any, ...]) -> str | None:
+def allowed_values(schema: JsonSchema, loc: tuple[Any, ...]) -> str | None:
     """What the schema allows at a data path: "a number, 0 ≤ value ≤ 1e+06; or 'profile'"."""
     node = _node(schema, loc)
     if node is None:
@@ -62,7 +65,7 @@ def allowed_values(schema: dict[str, Any], loc: tuple[Any, ...]) -> str | None:
     return "; or ".join(t for t in texts if t) or None
 
 
-def _data_path(loc: tuple[Any, ...], schema: dict[str, Any]) -> tuple[Any, ...]:
+def _data_path(loc: tuple[Any, ...], schema: JsonSchema) -> tuple[Any, ...]:
     """The part of pydantic's error location that names data (union member tags dropped)."""
     path: list[Any] = []
     for part in loc:
@@ -72,8 +75,8 @@ def _data_path(loc: tuple[Any, ...], schema: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(path)
 
 
-def _node(schema: dict[str, Any], loc: tuple[Any, ...]) -> dict[str, Any] | None:
-    node: dict[str, Any] | None = _resolve(schema, schema)
+def _node(schema: JsonSchema, loc: tuple[Any, ...]) -> JsonSchema | None:
+    node: JsonSchema | None = _resolve(schema, schema)
     for part in loc:
         if node is None:
             return None
@@ -89,13 +92,13 @@ def _node(schema: dict[str, Any], loc: tuple[Any, ...]) -> dict[str, Any] | None
     return node
 
 
-def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+def _resolve(schema: JsonSchema, node: JsonSchema) -> JsonSchema:
     while "$ref" in node:
         node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
     return node
 
 
-def _describe(schema: dict[str, Any], variant: dict[str, Any]) -> str | None:
+def _describe(schema: JsonSchema, variant: JsonSchema) -> str | None:
     variant = _resolve(schema, variant)
     if "enum" in variant or "const" in variant:
         return " or ".join(repr(v) for v in variant.get("enum", [variant.get("const")]))

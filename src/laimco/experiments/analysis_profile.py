@@ -12,6 +12,7 @@ from laimco.experiments.analysis_result import LawAccuracy, OutputBound, SideCon
 from laimco.measure.rule_measurement import RuleCostMeasurement
 from laimco.models.loading import LoadedModel
 from laimco.models.profiler import profile_model
+from laimco.profile_schema import OutputSensitivity
 from laimco.theory.distortion import magnitude_pruning_distortion
 from laimco.theory.law_fit import fit_gennorm_to_distortion
 from laimco.uplink_costs import UplinkSection
@@ -39,23 +40,28 @@ def export_profile(loaded: LoadedModel, laws: LawAccuracy, bound: OutputBound,
     profile = profile_model(loaded, name=f"{loaded.name}-analyzed")
     rho = LAW_RATIOS
     matrices = weights_by_matrix(loaded)
-    for index, unit in enumerate(profile["units"]):
+    units = []
+    for index, unit in enumerate(profile.units):
         names = [k for k in laws.fits if unit_index(k, loaded) == index]
         if not names:
+            units.append(unit)
             continue
         pooled = np.concatenate([matrices[k] for k in names])
         curve = fit_gennorm_to_distortion(rho, magnitude_pruning_distortion(pooled, rho))
-        unit["gennorm_beta"], unit["gennorm_scale"] = curve.shape, curve.scale
-        unit["gennorm_fit"] = "distortion curve, ρ = 0.05…0.95 (laimco analyze)"
-        block = int(unit["name"].removeprefix("block")) if unit["name"].startswith("block") else 0
+        fitted: dict[str, object] = {
+            "gennorm_beta": curve.shape, "gennorm_scale": curve.scale,
+            "gennorm_fit": "distortion curve, ρ = 0.05…0.95 (laimco analyze)"}
+        block = int(unit.name.removeprefix("block")) if unit.name.startswith("block") else 0
         if block:
-            unit["output_sensitivity"] = sides.k_by_block[block - 1]
-    profile["output_sensitivity"] = {
-        "k_device": sides.k_device, "k_server": sides.k_server, "at_split": sides.split,
-        "k_hat_whole_model": bound.k_hat}
+            fitted["output_sensitivity"] = sides.k_by_block[block - 1]
+        units.append(unit.model_copy(update=fitted))
+    measured: dict[str, object] = {"units": units, "output_sensitivity": OutputSensitivity(
+        k_device=sides.k_device, k_server=sides.k_server, at_split=sides.split,
+        k_hat_whole_model=bound.k_hat)}
     if rule_costs is not None:
-        profile["rules"], profile["execution"] = rule_costs.rules, rule_costs.execution
+        measured |= {"rules": rule_costs.rules, "execution": rule_costs.execution}
     if uplink is not None:
-        profile["uplink"] = uplink.model_dump()
+        measured["uplink"] = uplink.model_dump()
+    profile = profile.model_copy(update=measured)
     save_profile(profile, path)
     return str(path)

@@ -47,6 +47,7 @@ from laimco.experiments.analysis_profile import export_profile
 from laimco.experiments.analysis_report import report_markdown
 from laimco.experiments.analysis_result import Analysis
 from laimco.experiments.text_batches import text_batches
+from laimco.models.families import family_adapters
 from laimco.models.loading import LoadedModel, load_model
 from laimco.models.profiler import profile_model
 from laimco.models.sensitivity import lipschitz_estimate
@@ -96,9 +97,11 @@ def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     loaded = load_model(model)
-    if loaded.family != "bert":
+    if not loaded.adapter.sentence_embeddings:
+        known = [a.name for a in family_adapters() if a.sentence_embeddings]
         raise ValueError(f"laimco analyze measures sentence embeddings: {loaded.name} is a "
-                         f"{loaded.family} model; use a BERT-style encoder")
+                         f"{loaded.family} model; use a model of the {', '.join(known)} "
+                         f"family (a BERT-style encoder)")
     texts, n_calibration, n_heldout = _texts(loaded, quick)
     ratios = QUICK_RATIOS if quick else OUTPUT_RATIOS
     timings: dict[str, float] = {}
@@ -133,8 +136,8 @@ def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick:
             from laimco.measure.rule_measurement import measure_rule_costs
 
             rule_costs = timed("rules", lambda: measure_rule_costs(
-                loaded, profile_model(loaded)["units"], texts.calibration, rules,
-                progress=progress))
+                loaded, [u.model_dump() for u in profile_model(loaded).units],
+                texts.calibration, rules, progress=progress))
         uplink_costs = None
         if uplink:
             from laimco.measure.uplink_measurement import measure_uplink_costs

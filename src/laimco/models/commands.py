@@ -80,19 +80,19 @@ def profile(
                     options["name"] = name or "minilm-l6"
                 result = profile_safetensors_dir(folder, **options)
             if output is None:
-                output = RUNS / "profiles" / f"{Path(str(result['name'])).name}.json"
+                output = RUNS / "profiles" / f"{Path(result.name).name}.json"
                 _check_output_file(output, "-o/--output")
             save_profile(result, output)
     except (ModelLoadError, ProfilerError, ValueError, OSError) as err:
         fail(str(err))
-    table = Table(title=escape(f"{result['name']} → {output}"), title_justify="left")
+    table = Table(title=escape(f"{result.name} → {output}"), title_justify="left")
     for column in ("unit", "prunable", "fixed", "GFLOP prunable", "GFLOP fixed", "out Mbit",
                    "mean |w|"):
         table.add_column(column, justify="left" if column == "unit" else "right")
-    for u in result["units"]:
-        table.add_row(escape(u["name"]), f"{u['n_prunable']:,}", f"{u['n_fixed']:,}",
-                      f"{u['flops_prunable']/1e9:.3f}", f"{u['flops_fixed']/1e9:.3f}",
-                      f"{u['out_bits']/1e6:.3f}", f"{u['weight_mean_abs']:.4g}")
+    for u in result.units:
+        table.add_row(escape(u.name), f"{u.n_prunable:,}", f"{u.n_fixed:,}",
+                      f"{u.flops_prunable/1e9:.3f}", f"{u.flops_fixed/1e9:.3f}",
+                      f"{u.out_bits/1e6:.3f}", f"{u.weight_mean_abs:.4g}")
     console.print(table)
 
 

@@ -14,15 +14,15 @@ docs/profiling.md; the JSON schema is the one `laimco.profile` reads.
 * weight statistics: `laimco.models.weight_stats` on the prunable weights, or, for an
   architecture-only profile, the Gaussian of the config's `initializer_range`.
 
-Three entry points: `profile_model` (a loaded model, or a meta-device skeleton with
-`stats=False`), `profile_from_config` (architecture only, no weights in memory) and
-`profile_safetensors_dir` (architecture on the meta device + statistics streamed from the
-checkpoint files, without loading the model).
+Three entry points, each returning the validated `laimco.profile_schema.ProfileFile`:
+`profile_model` (a loaded model, or a meta-device skeleton with `stats=False`),
+`profile_from_config` (architecture only, no weights in memory) and `profile_safetensors_dir`
+(architecture on the meta device + statistics streamed from the checkpoint files, without
+loading the model). `save_profile` writes one as JSON.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch.utils.flop_counter import FlopCounterMode
 
 from laimco.models.families.base import BlockDims, ProfileInputError
@@ -51,6 +52,7 @@ from laimco.models.weight_stats import (
     safetensors_stats,
     tensor_stats,
 )
+from laimco.profile_schema import ProfileFile, describe_errors
 
 SIGNIFICANT_DIGITS = 7  # float32 carries ~7 significant decimal digits
 
@@ -96,7 +98,7 @@ class _Shapes:
 def profile_model(loaded: LoadedModel, *, seq_len: int = 128, batch_size: int = 1,
                   activation_bits: int = 32, image_size: int | None = None,
                   prunable_head: bool = False, stats: bool = True, name: str | None = None,
-                  source: str | None = None, sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
+                  source: str | None = None, sample_size: int = SAMPLE_SIZE) -> ProfileFile:
     """The profile of a loaded model (weights measured) or of a meta-device skeleton
     (`stats=False`: weight statistics assumed Gaussian with σ = config.initializer_range).
 
@@ -119,7 +121,7 @@ def profile_model(loaded: LoadedModel, *, seq_len: int = 128, batch_size: int = 
 def profile_from_config(config: Any, *, seq_len: int = 128, batch_size: int = 1,
                         activation_bits: int = 32, image_size: int | None = None,
                         prunable_head: bool = False, name: str | None = None,
-                        source: str | None = None) -> dict[str, Any]:
+                        source: str | None = None) -> ProfileFile:
     """Architecture-only profile of a config (object, config.json or model directory), built
     on the meta device: no weight is allocated; statistics are assumed (`"weights": "assumed"`)."""
     check_options(seq_len=seq_len, batch_size=batch_size, activation_bits=activation_bits,
@@ -139,7 +141,7 @@ def profile_safetensors_dir(folder: str | Path, *, seq_len: int = 128, batch_siz
                             activation_bits: int = 32, image_size: int | None = None,
                             prunable_head: bool = False, name: str | None = None,
                             source: str | None = None,
-                            sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
+                            sample_size: int = SAMPLE_SIZE) -> ProfileFile:
     """Profile of a Hugging Face model directory without loading the model: architecture on the
     meta device, weight statistics streamed tensor by tensor from its `*.safetensors` files."""
     check_options(seq_len=seq_len, batch_size=batch_size, activation_bits=activation_bits,
@@ -191,11 +193,11 @@ def _check_no_extra_block_weights(folder: Path, files: list[Path],
                             "num_hidden_layers / n_layer in config.json")
 
 
-def save_profile(profile: dict[str, Any], path: str | Path) -> Path:
+def save_profile(profile: ProfileFile, path: str | Path) -> Path:
     """Write a profile as pretty-printed JSON, atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(profile, indent=2) + "\n"
+    text = profile.json_text()
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
@@ -211,7 +213,7 @@ def save_profile(profile: dict[str, Any], path: str | Path) -> Path:
 def _profile(loaded: LoadedModel, params: list[UnitParameters],
              statistics: list[WeightStats] | None, *, seq_len: int, batch_size: int,
              activation_bits: int, image_size: int | None, name: str | None,
-             source: str | None) -> dict[str, Any]:
+             source: str | None) -> ProfileFile:
     uncovered = uncovered_parameters(loaded, [up.unit for up in params])
     if uncovered:
         raise ProfilerError(f"{loaded.name}: parameters outside every unit ({uncovered[:5]}…); "
@@ -232,6 +234,7 @@ def _profile(loaded: LoadedModel, params: list[UnitParameters],
                       "flops_fixed": flops_fixed, "out_bits": shapes.out_bits[i],
                       "weights": "measured" if statistics is not None else "assumed",
                       **weight_fields})
+    # the profile's JSON form, validated into a ProfileFile below
     header: dict[str, Any] = {
         "name": name or loaded.name,
         "source": source or f"{loaded.source or loaded.name}",
@@ -244,7 +247,11 @@ def _profile(loaded: LoadedModel, params: list[UnitParameters],
     header |= {"activation_bits": activation_bits, "input_bits": shapes.input_bits,
                "magnitude_quantile_levels": QUANTILE_LEVELS, "units": units}
     header["source"] += ", computed by laimco.models.profiler"
-    return header
+    try:
+        return ProfileFile.model_validate(header)
+    except ValidationError as err:  # a measurement outside the profile format's ranges
+        raise ProfilerError(f"{header['name']}: the measured profile is not a valid profile:\n  "
+                            f"{describe_errors(err)}") from None
 
 
 def _on_meta(loaded: LoadedModel) -> bool:
@@ -361,6 +368,7 @@ _NO_WEIGHTS = {"weight_mean_abs": 0.0, "weight_std": 0.0, "gennorm_beta": 1.0,
 
 
 def _measured_fields(stats: WeightStats) -> dict[str, Any]:
+    """A unit's weight-statistics keys, in the profile's JSON form (see `_profile`)."""
     if not stats.count:
         return dict(_NO_WEIGHTS)
     fit = stats.gennorm()
@@ -372,7 +380,7 @@ def _measured_fields(stats: WeightStats) -> dict[str, Any]:
 
 def _assumed_fields(loaded: LoadedModel, n_prunable: int) -> dict[str, Any]:
     """Gaussian weights N(0, σ²), σ = config.initializer_range: E|w| = σ√(2/π), β = 2,
-    α = σ√2."""
+    α = σ√2 (the keys in the profile's JSON form, as `_measured_fields`)."""
     if not n_prunable:
         return dict(_NO_WEIGHTS)
     sigma = getattr(loaded.config, "initializer_range", None)

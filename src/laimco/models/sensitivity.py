@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from laimco.models.families import family_adapters
 from laimco.models.loading import LoadedModel
 
 GELU_LIPSCHITZ = 1.13
@@ -31,8 +32,11 @@ GELU_LIPSCHITZ = 1.13
 def lipschitz_estimate(loaded: LoadedModel, calibration: Sequence[dict[str, torch.Tensor]]
                        ) -> dict[str, Any]:
     """K_lip and its per-layer terms for a BERT-style encoder (see module docstring)."""
-    if loaded.family != "bert":
-        raise ValueError("the analytic K estimate is implemented for BERT-style encoders")
+    if not loaded.adapter.lipschitz_estimate:
+        known = [a.name for a in family_adapters() if a.lipschitz_estimate]
+        raise ValueError(f"the analytic K estimate knows the block layout of the "
+                         f"{', '.join(known)} families only: {loaded.name} is a "
+                         f"{loaded.family} model")
     model = loaded.model
     layers = list(model.encoder.layer)
     norms_2 = {id(m): float(torch.linalg.matrix_norm(m.weight.detach(), ord=2))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -42,6 +42,7 @@ from laimco.optimize.tolerances import (
     SEARCH_REL_TOL,
     TINY,
 )
+from laimco.theory.distortion_bound import RuleSplitBound, SplitDistortionBound
 
 FloatArray = NDArray[np.float64]
 # fractions of the interior piece [0, x_hi] the joint search's first grid also evaluates
@@ -216,46 +217,63 @@ def tied_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSo
     return _finish(problem, el, feasible, rho, rho, imposed=True)
 
 
-# About 90 lines on purpose: the search function is a closure over the per-split constants
-# prepared above it, and its arguments must stay in the order the root finder slices them.
-def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSolution:
-    """The optimal (ρ_d, ρ_s) at every split: minimize φ(ρ_s) = D_s(ρ_s) + D_d(β(ρ_s)).
+class _JointTerms(NamedTuple):
+    """Per searched element, the constants of the joint search function (eq. 4.16), in the
+    order the search takes them after v (the root finder slices them as rows)."""
 
-    One search along the curve parameter v finds, per split, min(v_max, max(v_edge, v*))
-    (docs/theory.md §4.3): v_edge the least v at which ρ_d = ρ_max fits, v* the root of φ',
-    v_max the v whose time is what the server leaves at ρ_s = ρ_max. Each is the one sign
-    change of a function of v, so max(min(margin, φ'), excess) changes sign exactly there."""
-    el = _elements(problem, policy)
-    budget, rho_max = problem.time_budget_s, problem.scenario.task.rho_max
-    constants = el.curve.constants()
-    bound = problem.bound
-    live = el.allowed & el.curve.feasible
-    index = np.flatnonzero(live)
+    floor: FloatArray
+    split: FloatArray
+    time_at_rho_zero: FloatArray  # T₀, the device time left at ρ_s = 0 (eq. 2.7)
+    per_server_s: FloatArray  # 1/a_s (0 without server weights)
+    beta_base: FloatArray  # β = beta_base − C·per_device_cycle
+    per_device_cycle: FloatArray
+    beta_per_capacity_slope: FloatArray  # a_s/a_d: dβ/dρ_s = −(dC*/dT)·a_s/a_d (§4.3)
+    need: FloatArray  # the device cycles at ρ_d = ρ_max
+    per_need: FloatArray
+    time_max: FloatArray  # the most time the server leaves (at ρ_s = ρ_max)
+    per_time: FloatArray
+    balance_cap: FloatArray
+
+
+def _joint_terms(el: _Elements, index: NDArray[np.intp], budget: float,
+                 rho_max: float) -> _JointTerms:
+    """The joint search's constants of the elements `index`."""
     n = index.size
     a_d, b_d = el.cycles_prunable[index], el.cycles_fixed[index]
     a_s, b_s = el.server_prunable_s[index], el.server_fixed_s[index]
-    floor, split = el.rho_floor[index], el.split[index].astype(np.float64)
-    sub = el.curve.subset(index)
-    curve_args = sub.args()
     # the device cycles at ρ_d = ρ_max (the feasibility edge is where the capacity reaches
     # them) and the most time the server leaves (at ρ_s = ρ_max; all of it without weights)
     need = _device_cycles(np.full(n, rho_max), a_d, b_d)
     time_max = budget - ((1 - rho_max) * a_s + b_s)
-    time_scale = np.maximum(np.abs(time_max), TINY)
     has_device_weights, has_server_weights = a_d > 0, a_s > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         # ρ_s = (T − T₀)/a_s with T₀ the time left at ρ_s = 0 (eq. 2.7); β = base − C/a_d
         time_at_rho_zero = budget - (a_s + b_s)
         per_server_s = np.where(has_server_weights, 1 / a_s, 0.0)
-        beta_base = np.where(has_device_weights, 1 + b_d / a_d, floor)
+        beta_base = np.where(has_device_weights, 1 + b_d / a_d, el.rho_floor[index])
         per_device_cycle = np.where(has_device_weights, 1 / a_d, 0.0)
         # dβ/dρ_s = −(dC*/dT)·a_s/a_d (§4.3)
         beta_per_capacity_slope = np.where(has_device_weights, a_s / a_d, 0.0)
-    per_need = 1 / np.maximum(need, 1.0)
-    per_time = 1 / time_scale
-    # splits without server weights have nothing to balance: b = −1, the device takes all
-    # the time there is (b ≤ 1 elsewhere, so the cap changes nothing there)
-    balance_cap = np.where(has_server_weights, 1.0, -1.0)
+    return _JointTerms(
+        floor=el.rho_floor[index], split=el.split[index].astype(np.float64),
+        time_at_rho_zero=time_at_rho_zero, per_server_s=per_server_s, beta_base=beta_base,
+        per_device_cycle=per_device_cycle, beta_per_capacity_slope=beta_per_capacity_slope,
+        need=need, per_need=1 / np.maximum(need, 1.0), time_max=time_max,
+        per_time=1 / _time_scale(time_max),
+        # splits without server weights have nothing to balance: b = −1, the device takes all
+        # the time there is (b ≤ 1 elsewhere, so the cap changes nothing there)
+        balance_cap=np.where(has_server_weights, 1.0, -1.0))
+
+
+def _time_scale(time_max: FloatArray) -> FloatArray:
+    """The time that scales the search's tolerance and its time excess."""
+    return np.maximum(np.abs(time_max), TINY)
+
+
+def _joint_search(bound: SplitDistortionBound | RuleSplitBound, rho_max: float,
+                  constants: tuple[float, float, float, bool]) -> Callable[..., FloatArray]:
+    """max(min(margin, φ'), excess) as a function of the curve parameter v, the per-element
+    `_JointTerms` and the capacity curve's arguments (eq. 4.16)."""
 
     def search(v: FloatArray, floor: FloatArray, split: FloatArray, time_at_rho_zero: FloatArray,
                per_server_s: FloatArray, beta_base: FloatArray, per_device_cycle: FloatArray,
@@ -279,37 +297,56 @@ def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> Rat
         excess = (time_s - time_max) * per_time
         return np.maximum(np.minimum(margin, balance), excess)
 
+    return search
+
+
+def separate_ratios(problem: SplitProblem, policy: DevicePolicy = "free") -> RatioSolution:
+    """The optimal (ρ_d, ρ_s) at every split: minimize φ(ρ_s) = D_s(ρ_s) + D_d(β(ρ_s)).
+
+    One search along the curve parameter v finds, per split, min(v_max, max(v_edge, v*))
+    (docs/theory.md §4.3): v_edge the least v at which ρ_d = ρ_max fits, v* the root of φ',
+    v_max the v whose time is what the server leaves at ρ_s = ρ_max. Each is the one sign
+    change of a function of v, so max(min(margin, φ'), excess) changes sign exactly there."""
+    el = _elements(problem, policy)
+    budget, rho_max = problem.time_budget_s, problem.scenario.task.rho_max
+    constants = el.curve.constants()
+    live = el.allowed & el.curve.feasible
+    index = np.flatnonzero(live)
+    terms = _joint_terms(el, index, budget, rho_max)
+    time_scale = _time_scale(terms.time_max)
+    sub = el.curve.subset(index)
+    curve_args = sub.args()
     # a bracket: the parameter floor, and a v whose time reaches time_max (eq. 4.18); most
     # roots lie on the interior piece [0, hi], which gets grid points of its own (the
     # boundary piece holds those of splits with little device compute)
     lo = parameter_floor(sub.boundary)
-    hi = np.maximum(sub.parameter_reaching(time_max), lo)
+    hi = np.maximum(sub.parameter_reaching(terms.time_max), lo)
     with np.errstate(divide="ignore", invalid="ignore"):
         v_lower, v_upper = increasing_root_bracket(
-            search, lo, hi, (floor, split, time_at_rho_zero, per_server_s, beta_base,
-                             per_device_cycle, beta_per_capacity_slope, need, per_need,
-                             time_max, per_time, balance_cap, *curve_args),
+            _joint_search(problem.bound, rho_max, constants), lo, hi, (*terms, *curve_args),
             rel_tol=SEARCH_REL_TOL, abs_tol=SEARCH_ABS_TOL_PER_TIME * time_scale,
             breakpoints=sub.kinks(),
             grid_points=np.maximum(hi, 0.0)[:, None] * _INTERIOR_GRID)
     # where the search stopped at time_max take the side within it; everywhere else the side
     # with margin ≥ 0 (the device fits). One evaluation of both candidates:
+    n = index.size
     both = capacity_point(np.concatenate([v_upper, v_lower]),
                           *(np.concatenate([arg, arg]) for arg in curve_args), *constants)
-    over = both[0][:n] > time_max
+    over = both[0][:n] > terms.time_max
     time_found = np.where(over, both[0][n:], both[0][:n])
     cycles_found = np.where(over, both[1][n:], both[1][:n])
     cycles = np.full(el.split.shape, -np.inf)
     rho_s = np.zeros(el.split.shape)
     cycles[index] = cycles_found
-    rho_s[index] = np.clip((time_found - time_at_rho_zero) * per_server_s, 0.0, rho_max)
+    rho_s[index] = np.clip((time_found - terms.time_at_rho_zero) * terms.per_server_s, 0.0,
+                           rho_max)
     # feasibility is judged at the capacity the search found, not re-derived from ρ_s
     beta = _least_device_ratio(cycles, el.cycles_prunable, el.cycles_fixed, el.rho_floor)
     fits = np.where(el.cycles_prunable > 0, beta <= rho_max * (1 + ROUNDING_TOL),
                     cycles >= el.cycles_fixed)
     # the device time found must be one the server leaves (a few ulps over: rounding in T')
     reachable = np.zeros(el.split.shape, dtype=bool)
-    reachable[index] = time_found <= time_max + ROUNDING_TOL * time_scale
+    reachable[index] = time_found <= terms.time_max + ROUNDING_TOL * time_scale
     feasible = live & fits & reachable
     return _finish(problem, el, feasible, np.minimum(beta, rho_max), rho_s)
 

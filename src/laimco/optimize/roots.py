@@ -62,10 +62,6 @@ def increasing_root(
     return lower if side == "lower" else upper
 
 
-# One function of about 120 lines on purpose: Chandrupatla's iteration carries a dozen state
-# arrays (the three points, their values, the tolerance, the active and sign masks, the batch's
-# surviving indices) from the grid rounds through every step; split into pieces, each piece
-# would take and return all of them on every iteration of the hot loop (docs/theory.md §4.4).
 def increasing_root_bracket(
     func: Callable[..., FloatArray],
     lo: ArrayLike,
@@ -98,95 +94,126 @@ def increasing_root_bracket(
     columns = columns.reshape(columns.shape[0], -1)
     lo_f, hi_f, abs_f, wargs = columns[0], columns[1], columns[2], columns[3:]
     n = lo_f.size
-    upper = np.empty(n)
-    lower = np.empty(n)
-
-    def result() -> tuple[FloatArray, FloatArray]:
-        return lower.reshape(shape), upper.reshape(shape)
-
     points = min(_GRID_POINTS, _GRID_BUDGET // max(n, 1))
     small = points >= 8  # a grid of at least 8 points per element fits the budget
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if small:  # small batch: the ends, the caller's points and a grid in one call
-            own = []
-            if breakpoints is not None and n:
-                own.append(_near_points(_per_row(breakpoints, n), lo_f, hi_f, rel_tol, abs_f))
-            if grid_points is not None and n:
-                own.append(_within(_per_row(grid_points, n), lo_f, hi_f))
-            x, fx = _grid(func, lo_f, hi_f, wargs, points, first=True,
-                          extra=np.concatenate(own, axis=1) if own else None)
+            extra = _caller_points(breakpoints, grid_points, lo_f, hi_f, rel_tol, abs_f)
+            x, fx = _grid(func, lo_f, hi_f, wargs, points, first=True, extra=extra)
             f_lo, f_hi = fx[:, 0], fx[:, -1]
         else:
             both = _signed(func(np.concatenate([lo_f, hi_f]), *np.tile(wargs, 2)))
             f_lo, f_hi = both[:n], both[n:]
-        upper[:] = np.where(f_lo >= 0, lo_f, hi_f)
-        lower[:] = upper
+        upper = np.where(f_lo >= 0, lo_f, hi_f)
+        lower = upper.copy()
         work = np.flatnonzero((f_lo < 0) & (f_hi >= 0) & (hi_f > lo_f))
-        if work.size == 0:
-            return result()
-        if work.size < n:
-            wargs, abs_f = wargs[:, work], abs_f[work]
+        if work.size:
+            if work.size < n:
+                wargs, abs_f = wargs[:, work], abs_f[work]
+            # a: newest point, b: the other end of the bracket
             if small:
-                x, fx = x[work], fx[work]
-        # a: newest point, b: the other end of the bracket, c: the previous point
-        if small:
-            a, fa, b, fb = _first_sign_change(x, fx)
-            for _ in range(_GRID_ROUNDS - 1):
-                x_next, fx_next = _grid(func, b, a, wargs, points, first=False)
-                a, fa, b, fb = _first_sign_change(np.column_stack([b, x_next, a]),
-                                                  np.column_stack([fb, fx_next, fa]))
-        else:
-            a, fa = hi_f[work], f_hi[work]
-            b, fb = lo_f[work], f_lo[work]
-        c, fc = b, fb
-        # first step by false position (exact for a linear function), kept off the ends
-        # (fmax/fmin also turn a NaN into the lower end)
-        t: FloatArray | None = np.fmin(np.fmax(fa / (fa - fb), 1e-3), 1 - 1e-3)
-        active = np.ones(work.size, dtype=bool)
-        a_negative = fa < 0
-        for _ in range(max_iter + 1):
-            # converged: the bracket is within the tolerance, or a point is exactly a root
-            width = b - a
-            tl = (rel_tol * np.maximum(np.abs(a), np.abs(b)) + abs_f) / np.abs(width)
-            done = ~(tl < 0.5) | (fa == 0)  # also NaN widths: nothing left to search
-            finished = done & active
-            if np.count_nonzero(finished):
-                upper[work[finished]] = np.where(fa >= 0, a, b)[finished]
-                lower[work[finished]] = np.where(fa <= 0, a, b)[finished]
-                active &= ~done
-                if not np.count_nonzero(active):
-                    return result()
-                if work.size > _SMALL_BATCH:  # large batch: drop the converged elements
-                    keep = active
-                    work = work[keep]
-                    a, fa, b, fb, c, fc, tl, width, abs_f = (
-                        v[keep] for v in (a, fa, b, fb, c, fc, tl, width, abs_f))
-                    a_negative = a_negative[keep]
-                    wargs = wargs[:, keep]
-                    if t is not None:
-                        t = t[keep]
-                    active = np.ones(work.size, dtype=bool)
-            if t is None:  # inverse quadratic interpolation where Chandrupatla's test allows
-                fab, fcb = fa - fb, fc - fb
-                xi = width / (b - c)
-                ph = fab / fcb
-                t_iqi = fa / fab * fc / fcb + (c - a) / width * fa / (fc - fa) * fb / fcb
-                safe = (ph * ph < xi) & ((1 - ph) * (1 - ph) < 1 - xi) & np.isfinite(t_iqi)
-                # a step of at least the tolerance from either end (converged elements, kept
-                # masked in a small batch, get t = 1/2: their x stays inside their bracket)
-                t = np.minimum(np.maximum(np.where(safe, t_iqi, 0.5), np.minimum(tl, 0.5)),
-                               np.maximum(1 - tl, 0.5))
-            x = a + t * width
-            t = None
-            fx = _signed(func(x, *wargs))
-            negative = fx < 0
-            same = negative == a_negative
-            c, fc = np.where(same, a, b), np.where(same, fa, fb)
-            b, fb = np.where(same, b, a), np.where(same, fb, fa)
-            a, fa, a_negative = x, fx, negative
-        upper[work[active]] = np.where(fa >= 0, a, b)[active]
-        lower[work[active]] = np.where(fa <= 0, a, b)[active]
-    return result()
+                if work.size < n:
+                    x, fx = x[work], fx[work]
+                a, fa, b, fb = _grid_narrowed(func, x, fx, wargs, points)
+            else:
+                a, fa, b, fb = hi_f[work], f_hi[work], lo_f[work], f_lo[work]
+            _chandrupatla(func, a, fa, b, fb, wargs, abs_f, work, lower, upper,
+                          rel_tol=rel_tol, max_iter=max_iter)
+    return lower.reshape(shape), upper.reshape(shape)
+
+
+def _caller_points(breakpoints: ArrayLike | None, grid_points: ArrayLike | None,
+                   lo: FloatArray, hi: FloatArray, rel_tol: float, abs_tol: FloatArray
+                   ) -> FloatArray | None:
+    """The caller's points of a small batch's first grid, (n, k) inside the brackets: each
+    breakpoint with its two near neighbours, then the grid points (None when there are none)."""
+    n = lo.size
+    own = []
+    if breakpoints is not None and n:
+        own.append(_near_points(_per_row(breakpoints, n), lo, hi, rel_tol, abs_tol))
+    if grid_points is not None and n:
+        own.append(_within(_per_row(grid_points, n), lo, hi))
+    return np.concatenate(own, axis=1) if own else None
+
+
+def _grid_narrowed(func: Callable[..., FloatArray], x: FloatArray, fx: FloatArray,
+                   args: FloatArray, points: int
+                   ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """The bracket (a, fa, b, fb) around each row's sign change after the first grid (x, fx)
+    and `_GRID_ROUNDS` − 1 more grids inside the bracket found."""
+    a, fa, b, fb = _first_sign_change(x, fx)
+    for _ in range(_GRID_ROUNDS - 1):
+        x_next, fx_next = _grid(func, b, a, args, points, first=False)
+        a, fa, b, fb = _first_sign_change(np.column_stack([b, x_next, a]),
+                                          np.column_stack([fb, fx_next, fa]))
+    return a, fa, b, fb
+
+
+def _chandrupatla(func: Callable[..., FloatArray], a: FloatArray, fa: FloatArray,
+                  b: FloatArray, fb: FloatArray, args: FloatArray, abs_tol: FloatArray,
+                  work: NDArray[np.intp], lower: FloatArray, upper: FloatArray, *,
+                  rel_tol: float, max_iter: int) -> None:
+    """Chandrupatla's iteration on the brackets between a (the newest point) and b, with
+    fa, fb of opposite signs (fb < 0 ≤ fa at the start), for the elements `work` of the batch:
+    writes each element's two sides into lower[work] and upper[work] as it converges (and,
+    after max_iter steps, where the search stopped)."""
+    c, fc = b, fb  # c: the previous point
+    # first step by false position (exact for a linear function), kept off the ends
+    # (fmax/fmin also turn a NaN into the lower end)
+    t: FloatArray | None = np.fmin(np.fmax(fa / (fa - fb), 1e-3), 1 - 1e-3)
+    active = np.ones(work.size, dtype=bool)
+    a_negative = fa < 0
+    for _ in range(max_iter + 1):
+        # converged: the bracket is within the tolerance, or a point is exactly a root
+        width = b - a
+        tl = (rel_tol * np.maximum(np.abs(a), np.abs(b)) + abs_tol) / np.abs(width)
+        done = ~(tl < 0.5) | (fa == 0)  # also NaN widths: nothing left to search
+        finished = done & active
+        if np.count_nonzero(finished):
+            upper[work[finished]] = np.where(fa >= 0, a, b)[finished]
+            lower[work[finished]] = np.where(fa <= 0, a, b)[finished]
+            active &= ~done
+            if not np.count_nonzero(active):
+                return
+            if work.size > _SMALL_BATCH:  # large batch: drop the converged elements
+                keep = active
+                work = work[keep]
+                a, fa, b, fb, c, fc, tl, width, abs_tol = (
+                    v[keep] for v in (a, fa, b, fb, c, fc, tl, width, abs_tol))
+                a_negative = a_negative[keep]
+                args = args[:, keep]
+                if t is not None:
+                    t = t[keep]
+                active = np.ones(work.size, dtype=bool)
+        if t is None:
+            t = _interpolation_step(a, fa, b, fb, c, fc, width, tl)
+        x = a + t * width
+        t = None
+        fx = _signed(func(x, *args))
+        negative = fx < 0
+        same = negative == a_negative
+        c, fc = np.where(same, a, b), np.where(same, fa, fb)
+        b, fb = np.where(same, b, a), np.where(same, fb, fa)
+        a, fa, a_negative = x, fx, negative
+    upper[work[active]] = np.where(fa >= 0, a, b)[active]
+    lower[work[active]] = np.where(fa <= 0, a, b)[active]
+
+
+def _interpolation_step(a: FloatArray, fa: FloatArray, b: FloatArray, fb: FloatArray,
+                        c: FloatArray, fc: FloatArray, width: FloatArray, tl: FloatArray
+                        ) -> FloatArray:
+    """The next point's fraction t of the way from a to b: inverse quadratic interpolation
+    through a, b, c where Chandrupatla's test allows, bisection elsewhere, and at least the
+    tolerance tl (as a fraction of the width) from either end."""
+    fab, fcb = fa - fb, fc - fb
+    xi = width / (b - c)
+    ph = fab / fcb
+    t_iqi = fa / fab * fc / fcb + (c - a) / width * fa / (fc - fa) * fb / fcb
+    safe = (ph * ph < xi) & ((1 - ph) * (1 - ph) < 1 - xi) & np.isfinite(t_iqi)
+    # converged elements, kept masked in a small batch, get t = 1/2: their x stays inside
+    # their bracket
+    return np.minimum(np.maximum(np.where(safe, t_iqi, 0.5), np.minimum(tl, 0.5)),
+                      np.maximum(1 - tl, 0.5))
 
 
 def _columns(*arrays: ArrayLike) -> FloatArray:

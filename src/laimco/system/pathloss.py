@@ -18,12 +18,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
 SPEED_OF_LIGHT_M_PER_S = 3.0e8  # the value TR 38.901 uses in d'_BP
 BS_HEIGHT_M = 10.0
 ENVIRONMENT_HEIGHT_M = 1.0  # h_E of UMi
 DISTANCE_RANGE_M = (10.0, 5000.0)
 UT_HEIGHT_RANGE_M = (1.5, 22.5)
 CARRIER_RANGE_GHZ = (0.5, 100.0)
+
+
+def los_pl1_db(distance_3d_m: ArrayLike, carrier_ghz: float) -> NDArray[np.float64]:
+    """PL1 = 32.4 + 21·log10(d_3D) + 20·log10(f_c) (dB), the LOS path loss up to the breakpoint
+    distance d'_BP, elementwise over 3D distances in metres (no range check)."""
+    d3 = np.asarray(distance_3d_m, dtype=np.float64)
+    return 32.4 + 21 * np.log10(d3) + 20 * math.log10(carrier_ghz)
+
+
+def los_pl1_distance_m(loss_db: ArrayLike, carrier_ghz: float) -> NDArray[np.float64]:
+    """The 3D distance (m) at which PL1 equals `loss_db`: the inverse of `los_pl1_db`,
+    elementwise (no range check)."""
+    loss = np.asarray(loss_db, dtype=np.float64)
+    return 10 ** ((loss - 32.4 - 20 * math.log10(carrier_ghz)) / 21)
 
 
 class PathLossError(ValueError):
@@ -61,11 +78,10 @@ class UmiStreetCanyon:
     def los_path_loss_db(self, distance_2d_m: float) -> float:
         """Line-of-sight path loss (dB) at a ground distance."""
         d3 = self.distance_3d_m(distance_2d_m)
-        fc = 20 * math.log10(self.carrier_ghz)
         breakpoint_m = self.breakpoint_distance_m
         if distance_2d_m <= breakpoint_m:
-            return 32.4 + 21 * math.log10(d3) + fc
-        return (32.4 + 40 * math.log10(d3) + fc
+            return float(los_pl1_db(d3, self.carrier_ghz))
+        return (32.4 + 40 * math.log10(d3) + 20 * math.log10(self.carrier_ghz)
                 - 9.5 * math.log10(breakpoint_m**2 + (BS_HEIGHT_M - self.ut_height_m) ** 2))
 
     def nlos_path_loss_db(self, distance_2d_m: float) -> float:

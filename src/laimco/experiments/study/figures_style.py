@@ -4,7 +4,6 @@ UMi-LOS distance axis over a path gain in dB, the shared legend, and saving as P
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from laimco.experiments.study.tables import Table, present_strategies, where
+from laimco.system.pathloss import los_pl1_db, los_pl1_distance_m
 
 STYLE: dict[str, dict[str, Any]] = {
     "joint": {"color": "black", "lw": 2.4, "marker": "o", "zorder": 5},
@@ -32,15 +32,15 @@ STYLE: dict[str, dict[str, Any]] = {
     "no-pruning": {"color": "tab:pink", "ls": "-", "marker": "*"},
 }
 OBJECTIVE_LABEL = "distortion bound  Σ k·N·δ(ρ)  (symlog)"
-# 3GPP TR 38.901 Table 7.4.1-1, UMi street canyon, line of sight, carrier 3.5 GHz:
-# PL(d) = 32.4 + 21·log10(d / m) + 20·log10(f_c / GHz) dB, valid 10 m ≤ d ≤ 5 km
+# The distance axis reads a path gain as a 3GPP TR 38.901 UMi street-canyon LOS distance at
+# 3.5 GHz through PL1 (laimco.system.pathloss.los_pl1_db): the median loss up to the breakpoint
+# d'_BP (210 m at 3.5 GHz for a 1.5 m terminal), extended beyond it.
 UMI_CARRIER_GHZ = 3.5
 
 
 def umi_los_distance_m(path_gain: Any) -> Any:
-    """Distance at which the UMi-LOS path loss equals −10·log10(path_gain)."""
-    loss_db = -10 * np.log10(np.asarray(path_gain, dtype=np.float64))
-    return 10 ** ((loss_db - 32.4 - 20 * math.log10(UMI_CARRIER_GHZ)) / 21)
+    """Distance at which the UMi-LOS path loss (PL1) equals −10·log10(path_gain)."""
+    return los_pl1_distance_m(-gain_db(path_gain), UMI_CARRIER_GHZ)
 
 
 def gain_db(path_gain: Any) -> Any:
@@ -50,13 +50,13 @@ def gain_db(path_gain: Any) -> Any:
 
 def umi_los_distance_from_db(gain_db_values: Any) -> Any:
     """UMi-LOS distance (m) of a path gain given in dB (for a secondary axis)."""
-    loss = -np.asarray(gain_db_values, dtype=np.float64)
-    return 10 ** ((loss - 32.4 - 20 * math.log10(UMI_CARRIER_GHZ)) / 21)
+    return los_pl1_distance_m(-np.asarray(gain_db_values, dtype=np.float64), UMI_CARRIER_GHZ)
 
 
 def umi_los_db_from_distance(distance_m: Any) -> Any:
-    d = np.maximum(np.asarray(distance_m, dtype=np.float64), 1e-9)
-    return -(32.4 + 21 * np.log10(d) + 20 * math.log10(UMI_CARRIER_GHZ))
+    """The path gain in dB (−PL1) of a UMi-LOS distance (the secondary axis's inverse)."""
+    return -los_pl1_db(np.maximum(np.asarray(distance_m, dtype=np.float64), 1e-9),
+                       UMI_CARRIER_GHZ)
 
 
 DISTANCE_LABEL = "3GPP UMi-LOS distance at 3.5 GHz"

@@ -20,10 +20,15 @@ from typing import Any
 import numpy as np
 
 from laimco.config import Scenario, ScenarioError, scenario_from_dict
-from laimco.experiments.sweep.file_model import Kind
+from laimco.experiments.sweep.file_model import Kind, OptionsSection
 from laimco.experiments.sweep.producers import producer_for
 from laimco.experiments.sweep.spec import SweepSpec, fail
+from laimco.optimize.strategies import StrategyOptions
 from laimco.profile import ModelProfile, parse_profile_text, resolve_profile_text
+
+# a scenario file's TOML data before validation (a dict: it is the file's own form; it stays in
+# this module, and leaves it as a validated Scenario)
+TomlTable = dict[str, Any]
 
 # 2: an infeasible row's split is null; infeasible_limits holds limit keys only
 # 3: a fading realization with tied splits takes the split `solve` picks (least energy)
@@ -32,12 +37,12 @@ ENGINE_VERSION = 3  # part of every chunk key: bump when a kind's rows change me
 
 @dataclass(frozen=True)
 class Point:
-    """One combination of axis values and its validated scenario (as a dict whose
-    model.profile is the content hash of the profile it runs on)."""
+    """One combination of axis values and its validated scenario, whose model.profile is the
+    content hash of the profile it runs on (None for the bound kind, which runs no scenario)."""
 
     index: int
     coords: tuple[Any, ...]
-    scenario: dict[str, Any]
+    scenario: Scenario | None
 
 
 @functools.lru_cache(maxsize=32)
@@ -55,7 +60,7 @@ class ChunkTask:
     points: tuple[Point, ...]
     profiles: dict[str, str]  # content hash → profile JSON text
     strategies: tuple[str, ...]
-    options: dict[str, Any]
+    options: OptionsSection
     realizations: int
     seed: int
     common_random_numbers: bool
@@ -70,21 +75,21 @@ class ChunkTask:
         return len(self.points) * per_point * producer_for(self.kind).decisions_per_realization
 
     def scenario(self, point: Point) -> Scenario:
-        return scenario_from_dict(point.scenario)
+        assert point.scenario is not None  # only the bound kind has none, and asks for none
+        return point.scenario
 
     def profile(self, point: Point) -> ModelProfile:
         """The profile the point runs on (parsed once per worker process)."""
-        return _parse_profile(self.profiles[point.scenario["model"]["profile"]])
+        return _parse_profile(self.profiles[self.scenario(point).model.profile])
 
     def coords(self, point: Point) -> dict[str, Any]:
-        """The point's axis values by key; a base scenario file is named by its stem."""
+        """The point's axis values by key; a base scenario file is named by its stem (a dict:
+        the row producers add them as table columns, whose names are the sweep's axis keys)."""
         return {key: Path(value).stem if key == "base" else value
                 for (key, _), value in zip(self.axes, point.coords, strict=True)}
 
-    def strategy_options(self) -> Any:
-        from laimco.optimize import StrategyOptions
-
-        return StrategyOptions(**self.options)
+    def strategy_options(self) -> StrategyOptions:
+        return StrategyOptions(**self.options.model_dump(exclude_none=True))
 
     def rayleigh_gains(self, point: Point, scenario: Scenario) -> np.ndarray:
         """`realizations` Rayleigh gains ḡ·|h|², |h|² ~ Exp(1) (docs/theory.md §2, eq. 2.8);
@@ -96,7 +101,7 @@ class ChunkTask:
                                                           np.random.default_rng(sequence))
 
 
-def _set_key(data: dict[str, Any], key: str, value: Any) -> None:
+def _set_key(data: TomlTable, key: str, value: Any) -> None:
     section, _, name = key.partition(".")
     data.setdefault(section, {})[name] = value
 
@@ -124,9 +129,9 @@ class _Bases:
 
     def __init__(self, spec: SweepSpec) -> None:
         self.spec = spec
-        self.read: dict[Path, dict[str, Any]] = {}
+        self.read: dict[Path, TomlTable] = {}
 
-    def copy(self, file: Path) -> dict[str, Any]:
+    def copy(self, file: Path) -> TomlTable:
         if file not in self.read:
             where = f"base scenario {file}"
             try:
@@ -139,11 +144,11 @@ class _Bases:
             except OSError as err:
                 raise fail(self.spec.path, f"{where}: cannot be read: "
                                            f"{err.strerror or err}") from None
-        copied: dict[str, Any] = json.loads(json.dumps(self.read[file]))
+        copied: TomlTable = json.loads(json.dumps(self.read[file]))
         return copied
 
 
-def _point_data(spec: SweepSpec, bases: _Bases, coords: Sequence[Any]) -> dict[str, Any]:
+def _point_data(spec: SweepSpec, bases: _Bases, coords: Sequence[Any]) -> TomlTable:
     """The scenario dict of one point: its base file, then [set], then its axis values."""
     file = spec.base
     for axis, value in zip(spec.axes, coords, strict=True):
@@ -170,7 +175,7 @@ def expand(spec: SweepSpec, cache: Path) -> Expansion:
     digest_of: dict[str, str] = {}  # profile name → content hash
     for index, coords in enumerate(itertools.product(*(a.values for a in spec.axes))):
         if spec.kind == "bound":
-            points.append(Point(index, tuple(coords), {}))
+            points.append(Point(index, tuple(coords), None))
             continue
         described = ", ".join(f"{a.key} = {v!r}" for a, v in zip(spec.axes, coords, strict=True))
         where = f"point {index} ({described})"
@@ -187,8 +192,8 @@ def expand(spec: SweepSpec, cache: Path) -> Expansion:
                 raise fail(spec.path, f"{where}: model.profile {name!r}: {err}") from None
             digest_of[name] = "sha256:" + _sha(text)
             profiles[digest_of[name]] = text
-        resolved = scenario.model_dump()
-        resolved["model"]["profile"] = digest_of[name]
+        resolved = scenario.model_copy(update={"model": scenario.model.model_copy(
+            update={"profile": digest_of[name]})})
         _check_point(spec, scenario, profiles[digest_of[name]], where)
         points.append(Point(index, tuple(coords), resolved))
     expansion = Expansion(spec, points, profiles)
@@ -209,20 +214,20 @@ def _check_point(spec: SweepSpec, scenario: Scenario, profile_text: str, where: 
     if spec.kind == "robust" and scenario.channel.fading != "rayleigh":
         raise fail(spec.path, f"{where}: a robust sweep needs channel.fading = 'rayleigh' "
                               "and channel.outage_prob (set them in [set] or the base)")
-    split = spec.options.get("split")
+    split = spec.options.split
     if "fixed-split" in spec.strategies and split is not None and not (
             0 <= int(split) <= profile.n_units):
         raise fail(spec.path, f"{where}: options.split = {split} but profile "
                               f"{profile.name!r} has splits 0..{profile.n_units}")
-    ratio = float(spec.options.get("ratio", 0.5))
+    ratio = spec.options.ratio if spec.options.ratio is not None else StrategyOptions.ratio
     if "fixed-ratio" in spec.strategies and not 0 <= ratio <= scenario.task.rho_max:
         raise fail(spec.path, f"{where}: options.ratio = {ratio} is outside "
                               f"[0, task.rho_max = {scenario.task.rho_max}]")
 
 
 def _chunk(spec: SweepSpec, points: Sequence[Point], profiles: dict[str, str]) -> ChunkTask:
-    used = {p.scenario["model"]["profile"] for p in points if p.scenario}
-    fields: dict[str, Any] = {
+    used = {p.scenario.model.profile for p in points if p.scenario is not None}
+    fields: dict[str, Any] = {  # ChunkTask's fields, keyed below by their JSON form
         "kind": spec.kind, "axes": tuple((a.key, a.dtype) for a in spec.axes),
         "points": tuple(points), "strategies": spec.strategies, "options": spec.options,
         "realizations": spec.realizations, "seed": spec.seed,
@@ -230,7 +235,9 @@ def _chunk(spec: SweepSpec, points: Sequence[Point], profiles: dict[str, str]) -
     if spec.kind == "bound":
         fields |= {"model": spec.model, "calibration_sentences": spec.calibration_sentences,
                    "heldout_sentences": spec.heldout_sentences}
-    keyed = {k: ([(p.index, list(p.coords), p.scenario) for p in v] if k == "points" else v)
-             for k, v in fields.items()}
+    keyed = fields | {
+        "points": [(p.index, list(p.coords), p.scenario.model_dump() if p.scenario else {})
+                   for p in points],
+        "options": spec.options.model_dump(exclude_none=True)}
     key = _sha(_canonical({"engine": ENGINE_VERSION, **keyed}))[:32]
     return ChunkTask(key=key, profiles={h: profiles[h] for h in sorted(used)}, **fields)

@@ -298,7 +298,7 @@ class SweepFile(_Table):
 
     @field_validator("set")
     @classmethod
-    def _set_keys(cls, values: dict[str, Any]) -> dict[str, Any]:
+    def _set_keys(cls, values: dict[str, Scalar]) -> dict[str, Scalar]:
         for key in values:
             _check_scenario_key(key, "")
         return values

@@ -154,7 +154,7 @@ def _write_manifest(out: Path, expansion: Expansion, fmt: Format, complete: bool
         "n_points": len(expansion.points), "strategies": list(spec.strategies),
         "realizations": spec.realizations, "seed": spec.seed,
         "axes": [{"key": a.key, "values": list(a.values)} for a in spec.axes],
-        "set": spec.overrides, "options": spec.options,
+        "set": spec.overrides, "options": spec.options.model_dump(exclude_none=True),
         "base": str(spec.base) if spec.base else None,
         "chunks": [c.key for c in expansion.chunks], "complete": complete,
     }

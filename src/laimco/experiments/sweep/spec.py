@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from laimco.experiments.sweep.errors import SweepError
-from laimco.experiments.sweep.file_model import NAME_PATTERN, Kind, RangeAxis
+from laimco.experiments.sweep.file_model import NAME_PATTERN, Kind, OptionsSection, RangeAxis
 from laimco.experiments.sweep.file_reading import check_size, read_sweep_file
 from laimco.experiments.sweep.producers import producer_for
 
@@ -33,10 +33,10 @@ class SweepSpec:
     path: Path
     kind: Kind
     base: Path | None
-    overrides: dict[str, Any]
+    overrides: dict[str, bool | int | float | str]  # [set]: "section.key" → value
     axes: tuple[Axis, ...]
     strategies: tuple[str, ...]
-    options: dict[str, Any]
+    options: OptionsSection
     realizations: int
     seed: int
     chunk_points: int
@@ -120,7 +120,7 @@ def load_sweep(path: str | Path, *, quick: bool = False,
     return SweepSpec(
         name=name, path=path.resolve(), kind=sweep.kind, base=base,
         overrides=dict(file.set), axes=axes, strategies=tuple(sweep.strategies or ()),
-        options=file.options.model_dump(exclude_none=True), realizations=sweep.realizations,
+        options=file.options, realizations=sweep.realizations,
         seed=sweep.seed,
         chunk_points=sweep.chunk_points or producer_for(sweep.kind).chunk_points,
         common_random_numbers=sweep.common_random_numbers, seq_len=sweep.seq_len,

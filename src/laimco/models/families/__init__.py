@@ -1,11 +1,12 @@
 """Model families as adapter objects, one module per family, found by this registry.
 
-A family module (bert.py, gpt2.py, llama.py, vit.py) defines a `FamilyAdapter` subclass and
-exposes one instance as `ADAPTER`; every module of this package that does is registered, so
-adding a family is adding one file. `family_adapter("gpt2")` returns the adapter of a family
-name (profiles, manifests); `adapter_for_model_type("mistral")` that of a config.json
-model_type. Everything that differs between architectures (block lookup, splitting, profiling
-hooks, head and neuron layout for structured pruning) is asked of the adapter.
+A family module (bert.py, gpt2.py, llama.py, vit.py), named after its family, defines a
+`FamilyAdapter` subclass and exposes one instance as `ADAPTER`; every module of this package
+that does is registered, so adding a family is adding one file. `family_adapter("gpt2")`
+returns the adapter of a family name (profiles, manifests); `adapter_for_model_type("mistral")`
+that of a config.json model_type. Everything that differs between architectures (block lookup,
+splitting, profiling hooks, head and neuron layout for structured pruning, which analyses apply)
+is asked of the adapter.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def _registry() -> MappingProxyType[str, FamilyAdapter]:
         module = importlib.import_module(f"{__name__}.{info.name}")
         adapter = getattr(module, "ADAPTER", None)
         if isinstance(adapter, FamilyAdapter):
+            if adapter.name != info.name:  # laimco.models.family_names reads module names
+                raise RuntimeError(f"the family module {info.name}.py defines the family "
+                                   f"{adapter.name!r}: name the module after its family")
             if adapter.name in adapters:
                 raise RuntimeError(f"two family modules define the family {adapter.name!r}")
             adapters[adapter.name] = adapter

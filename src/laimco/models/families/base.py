@@ -23,6 +23,9 @@ from torch import nn
 from laimco.models.flop_constants import FLOPS_PER_ELEMENT
 
 Crossing = dict[str, torch.Tensor]
+# keyword arguments of a transformers call (model(...), from_pretrained): a dict by nature, used
+# inside laimco.models only
+CallKwargs = dict[str, Any]
 TOKEN_BITS = 32  # token ids and attention-mask entries travel as int32
 PIXEL_BITS = 8  # a raw image travels as 8-bit RGB
 
@@ -90,7 +93,7 @@ class BlockDims:
 class ProfileInputs:
     """What one profiling forward pass feeds the model, and the input's size."""
 
-    kwargs: dict[str, Any]  # keyword arguments of model(...)
+    kwargs: CallKwargs  # keyword arguments of model(...)
     input_bits: int  # bits of the raw input (uploaded at split 0)
     tokens: int  # sequence length (text) or patches + 1 (ViT)
     image_size: int | None  # image side (ViT), None for text
@@ -111,7 +114,7 @@ class FamilyAdapter(ABC):
     inputs: ClassVar[Literal["tokens", "pixels"]]
     output_per_token: ClassVar[bool] = False  # logits per token (language models)
     auto_model: ClassVar[str] = "AutoModel"  # the transformers Auto class that builds it
-    load_kwargs: ClassVar[dict[str, Any]] = {}  # extra from_pretrained / from_config arguments
+    load_kwargs: ClassVar[CallKwargs] = {}  # extra from_pretrained / from_config arguments
     # units (docs/profiling.md, "Units"): module paths relative to the model
     embedding_paths: ClassVar[tuple[str, ...]]
     blocks_path: ClassVar[str]
@@ -120,6 +123,12 @@ class FamilyAdapter(ABC):
     final_norm: ClassVar[str | None] = None  # dropped on the device side of a split
     masked_attention: ClassVar[bool] = True  # scores get an additive (padding/causal) mask
     checks_positions: ClassVar[bool] = True  # a learned position table bounds seq_len
+    # the output is a sentence embedding (mean-pooled, L2-normalized): what `laimco analyze`
+    # measures distortion on
+    sentence_embeddings: ClassVar[bool] = False
+    # the analytic estimate of K (laimco.models.sensitivity, docs/theory.md §3.12) knows the
+    # family's block layout
+    lipschitz_estimate: ClassVar[bool] = False
     layout: ClassVar[AttentionLayout]
 
     @property
@@ -254,7 +263,7 @@ class TextFamily(FamilyAdapter):
         if self.checks_positions and limit is not None and seq_len > int(limit):
             raise ProfileInputError(f"seq_len {seq_len} exceeds the model's {limit} positions")
         mask = torch.ones(batch_size, seq_len, dtype=torch.long, device=device)
-        kwargs: dict[str, Any] = {
+        kwargs: CallKwargs = {
             "output_hidden_states": True,
             "input_ids": torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)}
         return ProfileInputs(kwargs=kwargs, input_bits=2 * batch_size * seq_len * TOKEN_BITS,

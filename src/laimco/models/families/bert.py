@@ -18,6 +18,7 @@ from laimco.measure.metrics import mean_pool, normalize
 from laimco.models.families.base import (
     AttentionLayout,
     BlockDims,
+    CallKwargs,
     Crossing,
     HeadCounts,
     ProfileInputs,
@@ -40,11 +41,13 @@ class PassThroughEmbeddings(nn.Module):
 class BertFamily(TextFamily):
     name = "bert"
     model_types = ("bert", "roberta", "xlm-roberta")
-    load_kwargs: ClassVar[dict[str, Any]] = {"add_pooling_layer": False}
+    load_kwargs: ClassVar[CallKwargs] = {"add_pooling_layer": False}
     embedding_paths = ("embeddings",)
     blocks_path = "encoder.layer"
     head_paths = ()
     head_name = "pooling"
+    sentence_embeddings = True
+    lipschitz_estimate = True
     layout = AttentionLayout("attention.self", "attention.self.query", "attention.self.key",
                              "attention.self.value", "attention.output.dense",
                              ("intermediate.dense",), "output.dense")

@@ -18,6 +18,7 @@ from laimco.models.families.base import (
     PIXEL_BITS,
     AttentionLayout,
     BlockDims,
+    CallKwargs,
     Crossing,
     FamilyAdapter,
     ProfileInputError,
@@ -37,7 +38,7 @@ class ViTFamily(FamilyAdapter):
     name = "vit"
     model_types = ("vit",)
     inputs: ClassVar[Literal["tokens", "pixels"]] = "pixels"
-    load_kwargs: ClassVar[dict[str, Any]] = {"add_pooling_layer": False}
+    load_kwargs: ClassVar[CallKwargs] = {"add_pooling_layer": False}
     embedding_paths = ("embeddings",)
     blocks_path = "layers"
     head_paths = ("layernorm",)
