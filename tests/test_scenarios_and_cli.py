@@ -23,8 +23,8 @@ runner = CliRunner()
 
 DECISION_KEYS = {"status", "strategy", "split", "rule_device", "rule_server", "rho_device",
                  "rho_server", "power_w", "freq_device_hz", "freq_server_hz",
-                 "activation_bits", "coding", "uplink_bits", "latency_s", "energy_j", "memory_bytes",
-                 "objective", "binding", "solve_time_s"}
+                 "activation_bits", "coding", "uplink_bits", "latency_s", "energy_j",
+                 "memory_bytes", "objective", "binding", "solve_time_s"}
 
 
 def _write(tmp_path: Path, text: str) -> Path:
