@@ -45,7 +45,8 @@ def test_report_follows_the_contract(run: tuple[Path, dict[str, Any]]) -> None:
     assert set(on_disk["rank_agreement"]) >= {"pairs", "agreeing"}
     (scenario,) = on_disk["scenarios"]
     names = [s["strategy"] for s in scenario["strategies"]]
-    assert names == ["joint", "on-server", "fixed-ratio"]
+    # joint also runs with a float32 uplink: what compression changes (docs/evaluate.md)
+    assert names == ["joint", "on-server", "fixed-ratio", "joint-float32"]
     for row in scenario["strategies"]:
         assert set(row) >= {"strategy", "decision", "measured"}
         if row["decision"]["status"] == "infeasible":
@@ -88,6 +89,35 @@ def test_pruning_costs_measured_quality(run: tuple[Path, dict[str, Any]]) -> Non
     pruned = rows["fixed-ratio"]["measured"]
     assert pruned["loss_mean"] > 0.01
     assert pruned["loss_ci95"][0] > rows["joint"]["measured"]["loss_ci95"][1]
+
+
+def test_a_quantized_uplink_sends_exactly_the_predicted_bytes(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The default phone scenario compresses its uplink: per held-out request the bytes of
+    codes and scales are ⌈H·b/8⌉ per real token plus a float32 scale (eq. 6.1, counted here
+    from the tokenizer's own token counts), and a request of the profile's 128 tokens sends
+    exactly the decision's uplink_bits (the attention mask counted as the profile does)."""
+    from laimco.data import heldout_sentences
+    from laimco.models.loading import load_model
+
+    out = tmp_path_factory.mktemp("eval-phone")
+    report = evaluate(ROOT / "scenarios" / "minilm-phone.toml", out, strategies=("joint",),
+                      n_sentences=12, timing_rounds=1, progress=False)
+    rows = {r["strategy"]: r for r in report["scenarios"][0]["strategies"]}
+    d, m = rows["joint"]["decision"], rows["joint"]["measured"]
+    bits = d["activation_bits"]
+    assert bits is not None and bits < 32 and d["coding"] == "none"
+    tokenizer = load_model("minilm").tokenizer
+    tokens = [len(tokenizer(s, truncation=True, max_length=128)["input_ids"])
+              for s in heldout_sentences()[:12]]
+    hidden = 384
+    expected = [n * (-(-hidden * bits // 8) + 4) for n in tokens]
+    assert m["upload_bytes"]["measured_mean"] == pytest.approx(sum(expected) / 12, rel=1e-12)
+    assert m["upload_bytes"]["exact_requests"] == 1.0
+    assert m["uplink_bits"] == pytest.approx(d["uplink_bits"], rel=1e-12)
+    assert rows["joint-float32"]["decision"]["activation_bits"] in (32, None)
+    versus = report["targets"]["calibrated"]["compression"]["joint_vs_float32"]
+    assert versus["minilm-phone"]["bits"] == bits
 
 
 def test_a_rerun_resumes_without_measuring_again(roomy: Path, run: tuple[Path, dict[str, Any]],

@@ -209,8 +209,11 @@ def measured_costs(scenario: Scenario, profile: ModelProfile, decision: Operatin
     channel = scenario.channel.to_channel()
     # a float32 activation is sent as is: its size is the profile's; a quantized one as
     # measured for a request of the profile's length (docs/theory.md §6.1)
-    bits = (float(profile.split_table().upload_bits[s]) if m.upload_bytes_at_design is None
-            else 8 * m.upload_bytes_at_design)
+    bits = float(profile.split_table().upload_bits[s])
+    if m.upload_bytes_at_design is not None:  # the measured payload and the attention mask
+        assert profile.uplink is not None and profile.seq_len is not None
+        hidden_bits = profile.seq_len * int(profile.uplink.hidden[s]) * 32
+        bits = 8 * m.upload_bytes_at_design + max(bits - hidden_bits, 0.0)
     power = decision.power_w
     t_up = float(channel.upload_time_s(bits, power, channel.design_gain())) if bits > 0 else 0.0
     t_down = scenario.task.downlink_s if s < profile.n_units else 0.0  # eq. 2.13
