@@ -1,5 +1,5 @@
 """`laimco evaluate`: every strategy's decision applied to the real model, predicted against
-measured (docs/evaluate.md).
+measured (README "Do decisions hold when executed?").
 
 For each scenario and strategy: solve → prune the model with the decided rules and ratios →
 split → run held-out text → measured loss 1 − cosine to the dense embedding (mean, 95 % CI),

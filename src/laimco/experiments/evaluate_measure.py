@@ -1,7 +1,7 @@
-"""What `laimco evaluate` measures of one decision on the real model (docs/evaluate.md): the
-pruned split run on held-out text, the crossing activation sent through the quantizer as the
-device client sends it, part times relative to dense on one thread, stored bytes; and the
-emulated latency and energy they give."""
+"""What `laimco evaluate` measures of one decision on the real model (README "Do decisions
+hold when executed?"): the pruned split run on held-out text, the crossing activation sent
+through the quantizer as the device client sends it, part times relative to dense on one
+thread, stored bytes; and the emulated latency and energy they give."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The targets `laimco evaluate` reports (docs/evaluate.md): predicted against measured costs,
-decisions that hold when executed, the objective's order against the measured order, and what
-compressing the uplink changes."""
+"""The targets `laimco evaluate` reports (README "Do decisions hold when executed?"):
+predicted against measured costs, decisions that hold when executed, the objective's order
+against the measured order, and what compressing the uplink changes."""
 
 from __future__ import annotations
 
