@@ -72,7 +72,7 @@ def test_compare_uses_the_binding_names_of_optimize() -> None:
     compare = runner.invoke(app, ["compare", str(DEFAULT)])
     assert compare.exit_code == 0, compare.output
     joint_row = next(line for line in compare.output.splitlines() if line.startswith("│ joint"))
-    assert [b.strip(" │") for b in joint_row.split("│")[9].split(",")] == optimize["binding"]
+    assert [b.strip(" │") for b in joint_row.split("│")[10].split(",")] == optimize["binding"]
     for short in ("f_srv", "f_dev", "ρmax"):
         assert short not in compare.output
     assert not re.search(r"(?<![\w-])power(?![\w-])", compare.output)  # only tx_power

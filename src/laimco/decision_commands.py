@@ -181,19 +181,20 @@ def _compare_table(decisions: list[Decision], scenario: Scenario, title: str) ->
     best = min((p.objective for p in points if p is not None), default=None)
     joint = points[0].objective if points[0] is not None else None
     table = Table(title=escape(title), title_justify="left")
-    for column in ("strategy", "split", "ρ_d", "ρ_s", "objective", "×joint", "T ms", "E mJ",
-                   "binding (or why infeasible)"):
-        table.add_column(column, justify="left" if column[0] in "sb" else "right",
+    for column in ("strategy", "split", "ρ_d", "ρ_s", "bits", "objective", "×joint", "T ms",
+                   "E mJ", "binding (or why infeasible)"):
+        table.add_column(column, justify="left" if column[:2] in ("st", "sp", "bi") else "right",
                          no_wrap=column != "binding (or why infeasible)")
     for d, p in zip(decisions, points, strict=True):
         if p is None:
             limits = ", ".join(dict.fromkeys(_REASON_LABELS.get(r.limit, r.limit)
                                              for r in d.reasons))
-            table.add_row(escape(d.strategy), "—", "—", "—", "—", "—", "—", "—",
+            table.add_row(escape(d.strategy), "—", "—", "—", "—", "—", "—", "—", "—",
                           escape(f"infeasible: {limits}"), style="dim")
             continue
         times_joint = f"{p.objective / joint:.3g}" if joint else "—"
-        table.add_row(escape(d.strategy), str(p.split), *_ratios(p, scenario, 3),
+        bits = "—" if p.activation_bits is None else str(p.activation_bits)
+        table.add_row(escape(d.strategy), str(p.split), *_ratios(p, scenario, 3), bits,
                       f"{p.objective:.5g}", times_joint, f"{p.costs.latency_total_s*1e3:.1f}",
                       f"{p.costs.energy_total_j*1e3:.2f}",
                       escape(", ".join(p.binding) or "none"),
