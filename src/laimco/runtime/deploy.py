@@ -54,6 +54,8 @@ from laimco.runtime.deploy_output import (
     remove_stale_staging,
     staged_output,
 )
+from laimco.runtime.deploy_uplink import compare_upload, decision_uplink, run_pruned
+from laimco.runtime.protocol import UplinkSettings
 
 __all__ = ["DeployError", "DeployOptions", "check_options", "decision_rules", "deploy",
            "remove_stale_staging"]
@@ -178,9 +180,10 @@ def deploy(scenario_path: str | Path, out: str | Path,
         raise DeployError(f"the profile's sequence length {seq_len} is more than the "
                           f"{positions} positions of {model_name}; profile it at a shorter "
                           "--seq-len")
+    uplink = decision_uplink(decision, profile, loaded.n_units)
     with staged_output(out, options.overwrite) as staging:
-        report = _run(scenario, decision, profile, loaded, model_name, seq_len, options,
-                      report, staging, out, say)
+        report = _run(scenario, decision, profile, loaded, model_name, seq_len, uplink,
+                      options, report, staging, out, say)
         report["elapsed_s"] = time.perf_counter() - started
         from laimco.runtime.deploy_report import write_report
 
@@ -202,8 +205,8 @@ class _LiveRun:
 
 
 def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: str,
-         seq_len: int, options: DeployOptions, report: dict[str, Any], staging: Path,
-         out: Path, say: Callable[[str], None]) -> dict[str, Any]:
+         seq_len: int, uplink: UplinkSettings, options: DeployOptions, report: dict[str, Any],
+         staging: Path, out: Path, say: Callable[[str], None]) -> dict[str, Any]:
     """prune → save → serve → run the held-out inputs → the report's numbers (into staging;
     paths in the report name the final folder `out`)."""
     import torch
@@ -222,12 +225,14 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     pruned = prune_split_model(loaded, split, point.rho_device, point.rho_server,
                                rule_device, calibration=calibration,  # type: ignore[arg-type]
                                rule_server=rule_server)  # type: ignore[arg-type]
-    folder = save_pruned(pruned, staging / "pruned")
+    folder = save_pruned(pruned, staging / "pruned", activation=uplink.quantizer,
+                         coding=uplink.coding)
 
     inputs = held_out_inputs(loaded, options.sentences, seq_len)
     with torch.no_grad():
         dense = np.concatenate([compared_rows(run_full(loaded, b), b, family) for b in inputs])
-        local = np.concatenate([compared_rows(pruned(b), b, family) for b in inputs])
+        local = np.concatenate([compared_rows(run_pruned(pruned, b, uplink), b, family)
+                                for b in inputs])
     table = profile.split_table()
     channel = scenario.channel.to_channel()
     gain = channel.design_gain()
@@ -241,6 +246,9 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     network, good = np.concatenate(live.rows), np.concatenate(live.good)
     payload_bits = 8.0 * float(statistics.median(
         [float(r.timings.payload_bytes) for r in live.records if r.status == "ok"]))
+    hidden = int(getattr(loaded.config, "hidden_size", 0) or getattr(loaded.config, "n_embd", 0))
+    upload = (compare_upload(live.records, inputs, hidden, uplink, profile, split, rate)
+              if remote else None)
     report.update({
         "status": "ok" if live.summary["failed"] == 0 else "some requests failed",
         "model": model_name, "family": family, "rule": pruned.rule,
@@ -253,8 +261,10 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
         "requests": live.summary, "server_startup_s": live.startup_s,
         "link": {"shaped": options.shape_uplink and remote, "rate_bps": rate,
                  "design_gain": gain, "payload_bits": payload_bits,
-                 "predicted_upload_bits": float(table.upload_bits[split]),
-                 "payload_over_rate_s": payload_bits / rate if rate > 0 else 0.0},
+                 "predicted_upload_bits": float(  # the decision's, else float32's
+                     decision.to_json_dict().get("uplink_bits") or table.upload_bits[split]),
+                 "payload_over_rate_s": payload_bits / rate if rate > 0 else 0.0,
+                 "uplink": None if upload is None else upload.as_dict()},
         **_emulation(scenario, decision, table, live, remote),
         "quality": {
             "compared": ("logits of the real tokens" if loaded.adapter.output_per_token else
