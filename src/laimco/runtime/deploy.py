@@ -36,13 +36,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from laimco.profile import DEFAULT_SEQ_LEN
 from laimco.runtime.deploy_measure import (
     PairedProbe,
+    PairedTimes,
     compared_rows,
     held_out_inputs,
     per_token_output,
@@ -56,6 +57,12 @@ from laimco.runtime.deploy_output import (
 )
 from laimco.runtime.deploy_uplink import compare_upload, decision_uplink, run_pruned
 from laimco.runtime.protocol import UplinkSettings
+
+if TYPE_CHECKING:
+    from laimco.config import Scenario
+    from laimco.models.loading import LoadedModel
+    from laimco.optimize.decision import Decision, OperatingPoint
+    from laimco.profile import ModelProfile, SplitTable
 
 __all__ = ["DeployError", "DeployOptions", "check_options", "decision_rules", "deploy",
            "remove_stale_staging"]
@@ -76,12 +83,12 @@ class DeployOptions:
     overwrite: bool = False  # replace `out` when it holds an earlier deployment
 
 
-def decision_rules(decision: Any, options: DeployOptions) -> tuple[str, str]:
+def decision_rules(point: OperatingPoint, options: DeployOptions) -> tuple[str, str]:
     """The rule each side is pruned with: --rule when given, else the decision's (a side with
     nothing to prune keeps magnitude, which then removes nothing)."""
     if options.rule is not None:
         return options.rule, options.rule
-    return decision.rule_device or "magnitude", decision.rule_server or "magnitude"
+    return point.rule_device or "magnitude", point.rule_server or "magnitude"
 
 
 def check_options(options: DeployOptions, out: Path) -> None:
@@ -166,7 +173,7 @@ def deploy(scenario_path: str | Path, out: str | Path,
     if model_name is None:
         raise DeployError(f"the scenario's profile {profile.name!r} is not a built-in model's: "
                           "give the model directory it was made from (--model DIR)")
-    point = decision.point
+    point = _optimal(decision)
     say(f"decision: split {point.split}, ρ_d {point.rho_device:.3f}, "
         f"ρ_s {point.rho_server:.3f}, p {point.power_w:.4g} W")
     loaded = load_model(model_name)
@@ -191,6 +198,13 @@ def deploy(scenario_path: str | Path, out: str | Path,
     return report
 
 
+def _optimal(decision: Decision) -> OperatingPoint:
+    """The operating point of an optimal decision (`deploy` returns on an infeasible one)."""
+    if decision.point is None:
+        raise DeployError("the decision is infeasible: there is nothing to deploy")
+    return decision.point
+
+
 @dataclass
 class _LiveRun:
     """What the requests over the network gave: per request its record, output rows (NaN for a
@@ -199,14 +213,15 @@ class _LiveRun:
     records: list[Any]
     rows: list[np.ndarray[Any, Any]]
     good: list[np.ndarray[Any, Any]]
-    probes: list[dict[str, float]]
+    probes: list[PairedTimes]
     summary: dict[str, int]
     startup_s: float
 
 
-def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: str,
-         seq_len: int, uplink: UplinkSettings, options: DeployOptions, report: dict[str, Any],
-         staging: Path, out: Path, say: Callable[[str], None]) -> dict[str, Any]:
+def _run(scenario: Scenario, decision: Decision, profile: ModelProfile, loaded: LoadedModel,
+         model_name: str, seq_len: int, uplink: UplinkSettings, options: DeployOptions,
+         report: dict[str, Any], staging: Path, out: Path,
+         say: Callable[[str], None]) -> dict[str, Any]:
     """prune → save → serve → run the held-out inputs → the report's numbers (into staging;
     paths in the report name the final folder `out`)."""
     import torch
@@ -214,7 +229,7 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     from laimco.models.pruned import prune_split_model, save_pruned
     from laimco.models.split import run_full
 
-    point = decision.point  # an optimal decision (the caller returns on an infeasible one)
+    point = _optimal(decision)
     split, family = point.split, loaded.family
     rule_device, rule_server = decision_rules(point, options)
     calibration = None
@@ -261,8 +276,7 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
         "requests": live.summary, "server_startup_s": live.startup_s,
         "link": {"shaped": options.shape_uplink and remote, "rate_bps": rate,
                  "design_gain": gain, "payload_bits": payload_bits,
-                 "predicted_upload_bits": float(  # the decision's, else float32's
-                     decision.to_json_dict().get("uplink_bits") or table.upload_bits[split]),
+                 "predicted_upload_bits": _predicted_upload_bits(decision, table, split),
                  "payload_over_rate_s": payload_bits / rate if rate > 0 else 0.0,
                  "uplink": None if upload is None else upload.as_dict()},
         **_emulation(scenario, decision, table, live, remote),
@@ -279,6 +293,14 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
         "sparsity": {side: r.sparsity for side, r in pruned.reports.items()},
     })
     return report
+
+
+def _predicted_upload_bits(decision: Decision, table: SplitTable, split: int) -> float:
+    """The decision's upload bits (`uplink_bits` of the JSON contract), else the profile's
+    float32 upload at the split."""
+    decided = decision.to_json_dict().get("uplink_bits")
+    return float(decided) if isinstance(decided, int | float) else float(
+        table.upload_bits[split])
 
 
 def _serve_and_send(folder: Path, inputs: list[dict[str, Any]], probe: PairedProbe,
@@ -325,11 +347,11 @@ def _serve_and_send(folder: Path, inputs: list[dict[str, Any]], probe: PairedPro
     return live
 
 
-def _emulation(scenario: Any, decision: Any, table: Any, live: _LiveRun,
+def _emulation(scenario: Scenario, decision: Decision, table: SplitTable, live: _LiveRun,
                remote: bool) -> dict[str, Any]:
     """The measured host times, the paired pruned/dense ratios and the emulated latency and
     energy on the scenario's device and server (the rule in the module docstring)."""
-    point = decision.point  # an optimal decision (the caller returns on an infeasible one)
+    point = _optimal(decision)
     predicted = decision.to_json_dict()  # the latency and energy parts as the report shows them
     split = point.split
     flops = (float(table.flops_prunable_device[split] + table.flops_fixed_device[split]),
@@ -346,16 +368,15 @@ def _emulation(scenario: Any, decision: Any, table: Any, live: _LiveRun,
     paired = [p for r, p in zip(live.records, live.probes, strict=True) if r.status == "ok"]
     theta_device = scenario.device.flops_per_cycle * point.freq_device_hz
     theta_server = scenario.server.flops_per_cycle * point.freq_server_hz
-    host = {"device_dense_s": med([p["device_dense_s"] for p in paired]),
-            "server_dense_s": med([p["server_dense_s"] for p in paired]),
-            "device_pruned_in_process_s": med([p["device_pruned_s"] for p in paired]),
-            "server_pruned_in_process_s": med([p["server_pruned_s"] for p in paired]),
+    host = {"device_dense_s": med([p.device_dense_s for p in paired]),
+            "server_dense_s": med([p.server_dense_s for p in paired]),
+            "device_pruned_in_process_s": med([p.device_pruned_s for p in paired]),
+            "server_pruned_in_process_s": med([p.server_pruned_s for p in paired]),
             "device_flops": flops[0], "server_flops": flops[1]}
     host["device_flop_per_s"] = flops[0] / host["device_dense_s"] if split > 0 else 0.0
     host["server_flop_per_s"] = flops[1] / host["server_dense_s"] if remote else 0.0
-    ratios = {side + "_pruned_over_dense": med([p[f"{side}_pruned_s"] / p[f"{side}_dense_s"]
-                                                for p in paired]) if active else 0.0
-              for side, active in (("device", split > 0), ("server", remote))}
+    ratios = {side + "_pruned_over_dense": med([p.pruned_over_dense(side) for p in paired])
+              if active else 0.0 for side, active in (("device", split > 0), ("server", remote))}
     emulated = {
         "device": ratios["device_pruned_over_dense"] * flops[0] / theta_device
         if theta_device > 0 else 0.0,
