@@ -71,6 +71,11 @@ def test_deploy_reports_predicted_next_to_measured_latency(deployed) -> None:
     assert link["payload_over_rate_s"] <= lat["measured_host"]["uplink"]
     assert lat["measured_host"]["uplink"] <= link["payload_over_rate_s"] + 0.05
     assert link["payload_bits"] == pytest.approx(link["predicted_upload_bits"], rel=0.01)
+    upload = link["uplink"]  # float32: every position of 1×128×384 travels, as predicted
+    assert upload["activation_bits"] == 32
+    assert upload["activation_bytes_measured"] == upload["activation_bytes_predicted"] == (
+        128 * 384 * 4)
+    assert upload["exact_requests"] == upload["requests"] == N_SENTENCES
     emu, host = report["emulation"], report["host"]
     profile = ROOT / "src" / "laimco" / "profiles" / "minilm-l6.json"
     units = json.loads(profile.read_text())["units"]

@@ -158,9 +158,11 @@ def _activation_line(upload: dict[str, Any] | None) -> str:
     return (f" Activation sent as {form}: {upload['activation_bytes_measured']:,.0f} B per "
             f"request (mean of {upload['requests']}), {bytes_part}; fixed-width "
             f"payload_bits/8 = {upload['fixed_width_bytes']:,.0f} B, met exactly by "
-            f"{upload['exact_requests']} of {upload['requests']} requests. Upload time: "
-            f"measured {upload['upload_s_measured'] * 1e3:.1f} ms, predicted (tensor bytes / r) "
-            f"{upload['upload_s_predicted'] * 1e3:.1f} ms (medians).")
+            f"{upload['exact_requests']} of {upload['requests']} requests. Upload time "
+            f"(medians): predicted (tensor bytes / r) {upload['upload_s_predicted'] * 1e3:.1f} "
+            f"ms, measured {upload['transfer_s_measured'] * 1e3:.1f} ms on the wire (rpc − the "
+            f"call inside the server), {upload['upload_s_measured'] * 1e3:.1f} ms with the "
+            "server's handling (rpc − compute).")
 
 
 def _quality_section(report: dict[str, Any]) -> list[str]:

@@ -4,9 +4,10 @@ and the upload time measured through the shaped link with the prediction (docs/r
 "`laimco deploy`"; the quantizer: docs/theory.md §6).
 
 Predicted bytes per request: payload_bits(n, H, settings) / 8 for the n real tokens of the
-request (exact for the fixed-width codes), times the profile's measured zstd ratio with coding
-"zstd" (mean over requests within 2 % is the target); predicted upload time: the bytes of
-every tensor sent (activation and mask) over the decision's rate r(p, g).
+request (every position, padding included, in float32; exact for the fixed-width codes),
+times the profile's measured zstd ratio with coding "zstd" (mean over requests within 2 % is
+the target); predicted upload time: the bytes of every tensor sent (activation and mask) over
+the decision's rate r(p, g).
 """
 
 from __future__ import annotations
@@ -92,23 +93,30 @@ class UplinkComparison:
     exact_requests: int  # requests whose bytes equal the fixed-width prediction exactly
     measured_over_predicted: float | None
     within_tolerance: bool | None
-    upload_s_measured: float
+    upload_s_measured: float  # rpc − server compute: link, protocol and server handling
+    transfer_s_measured: float  # rpc − the whole call inside the server: link and gRPC only
     upload_s_predicted: float  # bytes of every tensor sent / r
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def _rows_sent(batch: dict[str, Any], uplink: UplinkSettings) -> int:
+    """Rows of H values sent: the real tokens of a quantized activation, every position
+    (padding included) of a float32 one."""
+    mask = np.asarray(batch["attention_mask"])
+    return int(mask.sum()) if uplink.quantized else int(mask.size)
+
+
 def compare_upload(records: list[RequestRecord], batches: list[dict[str, Any]], hidden: int,
                    uplink: UplinkSettings, profile: ModelProfile, split: int,
                    rate_bps: float) -> UplinkComparison:
     """Bytes and upload time of the requests that succeeded, against the prediction. The
-    real tokens n of a request are counted in its attention mask; at s = 0 (token ids) and
-    for a crossing without a mask (ViT, float32) the prediction is the float32 tensor as
-    sent."""
+    rows n of a request come from its attention mask (real tokens when quantized, every
+    position in float32); at s = 0 (token ids) and for a crossing without a mask (ViT,
+    float32) the prediction is the tensor as sent."""
     q = uplink.quantizer
-    pairs = [(r, int(np.asarray(b["attention_mask"]).sum())
-              if split > 0 and "attention_mask" in b else None)
+    pairs = [(r, _rows_sent(b, uplink) if split > 0 and "attention_mask" in b else None)
              for r, b in zip(records, batches, strict=True) if r.status == "ok"]
     measured = [float(r.timings.activation_bytes) for r, _ in pairs]
     fixed = [payload_bits(n, hidden, q) / 8 if n is not None else m
@@ -131,4 +139,6 @@ def compare_upload(records: list[RequestRecord], batches: list[dict[str, Any]], 
         measured_over_predicted=over,
         within_tolerance=None if over is None else abs(over - 1) <= tolerance + 1e-12,
         upload_s_measured=float(statistics.median(r.timings.uplink_s for r, _ in pairs)),
+        transfer_s_measured=float(statistics.median(
+            r.timings.rpc_s - r.timings.server_call_s for r, _ in pairs)),
         upload_s_predicted=float(statistics.median(upload)))
