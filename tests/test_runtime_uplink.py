@@ -179,7 +179,7 @@ def _docs_example() -> dict[str, object]:
     code = re.search(r"```python\n(.*?def quantized_request.*?)```", text, re.S)
     assert code, "docs/runtime.md lost its tritonclient example"
     namespace: dict[str, object] = {}
-    exec(compile(code.group(1), "docs/runtime.md", "exec"), namespace)  # noqa: S102
+    exec(compile(code.group(1), "docs/runtime.md", "exec"), namespace)
     return namespace
 
 

@@ -126,9 +126,9 @@ def test_bad_zstd_payloads_are_refused_before_allocating() -> None:
 
 
 def test_a_request_with_other_bits_than_the_manifest_is_refused_naming_both() -> None:
-    with pytest.raises(CrossingError, match="activation_bits 4.*records activation_bits 8"):
+    with pytest.raises(CrossingError, match=r"activation_bits 4.*records activation_bits 8"):
         check_uplink(_iface(8), 4, "token")
-    with pytest.raises(CrossingError, match="activation_bits 32.*records activation_bits 8"):
+    with pytest.raises(CrossingError, match=r"activation_bits 32.*records activation_bits 8"):
         check_uplink(_iface(8), None, None)
     with pytest.raises(CrossingError, match="granularity 'tensor'"):
         check_uplink(_iface(8), 8, "tensor")
