@@ -137,9 +137,9 @@ def test_a_request_with_other_bits_than_the_manifest_is_refused_naming_both() ->
         check_uplink(_iface(32), 8, "token")
 
 
-def test_protocol_and_wire_format_import_without_torch() -> None:
-    code = ("import sys, laimco.runtime.protocol, laimco.runtime.uplink_wire; "
-            "sys.exit('torch' in sys.modules)")
+def test_protocol_wire_format_and_manifest_check_import_without_torch() -> None:
+    code = ("import sys, laimco.runtime.protocol, laimco.runtime.uplink_wire, "
+            "laimco.runtime.pruned_folder; sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

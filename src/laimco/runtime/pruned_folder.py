@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from laimco.models.family_names import family_names
 from laimco.models.output_folder import file_sha256
 from laimco.runtime.protocol import UplinkSettings
 from laimco.uplink.coding import Coding
@@ -87,9 +88,9 @@ class PrunedManifest(BaseModel):
     @field_validator("family")
     @classmethod
     def _known_family(cls, family: str) -> str:
-        from laimco.models.families import family_adapter  # the adapters' registry
-
-        family_adapter(family)  # UnknownFamilyError (a ValueError) names the known ones
+        known = family_names()  # the family modules' names, read without importing torch
+        if family not in known:
+            raise ValueError(f"family {family!r} is not known: laimco knows {', '.join(known)}")
         return family
 
     @property
