@@ -189,3 +189,74 @@ def test_prune_refuses_quantizing_the_token_ids_at_split_zero(tmp_path) -> None:
     result = CliRunner().invoke(app, ["prune", "minilm", "--split", "0", "--activation-bits",
                                       "8", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "never quantized" in " ".join(result.output.split())
+
+
+class _Costs:
+    """The two queries deploy makes of a profile's uplink section (`UplinkCosts`)."""
+
+    def settings(self, split: int, bits: int) -> QuantizerSettings:
+        return QuantizerSettings(bits, "token", 0.5 + split / 100)
+
+    def coded_ratio(self, bits: int) -> np.ndarray:
+        if bits == 2:
+            raise ValueError("activation bits 2 was not measured")
+        return np.array([1.0, 0.7, 0.8, 0.9, 1.0])
+
+
+class _Profile:
+    uplink = _Costs()
+
+
+class _Decision:
+    def __init__(self, **json) -> None:
+        self.json = {"split": 2, **json}
+
+    def to_json_dict(self) -> dict:
+        return self.json
+
+
+def test_deploy_takes_the_decisions_bits_and_the_profiles_clip() -> None:
+    from laimco.runtime.deploy_uplink import decision_uplink
+
+    assert decision_uplink(_Decision(activation_bits=8, coding="zstd"), _Profile(), 5) == (
+        UplinkSettings(QuantizerSettings(8, "token", 0.52), "zstd"))
+    assert decision_uplink(_Decision(activation_bits=8), object(), 5) == UplinkSettings(
+        QuantizerSettings(8))  # no uplink section: clip 1
+    for decision in (_Decision(), _Decision(activation_bits=None, coding="zstd"),
+                     _Decision(activation_bits=8, split=5), _Decision(activation_bits=8,
+                                                                      split=0)):
+        assert decision_uplink(decision, _Profile(), 5) == UplinkSettings()
+
+
+def test_deploy_predicts_bytes_per_request_from_the_real_tokens_and_the_zstd_ratio() -> None:
+    from laimco.runtime.deploy_uplink import compare_upload
+    from laimco.runtime.request_log import RequestRecord, Timings
+
+    masks = [np.array([[1] * n + [0] * (8 - n)]) for n in (3, 5, 8)]
+    fixed = [n * (HIDDEN + 4) for n in (3, 5, 8)]  # 8-bit codes + one float32 scale per token
+
+    def records(sent: list[int]) -> list[RequestRecord]:
+        return [RequestRecord(i, str(i), "ok", timings=Timings(
+            rpc_s=0.02, server_s=0.005, server_call_s=0.006, activation_bytes=b,
+            payload_bytes=b + 64)) for i, b in enumerate(sent)]
+
+    batches = [{"attention_mask": m} for m in masks]
+    exact = compare_upload(records(fixed), batches, HIDDEN, UplinkSettings(QuantizerSettings(8)),
+                           _Profile(), 2, 1e6)
+    assert exact.exact_requests == 3 and exact.measured_over_predicted == 1.0
+    assert exact.activation_bytes_predicted == pytest.approx(np.mean(fixed))
+    assert exact.upload_s_predicted == pytest.approx(8 * (fixed[1] + 64) / 1e6)
+    assert exact.transfer_s_measured == pytest.approx(0.014)
+    coded = [int(f * 0.8 * 1.015) for f in fixed]  # 1.5 % over the profile's ratio at s = 2
+    zstd = compare_upload(records(coded), batches, HIDDEN,
+                          UplinkSettings(QuantizerSettings(8), "zstd"), _Profile(), 2, 1e6)
+    assert zstd.activation_bytes_predicted == pytest.approx(0.8 * np.mean(fixed))
+    assert zstd.measured_over_predicted == pytest.approx(np.mean(coded) / (0.8 * np.mean(fixed)))
+    assert 1.0 < zstd.measured_over_predicted < 1.02
+    assert zstd.within_tolerance
+    unmeasured = compare_upload(records(coded), batches, HIDDEN,
+                                UplinkSettings(QuantizerSettings(2), "zstd"), _Profile(), 2, 1e6)
+    assert unmeasured.activation_bytes_predicted is None and unmeasured.within_tolerance is None
+    float32 = compare_upload(records([8 * HIDDEN * 4] * 3), batches, HIDDEN, UplinkSettings(),
+                             _Profile(), 2, 1e6)  # float32 sends every position, padding too
+    assert float32.exact_requests == 3

@@ -54,9 +54,11 @@ def decision_uplink(decision: Decision, profile: ModelProfile, n_units: int) -> 
 def zstd_ratio(profile: ModelProfile, split: int, bits: int) -> float | None:
     """The profile's mean zstd-compressed / raw payload ratio at (split, bits), or None."""
     measured = _measured_uplink(profile)
-    try:
-        ratio = float(measured.zstd_ratio[split][list(measured.bits).index(bits)])
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+    if measured is None:
+        return None
+    try:  # UplinkCosts.coded_ratio: (L+1,) per width; a width it did not measure: ValueError
+        ratio = float(measured.coded_ratio(bits)[split])
+    except (IndexError, ValueError):
         return None
     return ratio if np.isfinite(ratio) and ratio > 0 else None
 
