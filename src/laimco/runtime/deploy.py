@@ -1,10 +1,10 @@
 """`laimco deploy`: the optimizer's decision run on real hardware (docs/design.md §7).
 
-scenario → `laimco.optimize.solve` → `prune_split_model` (rule configurable) → `save_pruned` →
-edge server (MLServer, loopback, random token) → held-out sentences through the real split
-over gRPC, the upload shaped to the decision's rate r(p, g) → measured latency breakdown and
-output quality next to the model's predictions (deploy.json, deploy.md, latency.png,
-requests.jsonl).
+scenario → `laimco.optimize.solve` → `prune_split_model` (rule configurable) → `save_pruned`
+(with the decision's activation bits, `deploy_uplink`) → edge server (MLServer, loopback,
+random token) → held-out sentences through the real split over gRPC, the upload shaped to the
+decision's rate r(p, g) → measured latency, upload bytes and output quality next to the
+predictions (deploy.json, deploy.md, latency.png, requests.jsonl).
 
 **Emulating the scenario's device and server.** Compute runs on this machine's CPU, not on the
 scenario's phone or on its share of an edge server. The rule: this CPU's speed is measured on
@@ -16,9 +16,8 @@ measured time of that part is scaled by Θ_host / Θ_scenario, with Θ_device = 
 
 The ratio t_pruned / t_dense is measured in pairs: after each request over the network, the
 dense and the pruned parts (device, then server) run back to back in this process on the same
-input, so both see the same load from whatever else runs on the machine. The emulated time is
-the median of the paired values over requests. The times measured in the live run (the
-client's device compute, the server process's compute) are reported next to it. For the dense
+input, so both see the same load from whatever else runs on the machine; the emulated time is
+their median over requests, reported next to the live run's own compute times. For the dense
 part this reproduces the model's F/Θ; for a pruned part it shows whatever speed-up pruning really
 gave on a CPU (unstructured masks give none: the matrices stay dense, while the model assumes
 (1 − ρ) of the prunable FLOPs). The uplink needs no scaling: it is measured through the shaped
@@ -55,14 +54,19 @@ from laimco.runtime.deploy_output import (
     remove_stale_staging,
     staged_output,
 )
-from laimco.runtime.deploy_uplink import compare_upload, decision_uplink, run_pruned
-from laimco.runtime.protocol import UplinkSettings
+from laimco.runtime.deploy_uplink import (
+    compare_upload,
+    decision_uplink,
+    predicted_upload_bits,
+    run_pruned,
+)
 
 if TYPE_CHECKING:
     from laimco.config import Scenario
     from laimco.models.loading import LoadedModel
     from laimco.optimize.decision import Decision, OperatingPoint
     from laimco.profile import ModelProfile, SplitTable
+    from laimco.runtime.protocol import UplinkSettings
 
 __all__ = ["DeployError", "DeployOptions", "check_options", "decision_rules", "deploy",
            "remove_stale_staging"]
@@ -276,7 +280,7 @@ def _run(scenario: Scenario, decision: Decision, profile: ModelProfile, loaded: 
         "requests": live.summary, "server_startup_s": live.startup_s,
         "link": {"shaped": options.shape_uplink and remote, "rate_bps": rate,
                  "design_gain": gain, "payload_bits": payload_bits,
-                 "predicted_upload_bits": _predicted_upload_bits(decision, table, split),
+                 "predicted_upload_bits": predicted_upload_bits(decision, table, split),
                  "payload_over_rate_s": payload_bits / rate if rate > 0 else 0.0,
                  "uplink": None if upload is None else upload.as_dict()},
         **_emulation(scenario, decision, table, live, remote),
@@ -293,14 +297,6 @@ def _run(scenario: Scenario, decision: Decision, profile: ModelProfile, loaded: 
         "sparsity": {side: r.sparsity for side, r in pruned.reports.items()},
     })
     return report
-
-
-def _predicted_upload_bits(decision: Decision, table: SplitTable, split: int) -> float:
-    """The decision's upload bits (`uplink_bits` of the JSON contract), else the profile's
-    float32 upload at the split."""
-    decided = decision.to_json_dict().get("uplink_bits")
-    return float(decided) if isinstance(decided, int | float) else float(
-        table.upload_bits[split])
 
 
 def _serve_and_send(folder: Path, inputs: list[dict[str, Any]], probe: PairedProbe,

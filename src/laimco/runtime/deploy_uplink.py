@@ -24,7 +24,7 @@ from laimco.uplink.quantizer import QuantizerSettings, payload_bits, round_trip
 if TYPE_CHECKING:
     from laimco.models.pruned import PrunedSplit
     from laimco.optimize.decision import Decision
-    from laimco.profile import ModelProfile
+    from laimco.profile import ModelProfile, SplitTable
     from laimco.runtime.request_log import RequestRecord
 
 ZSTD_TOLERANCE = 0.02  # mean measured / predicted zstd bytes within 2 % (issue 13)
@@ -49,6 +49,14 @@ def decision_uplink(decision: Decision, profile: ModelProfile, n_units: int) -> 
     settings = (measured.settings(split, bits) if measured is not None
                 else QuantizerSettings(bits))
     return UplinkSettings(settings, str(data.get("coding") or "none"))  # type: ignore[arg-type]
+
+
+def predicted_upload_bits(decision: Decision, table: SplitTable, split: int) -> float:
+    """The decision's upload bits (`uplink_bits` of the JSON contract, all seq_len tokens),
+    else the profile's float32 upload at the split."""
+    decided = decision.to_json_dict().get("uplink_bits")
+    return float(decided) if isinstance(decided, int | float) else float(
+        table.upload_bits[split])
 
 
 def zstd_ratio(profile: ModelProfile, split: int, bits: int) -> float | None:
