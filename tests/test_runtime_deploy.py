@@ -71,6 +71,11 @@ def test_deploy_reports_predicted_next_to_measured_latency(deployed) -> None:
     assert link["payload_over_rate_s"] <= lat["measured_host"]["uplink"]
     assert lat["measured_host"]["uplink"] <= link["payload_over_rate_s"] + 0.05
     assert link["payload_bits"] == pytest.approx(link["predicted_upload_bits"], rel=0.01)
+    upload = link["uplink"]  # float32: every position of 1×128×384 travels, as predicted
+    assert upload["activation_bits"] == 32
+    assert upload["activation_bytes_measured"] == upload["activation_bytes_predicted"] == (
+        128 * 384 * 4)
+    assert upload["exact_requests"] == upload["requests"] == N_SENTENCES
     emu, host = report["emulation"], report["host"]
     profile = ROOT / "src" / "laimco" / "profiles" / "minilm-l6.json"
     units = json.loads(profile.read_text())["units"]
@@ -135,3 +140,45 @@ def test_deploy_with_wanda_prunes_by_activations_and_serves_the_result(tmp_path)
     requests = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert requests and all(r["status"] == "ok" and r["timings"]["server_s"] > 0
                             for r in requests)
+
+
+class _WithUplink:
+    """The optimizer's decision with the JSON contract's uplink keys set (until the optimizer
+    chooses them itself): everything else is the real decision's."""
+
+    def __init__(self, decision, bits: int, coding: str) -> None:
+        self._decision, self._uplink = decision, {"activation_bits": bits, "coding": coding}
+
+    def __getattr__(self, name: str):
+        return getattr(self._decision, name)
+
+    def to_json_dict(self) -> dict:
+        return {**self._decision.to_json_dict(), **self._uplink}
+
+
+def test_deploy_sends_the_decisions_8_bit_activation_and_meets_the_byte_prediction(
+        tmp_path, monkeypatch) -> None:
+    import laimco.optimize
+
+    real_solve = laimco.optimize.solve
+    monkeypatch.setattr(laimco.optimize, "solve",
+                        lambda *a, **k: _WithUplink(real_solve(*a, **k), 8, "none"))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(_app(), ["deploy", str(SCENARIO), "--out", str(out),
+                                         "--sentences", "8"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "deploy.json").read_text())
+    manifest = json.loads((out / "pruned" / "manifest.json").read_text())
+    assert manifest["activation_bits"] == 8 and manifest["coding"] == "none"
+    upload = report["link"]["uplink"]
+    assert upload["activation_bits"] == 8 and upload["requests"] == 8
+    # every request's activation bytes = payload_bits(n_real, 384, 8-bit token) / 8 exactly
+    assert upload["exact_requests"] == 8 and upload["measured_over_predicted"] == 1.0
+    assert upload["activation_bytes_measured"] < 128 * (384 + 4)  # real tokens only
+    # the upload through the shaped link takes the bytes over r, plus protocol time
+    assert upload["upload_s_predicted"] <= upload["upload_s_measured"]
+    assert upload["upload_s_measured"] <= upload["upload_s_predicted"] * 1.1 + 0.03
+    # the server and the in-process parts saw the same dequantized activation
+    assert report["quality"]["network_vs_local_max_abs"] <= 1e-5
+    assert report["quality"]["network_vs_dense"]["mean_cosine"] > 0.5
+    assert "8-bit codes (token scales" in (out / "deploy.md").read_text()

@@ -114,6 +114,13 @@ def prune(
     overwrite: Annotated[bool, typer.Option(
         help="replace an existing folder that laimco prune wrote (never any other folder)")
     ] = False,
+    activation_bits: Annotated[int, typer.Option(
+        help="bits of the activation sent at the split: 32 | 16 | 8 | 6 | 4 | 2")] = 32,
+    activation_clip: Annotated[float | None, typer.Option(
+        help="fraction of the absolute maximum kept, in (0, 1] (default: the profile's "
+             "measured clip for the built-in model, else 1)")] = None,
+    coding: Annotated[str, typer.Option(help="lossless coding of the quantized activation: "
+                                             "none | zstd")] = "none",
 ) -> None:
     """Split a model, prune each side at its ratio, save both parts (safetensors + manifest)."""
     from laimco.data import calibration_sentences as shipped_sentences
@@ -122,6 +129,7 @@ def prune(
     # every option is checked before the model is loaded
     calibration_sentences = _checked_prune_options(rule, rho_device, rho_server,
                                                    calibration_sentences, folder, overwrite)
+    _checked_uplink_options(activation_bits, activation_clip, coding, split)
     require_models("prune")
     from laimco.models.loading import (
         BUILTIN_MODELS,
@@ -143,6 +151,10 @@ def prune(
         if not 0 <= split <= n_units:
             fail(f"--split {split} is outside 0..{n_units} for {model} ({n_units} units: "
                  "embeddings, blocks, head)")
+        if activation_bits < 32 and split == n_units:
+            fail(f"--activation-bits {activation_bits}: at --split {split} = L nothing is "
+                 "uploaded; give a split in 1..L−1 or drop the option")
+        activation = _activation_settings(model, split, activation_bits, activation_clip)
         with errors.status(escape(f"loading {model} …")) as status:
             loaded = load_model(model)
             calibration = None
@@ -156,7 +168,8 @@ def prune(
             pruned = prune_split_model(loaded, split, rho_device, rho_server, rule,  # type: ignore[arg-type]
                                        calibration=calibration)
             status.update(escape(f"saving to {folder} …"))
-            written = save_pruned(pruned, folder, overwrite=overwrite)
+            written = save_pruned(pruned, folder, overwrite=overwrite, activation=activation,
+                                  coding=coding)  # type: ignore[arg-type]
     except (ModelLoadError, PruningError, SplitError, ValueError, OSError) as err:
         fail(str(err))
     _print_pruned(pruned.reports, written)
@@ -229,6 +242,40 @@ def _checked_prune_options(rule: str, rho_device: float, rho_server: float,
     except (PruningError, OutputFolderError) as err:
         fail(str(err))
     return calibration_sentences
+
+
+def _checked_uplink_options(bits: int, clip: float | None, coding: str, split: int) -> None:
+    """Check `laimco prune`'s uplink options (exit 2 naming the option and what is allowed)."""
+    from laimco.uplink.quantizer import ACTIVATION_BITS
+
+    allowed = ", ".join(str(b) for b in ACTIVATION_BITS)
+    if bits not in ACTIVATION_BITS:
+        fail(f"--activation-bits {bits} is not supported: choose one of {allowed}")
+    if clip is not None and not 0 < clip <= 1:
+        fail(f"--activation-clip {clip}: give the fraction of the absolute maximum kept, in "
+             "(0, 1]")
+    if coding not in ("none", "zstd"):
+        fail(f"--coding {coding!r} is not supported: choose one of none, zstd")
+    if bits == 32 and (coding != "none" or clip is not None):
+        fail("--coding and --activation-clip apply to a quantized activation: give "
+             "--activation-bits 16, 8, 6, 4 or 2 with them")
+    if bits < 32 and split == 0:
+        fail(f"--activation-bits {bits}: at --split 0 the device uploads token ids, which are "
+             "never quantized; give a split in 1..L−1 or drop the option")
+
+
+def _activation_settings(model: str, split: int, bits: int, clip: float | None) -> Any:
+    """The quantizer settings `laimco prune` records: the given clip, else the clip measured for
+    (split, bits) in the built-in model's profile ("uplink" section), else 1."""
+    from laimco.uplink.quantizer import QuantizerSettings
+
+    if clip is None and bits < 32 and model == "minilm":
+        from laimco.profile import load_profile
+
+        uplink = getattr(load_profile("minilm-l6"), "uplink", None)
+        if uplink is not None:
+            return uplink.settings(split, bits)
+    return QuantizerSettings(bits, clip=1.0 if clip is None else clip)
 
 
 def _print_pruned(reports: Any, written: Path) -> None:

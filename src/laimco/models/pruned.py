@@ -50,6 +50,8 @@ from laimco.pruning import (
 )
 from laimco.pruning.masks import conv1d_names
 from laimco.pruning.sparse_kernels import to_csr_linears
+from laimco.uplink.coding import Coding, check_coding
+from laimco.uplink.quantizer import QuantizerSettings
 
 MANIFEST = "manifest.json"
 __all__ = ["MANIFEST", "RULES", "PrunedSplit", "PruningError", "Rule", "SideReport",
@@ -206,13 +208,34 @@ def _report_json(report: SideReport) -> dict[str, Any]:
     return data
 
 
-def save_pruned(pruned: PrunedSplit, out: str | Path, *, overwrite: bool = False) -> Path:
+def _uplink_fields(pruned: PrunedSplit, activation: QuantizerSettings | None,
+                   coding: Coding) -> dict[str, Any]:
+    """The manifest's uplink settings (docs/runtime.md, "Quantized uplink"); float32 when no
+    activation crosses (s = 0 uploads token ids, s = L nothing)."""
+    check_coding(coding)
+    crosses = 0 < pruned.split < pruned.loaded.n_units
+    if activation is None or not crosses or activation.bits == 32:
+        activation, coding = QuantizerSettings(32), "none"
+    elif not pruned.loaded.adapter.takes_text:
+        raise PruningError(f"{pruned.loaded.name} ({pruned.loaded.family}) sends no attention "
+                           "mask with its activation: quantized uplinks need a text model; "
+                           "use activation bits 32")
+    return {"activation_bits": activation.bits,
+            "activation_granularity": activation.granularity,
+            "activation_clip": activation.clip, "coding": coding}
+
+
+def save_pruned(pruned: PrunedSplit, out: str | Path, *, overwrite: bool = False,
+                activation: QuantizerSettings | None = None, coding: Coding = "none") -> Path:
     """Write both pruned parts, their masks, the base config/tokenizer and a manifest into
-    `out`. Everything is written to a staging folder first and renamed into place, so an
-    interrupted save leaves nothing half-written (laimco.models.output_folder). `overwrite`
+    `out`; the manifest records how the activation crosses the link (`activation`, default
+    float32, and `coding`). Everything is written to a staging folder first and renamed into
+    place, so an interrupted save leaves nothing half-written (laimco.models.output_folder).
+    `overwrite`
     replaces only a folder whose manifest lists every file in it (one this function wrote);
     any other existing, non-empty folder is refused."""
     out = Path(out)
+    uplink = _uplink_fields(pruned, activation, coding)
     try:
         check_replaceable(out, overwrite=overwrite, manifest_name=MANIFEST)
     except OutputFolderError as err:
@@ -242,6 +265,7 @@ def save_pruned(pruned: PrunedSplit, out: str | Path, *, overwrite: bool = False
             "rule": pruned.rule,
             "rule_server": pruned.server_rule,
             "sides": {side: _report_json(report) for side, report in pruned.reports.items()},
+            **uplink,
             "files": {key: {"name": name, "sha256": file_sha256(staging / name)}
                       for key, name in files.items()},
             "written": [*staged_files(staging), MANIFEST],  # what --overwrite may replace

@@ -36,16 +36,21 @@ import numpy as np
 
 from laimco.runtime.guard import bearer
 from laimco.runtime.protocol import (
+    ACTIVATION_BYTES_PARAMETER,
+    BITS_PARAMETER,
     DATATYPE_OF,
+    GRANULARITY_PARAMETER,
     MANIFEST_PARAMETER,
     OUTPUT_NAME,
     SERVER_CALL_PARAMETER,
     SERVER_COMPUTE_PARAMETER,
     SERVER_HANDLER_PARAMETER,
+    UplinkSettings,
     manifest_sha256,
 )
 from laimco.runtime.repository import DEFAULT_MODEL_NAME
 from laimco.runtime.request_log import Attempt, Reply, RequestRecord, RetryPolicy, Timings
+from laimco.runtime.uplink_wire import activation_bytes, activation_tensors
 
 __all__ = ["Attempt", "AuthenticationError", "DeviceClient", "ModelMismatchError", "Reply",
            "RequestRecord", "RetryPolicy", "RuntimeClientError", "ServerConnection",
@@ -93,10 +98,14 @@ class ServerConnection:
 
     def __init__(self, url: str, manifest_sha: str, *, model_name: str = DEFAULT_MODEL_NAME,
                  token: str | None = None, retry: RetryPolicy | None = None,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, uplink: UplinkSettings | None = None) -> None:
         import tritonclient.grpc as grpcclient
 
         self.url, self.manifest_sha, self.model_name = url, manifest_sha, model_name
+        self.parameters: dict[str, str | int] = {MANIFEST_PARAMETER: manifest_sha}
+        if uplink is not None and uplink.quantized:  # the server checks them against its own
+            self.parameters |= {BITS_PARAMETER: uplink.quantizer.bits,
+                                GRANULARITY_PARAMETER: uplink.quantizer.granularity}
         self.retry = retry or RetryPolicy()
         self.headers = bearer(token) if token else {}
         self.client_id = client_id or f"{uuid.uuid4().hex[:8]}-{next(self._ids)}"
@@ -164,7 +173,8 @@ class ServerConnection:
             datatype = DATATYPE_OF.get(array.dtype)
             if datatype is None:
                 raise TypeError(f"crossing tensor {name!r} has dtype {array.dtype}; the protocol "
-                                "sends float32 activations and int64 ids/masks")
+                                "sends float32/float16 activations, uint8 codes and int64 "
+                                "ids/masks")
             tensor = self._grpc.InferInput(name, list(array.shape), datatype)
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
@@ -192,6 +202,7 @@ class ServerConnection:
         from tritonclient.utils import InferenceServerException
 
         inputs, record.timings.payload_bytes = self._inputs(crossing)
+        record.timings.activation_bytes = activation_bytes(crossing)
         for number in range(1, self.retry.max_attempts + 1):
             if number > 1:
                 time.sleep(self.retry.delay_s(number - 1))
@@ -200,7 +211,7 @@ class ServerConnection:
                 result = self._client.infer(
                     self.model_name, inputs, request_id=record.request_id,
                     headers=self.headers, client_timeout=self.retry.timeout_s,
-                    parameters={MANIFEST_PARAMETER: self.manifest_sha})
+                    parameters=self.parameters)
             except InferenceServerException as err:
                 code = _code(err)
                 record.attempts.append(Attempt(number, started_unix,
@@ -218,6 +229,8 @@ class ServerConnection:
                 parameters[SERVER_HANDLER_PARAMETER].int64_param / 1e9)
             if SERVER_CALL_PARAMETER in parameters:  # binary requests: set by the guard
                 record.timings.server_call_s = parameters[SERVER_CALL_PARAMETER].int64_param / 1e9
+            record.timings.server_activation_bytes = (
+                parameters[ACTIVATION_BYTES_PARAMETER].int64_param)
             record.status = "ok"
             return Reply(result.as_numpy(OUTPUT_NAME), record)
         last = record.attempts[-1]
@@ -261,6 +274,8 @@ class DeviceClient:
         manifest = check_pruned_folder(self.folder)  # names inside the folder, SHA-256s
         sha = manifest_sha256(self.folder)
         self.split, self.n_units = manifest.split, manifest.n_units
+        self.uplink = manifest.uplink
+        self.quantized = 0 < self.split < self.n_units and self.uplink.quantized
         self._torch = torch
         self.link = None
         target = url
@@ -270,7 +285,7 @@ class DeviceClient:
             self.link = ShapedUplink(url, uplink_rate_bps)
             target = self.link.address
         self.connection = ServerConnection(target, sha, model_name=model_name, token=token,
-                                           retry=retry)
+                                           retry=retry, uplink=self.uplink)
         try:
             if check and self.split < self.n_units:
                 self.connection.check()  # before loading weights: wrong setups fail fast
@@ -307,14 +322,19 @@ class DeviceClient:
         return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
 
     def run_device(self, inputs: dict[str, Any]) -> tuple[dict[str, np.ndarray[Any, Any]], float]:
-        """Units 1..s on this machine's CPU: what crosses the cut, and the time it took."""
+        """Units 1..s on this machine's CPU and, with a quantized uplink, the quantization of the
+        real tokens' rows (docs/runtime.md, "Quantized uplink"): the tensors that cross the cut,
+        and the time it took."""
         torch = self._torch
         start = time.perf_counter()
         with torch.no_grad():
             crossing = self.pruned.device(inputs)
-        elapsed = time.perf_counter() - start
-        return {name: tensor.detach().contiguous().numpy() for name, tensor in
-                crossing.items()}, elapsed
+        arrays = {name: tensor.detach().contiguous().numpy() for name, tensor in
+                  crossing.items()}
+        if self.quantized:
+            arrays = activation_tensors(arrays["hidden_states"], arrays["attention_mask"],
+                                        self.uplink)
+        return arrays, time.perf_counter() - start
 
     def infer(self, texts: Sequence[str], *, max_length: int = 128,
               pad_to_max_length: bool = False) -> Reply:

@@ -10,12 +10,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from laimco.runtime.protocol import Interface
+    from laimco.runtime.repository import ServeOptions
+    from laimco.runtime.request_log import Reply, RequestRecord
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 errors = Console(stderr=True)
@@ -80,7 +85,6 @@ def _listen_port(host: str, port: int, option: str) -> int:
     return port or free_port(host)
 
 
-# over 80 lines only through its typer option declarations (one per CLI flag)
 def serve(
     folder: FolderArg,
     port: Annotated[int, typer.Option(min=0, max=65535,
@@ -139,17 +143,7 @@ def serve(
             write_repository(folder, repo, options)
         except (OSError, ValueError) as err:
             _fail(str(err))
-        if host not in ("127.0.0.1", "localhost", "::1") and secret is None:
-            errors.print(f"[bold yellow]warning:[/] listening on {escape(host)} without a "
-                         "token: anyone who reaches this port can use the server (give "
-                         "--token or LAIMCO_TOKEN)")
-        console.print(f"serving {iface.model} split {iface.split} (units {iface.split + 1}.."
-                      f"{iface.n_units}) from {folder}\n  gRPC {host}:{grpc_port}, REST "
-                      f"{host}:{rest_port}, model {model_name!r}, manifest "
-                      f"{iface.manifest_sha256[:12]}…, token "
-                      f"{'required' if secret else 'none'}\n  inputs: "
-                      f"{iface.describe_inputs()}\n  settings: {repo}", markup=False,
-                      highlight=False)
+        _print_serving(iface, folder, options, repo, secret)
         if secret:
             os.environ[TOKEN_ENV] = secret
         else:
@@ -164,21 +158,42 @@ def serve(
         raise typer.Exit(code=code)
 
 
-def _timings_table(records: list[object]) -> Table:
-    table = Table(title="per request (ms)", title_justify="left")
+def _print_serving(iface: Interface, folder: Path, options: ServeOptions, repo: Path,
+                   secret: str | None) -> None:
+    """What `laimco serve` is about to serve, where, and how the activation crosses."""
+    host = options.host
+    if host not in ("127.0.0.1", "localhost", "::1") and secret is None:
+        errors.print(f"[bold yellow]warning:[/] listening on {escape(host)} without a "
+                     "token: anyone who reaches this port can use the server (give "
+                     "--token or LAIMCO_TOKEN)")
+    q = iface.uplink.quantizer
+    uplink = (f"{q.bits}-bit activation ({q.granularity} scales, clip {q.clip:g}, coding "
+              f"{iface.uplink.coding})" if iface.quantized else "float32 activation")
+    console.print(f"serving {iface.model} split {iface.split} (units {iface.split + 1}.."
+                  f"{iface.n_units}) from {folder}\n  gRPC {host}:{options.grpc_port}, REST "
+                  f"{host}:{options.http_port}, model {options.model_name!r}, manifest "
+                  f"{iface.manifest_sha256[:12]}…, token "
+                  f"{'required' if secret else 'none'}\n  inputs: "
+                  f"{iface.describe_inputs()} ({uplink})\n  settings: {repo}", markup=False,
+                  highlight=False)
+
+
+def _timings_table(records: list[RequestRecord]) -> Table:
+    table = Table(title="per request (ms; activation: bytes of the activation tensors sent)",
+                  title_justify="left")
     for column in ("#", "status", "attempts", "tokenize", "device", "uplink", "server",
-                   "total", "payload kB"):
+                   "total", "payload kB", "activation B"):
         table.add_column(column, justify="left" if column in ("#", "status") else "right")
     for r in records:
-        t = r.timings  # type: ignore[attr-defined]
-        table.add_row(str(r.index), r.status, str(len(r.attempts)),  # type: ignore[attr-defined]
+        t = r.timings
+        table.add_row(str(r.index), r.status, str(len(r.attempts)),
                       f"{t.tokenize_s * 1e3:.1f}", f"{t.device_s * 1e3:.1f}",
                       f"{t.uplink_s * 1e3:.1f}", f"{t.server_s * 1e3:.1f}",
-                      f"{t.total_s * 1e3:.1f}", f"{t.payload_bytes / 1e3:.1f}")
+                      f"{t.total_s * 1e3:.1f}", f"{t.payload_bytes / 1e3:.1f}",
+                      str(t.activation_bytes))
     return table
 
 
-# over 80 lines only through its typer option declarations (one per CLI flag)
 def infer(
     folder: FolderArg,
     texts: Annotated[list[str], typer.Argument(help="texts to embed, one request each")],
@@ -199,14 +214,44 @@ def infer(
     as_json: Annotated[bool, typer.Option("--json", help="print outputs and timings as JSON")
                        ] = False,
 ) -> None:
-    """Run the device part here, the server part on the edge server; print outputs and times."""
+    """Run the device part here, the server part on the edge server; print outputs, times and
+    the bytes of the activation sent."""
+    from laimco.models.loading import ModelLoadError
+    from laimco.runtime.client import DeviceClient, RetryPolicy, RuntimeClientError
+
+    secret = _token(token, token_file)
+    _check_infer_options(folder, server, model_name, log, max_length)
+    try:
+        client = DeviceClient(folder, server, token=secret,
+                              model_name=model_name, uplink_rate_bps=rate_bps,
+                              retry=RetryPolicy(max_attempts=retries, timeout_s=timeout))
+    except (RuntimeClientError, ModelLoadError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    with client:
+        replies = [client.infer([text], max_length=max_length) for text in texts]
+        if log is not None:
+            client.connection.write_log(log)
+        summary = client.connection.summary()
+    if as_json:
+        sys.stdout.write(json.dumps({
+            "summary": summary,
+            "requests": [{**r.record.as_dict(), "text": text,
+                          "output": None if r.output is None else r.output.tolist()}
+                         for r, text in zip(replies, texts, strict=True)]}) + "\n")
+    else:
+        _print_replies(replies, texts, summary)
+    if summary["failed"]:
+        raise typer.Exit(code=1)
+
+
+def _check_infer_options(folder: Path, server: str, model_name: str, log: Path | None,
+                         max_length: int) -> None:
+    """`laimco infer`'s options, checked before loading or connecting (exit 2 naming one)."""
     from laimco.models.families import family_adapter
     from laimco.models.loading import ModelLoadError, read_config
-    from laimco.runtime.client import DeviceClient, RetryPolicy, RuntimeClientError
     from laimco.runtime.pruned_folder import check_pruned_folder
     from laimco.runtime.repository import model_name_problem
 
-    secret = _token(token, token_file)
     problem = model_name_problem(model_name)
     if problem:
         _fail(problem)
@@ -232,38 +277,22 @@ def infer(
     if positions and max_length > int(positions):
         _fail(f"--max-length {max_length} is more than the {positions} positions this model "
               f"has; give 1..{positions}")
-    try:
-        client = DeviceClient(folder, server, token=secret,
-                              model_name=model_name, uplink_rate_bps=rate_bps,
-                              retry=RetryPolicy(max_attempts=retries, timeout_s=timeout))
-    except (RuntimeClientError, ModelLoadError, FileNotFoundError, ValueError) as err:
-        _fail(str(err))
-    with client:
-        replies = [client.infer([text], max_length=max_length) for text in texts]
-        if log is not None:
-            client.connection.write_log(log)
-        summary = client.connection.summary()
-    if as_json:
-        sys.stdout.write(json.dumps({
-            "summary": summary,
-            "requests": [{**r.record.as_dict(), "text": text,
-                          "output": None if r.output is None else r.output.tolist()}
-                         for r, text in zip(replies, texts, strict=True)]}) + "\n")
-    else:
-        for reply, text in zip(replies, texts, strict=True):
-            if reply.output is None:
-                console.print(f"[red]failed[/] {escape(repr(text))}: "
-                              f"{escape(str(reply.record.error))}", highlight=False)
-                continue
-            vector = reply.output.reshape(-1)
-            shown = ", ".join(f"{v:+.4f}" for v in vector[:6])
-            console.print(f"{text!r} → output {list(reply.output.shape)} [{shown}, …]",
-                          markup=False, highlight=False)
-        console.print(_timings_table([r.record for r in replies]))
-        console.print(f"{summary['ok']} ok, {summary['failed']} failed, "
-                      f"{summary['failed_attempts']} failed attempts", highlight=False)
-    if summary["failed"]:
-        raise typer.Exit(code=1)
+
+
+def _print_replies(replies: list[Reply], texts: list[str], summary: dict[str, int]) -> None:
+    """Each reply's output head, the per-request times and bytes, and the totals."""
+    for reply, text in zip(replies, texts, strict=True):
+        if reply.output is None:
+            console.print(f"[red]failed[/] {escape(repr(text))}: "
+                          f"{escape(str(reply.record.error))}", highlight=False)
+            continue
+        vector = reply.output.reshape(-1)
+        shown = ", ".join(f"{v:+.4f}" for v in vector[:6])
+        console.print(f"{text!r} → output {list(reply.output.shape)} [{shown}, …]",
+                      markup=False, highlight=False)
+    console.print(_timings_table([r.record for r in replies]))
+    console.print(f"{summary['ok']} ok, {summary['failed']} failed, "
+                  f"{summary['failed_attempts']} failed attempts", highlight=False)
 
 
 def deploy(

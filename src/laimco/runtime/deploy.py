@@ -1,10 +1,10 @@
 """`laimco deploy`: the optimizer's decision run on real hardware (docs/design.md §7).
 
-scenario → `laimco.optimize.solve` → `prune_split_model` (rule configurable) → `save_pruned` →
-edge server (MLServer, loopback, random token) → held-out sentences through the real split
-over gRPC, the upload shaped to the decision's rate r(p, g) → measured latency breakdown and
-output quality next to the model's predictions (deploy.json, deploy.md, latency.png,
-requests.jsonl).
+scenario → `laimco.optimize.solve` → `prune_split_model` (rule configurable) → `save_pruned`
+(with the decision's activation bits, `deploy_uplink`) → edge server (MLServer, loopback,
+random token) → held-out sentences through the real split over gRPC, the upload shaped to the
+decision's rate r(p, g) → measured latency, upload bytes and output quality next to the
+predictions (deploy.json, deploy.md, latency.png, requests.jsonl).
 
 **Emulating the scenario's device and server.** Compute runs on this machine's CPU, not on the
 scenario's phone or on its share of an edge server. The rule: this CPU's speed is measured on
@@ -16,9 +16,8 @@ measured time of that part is scaled by Θ_host / Θ_scenario, with Θ_device = 
 
 The ratio t_pruned / t_dense is measured in pairs: after each request over the network, the
 dense and the pruned parts (device, then server) run back to back in this process on the same
-input, so both see the same load from whatever else runs on the machine. The emulated time is
-the median of the paired values over requests. The times measured in the live run (the
-client's device compute, the server process's compute) are reported next to it. For the dense
+input, so both see the same load from whatever else runs on the machine; the emulated time is
+their median over requests, reported next to the live run's own compute times. For the dense
 part this reproduces the model's F/Θ; for a pruned part it shows whatever speed-up pruning really
 gave on a CPU (unstructured masks give none: the matrices stay dense, while the model assumes
 (1 − ρ) of the prunable FLOPs). The uplink needs no scaling: it is measured through the shaped
@@ -36,13 +35,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from laimco.profile import DEFAULT_SEQ_LEN
 from laimco.runtime.deploy_measure import (
     PairedProbe,
+    PairedTimes,
     compared_rows,
     held_out_inputs,
     per_token_output,
@@ -54,6 +54,19 @@ from laimco.runtime.deploy_output import (
     remove_stale_staging,
     staged_output,
 )
+from laimco.runtime.deploy_uplink import (
+    compare_upload,
+    decision_uplink,
+    predicted_upload_bits,
+    run_pruned,
+)
+
+if TYPE_CHECKING:
+    from laimco.config import Scenario
+    from laimco.models.loading import LoadedModel
+    from laimco.optimize.decision import Decision, OperatingPoint
+    from laimco.profile import ModelProfile, SplitTable
+    from laimco.runtime.protocol import UplinkSettings
 
 __all__ = ["DeployError", "DeployOptions", "check_options", "decision_rules", "deploy",
            "remove_stale_staging"]
@@ -74,12 +87,12 @@ class DeployOptions:
     overwrite: bool = False  # replace `out` when it holds an earlier deployment
 
 
-def decision_rules(decision: Any, options: DeployOptions) -> tuple[str, str]:
+def decision_rules(point: OperatingPoint, options: DeployOptions) -> tuple[str, str]:
     """The rule each side is pruned with: --rule when given, else the decision's (a side with
     nothing to prune keeps magnitude, which then removes nothing)."""
     if options.rule is not None:
         return options.rule, options.rule
-    return decision.rule_device or "magnitude", decision.rule_server or "magnitude"
+    return point.rule_device or "magnitude", point.rule_server or "magnitude"
 
 
 def check_options(options: DeployOptions, out: Path) -> None:
@@ -164,7 +177,7 @@ def deploy(scenario_path: str | Path, out: str | Path,
     if model_name is None:
         raise DeployError(f"the scenario's profile {profile.name!r} is not a built-in model's: "
                           "give the model directory it was made from (--model DIR)")
-    point = decision.point
+    point = _optimal(decision)
     say(f"decision: split {point.split}, ρ_d {point.rho_device:.3f}, "
         f"ρ_s {point.rho_server:.3f}, p {point.power_w:.4g} W")
     loaded = load_model(model_name)
@@ -178,14 +191,22 @@ def deploy(scenario_path: str | Path, out: str | Path,
         raise DeployError(f"the profile's sequence length {seq_len} is more than the "
                           f"{positions} positions of {model_name}; profile it at a shorter "
                           "--seq-len")
+    uplink = decision_uplink(decision, profile, loaded.n_units)
     with staged_output(out, options.overwrite) as staging:
-        report = _run(scenario, decision, profile, loaded, model_name, seq_len, options,
-                      report, staging, out, say)
+        report = _run(scenario, decision, profile, loaded, model_name, seq_len, uplink,
+                      options, report, staging, out, say)
         report["elapsed_s"] = time.perf_counter() - started
         from laimco.runtime.deploy_report import write_report
 
         write_report(report, staging)
     return report
+
+
+def _optimal(decision: Decision) -> OperatingPoint:
+    """The operating point of an optimal decision (`deploy` returns on an infeasible one)."""
+    if decision.point is None:
+        raise DeployError("the decision is infeasible: there is nothing to deploy")
+    return decision.point
 
 
 @dataclass
@@ -196,14 +217,15 @@ class _LiveRun:
     records: list[Any]
     rows: list[np.ndarray[Any, Any]]
     good: list[np.ndarray[Any, Any]]
-    probes: list[dict[str, float]]
+    probes: list[PairedTimes]
     summary: dict[str, int]
     startup_s: float
 
 
-def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: str,
-         seq_len: int, options: DeployOptions, report: dict[str, Any], staging: Path,
-         out: Path, say: Callable[[str], None]) -> dict[str, Any]:
+def _run(scenario: Scenario, decision: Decision, profile: ModelProfile, loaded: LoadedModel,
+         model_name: str, seq_len: int, uplink: UplinkSettings, options: DeployOptions,
+         report: dict[str, Any], staging: Path, out: Path,
+         say: Callable[[str], None]) -> dict[str, Any]:
     """prune → save → serve → run the held-out inputs → the report's numbers (into staging;
     paths in the report name the final folder `out`)."""
     import torch
@@ -211,7 +233,7 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     from laimco.models.pruned import prune_split_model, save_pruned
     from laimco.models.split import run_full
 
-    point = decision.point  # an optimal decision (the caller returns on an infeasible one)
+    point = _optimal(decision)
     split, family = point.split, loaded.family
     rule_device, rule_server = decision_rules(point, options)
     calibration = None
@@ -222,12 +244,14 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     pruned = prune_split_model(loaded, split, point.rho_device, point.rho_server,
                                rule_device, calibration=calibration,  # type: ignore[arg-type]
                                rule_server=rule_server)  # type: ignore[arg-type]
-    folder = save_pruned(pruned, staging / "pruned")
+    folder = save_pruned(pruned, staging / "pruned", activation=uplink.quantizer,
+                         coding=uplink.coding)
 
     inputs = held_out_inputs(loaded, options.sentences, seq_len)
     with torch.no_grad():
         dense = np.concatenate([compared_rows(run_full(loaded, b), b, family) for b in inputs])
-        local = np.concatenate([compared_rows(pruned(b), b, family) for b in inputs])
+        local = np.concatenate([compared_rows(run_pruned(pruned, b, uplink), b, family)
+                                for b in inputs])
     table = profile.split_table()
     channel = scenario.channel.to_channel()
     gain = channel.design_gain()
@@ -241,6 +265,9 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
     network, good = np.concatenate(live.rows), np.concatenate(live.good)
     payload_bits = 8.0 * float(statistics.median(
         [float(r.timings.payload_bytes) for r in live.records if r.status == "ok"]))
+    hidden = int(getattr(loaded.config, "hidden_size", 0) or getattr(loaded.config, "n_embd", 0))
+    upload = (compare_upload(live.records, inputs, hidden, uplink, profile, split, rate)
+              if remote else None)
     report.update({
         "status": "ok" if live.summary["failed"] == 0 else "some requests failed",
         "model": model_name, "family": family, "rule": pruned.rule,
@@ -253,8 +280,9 @@ def _run(scenario: Any, decision: Any, profile: Any, loaded: Any, model_name: st
         "requests": live.summary, "server_startup_s": live.startup_s,
         "link": {"shaped": options.shape_uplink and remote, "rate_bps": rate,
                  "design_gain": gain, "payload_bits": payload_bits,
-                 "predicted_upload_bits": float(table.upload_bits[split]),
-                 "payload_over_rate_s": payload_bits / rate if rate > 0 else 0.0},
+                 "predicted_upload_bits": predicted_upload_bits(decision, table, split),
+                 "payload_over_rate_s": payload_bits / rate if rate > 0 else 0.0,
+                 "uplink": None if upload is None else upload.as_dict()},
         **_emulation(scenario, decision, table, live, remote),
         "quality": {
             "compared": ("logits of the real tokens" if loaded.adapter.output_per_token else
@@ -315,11 +343,11 @@ def _serve_and_send(folder: Path, inputs: list[dict[str, Any]], probe: PairedPro
     return live
 
 
-def _emulation(scenario: Any, decision: Any, table: Any, live: _LiveRun,
+def _emulation(scenario: Scenario, decision: Decision, table: SplitTable, live: _LiveRun,
                remote: bool) -> dict[str, Any]:
     """The measured host times, the paired pruned/dense ratios and the emulated latency and
     energy on the scenario's device and server (the rule in the module docstring)."""
-    point = decision.point  # an optimal decision (the caller returns on an infeasible one)
+    point = _optimal(decision)
     predicted = decision.to_json_dict()  # the latency and energy parts as the report shows them
     split = point.split
     flops = (float(table.flops_prunable_device[split] + table.flops_fixed_device[split]),
@@ -336,16 +364,15 @@ def _emulation(scenario: Any, decision: Any, table: Any, live: _LiveRun,
     paired = [p for r, p in zip(live.records, live.probes, strict=True) if r.status == "ok"]
     theta_device = scenario.device.flops_per_cycle * point.freq_device_hz
     theta_server = scenario.server.flops_per_cycle * point.freq_server_hz
-    host = {"device_dense_s": med([p["device_dense_s"] for p in paired]),
-            "server_dense_s": med([p["server_dense_s"] for p in paired]),
-            "device_pruned_in_process_s": med([p["device_pruned_s"] for p in paired]),
-            "server_pruned_in_process_s": med([p["server_pruned_s"] for p in paired]),
+    host = {"device_dense_s": med([p.device_dense_s for p in paired]),
+            "server_dense_s": med([p.server_dense_s for p in paired]),
+            "device_pruned_in_process_s": med([p.device_pruned_s for p in paired]),
+            "server_pruned_in_process_s": med([p.server_pruned_s for p in paired]),
             "device_flops": flops[0], "server_flops": flops[1]}
     host["device_flop_per_s"] = flops[0] / host["device_dense_s"] if split > 0 else 0.0
     host["server_flop_per_s"] = flops[1] / host["server_dense_s"] if remote else 0.0
-    ratios = {side + "_pruned_over_dense": med([p[f"{side}_pruned_s"] / p[f"{side}_dense_s"]
-                                                for p in paired]) if active else 0.0
-              for side, active in (("device", split > 0), ("server", remote))}
+    ratios = {side + "_pruned_over_dense": med([p.pruned_over_dense(side) for p in paired])
+              if active else 0.0 for side, active in (("device", split > 0), ("server", remote))}
     emulated = {
         "device": ratios["device_pruned_over_dense"] * flops[0] / theta_device
         if theta_device > 0 else 0.0,

@@ -5,6 +5,7 @@ emulation (docs/runtime.md, "`laimco deploy`")."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,22 @@ def quality_metrics(reference: Any, other: Any, k: int, family: str) -> dict[str
 
 
 
+@dataclass(frozen=True)
+class PairedTimes:
+    """One input through the dense and the pruned parts back to back in this process (s)."""
+
+    device_dense_s: float
+    server_dense_s: float
+    device_pruned_s: float
+    server_pruned_s: float
+
+    def pruned_over_dense(self, side: str) -> float:
+        """t_pruned / t_dense of the "device" or "server" part."""
+        if side == "device":
+            return self.device_pruned_s / self.device_dense_s
+        return self.server_pruned_s / self.server_dense_s
+
+
 class PairedProbe:
     """Times the dense and the pruned parts back to back in this process on one input (which
     of the two goes first alternates between calls)."""
@@ -98,7 +115,7 @@ class PairedProbe:
                       "pruned": (pruned.device, pruned.server)}
         self.calls = 0
 
-    def time(self, batch: dict[str, Any]) -> dict[str, float]:
+    def time(self, batch: dict[str, Any]) -> PairedTimes:
         import torch
 
         order = ("dense", "pruned") if self.calls % 2 == 0 else ("pruned", "dense")
@@ -113,6 +130,6 @@ class PairedProbe:
                 server(crossing)
                 times[f"device_{kind}_s"] = middle - start
                 times[f"server_{kind}_s"] = time.perf_counter() - middle
-        return times
+        return PairedTimes(**times)
 
 

@@ -122,6 +122,7 @@ def _hardware_section(report: dict[str, Any]) -> list[str]:
          f"{link['predicted_upload_bits'] / 1e6:.3f} Mbit), S/r = "
          f"{link['payload_over_rate_s'] * 1e3:.1f} ms. The measured uplink is rpc time − server "
          "compute, so it also holds serialization and MLServer's handling."
+         + _activation_line(link.get("uplink"))
          if uploads else
          "- **Uplink**: none — the split is s = L, the whole model runs on the device and "
          "nothing is sent."),
@@ -141,6 +142,27 @@ def _hardware_section(report: dict[str, Any]) -> list[str]:
         "ratio stays meaningful where the absolute times do not.",
         "",
     ]
+
+
+def _activation_line(upload: dict[str, Any] | None) -> str:
+    """The activation's measured bytes and upload time against the prediction."""
+    if not upload:
+        return ""
+    form = ("float32" if upload["activation_bits"] == 32 else
+            f"{upload['activation_bits']}-bit codes ({upload['granularity']} scales, clip "
+            f"{upload['clip']:g}, coding {upload['coding']})")
+    predicted = upload["activation_bytes_predicted"]
+    bytes_part = (f"predicted {predicted:,.0f} B (measured / predicted "
+                  f"{upload['measured_over_predicted']:.4f})" if predicted is not None else
+                  "no prediction (the profile has no measured zstd ratio)")
+    return (f" Activation sent as {form}: {upload['activation_bytes_measured']:,.0f} B per "
+            f"request (mean of {upload['requests']}), {bytes_part}; fixed-width "
+            f"payload_bits/8 = {upload['fixed_width_bytes']:,.0f} B, met exactly by "
+            f"{upload['exact_requests']} of {upload['requests']} requests. Upload time "
+            f"(medians): predicted (tensor bytes / r) {upload['upload_s_predicted'] * 1e3:.1f} "
+            f"ms, measured {upload['transfer_s_measured'] * 1e3:.1f} ms on the wire (rpc − the "
+            f"call inside the server), {upload['upload_s_measured'] * 1e3:.1f} ms with the "
+            "server's handling (rpc − compute).")
 
 
 def _quality_section(report: dict[str, Any]) -> list[str]:

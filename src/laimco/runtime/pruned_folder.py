@@ -6,7 +6,8 @@ client opens it, it is just files on disk. `check_pruned_folder` reads `manifest
 strict pydantic model (`PrunedManifest`) and refuses, with a message naming the key:
 
 - a manifest that is not a JSON object of the expected shape (types, split outside 0..L, a
-  family laimco does not know, sha256 that is not 64 hex digits), or larger than 1 MiB;
+  family no adapter of `laimco.models.families` handles, sha256 that is not 64 hex digits,
+  uplink settings the quantizer does not support), or larger than 1 MiB;
 - a file name that is not a plain name inside the folder: `../x`, `/etc/passwd`, `a/b`, a
   symbolic link, anything but a regular file — the server never opens a file outside the folder;
 - a missing weight file for a side that has units (the server part when s < L, the device part
@@ -25,11 +26,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from laimco.models.family_names import family_names
 from laimco.models.output_folder import file_sha256
+from laimco.runtime.protocol import UplinkSettings
+from laimco.uplink.coding import Coding
+from laimco.uplink.quantizer import Granularity
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 2**20
-Family = Literal["bert", "gpt2", "llama", "vit"]
 
 
 class PrunedFolderError(ValueError):
@@ -69,12 +73,30 @@ class PrunedManifest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1, max_length=500)
-    family: Family
+    family: str
     n_units: int = Field(ge=1, le=100_000)
     split: int = Field(ge=0)
     rule: str = Field(min_length=1, max_length=100)
     sides: dict[Literal["device", "server"], ManifestSide]
     files: dict[Literal["device", "server", "masks"], ManifestFile]
+    # the uplink (docs/runtime.md, "Quantized uplink"); a manifest without them: float32
+    activation_bits: int = 32
+    activation_granularity: Granularity = "token"
+    activation_clip: float = 1.0
+    coding: Coding = "none"
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, family: str) -> str:
+        known = family_names()  # the family modules' names, read without importing torch
+        if family not in known:
+            raise ValueError(f"family {family!r} is not known: laimco knows {', '.join(known)}")
+        return family
+
+    @property
+    def uplink(self) -> UplinkSettings:
+        """How the activation crosses the link."""
+        return UplinkSettings.from_manifest(self.model_dump())
 
     @model_validator(mode="after")
     def _consistent(self) -> PrunedManifest:
@@ -89,6 +111,7 @@ class PrunedManifest(BaseModel):
                                  f"(split {self.split} of {self.n_units})")
             if side not in self.sides:
                 raise ValueError(f"sides has no {side!r} entry")
+        self.uplink  # noqa: B018 -- QuantizationError / CodingError (ValueErrors) say what is allowed
         return self
 
 

@@ -52,7 +52,9 @@ class Timings:
     server_handler_s: float = 0.0
     server_call_s: float = 0.0
     total_s: float = 0.0
-    payload_bytes: int = 0
+    payload_bytes: int = 0  # bytes of every tensor sent (activation, mask, ids)
+    activation_bytes: int = 0  # bytes of the tensors that carry the activation, as sent
+    server_activation_bytes: int = 0  # the same, as the server counted them on receipt
 
     @property
     def uplink_s(self) -> float:

@@ -2,9 +2,11 @@
 
 `ServerSubModel` loads the server part (units s+1..L) of a pruned folder written by
 `laimco.models.pruned.save_pruned` and answers Open Inference Protocol requests: it checks the
-request's identity (`manifest_sha256` parameter) and tensors (`laimco.runtime.protocol`), runs
-the forward pass, and returns the output with the server's compute time in the response
-parameters (`server_compute_ns`, int64: the protocol's parameters carry no floats in MLServer).
+request's identity (`manifest_sha256` parameter) and tensors (`laimco.runtime.protocol`), decodes
+and dequantizes a quantized activation (`laimco.runtime.uplink_wire`; its bits must be the
+manifest's), runs the forward pass, and returns the output with the server's compute time in
+the response parameters (`server_compute_ns`, int64: the protocol's parameters carry no floats
+in MLServer).
 
 Where the forward runs (docs/runtime.md, "Protocol"): a pass predicted to take at most
 INLINE_FORWARD_MAX_S (50 ms, from the last measured cost per position) runs on the event loop's
@@ -44,7 +46,12 @@ from mlserver.types import (
 
 from laimco.runtime.guard import BINARY_CALL, BinaryCall
 from laimco.runtime.protocol import (
+    ACTIVATION_BYTES_PARAMETER,
+    BITS_PARAMETER,
+    GRANULARITY_PARAMETER,
+    HIDDEN,
     MANIFEST_PARAMETER,
+    MASK,
     SERVER_COMPUTE_PARAMETER,
     SERVER_HANDLER_PARAMETER,
     CrossingError,
@@ -54,9 +61,11 @@ from laimco.runtime.protocol import (
     check_arrays,
     check_header,
     check_identity,
+    check_uplink,
     interface_for,
     manifest_sha256,
 )
+from laimco.runtime.uplink_wire import activation_bytes, hidden_from_tensors
 
 # messages of folders that failed to load in this process (read by `launch` for its exit code)
 LOAD_FAILURES: list[str] = []
@@ -131,12 +140,16 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
 
     async def metadata(self) -> MetadataModelResponse:
         iface = self._interface
+        q = iface.uplink.quantizer
         return MetadataModelResponse(
             name=self.name, platform="laimco-split-server", versions=[iface.manifest_sha256],
             inputs=[MetadataTensor(**spec.metadata()) for spec in iface.inputs],
             outputs=[MetadataTensor(**iface.output.metadata())],
             parameters=Parameters(model=iface.model, family=iface.family, split=iface.split,
-                                  n_units=iface.n_units, manifest_sha256=iface.manifest_sha256))
+                                  n_units=iface.n_units, manifest_sha256=iface.manifest_sha256,
+                                  **{BITS_PARAMETER: q.bits if iface.quantized else 32,
+                                     GRANULARITY_PARAMETER: q.granularity,
+                                     "coding": iface.uplink.coding}))
 
     def _decode(self, payload: InferenceRequest, call: BinaryCall | None
                 ) -> dict[str, np.ndarray[Any, Any]]:
@@ -205,8 +218,14 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
         parameters = payload.parameters.model_dump() if payload.parameters else {}
         try:
             check_identity(self._interface, parameters.get(MANIFEST_PARAMETER))
+            check_uplink(self._interface, parameters.get(BITS_PARAMETER),
+                         parameters.get(GRANULARITY_PARAMETER))
             arrays = self._decode(payload, call)
             check_arrays(self._interface, arrays, self._limits)
+            received = activation_bytes(arrays)
+            if self._interface.quantized:
+                arrays = {HIDDEN: hidden_from_tensors(arrays, self._interface),
+                          MASK: arrays[MASK]}
         except IdentityError as err:
             raise MLServerError(str(err), status.HTTP_422_UNPROCESSABLE_ENTITY) from None
         except CrossingError as err:
@@ -230,4 +249,5 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
             model_name=self.name, model_version=self.version, outputs=[encoded],
             parameters=Parameters(**{SERVER_COMPUTE_PARAMETER: int(compute_ns),
                                      SERVER_HANDLER_PARAMETER: int(handler_ns),
+                                     ACTIVATION_BYTES_PARAMETER: received,
                                      MANIFEST_PARAMETER: self._interface.manifest_sha256}))
