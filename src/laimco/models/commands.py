@@ -173,8 +173,12 @@ def analyze(
         help="comma-separated pruning rules whose measured costs go into profile.json "
         "(magnitude,wanda,structured,magnitude-csr): what the calibrated scenario mode uses")
     ] = None,
+    uplink: Annotated[bool, typer.Option(
+        help="measure what quantizing the activation at each split to 16…2 bits costs "
+        "(profile.json's \"uplink\" section)")] = True,
 ) -> None:
-    """Check the theory on a real model: laws, output bound, sensitivities, pruning rules."""
+    """Check the theory on a real model: laws, output bound, sensitivities, pruning rules,
+    uplink quantization."""
     folder = out or RUNS / "analyze" / Path(model).name
     if folder.exists() and not folder.is_dir():
         fail(f"--out {folder}: is a file; give a folder")
@@ -184,7 +188,8 @@ def analyze(
 
     try:
         result = run_analysis(model, folder, quick=quick, split=split,
-                              rules=[r.strip() for r in (rules or "").split(",") if r.strip()])
+                              rules=[r.strip() for r in (rules or "").split(",") if r.strip()],
+                              uplink=uplink)
     except (ModelLoadError, ValueError) as err:
         fail(str(err))
     console.print((folder / "analysis.md").read_text(), markup=False, highlight=False)
