@@ -97,3 +97,18 @@ def test_exported_profile_drives_a_scenario_with_measured_constants(
     decision = solve(scenario)
     assert decision.success
     assert result["sides"]["k_device"] > 0 and result["sides"]["k_server"] > 0
+
+
+def test_exported_profile_carries_the_uplink_costs_of_the_quick_calibration(
+        analysis: tuple[Path, dict[str, Any]]) -> None:
+    """--quick measures the uplink on 16 calibration sentences, the shipped profile on 64
+    (the first 16 among them): D_q at 8 bits agrees within a factor 2 at every split."""
+    from laimco.profile import load_profile
+
+    out, _ = analysis
+    measured, shipped = load_profile(out / "profile.json").uplink, load_profile(
+        "minilm-l6").uplink
+    assert measured is not None and shipped is not None
+    assert measured.calibration_inputs == 16 and measured.bits == shipped.bits
+    ratio = measured.distortion(8)[1:-1] / shipped.distortion(8)[1:-1]
+    assert ((ratio > 0.5) & (ratio < 2)).all(), ratio
