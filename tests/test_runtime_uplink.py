@@ -101,7 +101,7 @@ def test_bytes_on_the_wire_equal_the_prediction_exactly_through_the_shaped_link(
         n_real = len(tokenizer(text)["input_ids"])  # real tokens, counted by the tokenizer
         predicted = payload_bits(n_real, HIDDEN, EIGHT_BIT) // 8  # = n·(384 + 4)
         timings = reply.record.timings
-        assert reply.record.status == "ok"
+        assert reply.record.status == "ok", reply.record
         assert timings.activation_bytes == predicted == n_real * (HIDDEN + 4)
         assert timings.server_activation_bytes == predicted  # counted by the server on receipt
     # the padded request sends the same activation bytes: padding rows never travel
