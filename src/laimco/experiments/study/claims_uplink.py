@@ -96,6 +96,10 @@ def _bits(value: float) -> str:
     return "float32" if math.isnan(value) else f"{value:g}"
 
 
+def _decisions(r: BandwidthComparison) -> tuple[str, ...]:
+    return (f"{r.split:g}", _bits(r.bits), f"{r.split_float32:g}")
+
+
 def _split_text(rows: Sequence[BandwidthComparison]) -> str:
     feasible = [r for r in rows if not (math.isnan(r.split) or math.isnan(r.split_float32))]
     moved = [r for r in feasible if r.split != r.split_float32]
@@ -115,7 +119,9 @@ def _split_text(rows: Sequence[BandwidthComparison]) -> str:
 
 def claim_uplink(compressed: Table, float32: Table, quality: UplinkQuality | None) -> Claim:
     """Compression against float32 at equal budgets on the calibrated phone scenario: split,
-    objective ratio, measured loss difference (paired); the D_q prediction's worst error."""
+    objective ratio, measured loss difference (paired); the D_q prediction's worst error.
+    The table shows the measured bandwidths and those where a decision changes (the
+    evidence holds every bandwidth)."""
     rows = bandwidth_comparisons(compressed, float32, quality)
     measured = [r for r in rows if r.loss_difference is not None and r.paired_se is not None]
     differences = [(r.loss_difference, r.paired_se) for r in measured
@@ -138,6 +144,8 @@ def claim_uplink(compressed: Table, float32: Table, quality: UplinkQuality | Non
         verdict += (f". The profile's D_q(s, b)/2 predicts the held-out loss of a quantized "
                     f"activation within {fmt_pct(abs(worst))} for every split and b = "
                     f"{PREDICTION_MIN_BITS}–8 bits (target {fmt_pct(PREDICTION_TARGET)})")
+    shown = [r for i, r in enumerate(rows) if r.loss_difference is not None or i == 0
+             or _decisions(r) != _decisions(rows[i - 1])]
     table = TextTable.of(
         ["bandwidth (MHz)", "split (bits)", "split float32", "objective ratio",
          "loss compressed", "loss float32", "difference ± paired SE"],
@@ -147,7 +155,7 @@ def claim_uplink(compressed: Table, float32: Table, quality: UplinkQuality | Non
           fmt_g(r.objective / r.objective_float32, 3) if r.objective_float32 > 0 else "—",
           fmt_g(r.loss, 4), fmt_g(r.loss_float32, 4),
           "—" if r.loss_difference is None else
-          f"{fmt_g(r.loss_difference, 3)} ± {fmt_g(r.paired_se, 2)}"] for r in rows])
+          f"{fmt_g(r.loss_difference, 3)} ± {fmt_g(r.paired_se, 2)}"] for r in shown])
     return Claim.judged(
         ClaimId.UPLINK, "Compressing the uplink moves the split and lowers the distortion",
         "choosing the activation width b (docs/theory.md §6) lowers the distortion at equal "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,6 +35,19 @@ def _joint(table: Table, x_key: str) -> dict[str, np.ndarray]:
     return {k: table[k][rows][order] for k in (x_key, "split", "activation_bits", "objective")}
 
 
+def _label_changes(ax: Any, curve: dict[str, np.ndarray], key: str, colour: str,
+                   offset: float) -> None:
+    """Write "s<split>/<bits>b" at the first point and wherever the decision changes."""
+    previous = None
+    for x, y, s, bits in zip(curve[key], curve["objective"], curve["split"],
+                             curve["activation_bits"], strict=True):
+        text = f"s{s:g}" + ("" if math.isnan(bits) or bits == 32 else f"/{bits:g}b")
+        if np.isfinite(y) and text != previous:
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, offset),
+                        ha="center", fontsize=7, color=colour)
+        previous = text
+
+
 def uplink_bandwidth_figure(compressed: Table, float32: Table, quality: UplinkQuality | None,
                             folder: Path) -> Figure:
     """Left: the joint objective against the bandwidth, widths chosen and float32 only, the
@@ -44,14 +58,11 @@ def uplink_bandwidth_figure(compressed: Table, float32: Table, quality: UplinkQu
     a, b = _joint(compressed, key), _joint(float32, key)
     left.plot(b[key], b["objective"], markersize=4, **FLOAT32)
     left.plot(a[key], a["objective"], markersize=4, **COMPRESSED)
-    for x, y, s, bits in zip(a[key], a["objective"], a["split"], a["activation_bits"],
-                             strict=True):
-        if np.isfinite(y):
-            text = f"s{s:g}" + ("" if math.isnan(bits) else f"/{bits:g}b")
-            left.annotate(text, (x, y), textcoords="offset points", xytext=(0, 6),
-                          ha="center", fontsize=6)
+    for curve, colour, offset in ((a, "black", 6), (b, "tab:red", -11)):
+        _label_changes(left, curve, key, colour, offset)
     left.set_ylabel("objective D (predicted output distortion 2·(1 − cos))")
-    left.set_title("Objective of the joint decision (labels: split / bits)", fontsize=10)
+    left.set_title("Objective of the joint decision (labels: split / bits where they change)",
+                   fontsize=10)
     ratios = a["objective"] / b["objective"]
     notes = [f"the objective with compression is {fmt_g(np.nanmin(ratios), 3)}–"
              f"{fmt_g(np.nanmax(ratios), 3)} × the float32 one"]
