@@ -303,5 +303,5 @@ def test_uplink_claim_reads_the_uplink_sweeps_and_is_a_finding(
     assert claim["numbers"]["split"] == [float(s) for s in a["split"][order_a]]
     np.testing.assert_allclose(claim["numbers"]["objective_ratio"],
                                a["objective"][order_a] / b["objective"][order_b], rtol=1e-12)
-    assert len(claim["numbers"]["loss_difference"]) == 4
+    assert len(claim["numbers"]["loss_difference"]) == study.run.UPLINK_BANDWIDTHS[True]
     assert (out / "uplink" / "quality.json").is_file()

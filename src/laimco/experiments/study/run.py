@@ -47,9 +47,11 @@ from laimco.experiments.sweep import (
 SWEEPS = ("bound", "latency", "energy", "bandwidth", "pathgain", "txpower", "device_class",
           "regimes", "fading", "robust", "solve_time", "model_size", "uplink_bandwidth",
           "uplink_bandwidth_float32", "uplink_pathgain")
-# held-out sentences of the compressed-uplink measurement (uplink_quality.py)
-UPLINK_SENTENCES = {True: 16, False: 256}  # quick, full
-UPLINK_BANDWIDTHS = 4  # bandwidths of uplink_bandwidth.toml executed on the real model
+# the compressed-uplink measurement on the real model (uplink_quality.py), quick and full:
+# held-out sentences, bandwidths of uplink_bandwidth.toml executed, widths per split
+UPLINK_SENTENCES = {True: 16, False: 256}
+UPLINK_BANDWIDTHS = {True: 3, False: 4}
+UPLINK_WIDTHS: dict[bool, tuple[int, ...] | None] = {True: (8, 4, 2), False: None}  # None: all
 
 
 def default_sweeps_dir() -> Path:
@@ -104,9 +106,9 @@ def _uplink_quality(sweeps_dir: Path, out: Path, table: Table, quick: bool) -> U
     uplink_bandwidth sweep (cached in OUT/uplink/quality.json)."""
     spec = load_sweep(sweeps_dir / "uplink_bandwidth.toml", quick=quick)
     assert spec.base is not None  # the shipped file names its base scenario
-    bandwidths = measured_bandwidths(table["channel.bandwidth_hz"], UPLINK_BANDWIDTHS)
+    bandwidths = measured_bandwidths(table["channel.bandwidth_hz"], UPLINK_BANDWIDTHS[quick])
     return measure_uplink_quality(spec.base, bandwidths, UPLINK_SENTENCES[quick],
-                                  out / "uplink" / "quality.json")
+                                  out / "uplink" / "quality.json", UPLINK_WIDTHS[quick])
 
 
 def run_study(out: str | Path, *, quick: bool = False, sweeps_dir: Path | None = None,

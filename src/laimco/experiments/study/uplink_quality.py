@@ -77,7 +77,8 @@ def measured_bandwidths(values: Iterable[float], count: int = 4) -> list[float]:
     return [unique[i] for i in picks]
 
 
-def _cache_key(scenario_file: Path, bandwidths: Sequence[float], n_sentences: int) -> str:
+def _cache_key(scenario_file: Path, bandwidths: Sequence[float], n_sentences: int,
+               widths: Sequence[int] | None) -> str:
     from laimco.config import load_scenario
     from laimco.profile import resolve_profile_text
 
@@ -85,14 +86,17 @@ def _cache_key(scenario_file: Path, bandwidths: Sequence[float], n_sentences: in
     profile_text = resolve_profile_text(scenario.model.profile)
     data = {"version": CACHE_VERSION, "scenario": scenario.model_dump(mode="json"),
             "profile": hashlib.sha256(profile_text.encode()).hexdigest(),
-            "bandwidths": [float(b) for b in bandwidths], "sentences": n_sentences}
+            "bandwidths": [float(b) for b in bandwidths], "sentences": n_sentences,
+            "widths": None if widths is None else sorted(widths)}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def measure_uplink_quality(scenario_file: Path, bandwidths: Sequence[float], n_sentences: int,
-                           cache: Path) -> UplinkQuality:
-    """Measure (or read from `cache`, a JSON file) the study's compressed-uplink quality."""
-    key = _cache_key(scenario_file, bandwidths, n_sentences)
+                           cache: Path, widths: Sequence[int] | None = None) -> UplinkQuality:
+    """Measure (or read from `cache`, a JSON file) the study's compressed-uplink quality;
+    `widths`: the widths of the per-split measurement (default: every width the profile
+    measured below 32)."""
+    key = _cache_key(scenario_file, bandwidths, n_sentences, widths)
     if cache.is_file():
         try:
             saved = UplinkQuality.model_validate_json(cache.read_bytes())
@@ -100,7 +104,7 @@ def measure_uplink_quality(scenario_file: Path, bandwidths: Sequence[float], n_s
                 return saved
         except ValidationError:
             pass  # an older or damaged file: measure again
-    result = _measure(scenario_file, bandwidths, n_sentences, key)
+    result = _measure(scenario_file, bandwidths, n_sentences, key, widths)
     cache.parent.mkdir(parents=True, exist_ok=True)
     temporary = cache.with_suffix(".tmp")
     temporary.write_text(result.model_dump_json())
@@ -109,7 +113,7 @@ def measure_uplink_quality(scenario_file: Path, bandwidths: Sequence[float], n_s
 
 
 def _measure(scenario_file: Path, bandwidths: Sequence[float], n_sentences: int,
-             key: str) -> UplinkQuality:
+             key: str, widths: Sequence[int] | None) -> UplinkQuality:
     import torch
 
     from laimco.config import load_scenario
@@ -125,7 +129,7 @@ def _measure(scenario_file: Path, bandwidths: Sequence[float], n_sentences: int,
     profile = load_profile(base.model.profile)
     if profile.uplink is None:
         raise ValueError(f"{scenario_file}: its profile has no measured uplink section")
-    evaluator = Evaluator(load_model("minilm"), n_sentences, timing_rounds=1)
+    evaluator = Evaluator(load_model("minilm"), n_sentences, timing_rounds=0)  # quality only
     decisions = []
     for bandwidth in bandwidths:
         for compressed in (True, False):
@@ -148,7 +152,7 @@ def _measure(scenario_file: Path, bandwidths: Sequence[float], n_sentences: int,
         with torch.no_grad():
             crossings = [dense.device(batch) for batch in evaluator.batches]
         for bits in profile.uplink.bits:
-            if bits >= 32:
+            if bits >= 32 or (widths is not None and bits not in widths):
                 continue
             settings = profile.uplink.settings(split, bits)
             outputs = []
