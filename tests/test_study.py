@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ("bound_reliability", "objective_vs_latency", "objective_vs_energy",
            "objective_vs_bandwidth", "objective_vs_path_gain", "objective_vs_tx_power",
            "split_vs_device_class", "regimes", "fading_cdf", "fading_outage",
-           "robust_violation", "solve_time", "model_size")
+           "robust_violation", "solve_time", "model_size", "uplink_bandwidth",
+           "uplink_split_vs_gain", "uplink_quality_vs_bits")
 Tables = dict[str, dict[str, np.ndarray]]
 
 
@@ -287,3 +288,20 @@ def _alternating_gaps(tables: Tables) -> list[float]:
             if t["feasible"][j][0] and t["objective"][j][0] > 0:
                 gaps.append(float(t["objective"][a][0] / t["objective"][j][0] - 1))
     return gaps
+
+
+def test_uplink_claim_reads_the_uplink_sweeps_and_is_a_finding(
+        quick: tuple[Path, dict[str, Any], Tables]) -> None:
+    """The claim's splits and objective ratios are the uplink sweeps' joint rows; with the
+    held-out measurement it is judged (holds or fails), never left unjudged."""
+    out, result, tables = quick
+    claim = next(c for c in result["claims"] if c["id"] == "uplink")
+    assert claim["status"] in (Status.HOLDS, Status.FAILS)
+    a, b = tables["uplink_bandwidth"], tables["uplink_bandwidth_float32"]
+    order_a = np.argsort(a["channel.bandwidth_hz"])
+    order_b = np.argsort(b["channel.bandwidth_hz"])
+    assert claim["numbers"]["split"] == [float(s) for s in a["split"][order_a]]
+    np.testing.assert_allclose(claim["numbers"]["objective_ratio"],
+                               a["objective"][order_a] / b["objective"][order_b], rtol=1e-12)
+    assert len(claim["numbers"]["loss_difference"]) == study.run.UPLINK_BANDWIDTHS[True]
+    assert (out / "uplink" / "quality.json").is_file()

@@ -86,6 +86,12 @@ BAD_FILES = [
     (_design(axes='[axes]\n"channel.path_gain" = [1e-9, nan]'),
      "axes.'channel.path_gain'[1]: must be a finite number"),
     (_design('[set]\n"channel.path_gain" = -inf'), "set.'channel.path_gain': must be a finite"),
+    # a list in [set] (list-valued scenario keys): non-empty, one kind, values the key allows
+    (_design('[set]\n"uplink.activation_bits" = []'),
+     "set.'uplink.activation_bits': is empty"),
+    (_design('[set]\n"uplink.activation_bits" = [8, "4"]'),
+     "set.'uplink.activation_bits': mixes number and string"),
+    (_design('[set]\n"uplink.activation_bits" = [8, 7]'), "7 bits is not supported"),
     # integers that must be integers
     (_design(axes='[axes]\n"channel.path_gain" = {start = 1e-9, stop = 1e-6, num = 1.5}'),
      "axes.'channel.path_gain'.num: must be a whole number (an integer) (got 1.5)"),

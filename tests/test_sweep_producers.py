@@ -125,3 +125,44 @@ def test_csv_table_holds_the_parquet_values_read_independently(tmp_path: Path) -
                                           np.array(expected, dtype=float), err_msg=name)
         else:
             assert got == expected, name
+
+
+def _uplink_bits_eq_6_1(split_table_bits: float, tokens: int, hidden: int, bits: float) -> float:
+    """Eq. 6.1 written out: 8·n·⌈H·b/8⌉ codes + 32·n per-token scales (b ≤ 8) + the attention
+    mask (the float32 upload minus its 32·n·H activation bits)."""
+    mask_bits = split_table_bits - 32 * tokens * hidden
+    codes = 8 * tokens * math.ceil(hidden * bits / 8)
+    scales = 32 * tokens if bits <= 8 else 0
+    return codes + scales + mask_bits
+
+
+@pytest.mark.slow  # runs sweeps
+def test_design_rows_record_the_chosen_width_and_its_upload_bits(tmp_path: Path) -> None:
+    """activation_bits is one of the allowed widths wherever an activation crosses (null at
+    s = 0, s = L or infeasible), and uplink_bits is eq. 6.1 for it; with [set] widths = [32]
+    every crossing row sends float32."""
+    profile = load_profile(load_scenario(PHONE).model.profile)
+    float32_bits = profile.split_table().upload_bits
+    tokens = profile.seq_len
+    assert tokens is not None
+    for allowed in ([32, 8, 4], [32]):
+        file = tmp_path / f"w{len(allowed)}.toml"
+        file.write_text(f'[sweep]\nbase = "{PHONE}"\nstrategies = ["joint", "on-device"]\n'
+                        f'[set]\n"uplink.activation_bits" = {allowed}\n'
+                        '[axes]\n"channel.path_gain" = [1e-7, 1e-11, 1e-13]\n'
+                        '"task.latency_budget_s" = [0.2, 0.01]\n')
+        run_sweep(load_sweep(file), tmp_path / file.stem, progress=False)
+        t = read_table(tmp_path / file.stem)
+        crossing = t["feasible"] & (t["split"] >= 1) & (t["split"] < profile.n_units)
+        assert crossing.any() and (~t["feasible"]).any()
+        assert np.isnan(t["activation_bits"][~crossing]).all()
+        assert set(t["activation_bits"][crossing]) <= set(allowed)
+        if allowed == [32]:
+            assert (t["activation_bits"][crossing] == 32).all()
+        else:
+            assert (t["activation_bits"][crossing] < 32).any()
+        for s, b, u in zip(t["split"][crossing], t["activation_bits"][crossing],
+                           t["uplink_bits"][crossing], strict=True):
+            hidden = int(profile.uplink.hidden[int(s)]) if profile.uplink else 0
+            expected = _uplink_bits_eq_6_1(float(float32_bits[int(s)]), tokens, hidden, b)
+            assert u == pytest.approx(expected, rel=1e-12), (s, b)

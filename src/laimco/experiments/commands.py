@@ -138,6 +138,7 @@ def reproduce(
             evaluation_inputs,
             measured_gains,
         )
+        from laimco.experiments.study.claims_uplink import claim_uplink_executed
 
         try:
             report, losses = evaluation_inputs(evaluation)
@@ -147,6 +148,8 @@ def reproduce(
         gains = measured_gains(report, losses)
         measured_gain = lambda: gains  # noqa: E731
         measured_claims = [claim_execution(report, losses)]
+        executed = claim_uplink_executed(report.compression_targets())
+        measured_claims += [executed] if executed is not None else []
     try:
         with make_executor(workers=workers, dask_local=dask_local,
                            scheduler=scheduler) as executor:

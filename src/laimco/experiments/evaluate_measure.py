@@ -171,15 +171,16 @@ class Evaluator:
             self.loaded, split, rho_d, rho_s, rule_d,  # type: ignore[arg-type]
             calibration=self.calibration if "wanda" in (rule_d, rule_s) else None,
             rule_server=rule_s)  # type: ignore[arg-type]
-        if split not in self._dense:
-            self._dense[split] = prune_split_model(self.loaded, split, 0.0, 0.0)
         outputs, sent, tokens = self._outputs(pruned, uplink, coding)
         design_bytes = (None if uplink is None
                         else self._design_request_bytes(pruned, uplink, coding))
         loss = (1 - cosine_similarity(self.reference, outputs)).double().numpy()
-        # a side pruned at ratio 0 runs exactly the dense part: its time ratio is 1 by definition
+        # a side pruned at ratio 0 runs exactly the dense part: its time ratio is 1 by definition;
+        # timing_rounds = 0 measures quality only (time ratios reported as 1)
         ratio_d, ratio_s = 1.0, 1.0
-        if rho_d > 0 or rho_s > 0:
+        if (rho_d > 0 or rho_s > 0) and self.timing_rounds > 0:
+            if split not in self._dense:
+                self._dense[split] = prune_split_model(self.loaded, split, 0.0, 0.0)
             ratio_d, ratio_s = _timing_ratios(pruned, self._dense[split], self.crossing,
                                               self.timing_rounds)
             ratio_d = ratio_d if rho_d > 0 else 1.0

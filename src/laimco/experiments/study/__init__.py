@@ -34,6 +34,11 @@ from laimco.experiments.study.claims_solvers import (
     claim_alternating,
     claim_solve_time,
 )
+from laimco.experiments.study.claims_uplink import (
+    claim_uplink,
+    claim_uplink_executed,
+    compression_verdict,
+)
 from laimco.experiments.study.errors import StudyError
 from laimco.experiments.study.result import StudyResult, SweepRun
 from laimco.experiments.study.run import SWEEPS, default_sweeps_dir, run_study
@@ -44,5 +49,6 @@ __all__ = [
     "alternating_cases", "bound_from_analysis", "claim_alternating", "claim_bound",
     "claim_corners", "claim_dominance", "claim_fading", "claim_feasibility", "claim_laws",
     "claim_model_size", "claim_regimes", "claim_robust", "claim_solve_time", "claim_split",
-    "corner_verdict", "default_sweeps_dir", "dominance", "k_hat", "robust_cases", "run_study",
+    "claim_uplink", "claim_uplink_executed", "compression_verdict", "corner_verdict",
+    "default_sweeps_dir", "dominance", "k_hat", "robust_cases", "run_study",
 ]

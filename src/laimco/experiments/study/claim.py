@@ -45,7 +45,9 @@ class ClaimId(StrEnum):
     SOLVE_TIME = "solve_time"
     ALTERNATING = "alternating"
     MODEL_SIZE = "model_size"
+    UPLINK = "uplink"
     EXECUTION = "execution"
+    UPLINK_EXECUTED = "uplink_executed"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from laimco.experiments.evaluate_targets import paired_difference
 from laimco.experiments.study.claim import Claim, ClaimId, TextTable
 from laimco.experiments.study.claims_corners import MeasuredGain
+from laimco.experiments.study.claims_uplink import CompressionTargets
 from laimco.experiments.study.errors import StudyError, first_problem
 from laimco.experiments.study.numbers import fmt_g
 
@@ -54,11 +55,21 @@ class RankAgreement(BaseModel):
     agreeing: int = 0
 
 
+class ModeTargets(BaseModel):
+    compression: CompressionTargets | None = None
+
+
 class Evaluation(BaseModel):
     """The part of evaluate.json the study's measured claims read."""
 
     scenarios: list[ScenarioEntry]
     rank_agreement: RankAgreement = RankAgreement()
+    targets: dict[str, ModeTargets] = {}
+
+    def compression_targets(self) -> dict[str, CompressionTargets]:
+        """mode → what compressing the uplink did when executed (evaluate_targets)."""
+        return {mode: t.compression for mode, t in self.targets.items()
+                if t.compression is not None}
 
 
 class _Partial(BaseModel):

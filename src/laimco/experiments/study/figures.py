@@ -22,7 +22,13 @@ from laimco.experiments.study.figures_design import (
 )
 from laimco.experiments.study.figures_solvers import model_size_figure, solve_time_figure
 from laimco.experiments.study.figures_style import GAIN_DB_LABEL, Figure
+from laimco.experiments.study.figures_uplink import (
+    quality_bits_figure,
+    split_bits_figure,
+    uplink_bandwidth_figure,
+)
 from laimco.experiments.study.tables import Table
+from laimco.experiments.study.uplink_quality import UplinkQuality
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,8 @@ RESOURCE_PLOTS = (
 
 
 def draw_figures(tables: dict[str, Table], bound: Table, k_hat: float, bound_source: str,
-                 timings: Table, folder: Path) -> list[Figure]:
+                 timings: Table, folder: Path, uplink_quality: UplinkQuality | None = None
+                 ) -> list[Figure]:
     """Every figure (PNG + SVG) into `folder`, in the report's order."""
     out = [bound_figure(bound, k_hat, folder, bound_source)]
     for plot in RESOURCE_PLOTS:
@@ -85,4 +92,10 @@ def draw_figures(tables: dict[str, Table], bound: Table, k_hat: float, bound_sou
     out.append(robust_figure(tables["robust"], folder))
     out.append(solve_time_figure(tables["solve_time"], timings, folder))
     out.append(model_size_figure(tables["model_size"], folder))
+    out.append(uplink_bandwidth_figure(tables["uplink_bandwidth"],
+                                       tables["uplink_bandwidth_float32"], uplink_quality,
+                                       folder))
+    out.append(split_bits_figure(tables["uplink_pathgain"], folder))
+    if uplink_quality is not None:
+        out.append(quality_bits_figure(uplink_quality, folder))
     return out

@@ -39,7 +39,9 @@ SECTIONS = (
      ("fading_cdf", "fading_outage", "robust_violation")),
     ("Solve time", (ClaimId.SOLVE_TIME, ClaimId.ALTERNATING), ("solve_time",)),
     ("The larger the merrier?", (ClaimId.MODEL_SIZE,), ("model_size",)),
-    ("Decisions executed on the real model", (ClaimId.EXECUTION,), ()),
+    ("The compressed uplink", (ClaimId.UPLINK,),
+     ("uplink_bandwidth", "uplink_split_vs_gain", "uplink_quality_vs_bits")),
+    ("Decisions executed on the real model", (ClaimId.EXECUTION, ClaimId.UPLINK_EXECUTED), ()),
 )
 
 

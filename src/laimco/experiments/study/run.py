@@ -24,11 +24,17 @@ from laimco.experiments.study.claims_solvers import (
     claim_alternating,
     claim_solve_time,
 )
+from laimco.experiments.study.claims_uplink import claim_uplink
 from laimco.experiments.study.errors import StudyError
 from laimco.experiments.study.figures import draw_figures
 from laimco.experiments.study.report import write_study
 from laimco.experiments.study.result import StudyResult, SweepRun
 from laimco.experiments.study.tables import Table
+from laimco.experiments.study.uplink_quality import (
+    UplinkQuality,
+    measure_uplink_quality,
+    measured_bandwidths,
+)
 from laimco.experiments.sweep import (
     Format,
     expand,
@@ -39,7 +45,13 @@ from laimco.experiments.sweep import (
 )
 
 SWEEPS = ("bound", "latency", "energy", "bandwidth", "pathgain", "txpower", "device_class",
-          "regimes", "fading", "robust", "solve_time", "model_size")
+          "regimes", "fading", "robust", "solve_time", "model_size", "uplink_bandwidth",
+          "uplink_bandwidth_float32", "uplink_pathgain")
+# the compressed-uplink measurement on the real model (uplink_quality.py), quick and full:
+# held-out sentences, bandwidths of uplink_bandwidth.toml executed, widths per split
+UPLINK_SENTENCES = {True: 16, False: 256}
+UPLINK_BANDWIDTHS = {True: 3, False: 4}
+UPLINK_WIDTHS: dict[bool, tuple[int, ...] | None] = {True: (8, 4, 2), False: None}  # None: all
 
 
 def default_sweeps_dir() -> Path:
@@ -73,7 +85,8 @@ def _run_sweeps(names: Sequence[str], sweeps_dir: Path, out: Path, *, quick: boo
 
 def study_claims(tables: dict[str, Table], bound: Table, bound_source: str, timings: Table,
                  alternating_timings: dict[str, Table],
-                 measured_gain: MeasuredGainSource | None) -> list[Claim]:
+                 measured_gain: MeasuredGainSource | None,
+                 uplink_quality: UplinkQuality | None = None) -> list[Claim]:
     """Every claim computed from the sweep tables, in the report's order."""
     return [claim_bound(bound, bound_source), claim_laws(bound), claim_dominance(tables),
             claim_feasibility(tables),
@@ -83,7 +96,19 @@ def study_claims(tables: dict[str, Table], bound: Table, bound_source: str, timi
             claim_fading(tables["fading"]), claim_robust(tables["robust"]),
             claim_solve_time(tables["solve_time"], timings),
             claim_alternating(tables, alternating_timings),
-            claim_model_size(tables["model_size"], bound)]
+            claim_model_size(tables["model_size"], bound),
+            claim_uplink(tables["uplink_bandwidth"], tables["uplink_bandwidth_float32"],
+                         uplink_quality)]
+
+
+def _uplink_quality(sweeps_dir: Path, out: Path, table: Table, quick: bool) -> UplinkQuality:
+    """The compressed uplink measured on the real model at a few bandwidths of the
+    uplink_bandwidth sweep (cached in OUT/uplink/quality.json)."""
+    spec = load_sweep(sweeps_dir / "uplink_bandwidth.toml", quick=quick)
+    assert spec.base is not None  # the shipped file names its base scenario
+    bandwidths = measured_bandwidths(table["channel.bandwidth_hz"], UPLINK_BANDWIDTHS[quick])
+    return measure_uplink_quality(spec.base, bandwidths, UPLINK_SENTENCES[quick],
+                                  out / "uplink" / "quality.json", UPLINK_WIDTHS[quick])
 
 
 def run_study(out: str | Path, *, quick: bool = False, sweeps_dir: Path | None = None,
@@ -110,10 +135,11 @@ def run_study(out: str | Path, *, quick: bool = False, sweeps_dir: Path | None =
     timings = read_columns(out / "sweeps" / "solve_time" / f"timings.{fmt}")
     alternating_timings = {name: read_columns(out / "sweeps" / name / f"timings.{fmt}")
                            for name in ALTERNATING_SWEEPS}
+    quality = _uplink_quality(sweeps_dir, out, tables["uplink_bandwidth"], quick)
     figures = draw_figures(tables, bound, k_hat(bound), bound_source, timings,
-                           out / "figures")
+                           out / "figures", quality)
     claims = [*study_claims(tables, bound, bound_source, timings, alternating_timings,
-                            measured_gain), *measured_claims]
+                            measured_gain, quality), *measured_claims]
     study = StudyResult(quick=quick, seconds=time.perf_counter() - started, runs=runs,
                         executor=getattr(executor, "name", "in-process"), figures=figures,
                         claims=claims)

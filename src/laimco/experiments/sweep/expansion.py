@@ -32,7 +32,7 @@ TomlTable = dict[str, Any]
 
 # 2: an infeasible row's split is null; infeasible_limits holds limit keys only
 # 3: a fading realization with tied splits takes the split `solve` picks (least energy)
-ENGINE_VERSION = 3  # part of every chunk key: bump when a kind's rows change meaning
+ENGINE_VERSION = 4  # part of every chunk key: bump when a kind's rows change meaning
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class ChunkTask:
 
 def _set_key(data: TomlTable, key: str, value: Any) -> None:
     section, _, name = key.partition(".")
-    data.setdefault(section, {})[name] = value
+    data.setdefault(section, {})[name] = list(value) if isinstance(value, list) else value
 
 
 def _canonical(value: Any) -> str:

@@ -87,6 +87,18 @@ def _scalar(value: Any) -> bool | int | float | str:
 
 
 Scalar = Annotated[bool | int | float | str, PlainValidator(_scalar)]
+
+
+def _set_value(value: Any) -> bool | int | float | str | list[bool | int | float | str]:
+    """A [set] value: a scalar, or a non-empty list of scalars of one kind (for list-valued
+    scenario keys such as `uplink.activation_bits`)."""
+    if isinstance(value, list):
+        return _values_list([_scalar(v) for v in value])
+    return _scalar(value)
+
+
+SetValue = Annotated[bool | int | float | str | list[bool | int | float | str],
+                     PlainValidator(_set_value)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
@@ -269,7 +281,7 @@ class QuickSection(_Table):
     chunk_points: Count | None = None
     strategies: Strategies = None
     axes: dict[str, AxisSpec] = Field(default_factory=dict)
-    set: dict[str, Scalar] = Field(default_factory=dict)
+    set: dict[str, SetValue] = Field(default_factory=dict)
     calibration_sentences: Count | None = None
     heldout_sentences: Count | None = None
 
@@ -290,7 +302,7 @@ class SweepFile(_Table):
     """A whole sweep file."""
 
     sweep: SweepSection = Field(default_factory=lambda: SweepSection.model_validate({}))
-    set: dict[str, Scalar] = Field(default_factory=dict)
+    set: dict[str, SetValue] = Field(default_factory=dict)
     axes: dict[str, AxisSpec] = Field(default_factory=dict)
     options: OptionsSection = Field(default_factory=lambda: OptionsSection.model_validate({}))
     quick: QuickSection = Field(default_factory=lambda: QuickSection.model_validate({}))
@@ -298,7 +310,7 @@ class SweepFile(_Table):
 
     @field_validator("set")
     @classmethod
-    def _set_keys(cls, values: dict[str, Scalar]) -> dict[str, Scalar]:
+    def _set_keys(cls, values: dict[str, SetValue]) -> dict[str, SetValue]:
         for key in values:
             _check_scenario_key(key, "")
         return values

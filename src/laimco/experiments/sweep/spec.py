@@ -33,7 +33,8 @@ class SweepSpec:
     path: Path
     kind: Kind
     base: Path | None
-    overrides: dict[str, bool | int | float | str]  # [set]: "section.key" → value
+    # [set]: "section.key" → value (a list for list-valued keys such as uplink.activation_bits)
+    overrides: dict[str, bool | int | float | str | list[bool | int | float | str]]
     axes: tuple[Axis, ...]
     strategies: tuple[str, ...]
     options: OptionsSection

@@ -21,9 +21,10 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 Format = Literal["parquet", "csv"]
-# integer columns that are null where a row has no value (an infeasible row's split): null in
-# Parquet, empty in CSV, NaN in the float64 arrays `read_columns` returns
-NULLABLE_INT_COLUMNS = ("split",)
+# integer columns that are null where a row has no value (an infeasible row's split; the
+# activation width where none crosses the link): null in Parquet, empty in CSV, NaN in the
+# float64 arrays `read_columns` returns
+NULLABLE_INT_COLUMNS = ("split", "activation_bits")
 _CSV_TYPES = {"int64": pa.int64(), "Int64": pa.int64(), "float64": pa.float64(),
               "bool": pa.bool_(), "string": pa.string()}
 

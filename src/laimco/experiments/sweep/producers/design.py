@@ -35,7 +35,7 @@ def limit_keys(reasons: Sequence[Reason]) -> str:
 _NUMBERS = ("split", "rho_device", "rho_server", "power_w", "freq_device_hz", "freq_server_hz",
             "objective", "latency_s", "latency_device_s", "latency_uplink_s",
             "latency_server_s", "energy_j", "energy_compute_j", "energy_uplink_j",
-            "memory_bytes")
+            "memory_bytes", "activation_bits", "uplink_bits")
 
 
 def design_rows(task: ChunkTask, rows: RowBuilder) -> None:
@@ -62,7 +62,10 @@ def design_rows(task: ChunkTask, rows: RowBuilder) -> None:
                     latency_s=c.latency_total_s, latency_device_s=c.latency_device_s,
                     latency_uplink_s=c.latency_uplink_s, latency_server_s=c.latency_server_s,
                     energy_j=c.energy_total_j, energy_compute_j=c.energy_compute_j,
-                    energy_uplink_j=c.energy_uplink_j, memory_bytes=c.memory_bytes)
+                    energy_uplink_j=c.energy_uplink_j, memory_bytes=c.memory_bytes,
+                    activation_bits=(nan if p.activation_bits is None
+                                     else p.activation_bits),
+                    uplink_bits=p.uplink_bits)
                 if weights > 0:
                     pruned = (p.rho_device * split_table.prunable_device[p.split]
                               + p.rho_server * split_table.prunable_server[p.split]) / weights

@@ -20,10 +20,11 @@ def violations_under_fading(problem: Any, decision: Any, gains: np.ndarray
                             ) -> tuple[np.ndarray, np.ndarray]:
     """(latency broken, energy broken) per gain for a decision's operating point held fixed:
     its power, frequencies, split and ratios, with the upload time S/r(p, g) of each gain
-    (eq. 2.4); a limit counts as broken beyond laimco.optimize.tolerances.LIMIT_TOL."""
+    (eq. 2.4; S the decision's own upload bits at its activation width, eq. 6.1); a limit
+    counts as broken beyond laimco.optimize.tolerances.LIMIT_TOL."""
     from laimco.optimize.tolerances import LIMIT_TOL
 
-    bits = float(problem.upload_bits[decision.split])
+    bits = float(decision.uplink_bits)
     upload = problem.channel.upload_time_s(bits, decision.power_w, gains)
     c = decision.costs
     latency = c.latency_device_s + upload + c.latency_server_s + c.latency_downlink_s
@@ -62,6 +63,9 @@ def robust_rows(task: ChunkTask, rows: RowBuilder) -> None:
                          rho_device=p.rho_device if p is not None else nan,
                          rho_server=p.rho_server if p is not None else nan,
                          power_w=p.power_w if p is not None else nan,
+                         activation_bits=(nan if p is None or p.activation_bits is None
+                                          else p.activation_bits),
+                         uplink_bits=p.uplink_bits if p is not None else nan,
                          objective=p.objective if p is not None else nan,
                          realizations=gains.size, violations=counts[0],
                          latency_violations=counts[1], energy_violations=counts[2],
