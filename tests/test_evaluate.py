@@ -45,8 +45,9 @@ def test_report_follows_the_contract(run: tuple[Path, dict[str, Any]]) -> None:
     assert set(on_disk["rank_agreement"]) >= {"pairs", "agreeing"}
     (scenario,) = on_disk["scenarios"]
     names = [s["strategy"] for s in scenario["strategies"]]
-    # joint also runs with a float32 uplink: what compression changes (docs/evaluate.md)
-    assert names == ["joint", "on-server", "fixed-ratio", "joint-float32"]
+    # every strategy also runs with a float32 uplink: what compression changes
+    assert names == ["joint", "on-server", "fixed-ratio", "joint-float32", "on-server-float32",
+                     "fixed-ratio-float32"]
     for row in scenario["strategies"]:
         assert set(row) >= {"strategy", "decision", "measured"}
         if row["decision"]["status"] == "infeasible":

@@ -43,8 +43,9 @@ __all__ = ["DEFAULT_STRATEGIES", "EvaluateError", "evaluate", "rank_agreement"]
 # seconds per rule pair; the study reports their gap and time, --strategies adds them here
 DEFAULT_STRATEGIES = tuple(name for name, spec in STRATEGIES.items() if not spec.generic)
 TIMING_ROUNDS = 15
-# the joint design with the activation sent as float32: what compressing the uplink changes
-UNCOMPRESSED = "joint-float32"
+# a strategy's decision with the activation sent as float32 is labelled "<strategy>-float32":
+# what compressing the uplink changes
+UNCOMPRESSED_SUFFIX = "-float32"
 
 
 class EvaluateError(ValueError):
@@ -100,12 +101,12 @@ class Run:
 
 def runs_of(scenario: Scenario, profile: ModelProfile, strategies: Sequence[str]) -> list[Run]:
     """Every strategy on the scenario; and, when the scenario lets the optimizer compress the
-    uplink, joint with the activation sent as float32 (label "joint-float32")."""
+    uplink, every strategy again with the activation sent as float32 (label
+    "<strategy>-float32"), so each is measured with and without compression."""
     rows = [Run(name, scenario, name) for name in strategies]
-    if "joint" in strategies and (activation_bit_choices(scenario, profile) != [32]
-                                  or scenario.uplink.coding != "none"):
+    if activation_bit_choices(scenario, profile) != [32] or scenario.uplink.coding != "none":
         plain = scenario.replace(uplink={"activation_bits": [32], "coding": "none"})
-        rows.append(Run(UNCOMPRESSED, plain, "joint"))
+        rows += [Run(name + UNCOMPRESSED_SUFFIX, plain, name) for name in strategies]
     return rows
 
 

@@ -5,7 +5,6 @@ the checked `Decision` (optimize/decision.py)."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ import numpy as np
 
 from laimco.config import Scenario
 from laimco.optimize.alternating import alternating_ratios, alternating_split
+from laimco.optimize.choices import least_upload, problem_variants, rule_pairs, widths
 from laimco.optimize.decision import (
     Candidate,
     Decision,
@@ -30,8 +30,6 @@ from laimco.optimize.evaluate import decision_costs
 from laimco.optimize.operating_point import operating_point
 from laimco.optimize.problem import (
     SplitProblem,
-    activation_bit_choices,
-    allowed_rules,
     build_problem,
     stack_widths,
     with_activation_bits,
@@ -327,66 +325,17 @@ def solve(scenario: Scenario, strategy: str = "joint", *, profile: ModelProfile 
     options = options or StrategyOptions()
     started = time.perf_counter()
     profile = profile or load_profile(scenario.model.profile)
-    widths = sorted(activation_bit_choices(scenario, profile), reverse=True)
     quick = replace(options, explain_infeasible=False)
     decisions = [decide(problem, strategy, found)
-                 for pair in rule_pairs(scenario, profile, strategy)
+                 for pair in rule_pairs(scenario, profile, spec.ties_ratios)
                  for problem, found in spec.solve_widths(
-                     build_problem(scenario, profile, rules=pair), widths, quick)]
+                     build_problem(scenario, profile, rules=pair), widths(scenario, profile),
+                     quick)]
     if all(d.point is None for d in decisions):  # say why, per choice (relaxed re-solves)
+        variants = problem_variants(scenario, profile, spec.ties_ratios)
         decisions = [decide(problem, strategy, spec.solve(problem, options))
-                     for problem in _least_upload(problem_variants(scenario, profile, strategy))]
+                     for problem in least_upload(variants)]
     return replace(_best(strategy, decisions), solve_time_s=time.perf_counter() - started)
-
-
-def problem_variants(scenario: Scenario, profile: ModelProfile, strategy: str,
-                     gain: np.ndarray | None = None) -> list[SplitProblem]:
-    """One problem per discrete choice a strategy is solved for: every (device rule, server
-    rule) pair and every activation width, in the order of preference (rule pairs in order,
-    then 32 bits first): the choices `solve` enumerates exactly (docs/theory.md §5.4, §6.3)."""
-    widths = sorted(activation_bit_choices(scenario, profile), reverse=True)
-    problems = []
-    for pair in rule_pairs(scenario, profile, strategy):
-        base = build_problem(scenario, profile, gain=gain, rules=pair)
-        problems += [with_activation_bits(base, bits) for bits in widths]
-    return problems
-
-
-def _least_upload(problems: list[SplitProblem]) -> list[SplitProblem]:
-    """Per rule pair, the width that sends the fewest bits at every split when one does: the
-    limits do not depend on the width otherwise, so it is feasible wherever any width is and
-    the reasons for infeasibility are the same (docs/theory.md §6.3)."""
-    kept = []
-    for pair in dict.fromkeys(p.rules for p in problems):
-        same = [p for p in problems if p.rules == pair]
-        least = [p for p in same if all(np.all(p.upload_bits <= q.upload_bits) for q in same)]
-        kept += least[:1] or same
-    return kept
-
-
-def rule_pairs(scenario: Scenario, profile: ModelProfile,
-               strategy: str) -> list[tuple[str, str]]:
-    """The (device rule, server rule) pairs a strategy is solved for (docs/theory.md §5.4)."""
-    rules = allowed_rules(scenario, profile)
-    if not strategy_named(strategy).ties_ratios and scenario.task.ratios == "separate":
-        rules = distinct_rules(profile, rules)  # each side's ratio is free
-    return list(itertools.product(rules, rules))
-
-
-def distinct_rules(profile: ModelProfile, rules: list[str]) -> list[str]:
-    """The rules worth solving for when each side's ratio is free: rules under which pruning
-    saves neither time nor memory (execution a = 0, b = 1, dense storage) all lead to ρ = 0 on
-    their side, where they are the same dense part, so only the first of them is kept
-    (docs/theory.md §5.4). Not for tied or fixed ratios, where such a side may be pruned."""
-    kept, useless_seen = [], False
-    for name in rules:
-        costs = profile.rules.get(name)
-        useless = costs is not None and costs.saves_nothing
-        if useless and useless_seen:
-            continue
-        useless_seen |= useless
-        kept.append(name)
-    return kept
 
 
 def _best(strategy: str, decisions: list[Decision]) -> Decision:

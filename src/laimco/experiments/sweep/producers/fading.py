@@ -3,7 +3,7 @@ Rayleigh gain ḡ·|h|², |h|² ~ Exp(1) (docs/theory.md §2, eq. 2.8; instantan
 
 The answer is the one `laimco.optimize.solve` gives at that gain, computed for all
 realizations at once: the per-split objective of every (device rule, server rule) pair the
-strategy is solved for (`strategies.rule_pairs`), vectorized over the gains; the least objective
+strategy is solved for (`laimco.optimize.choices`), vectorized over the gains; the least objective
 wins. Where it is unique, or the candidates tied with it (within `decision.TIE_TOL`) have the
 same split and ratios (to SAME_RATIO_TOL), that is `solve`'s row. Otherwise the realization is
 handed to `solve` itself, so there is one tie-break rule, `solve`'s: the least device energy
@@ -51,12 +51,12 @@ def per_split_solutions(scenario: Scenario, profile: ModelProfile, strategy: str
     every discrete choice (rule pair, activation width) and split, for every gain, as `solve`
     computes them at one gain."""
     from laimco.optimize import STRATEGIES
-    from laimco.optimize.strategies import problem_variants
+    from laimco.optimize.choices import problem_variants
 
     spec = STRATEGIES[strategy]
     r = gains.size
     parts: list[tuple[np.ndarray, ...]] = []
-    for problem in problem_variants(scenario, profile, strategy, gain=gains):
+    for problem in problem_variants(scenario, profile, spec.ties_ratios, gain=gains):
         solution = spec.ratios(problem, options)  # the strategy's own split restriction
         parts.append(tuple(np.asarray(a, dtype=np.float64).reshape(r, problem.n_splits)
                            for a in (solution.objective, solution.rho_device,
