@@ -286,7 +286,7 @@ def test_execution_measurement_on_a_small_bert_gives_a_valid_section() -> None:
     depend on the machine)."""
     import transformers
 
-    from laimco.measure.rule_measurement import _execution_lines, measure_execution_times
+    from laimco.measure.execution_timing import execution_lines, measure_execution_times
     from laimco.models.loading import model_from_config
     from laimco.models.profiler import profile_model
     from laimco.rule_costs import parse_execution
@@ -295,15 +295,15 @@ def test_execution_measurement_on_a_small_bert_gives_a_valid_section() -> None:
                                      num_attention_heads=4, intermediate_size=64,
                                      max_position_embeddings=128)
     loaded = model_from_config(config, seed=1)
-    units = [u.model_dump() for u in profile_model(loaded, seq_len=128).units]
+    units = profile_model(loaded, seq_len=128).units
     section = measure_execution_times(loaded, units, rounds=2)
-    times = parse_execution(section, len(units))
+    times = parse_execution(section.model_dump(), len(units))
     n = len(units)
     assert times.device_part_time_s[0] == 0.0 and times.server_part_time_s[n] == 0.0
-    blocks = np.array([u["n_prunable"] > 0 for u in units])
+    blocks = np.array([u.n_prunable > 0 for u in units])
     assert (times.unit_time_s[blocks] > 0).all() and (times.unit_time_s[~blocks] == 0).all()
     for rule in ("structured", "magnitude-csr"):
-        lines = _execution_lines(loaded, rule, [], rounds=2)
+        lines = execution_lines(loaded, rule, [], rounds=2)
         a, b = np.array(lines["slope_by_block"]), np.array(lines["intercept_by_block"])
         assert a.shape == b.shape == (3,)
         assert ((a >= 0) & (a <= b)).all()
