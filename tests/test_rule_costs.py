@@ -304,10 +304,10 @@ def test_execution_measurement_on_a_small_bert_gives_a_valid_section() -> None:
     assert (times.unit_time_s[blocks] > 0).all() and (times.unit_time_s[~blocks] == 0).all()
     for rule in ("structured", "magnitude-csr"):
         lines = execution_lines(loaded, rule, [], rounds=2)
-        a, b = np.array(lines["slope_by_block"]), np.array(lines["intercept_by_block"])
+        a, b = np.array(lines.slope_by_block), np.array(lines.intercept_by_block)
         assert a.shape == b.shape == (3,)
         assert ((a >= 0) & (a <= b)).all()
-        if not lines["slope_significant"]:  # no saving measured: the dense line
+        if not lines.slope_significant:  # no saving measured: the dense line
             assert (a == 0).all() and (b == 1).all()
 
 

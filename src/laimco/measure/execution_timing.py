@@ -16,14 +16,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from laimco.models.loading import LoadedModel
 from laimco.models.pruned import prune_split_model
-from laimco.models.split import block_modules
+from laimco.models.split import Crossing, block_modules
 from laimco.profile_schema import UnitEntry
 from laimco.rule_costs import ExecutionSection
 
@@ -112,8 +113,8 @@ def measure_execution_times(loaded: LoadedModel, units: Sequence[UnitEntry],
                     if module is whole:
                         blocks.append(clock.take())
             if not round_:
-                for times in (*device, *server):
-                    times.clear()
+                for part_times in (*device, *server):
+                    part_times.clear()
                 blocks.clear()
         return device, server, blocks
 
@@ -133,8 +134,28 @@ def block_unit_indices(units: Sequence[UnitEntry]) -> list[int]:
     return [i for i, u in enumerate(units) if u.n_prunable > 0]
 
 
-def execution_lines(loaded: LoadedModel, rule: str, calibration: Sequence[dict[str, Any]],
-                     rounds: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExecutionLines:
+    """One rule's timed blocks and fitted lines (eq. 5.4), as written under the rule's
+    "measured"."timing" in the profile (`json_data`)."""
+
+    ratios: list[float]
+    relative_time_by_block: list[list[float]]  # [block][ratio]: time over the dense block's
+    slope_by_block: list[float]  # a_u
+    intercept_by_block: list[float]  # b_u
+    slope_significant: bool  # False: no saving beyond timing noise, every line a = 0, b = 1
+    rounds: int
+    threads: int
+    tokens: int
+    clock: Literal["thread"]
+
+    def json_data(self) -> dict[str, object]:
+        """The record's JSON object (a dict on purpose: it is the file's form)."""
+        return asdict(self)
+
+
+def execution_lines(loaded: LoadedModel, rule: str, calibration: Sequence[Crossing],
+                    rounds: int) -> ExecutionLines:
     """Time of every block of the whole model pruned by `rule` at ρ ∈ {0} ∪ TIMING_RATIOS
     relative to the same block dense (thread CPU time inside the block, one thread,
     round-robin, median over rounds), and each block's least-squares line b − a·ρ (eq. 5.4):
@@ -186,9 +207,7 @@ def execution_lines(loaded: LoadedModel, rule: str, calibration: Sequence[dict[s
         slopes, intercepts = np.zeros(relative.shape[1]), np.ones(relative.shape[1])
     intercepts = np.maximum(intercepts, 0.0)
     slopes = np.clip(slopes, 0.0, intercepts)  # the time at ρ = 1 stays ≥ 0
-    # a dict on purpose: the raw record written as the rule's "measured"."timing" (JSON)
-    return {"ratios": list(ratios),
-            "relative_time_by_block": relative.T.tolist(),
-            "slope_by_block": slopes.tolist(), "intercept_by_block": intercepts.tolist(),
-            "slope_significant": significant, "rounds": rounds, "threads": 1,
-            "tokens": TIMING_TOKENS, "clock": "thread"}
+    return ExecutionLines(ratios=list(ratios), relative_time_by_block=relative.T.tolist(),
+                          slope_by_block=slopes.tolist(), intercept_by_block=intercepts.tolist(),
+                          slope_significant=significant, rounds=rounds, threads=1,
+                          tokens=TIMING_TOKENS, clock="thread")

@@ -86,12 +86,12 @@ def block_distortion_curve(block: torch.nn.Module, family: str, rule: str,
     curve = np.zeros(levels.size)
     with torch.no_grad():
         if rule == "structured":
-            heads = torch.sort(head_importance(block, family)).values  # type: ignore[arg-type]
-            neurons = torch.sort(neuron_importance(block, family)).values  # type: ignore[arg-type]
+            heads = torch.sort(head_importance(block, family)).values
+            neurons = torch.sort(neuron_importance(block, family)).values
             head_sum = np.concatenate([[0.0], torch.cumsum(heads, 0).numpy()])
             neuron_sum = np.concatenate([[0.0], torch.cumsum(neurons, 0).numpy()])
             for i, rho in enumerate(levels):
-                h, n = removal_counts(block, family, float(min(rho, 1.0)))  # type: ignore[arg-type]
+                h, n = removal_counts(block, family, float(min(rho, 1.0)))
                 curve[i] = head_sum[h] + neuron_sum[n]
             return curve
         transposed = conv1d_names(block)
@@ -120,7 +120,7 @@ def _prune_block(block: torch.nn.Module, family: str, rule: str, rho: float,
     elif rule == "wanda":
         apply_masks(block, wanda_masks(weights, norms, rho, transposed=conv1d_names(block)))
     else:
-        prune_structured(block, family, rho)  # type: ignore[arg-type]
+        prune_structured(block, family, rho)
 
 
 def _block_norms(loaded: LoadedModel, calibration: Sequence[dict[str, torch.Tensor]]
@@ -218,14 +218,14 @@ def measure_rule_costs(loaded: LoadedModel, units: Sequence[UnitEntry],
             k = math.exp(statistics.fmean(math.log(r) for r in ratios_k)) if ratios_k else 0.0
             curves[unit_index] = UnitRuleCurve(
                 slope_per_weight=table, sensitivity=k,
-                execution_slope=float(timing["slope_by_block"][block_index]),
-                execution_intercept=float(timing["intercept_by_block"][block_index]))
+                execution_slope=float(timing.slope_by_block[block_index]),
+                execution_intercept=float(timing.intercept_by_block[block_index]))
             raw_curves.append([float(v) for v in d])
             raw_k.append(ratios_k)
         section[rule] = RuleSection(storage=STORAGE[rule], units=curves, measured={
             "curve_levels": [float(v) for v in CURVE_LEVELS], "block_distortion": raw_curves,
             "calibration_ratios": list(CALIBRATION_RATIOS),
-            "output_over_predicted_by_block": raw_k, "timing": timing,
+            "output_over_predicted_by_block": raw_k, "timing": timing.json_data(),
             "calibration_inputs": int(reference.shape[0])})
     execution = measure_execution_times(loaded, units, 3 * timing_rounds)
     advance()
@@ -253,9 +253,9 @@ def retime_rule_costs(loaded: LoadedModel, profile: ProfileFile,
                 raise ValueError(f"profile key rules.{rule}.units[{unit_index}] is null but the "
                                  "unit has prunable weights: measure the rules again")
             curves[unit_index] = curve.model_copy(update={
-                "execution_slope": float(timing["slope_by_block"][block_index]),
-                "execution_intercept": float(timing["intercept_by_block"][block_index])})
+                "execution_slope": float(timing.slope_by_block[block_index]),
+                "execution_intercept": float(timing.intercept_by_block[block_index])})
         rules[rule] = section.model_copy(update={
-            "units": curves, "measured": {**section.measured, "timing": timing}})
+            "units": curves, "measured": {**section.measured, "timing": timing.json_data()}})
     execution = measure_execution_times(loaded, profile.units, 3 * timing_rounds)
     return RuleCostMeasurement(rules=rules, execution=execution).added_to(profile)
