@@ -162,6 +162,7 @@ class RuleCostMeasurement:
             "rules": {name: section.model_dump() for name, section in self.rules.items()},
             "execution": self.execution.model_dump()})
 
+
 def measure_rule_costs(loaded: LoadedModel, units: Sequence[UnitEntry],
                        calibration: Sequence[dict[str, torch.Tensor]],
                        rules: Sequence[str] = MEASURED_RULES, *, timing_rounds: int = 7,
