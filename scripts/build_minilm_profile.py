@@ -53,11 +53,10 @@ def build_profile() -> ProfileFile:
     profile = profile_model(loaded, name=NAME, source=SOURCE, **OPTIONS)
     calibration = list(text_batches(loaded, calibration_sentences()[:CALIBRATION_SENTENCES]))
     with Progress() as progress:
-        costs = measure_rule_costs(loaded, [u.model_dump() for u in profile.units], calibration,
-                                   timing_rounds=15, progress=progress)
+        costs = measure_rule_costs(loaded, profile.units, calibration, timing_rounds=15,
+                                   progress=progress)
         uplink = measure_uplink_costs(loaded, calibration, progress=progress)
-    return profile.model_copy(update={"rules": costs.rules, "execution": costs.execution,
-                                      "uplink": uplink.model_dump()})
+    return costs.added_to(profile.model_copy(update={"uplink": uplink.model_dump()}))
 
 
 def retime_profile() -> ProfileFile:
@@ -69,10 +68,10 @@ def retime_profile() -> ProfileFile:
     from laimco.measure.rule_measurement import retime_rule_costs
 
     loaded = load_model("minilm")
-    profile: dict[str, Any] = json.loads(OUTPUT.read_text())
+    profile = ProfileFile.model_validate(json.loads(OUTPUT.read_text()))
     calibration = list(text_batches(loaded, calibration_sentences()[:CALIBRATION_SENTENCES]))
-    retime_rule_costs(loaded, profile, calibration, timing_rounds=15)
-    return ProfileFile.model_validate(profile)
+    retimed = retime_rule_costs(loaded, profile, calibration, timing_rounds=15)
+    return ProfileFile.model_validate(retimed.json_data())
 
 
 def uplink_profile() -> ProfileFile:

@@ -286,7 +286,7 @@ def test_execution_measurement_on_a_small_bert_gives_a_valid_section() -> None:
     depend on the machine)."""
     import transformers
 
-    from laimco.measure.rule_measurement import _execution_lines, measure_execution_times
+    from laimco.measure.execution_timing import execution_lines, measure_execution_times
     from laimco.models.loading import model_from_config
     from laimco.models.profiler import profile_model
     from laimco.rule_costs import parse_execution
@@ -295,20 +295,64 @@ def test_execution_measurement_on_a_small_bert_gives_a_valid_section() -> None:
                                      num_attention_heads=4, intermediate_size=64,
                                      max_position_embeddings=128)
     loaded = model_from_config(config, seed=1)
-    units = [u.model_dump() for u in profile_model(loaded, seq_len=128).units]
+    units = profile_model(loaded, seq_len=128).units
     section = measure_execution_times(loaded, units, rounds=2)
-    times = parse_execution(section, len(units))
+    times = parse_execution(section.model_dump(), len(units))
     n = len(units)
     assert times.device_part_time_s[0] == 0.0 and times.server_part_time_s[n] == 0.0
-    blocks = np.array([u["n_prunable"] > 0 for u in units])
+    blocks = np.array([u.n_prunable > 0 for u in units])
     assert (times.unit_time_s[blocks] > 0).all() and (times.unit_time_s[~blocks] == 0).all()
     for rule in ("structured", "magnitude-csr"):
-        lines = _execution_lines(loaded, rule, [], rounds=2)
-        a, b = np.array(lines["slope_by_block"]), np.array(lines["intercept_by_block"])
+        lines = execution_lines(loaded, rule, [], rounds=2)
+        a, b = np.array(lines.slope_by_block), np.array(lines.intercept_by_block)
         assert a.shape == b.shape == (3,)
         assert ((a >= 0) & (a <= b)).all()
-        if not lines["slope_significant"]:  # no saving measured: the dense line
+        if not lines.slope_significant:  # no saving measured: the dense line
             assert (a == 0).all() and (b == 1).all()
+
+
+@pytest.mark.slow  # builds, prunes and times a torch model
+def test_retiming_replaces_only_the_timed_fields_of_measured_rule_costs() -> None:
+    """`retime_rule_costs` measures again what depends on the CPU and nothing else: on a small
+    BERT, every distortion curve, sensitivity and raw calibration record of a measurement is kept
+    exactly, every execution line and the execution section come from the new timing (its
+    `rounds`), and the result is a profile the schema and `profile_from_dict` accept."""
+    import torch
+    import transformers
+
+    from laimco.measure.rule_measurement import measure_rule_costs, retime_rule_costs
+    from laimco.models.loading import model_from_config
+    from laimco.models.profiler import profile_model
+
+    config = transformers.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=64,
+                                     max_position_embeddings=128)
+    loaded = model_from_config(config, seed=1)
+    ids = torch.randint(0, 120, (4, 16), generator=torch.Generator().manual_seed(2))
+    calibration = [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}]
+    profile = profile_model(loaded, seq_len=128)
+    measured = measure_rule_costs(loaded, profile.units, calibration, ("magnitude", "structured"),
+                                  timing_rounds=1).added_to(profile)
+    retimed = retime_rule_costs(loaded, measured, calibration, timing_rounds=2)
+    before, after = measured.json_data(), retimed.json_data()
+    assert before.keys() == after.keys() and before["units"] == after["units"]
+    assert (before["execution"]["rounds"], after["execution"]["rounds"]) == (3, 6)
+    for rule in ("magnitude", "structured"):
+        old, new = before["rules"][rule], after["rules"][rule]
+        assert old["storage"] == new["storage"]
+        timing = new["measured"]["timing"]
+        assert old["measured"]["timing"]["rounds"] == 1 and timing["rounds"] == 2
+        assert {k: v for k, v in old["measured"].items() if k != "timing"} == {
+            k: v for k, v in new["measured"].items() if k != "timing"}
+        blocks = [i for i, u in enumerate(profile.units) if u.n_prunable > 0]
+        for block, unit in enumerate(blocks):
+            for key in ("slope_per_weight", "sensitivity"):
+                assert old["units"][unit][key] == new["units"][unit][key]
+            assert new["units"][unit]["execution_slope"] == timing["slope_by_block"][block]
+            assert new["units"][unit]["execution_intercept"] == timing["intercept_by_block"][block]
+        assert all(old["units"][i] is None and new["units"][i] is None
+                   for i in range(len(profile.units)) if i not in blocks)
+    profile_from_dict(after)
 
 
 def test_a_non_convex_rule_curve_is_refused() -> None:

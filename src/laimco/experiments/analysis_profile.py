@@ -58,10 +58,10 @@ def export_profile(loaded: LoadedModel, laws: LawAccuracy, bound: OutputBound,
     measured: dict[str, object] = {"units": units, "output_sensitivity": OutputSensitivity(
         k_device=sides.k_device, k_server=sides.k_server, at_split=sides.split,
         k_hat_whole_model=bound.k_hat)}
-    if rule_costs is not None:
-        measured |= {"rules": rule_costs.rules, "execution": rule_costs.execution}
     if uplink is not None:
         measured["uplink"] = uplink.model_dump()
     profile = profile.model_copy(update=measured)
+    if rule_costs is not None:
+        profile = rule_costs.added_to(profile)
     save_profile(profile, path)
     return str(path)

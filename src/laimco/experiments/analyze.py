@@ -136,7 +136,7 @@ def analyze(model: str = "minilm", out: str | Path = "reports/minilm", *, quick:
             from laimco.measure.rule_measurement import measure_rule_costs
 
             rule_costs = timed("rules", lambda: measure_rule_costs(
-                loaded, [u.model_dump() for u in profile_model(loaded).units],
+                loaded, profile_model(loaded).units,
                 texts.calibration, rules, progress=progress))
         uplink_costs = None
         if uplink:

@@ -55,7 +55,7 @@ from laimco.uplink.quantizer import QuantizerSettings
 
 MANIFEST = "manifest.json"
 __all__ = ["MANIFEST", "RULES", "PrunedSplit", "PruningError", "Rule", "SideReport",
-           "load_pruned", "prune_split_model", "read_manifest", "save_pruned"]
+           "load_pruned", "prune_split_model", "save_pruned"]
 
 
 @dataclass
@@ -198,7 +198,7 @@ def prune_split_model(loaded: LoadedModel, split: int, rho_device: float, rho_se
 
 
 
-def _report_json(report: SideReport) -> dict[str, Any]:
+def _report_json(report: SideReport) -> dict[str, Any]:  # a part of the manifest's JSON
     """A side report as strict JSON: NaN (structured pruning's ‖w − ŵ‖², undefined when shapes
     change) is written as null."""
     data = dict(vars(report))
@@ -209,7 +209,7 @@ def _report_json(report: SideReport) -> dict[str, Any]:
 
 
 def _uplink_fields(pruned: PrunedSplit, activation: QuantizerSettings | None,
-                   coding: Coding) -> dict[str, Any]:
+                   coding: Coding) -> dict[str, Any]:  # a part of the manifest's JSON
     """The manifest's uplink settings (docs/runtime.md, "Quantized uplink"); float32 when no
     activation crosses (s = 0 uploads token ids, s = L nothing)."""
     check_coding(coding)
@@ -281,8 +281,10 @@ def save_pruned(pruned: PrunedSplit, out: str | Path, *, overwrite: bool = False
     return out
 
 
-def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The manifest of a saved pruned model, checked for presence and format."""
+def _read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a saved pruned model, checked for presence and format: the JSON object,
+    read only by `load_pruned` (the runtime reads it typed, as
+    `laimco.runtime.pruned_folder.PrunedManifest`)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise ModelLoadError(f"{folder}: no {MANIFEST}; give a folder written by `laimco prune`")
@@ -296,7 +298,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
 def load_pruned(folder: str | Path, *, verify: bool = True) -> PrunedSplit:
     """Rebuild both pruned parts from a folder written by `save_pruned`."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = _read_manifest(folder)
     if verify:
         for key, entry in manifest["files"].items():
             path = folder / entry["name"]

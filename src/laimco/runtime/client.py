@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,6 +51,9 @@ from laimco.runtime.protocol import (
 from laimco.runtime.repository import DEFAULT_MODEL_NAME
 from laimco.runtime.request_log import Attempt, Reply, RequestRecord, RetryPolicy, Timings
 from laimco.runtime.uplink_wire import activation_bytes, activation_tensors
+
+if TYPE_CHECKING:
+    from laimco.models.split import Crossing
 
 __all__ = ["Attempt", "AuthenticationError", "DeviceClient", "ModelMismatchError", "Reply",
            "RequestRecord", "RetryPolicy", "RuntimeClientError", "ServerConnection",
@@ -132,7 +135,8 @@ class ServerConnection:
         self.close()
 
     def check(self, timeout_s: float = 5.0) -> dict[str, Any]:
-        """Make sure the server is up, accepts us and serves our folder; its model metadata."""
+        """Make sure the server is up, accepts us and serves our folder; its model metadata
+        (the server's JSON document as tritonclient returns it; read only inside runtime/)."""
         from tritonclient.utils import InferenceServerException
 
         try:
@@ -312,7 +316,7 @@ class DeviceClient:
         self.close()
 
     def tokenize(self, texts: Sequence[str], max_length: int = 128,
-                 pad_to_max_length: bool = False) -> dict[str, Any]:
+                 pad_to_max_length: bool = False) -> Crossing:
         """{input_ids, attention_mask} of a batch of texts."""
         if self.tokenizer is None:
             raise RuntimeClientError(f"{self.folder} has no tokenizer: give a text model folder")
@@ -321,7 +325,7 @@ class DeviceClient:
                                 return_tensors="pt")
         return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
 
-    def run_device(self, inputs: dict[str, Any]) -> tuple[dict[str, np.ndarray[Any, Any]], float]:
+    def run_device(self, inputs: Crossing) -> tuple[dict[str, np.ndarray[Any, Any]], float]:
         """Units 1..s on this machine's CPU and, with a quantized uplink, the quantization of the
         real tokens' rows (docs/runtime.md, "Quantized uplink"): the tensors that cross the cut,
         and the time it took."""
@@ -343,7 +347,7 @@ class DeviceClient:
         inputs = self.tokenize(texts, max_length, pad_to_max_length)
         return self.infer_inputs(inputs, _started=start)
 
-    def infer_inputs(self, inputs: dict[str, Any], *, _started: float | None = None) -> Reply:
+    def infer_inputs(self, inputs: Crossing, *, _started: float | None = None) -> Reply:
         """One request from the model's own inputs ({input_ids, attention_mask} of a text
         model, {pixel_values} of a ViT): device part, upload, server part."""
         start = time.perf_counter() if _started is None else _started

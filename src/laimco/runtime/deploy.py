@@ -64,6 +64,7 @@ from laimco.runtime.deploy_uplink import (
 if TYPE_CHECKING:
     from laimco.config import Scenario
     from laimco.models.loading import LoadedModel
+    from laimco.models.split import Crossing
     from laimco.optimize.decision import Decision, OperatingPoint
     from laimco.profile import ModelProfile, SplitTable
     from laimco.runtime.protocol import UplinkSettings
@@ -299,7 +300,7 @@ def _run(scenario: Scenario, decision: Decision, profile: ModelProfile, loaded: 
     return report
 
 
-def _serve_and_send(folder: Path, inputs: list[dict[str, Any]], probe: PairedProbe,
+def _serve_and_send(folder: Path, inputs: list[Crossing], probe: PairedProbe,
                     row_shape: tuple[int, ...], family: str, shaped_rate_bps: float | None,
                     options: DeployOptions, staging: Path,
                     say: Callable[[str], None]) -> _LiveRun:

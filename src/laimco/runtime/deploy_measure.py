@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from laimco.runtime.deploy_output import DeployError
+
+if TYPE_CHECKING:
+    from laimco.models.split import Crossing
 
 IMAGE_SEED = 20240607  # the synthetic held-out / calibration images of a ViT deployment
 
@@ -23,7 +26,7 @@ def per_token_output(family: str) -> bool:
 
 
 def held_out_inputs(loaded: Any, count: int, seq_len: int, *, calibration: bool = False
-                    ) -> list[dict[str, Any]]:
+                    ) -> list[Crossing]:
     """One input per request, exactly as the device sends it: a text model's held-out (or
     calibration) sentences, each tokenized and padded to `seq_len` (the profile's sequence
     length, so the upload is the profile's S); for a ViT, `count` seeded N(0, 1) images (no
@@ -51,7 +54,7 @@ def held_out_inputs(loaded: Any, count: int, seq_len: int, *, calibration: bool 
     return inputs
 
 
-def compared_rows(output: Any, batch: dict[str, Any], family: str) -> np.ndarray[Any, Any]:
+def compared_rows(output: Any, batch: Crossing, family: str) -> np.ndarray[Any, Any]:
     """What the quality metrics compare, one row per item: the output itself (embedding or
     [CLS] state, [B, H]), or for a language model the logits of the real tokens only
     ([tokens, V]: padding positions carry no prediction, and their logits differ between
@@ -115,7 +118,7 @@ class PairedProbe:
                       "pruned": (pruned.device, pruned.server)}
         self.calls = 0
 
-    def time(self, batch: dict[str, Any]) -> PairedTimes:
+    def time(self, batch: Crossing) -> PairedTimes:
         import torch
 
         order = ("dense", "pruned") if self.calls % 2 == 0 else ("pruned", "dense")

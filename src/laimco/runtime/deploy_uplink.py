@@ -23,6 +23,7 @@ from laimco.uplink.quantizer import QuantizerSettings, payload_bits, round_trip
 
 if TYPE_CHECKING:
     from laimco.models.pruned import PrunedSplit
+    from laimco.models.split import Crossing
     from laimco.optimize.decision import Decision
     from laimco.profile import ModelProfile, SplitTable
     from laimco.runtime.request_log import RequestRecord
@@ -71,7 +72,7 @@ def zstd_ratio(profile: ModelProfile, split: int, bits: int) -> float | None:
     return ratio if np.isfinite(ratio) and ratio > 0 else None
 
 
-def run_pruned(pruned: PrunedSplit, batch: dict[str, Any], uplink: UplinkSettings) -> Any:
+def run_pruned(pruned: PrunedSplit, batch: Crossing, uplink: UplinkSettings) -> Any:
     """The pruned parts in this process on what the server receives: the device part's real
     token rows through the quantizer's round trip, zeros at the padding positions."""
     import torch
@@ -107,18 +108,18 @@ class UplinkComparison:
     transfer_s_measured: float  # rpc − the whole call inside the server: link and gRPC only
     upload_s_predicted: float  # bytes of every tensor sent / r
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:  # the "uplink" object of the deploy report's JSON
         return asdict(self)
 
 
-def _rows_sent(batch: dict[str, Any], uplink: UplinkSettings) -> int:
+def _rows_sent(batch: Crossing, uplink: UplinkSettings) -> int:
     """Rows of H values sent: the real tokens of a quantized activation, every position
     (padding included) of a float32 one."""
     mask = np.asarray(batch["attention_mask"])
     return int(mask.sum()) if uplink.quantized else int(mask.size)
 
 
-def compare_upload(records: list[RequestRecord], batches: list[dict[str, Any]], hidden: int,
+def compare_upload(records: list[RequestRecord], batches: list[Crossing], hidden: int,
                    uplink: UplinkSettings, profile: ModelProfile, split: int,
                    rate_bps: float) -> UplinkComparison:
     """Bytes and upload time of the requests that succeeded, against the prediction. The

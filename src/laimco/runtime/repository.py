@@ -81,10 +81,11 @@ class ServeOptions:
 def folder_interface(folder: str | Path) -> Interface:
     """The tensors and identity of a pruned folder's server part (no weights are loaded)."""
     from laimco.models.loading import read_config
-    from laimco.models.pruned import read_manifest
+    from laimco.runtime.pruned_folder import read_checked_manifest
 
     folder = Path(folder)
-    return interface_for(read_manifest(folder), read_config(folder), manifest_sha256(folder))
+    manifest = read_checked_manifest(folder)
+    return interface_for(manifest.model_dump(), read_config(folder), manifest_sha256(folder))
 
 
 def model_settings(folder: str | Path, options: ServeOptions) -> dict[str, Any]:
