@@ -5,12 +5,17 @@ laimco.experiments.commands` runs them alone."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from laimco.experiments.study.claim import Claim
+    from laimco.experiments.study.claims_corners import MeasuredGain
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 errors = Console(stderr=True)
@@ -128,28 +133,13 @@ def reproduce(
     if evaluation is not None and not (evaluation / "evaluate.json").is_file():
         _fail(f"--evaluation {evaluation}: no evaluate.json there (run `laimco evaluate "
               "scenarios/ --out DIR` first)")
-    measured_gain, measured_claims = None, []
+    measured_gain: Callable[[], list[MeasuredGain]] | None = None
+    measured_claims: list[Claim] = []
     if evaluation is None and (run_evaluation if run_evaluation is not None else not quick):
         evaluation = out / "evaluate"
         _evaluate_shipped(evaluation)
     if evaluation is not None:
-        from laimco.experiments.study.claims_execution import (
-            claim_execution,
-            evaluation_inputs,
-            measured_gains,
-        )
-        from laimco.experiments.study.claims_uplink import claim_uplink_executed
-
-        try:
-            report, losses = evaluation_inputs(evaluation)
-        except StudyError as err:
-            _fail(str(err))
-            raise
-        gains = measured_gains(report, losses)
-        measured_gain = lambda: gains  # noqa: E731
-        measured_claims = [claim_execution(report, losses)]
-        executed = claim_uplink_executed(report.compression_targets())
-        measured_claims += [executed] if executed is not None else []
+        measured_gain, measured_claims = _measured(evaluation)
     try:
         with make_executor(workers=workers, dask_local=dask_local,
                            scheduler=scheduler) as executor:
@@ -173,6 +163,29 @@ def reproduce(
                       highlight=False)
     console.print(escape(f"wrote {out / 'report.md'} with {len(study.figures)} figures in "
                          f"{study.seconds:.0f} s"), highlight=False)
+
+
+def _measured(evaluation: Path) -> tuple[Callable[[], list[MeasuredGain]], list[Claim]]:
+    """What an evaluate output folder gives the study: the measured gains (as the callable
+    run_study takes) and the claims judged on measurements."""
+    from laimco.experiments.study import StudyError
+    from laimco.experiments.study.claims_execution import (
+        claim_execution,
+        evaluation_inputs,
+        measured_gains,
+    )
+    from laimco.experiments.study.claims_uplink import claim_uplink_executed
+
+    try:
+        report, losses = evaluation_inputs(evaluation)
+    except StudyError as err:
+        _fail(str(err))
+        raise
+    gains = measured_gains(report, losses)
+    claims = [claim_execution(report, losses)]
+    executed = claim_uplink_executed(report.compression_targets())
+    claims += [executed] if executed is not None else []
+    return (lambda: gains), claims
 
 
 def _evaluate_shipped(out: Path) -> None:

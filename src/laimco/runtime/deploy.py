@@ -1,10 +1,9 @@
 """`laimco deploy`: the optimizer's decision run on real hardware (docs/design.md §7).
 
-scenario → `laimco.optimize.solve` → `prune_split_model` (rule configurable) → `save_pruned`
-(with the decision's activation bits, `deploy_uplink`) → edge server (MLServer, loopback,
-random token) → held-out sentences through the real split over gRPC, the upload shaped to the
-decision's rate r(p, g) → measured latency, upload bytes and output quality next to the
-predictions (deploy.json, deploy.md, latency.png, requests.jsonl).
+scenario → `solve` → `prune_split_model` → `save_pruned` (the decision's activation bits) → edge
+server (MLServer, loopback, random token) → held-out sentences over gRPC, the upload shaped to
+rate r(p, g) → measured latency, upload bytes and quality next to the predictions (deploy.json,
+deploy.md, latency.png, requests.jsonl).
 
 **Emulating the scenario's device and server.** Compute runs on this machine's CPU, not on the
 scenario's phone or on its share of an edge server. The rule: this CPU's speed is measured on
