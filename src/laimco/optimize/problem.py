@@ -198,6 +198,8 @@ def with_activation_bits(problem: SplitProblem, bits: int) -> SplitProblem:
     coding: its upload size and its quantization distortion at every split (eqs. 6.1, 6.5)."""
     coding = problem.scenario.uplink.coding
     if bits == 32 and coding == "none":
+        if problem.activation_bits == 32 and problem.quantization_distortion is None:
+            return problem  # already float32 as built
         return replace(problem, activation_bits=32, coding=coding,
                        quantization_distortion=None, upload_bits=problem.table.upload_bits)
     profile = problem.profile
