@@ -147,6 +147,7 @@ def test_measured_bandwidths_spread_evenly_over_the_axis() -> None:
     assert measured_bandwidths(values[:3], 4) == values[:3]
 
 
+@pytest.mark.slow  # draws the figures with matplotlib (not the analytic core)
 def test_uplink_figures_are_drawn(tmp_path: Path) -> None:
     quality = _quality(-0.05, np.random.default_rng(2))
     gains = np.geomspace(1e-13, 1e-5, 5)

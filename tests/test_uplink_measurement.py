@@ -28,6 +28,8 @@ from laimco.profile import load_profile
 from laimco.uplink.quantizer import QuantizerSettings, dequantize, quantize, round_trip
 from laimco.uplink_costs import UplinkSection
 
+pytestmark = pytest.mark.slow  # loads and runs the real MiniLM
+
 N_SENTENCES = 8
 
 
@@ -150,7 +152,6 @@ def test_measured_mse_is_the_mean_squared_error_of_the_round_trip(
         assert entry["activation_mse"][column] == pytest.approx(brute, rel=1e-6)
 
 
-@pytest.mark.slow
 def test_shipped_profile_uplink_is_what_the_measurement_gives(minilm: LoadedModel) -> None:
     """The 4-bit column of the shipped section, measured again on its 64 sentences."""
     shipped = json.loads((resources.files("laimco") / "profiles" / "minilm-l6.json")
@@ -165,7 +166,6 @@ def test_shipped_profile_uplink_is_what_the_measurement_gives(minilm: LoadedMode
             assert new[key][0] == pytest.approx(old[key][column], rel=1e-6), (old["split"], key)
 
 
-@pytest.mark.slow
 def test_pruning_and_quantization_distortion_add_at_the_output(minilm: LoadedModel) -> None:
     """Held-out text, split 3: D_y(pruned and quantized) against D_y(pruned) + D_y(quantized).
     Measured for b ≥ 4, ρ ≤ 0.6 (docs/profile_minilm.md): the sum exceeds the joint
