@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from figure_checks import assert_figure_is_drawn
 
+from laimco.experiments.evaluate_targets import CompressionTargets
 from laimco.experiments.study import (
     Status,
     claim_uplink,
     claim_uplink_executed,
     compression_verdict,
 )
-from laimco.experiments.study.claims_uplink import CompressionTargets
 from laimco.experiments.study.figures_uplink import (
     quality_bits_figure,
     split_bits_figure,

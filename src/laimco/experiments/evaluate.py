@@ -30,7 +30,7 @@ from laimco.experiments.evaluate_measure import (
     measured_costs,
     uplink_settings,
 )
-from laimco.experiments.evaluate_targets import rank_agreement, targets
+from laimco.experiments.evaluate_targets import UNCOMPRESSED_SUFFIX, rank_agreement, targets
 from laimco.models.loading import LoadedModel, load_model
 from laimco.optimize import solve
 from laimco.optimize.problem import activation_bit_choices
@@ -43,9 +43,6 @@ __all__ = ["DEFAULT_STRATEGIES", "EvaluateError", "evaluate", "rank_agreement"]
 # seconds per rule pair; the study reports their gap and time, --strategies adds them here
 DEFAULT_STRATEGIES = tuple(name for name, spec in STRATEGIES.items() if not spec.generic)
 TIMING_ROUNDS = 15
-# a strategy's decision with the activation sent as float32 is labelled "<strategy>-float32":
-# what compressing the uplink changes
-UNCOMPRESSED_SUFFIX = "-float32"
 
 
 class EvaluateError(ValueError):

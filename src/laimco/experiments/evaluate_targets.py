@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 OBJECTIVE_MARGIN = 0.05  # rank agreement: objectives at least 5 % apart ...
 SIGNIFICANCE_SE = 3.0  # ... and measured losses more than 3 paired standard errors apart
@@ -82,15 +83,48 @@ def targets(flat: Sequence[dict[str, Any]], losses: dict[int, np.ndarray]) -> di
                      "worst_energy_relative_error": worst_energy,
                      "broken_by_more_than_10_percent": broken,
                      "joint_vs_best_measured": joint_gaps,
-                     "compression": compression_targets(rows, losses)}
+                     "compression": compression_targets(rows, losses).model_dump()}
     return out
 
 
 COMPRESSED_MIN_BITS = 4  # the distortion prediction target covers b ≥ 4 (issue 13)
+# a strategy's decision with the activation sent as float32 is labelled "<strategy>-float32"
+UNCOMPRESSED_SUFFIX = "-float32"
+
+
+class DistortionPrediction(BaseModel):
+    bits: int
+    predicted: float
+    measured: float
+    relative_error: float
+
+
+class JointVsFloat32(BaseModel):
+    bits: int | None = None
+    split: int | None = None
+    split_float32: int | None = None
+    objective: float
+    objective_float32: float
+    loss: float
+    loss_float32: float
+    loss_difference: float
+    paired_se: float
+    compression_lowers_loss: bool
+    holds_limits: bool
+
+
+class CompressionTargets(BaseModel):
+    """`targets.<mode>.compression` of evaluate.json: written here, read by the study."""
+
+    requests_measured_over_predicted_worst: float | None = None
+    exact_bytes_share: float | None = None
+    distortion_prediction: dict[str, DistortionPrediction] = {}
+    worst_distortion_prediction_error: float | None = None
+    joint_vs_float32: dict[str, JointVsFloat32] = {}
 
 
 def compression_targets(rows: Sequence[dict[str, Any]],
-                        losses: dict[int, np.ndarray]) -> dict[str, Any]:
+                        losses: dict[int, np.ndarray]) -> CompressionTargets:
     """What the compressed uplink does, from the measured rows: bytes on the wire against the
     prediction, the predicted output distortion (objective) against the measured one for
     decisions sending b ≥ 4 bits, and per scenario joint against joint with a float32 uplink
@@ -102,31 +136,29 @@ def compression_targets(rows: Sequence[dict[str, Any]],
         bits = r["decision"].get("activation_bits")
         if bits is not None and bits < 32 and bits >= COMPRESSED_MIN_BITS:
             measured = r["measured"]["output_distortion"]
-            prediction[r["label"]] = {"bits": bits, "predicted": r["objective"],
-                                      "measured": measured,
-                                      "relative_error": r["objective"] / measured - 1
-                                      if measured > 0 else math.inf}
+            prediction[r["label"]] = DistortionPrediction(
+                bits=bits, predicted=r["objective"], measured=measured,
+                relative_error=r["objective"] / measured - 1 if measured > 0 else math.inf)
     versus = {}
     for scenario in sorted({r["scenario"] for r in rows}):
         joint = [r for r in rows if r["scenario"] == scenario and r["strategy"] == "joint"]
         plain = [r for r in rows
-                 if r["scenario"] == scenario and r["strategy"] == "joint-float32"]
+                 if r["scenario"] == scenario and r["strategy"] == "joint" + UNCOMPRESSED_SUFFIX]
         if not joint or not plain:
             continue
         mean, se = paired_difference(losses[joint[0]["id"]], losses[plain[0]["id"]])
-        versus[scenario] = {
-            "bits": joint[0]["decision"].get("activation_bits"),
-            "split": joint[0]["decision"]["split"],
-            "split_float32": plain[0]["decision"]["split"],
-            "objective": joint[0]["objective"], "objective_float32": plain[0]["objective"],
-            "loss": joint[0]["loss"], "loss_float32": plain[0]["loss"],
-            "loss_difference": mean, "paired_se": se,
-            "compression_lowers_loss": mean < -3 * se,
-            "holds_limits": bool(joint[0]["measured"]["limits_hold"])}
-    return {"requests_measured_over_predicted_worst": bytes_error,
-            "exact_bytes_share": (float(np.mean([u["exact_requests"] for u in sent]))
-                                  if sent else None),
-            "distortion_prediction": prediction,
-            "worst_distortion_prediction_error": max(
-                (abs(p["relative_error"]) for p in prediction.values()), default=None),
-            "joint_vs_float32": versus}
+        versus[scenario] = JointVsFloat32(
+            bits=joint[0]["decision"].get("activation_bits"),
+            split=joint[0]["decision"]["split"], split_float32=plain[0]["decision"]["split"],
+            objective=joint[0]["objective"], objective_float32=plain[0]["objective"],
+            loss=joint[0]["loss"], loss_float32=plain[0]["loss"], loss_difference=mean,
+            paired_se=se, compression_lowers_loss=mean < -3 * se,
+            holds_limits=bool(joint[0]["measured"]["limits_hold"]))
+    return CompressionTargets(
+        requests_measured_over_predicted_worst=bytes_error,
+        exact_bytes_share=(float(np.mean([u["exact_requests"] for u in sent])) if sent
+                           else None),
+        distortion_prediction=prediction,
+        worst_distortion_prediction_error=max(
+            (abs(p.relative_error) for p in prediction.values()), default=None),
+        joint_vs_float32=versus)

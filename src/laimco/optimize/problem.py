@@ -219,16 +219,16 @@ def with_activation_bits(problem: SplitProblem, bits: int) -> SplitProblem:
                    quantization_distortion=np.asarray(uplink.distortion(bits), dtype=np.float64))
 
 
-def stack_widths(problem: SplitProblem, widths: list[int]) -> SplitProblem:
-    """One problem holding every width at once, for the vectorized exact solver: the width
-    takes the place of the gain axis (gain shape (W, 1), upload bits and D_q shape (W, L+1)),
-    so one ratio solve covers all widths. Row w is `with_activation_bits(problem, widths[w])`;
-    the problem must be at one gain."""
-    variants = [with_activation_bits(problem, bits) for bits in widths]
+def stack_widths(variants: list[SplitProblem]) -> SplitProblem:
+    """One problem holding the width variants of one problem (`with_activation_bits`, at one
+    gain) at once, for the vectorized exact solver: the width takes the place of the gain axis
+    (gain shape (W, 1), upload bits and D_q shape (W, L+1)), so one ratio solve covers all
+    widths; row w is variants[w]."""
+    problem = variants[0]
     gain = float(np.ravel(problem.gain)[0])
     zeros = np.zeros(problem.n_splits)
     return replace(
-        problem, gain=np.full((len(widths), 1), gain),
+        problem, gain=np.full((len(variants), 1), gain),
         upload_bits=np.stack([v.upload_bits for v in variants]),
         quantization_distortion=np.stack([
             zeros if v.quantization_distortion is None else v.quantization_distortion

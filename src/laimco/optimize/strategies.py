@@ -154,11 +154,11 @@ class ExactStrategy(Strategy):
         if len(widths) == 1:
             return super().solve_widths(problem, widths, options)
         problem = self.restricted(problem, options)
-        solution = self.ratio_rule(stack_widths(problem, widths), self.policy, options)
+        variants = [with_activation_bits(problem, bits) for bits in widths]
+        solution = self.ratio_rule(stack_widths(variants), self.policy, options)
         shape = (len(widths), problem.n_splits)
         found = []
-        for row, bits in enumerate(widths):
-            variant = with_activation_bits(problem, bits)
+        for row, variant in enumerate(variants):
             row_solution = RatioSolution(*(np.asarray(a).reshape(shape)[row] for a in (
                 solution.feasible, solution.rho_device, solution.rho_server,
                 solution.objective)))

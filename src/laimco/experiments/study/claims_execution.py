@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from laimco.experiments.evaluate_targets import paired_difference
+from laimco.experiments.evaluate_targets import CompressionTargets, paired_difference
 from laimco.experiments.study.claim import Claim, ClaimId, TextTable
 from laimco.experiments.study.claims_corners import MeasuredGain
-from laimco.experiments.study.claims_uplink import CompressionTargets
 from laimco.experiments.study.errors import StudyError, first_problem
 from laimco.experiments.study.numbers import fmt_g
 

@@ -11,9 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel
 
-from laimco.experiments.evaluate_targets import paired_difference
+from laimco.experiments.evaluate_targets import (
+    CompressionTargets,
+    JointVsFloat32,
+    paired_difference,
+)
 from laimco.experiments.study.claim import Claim, ClaimId, Status, TextTable
 from laimco.experiments.study.numbers import fmt_g, fmt_pct
 from laimco.experiments.study.tables import Table, where
@@ -170,37 +173,6 @@ def claim_uplink(compressed: Table, float32: Table, quality: UplinkQuality | Non
         measured_bandwidths_hz=[r.bandwidth_hz for r in measured],
         loss_difference=[m for m, _ in differences], paired_se=[s for _, s in differences],
         dq_prediction_worst_error=worst)
-
-
-class DistortionPrediction(BaseModel):
-    bits: int
-    predicted: float
-    measured: float
-    relative_error: float
-
-
-class JointVsFloat32(BaseModel):
-    bits: int | None = None
-    split: int | None = None
-    split_float32: int | None = None
-    objective: float
-    objective_float32: float
-    loss: float
-    loss_float32: float
-    loss_difference: float
-    paired_se: float
-    compression_lowers_loss: bool
-    holds_limits: bool
-
-
-class CompressionTargets(BaseModel):
-    """`targets.<mode>.compression` of evaluate.json (laimco.experiments.evaluate_targets)."""
-
-    requests_measured_over_predicted_worst: float | None = None
-    exact_bytes_share: float | None = None
-    distortion_prediction: dict[str, DistortionPrediction] = {}
-    worst_distortion_prediction_error: float | None = None
-    joint_vs_float32: dict[str, JointVsFloat32] = {}
 
 
 def _nothing_crosses(row: JointVsFloat32) -> bool:
