@@ -56,6 +56,7 @@ def _register_commands() -> None:
     from laimco.decision_commands import path_gain
     from laimco.decision_commands import register as register_decisions
     from laimco.experiments.commands import register as register_study
+    from laimco.fleet.commands import register as register_fleet
     from laimco.models.commands import register as register_models
     from laimco.runtime.commands import register as register_runtime
 
@@ -64,6 +65,7 @@ def _register_commands() -> None:
     app.command()(examples)
     app.command("path-gain")(path_gain)
     register_study(app)
+    register_fleet(app)
     register_runtime(app)
 
 

@@ -1,0 +1,103 @@
+"""`laimco fleet`: a fleet file solved — every device's shares and decision, the fleet
+objective and its certificate (docs/fleet.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from laimco.fleet.solution import FleetSolution
+from laimco.terminal import console, errors, fail
+
+# devices listed in the table (all of them are in --json)
+TABLE_ROWS = 25
+
+
+def fleet(
+    fleet_file: Annotated[Path, typer.Argument(help="fleet TOML file (see fleets/)")],
+    objective: Annotated[Literal["sum", "max-min"] | None, typer.Option(
+        help="weighted sum of the devices' distortion, or the worst device's (default: the "
+             "file's objective)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the answer as JSON")] = False,
+    gap: Annotated[float, typer.Option(
+        min=0.0, help="stop when the certified relative gap is at most this")] = 1e-3,
+    max_rounds: Annotated[int, typer.Option(
+        min=0, help="refinement rounds at most")] = 12,
+) -> None:
+    """Divide a fleet's band and server among its devices and decide for every device."""
+    from laimco.config import ScenarioError
+    from laimco.fleet.fleet_file import FleetError, load_fleet
+    from laimco.fleet.solver import solve_fleet
+    from laimco.profile import ProfileError
+
+    try:
+        loaded = load_fleet(fleet_file)
+    except FleetError as err:
+        fail(str(err))
+    try:
+        with errors.status(escape(f"solving {fleet_file} ({loaded.n_devices} devices) …")
+                           ) as status:
+            solution = solve_fleet(loaded, objective, gap=gap, max_rounds=max_rounds,
+                                   progress=lambda text: status.update(escape(text)))
+    except (ScenarioError, ProfileError) as err:
+        fail(str(err))
+    if as_json:
+        sys.stdout.write(json.dumps(solution.to_json_dict(), indent=2) + "\n")
+        return
+    _print(solution, str(fleet_file))
+
+
+def _print(solution: FleetSolution, title: str) -> None:
+    fl = solution.fleet
+    res = fl.resources
+    gap = solution.relative_gap
+    console.print(escape(
+        f"{title}: {fl.n_devices} devices, {solution.status}; objective "
+        f"({solution.objective_kind}) {solution.objective:.6g}, lower bound "
+        f"{solution.dual_bound:.6g}, certified gap {gap:.2e}; solved in "
+        f"{solution.solve_time_s:.2f} s"), highlight=False)
+    console.print(escape(
+        f"band used {solution.bandwidth_hz.sum() / 1e6:.4g} of {res.bandwidth_hz / 1e6:.4g} MHz, "
+        f"server {solution.server_cycles_per_s.sum() / 1e9:.4g} of "
+        f"{res.server_cycles_per_s / 1e9:.4g} Gcycles/s"), highlight=False)
+    table = Table(title=None)
+    for name in ("device", "class", "split", "ρ_d", "ρ_s", "bits", "band MHz", "server Gc/s",
+                 "latency ms", "energy mJ", "objective"):
+        table.add_column(name, justify="left" if name in ("device", "class") else "right")
+    for u in range(min(fl.n_devices, TABLE_ROWS)):
+        table.add_row(*_row(solution, u))
+    console.print(table)
+    if fl.n_devices > TABLE_ROWS:
+        console.print(escape(f"… {fl.n_devices - TABLE_ROWS} more devices (all with --json)"),
+                      highlight=False)
+    unserved = np.flatnonzero(~solution.served)
+    for u in unserved[:TABLE_ROWS]:
+        for reason in solution.decisions[u].reasons:
+            console.print(escape(f"  {fl.ids[u]}: {reason.message}"), style="dim",
+                          highlight=False)
+
+
+def _row(solution: FleetSolution, u: int) -> list[str]:
+    fl = solution.fleet
+    decision = solution.decisions[u]
+    head = [fl.ids[u], fl.classes[int(fl.class_index[u])].name]
+    point = decision.point
+    if point is None:
+        return [*head, "—", "—", "—", "—", "0", "0", "—", "—", "infeasible"]
+    return [*head, str(point.split), f"{point.rho_device:.3f}", f"{point.rho_server:.3f}",
+            "—" if point.activation_bits is None else str(point.activation_bits),
+            f"{solution.bandwidth_hz[u] / 1e6:.4g}",
+            f"{solution.server_cycles_per_s[u] / 1e9:.4g}",
+            f"{point.costs.latency_total_s * 1e3:.2f}", f"{point.costs.energy_total_j * 1e3:.3g}",
+            f"{point.objective:.4g}"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(fleet)

@@ -1,0 +1,138 @@
+"""Fairness: the least t such that every device reaches w_u·V_u ≤ t within the fleet's band
+and server (docs/theory.md §7.4).
+
+Same boxes as the weighted sum (solver.py). A level t is reachable by boxes when every device
+can pick a box whose upper-corner value is ≤ t at its lower-corner shares with the shares
+summing to at most 1 (the linear relaxation). If some allocation reaches t, each device's share
+lies in a box whose upper corner is at least as good, so the boxes reach t: the least level the
+boxes reach is a lower bound on the optimum. The same test on evaluated points, rounded to one
+point per device, gives a feasible allocation.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from numpy.typing import NDArray
+
+from laimco.fleet.boxes import Boxes, split_boxes
+from laimco.fleet.fleet import Fleet
+from laimco.fleet.menu_lp import solve_menu
+from laimco.fleet.solution import FleetSolution
+from laimco.fleet.solver import (
+    CUTS_PER_DEVICE,
+    Progress,
+    _Evaluator,
+    _finish,
+    _first_grid,
+    _Points,
+    _rank_within,
+    _round,
+    _servable,
+)
+from laimco.fleet.value import fleet_values
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+
+
+def _reaches(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray, level: float,
+             n: int) -> tuple[bool, FloatArray]:
+    """Whether every device can pick an item of value ≤ level with Σx ≤ 1, Σy ≤ 1 (relaxed),
+    and the mixture that uses the least total share."""
+    allowed = value <= level
+    if np.bincount(device[allowed], minlength=n).min(initial=1) == 0:
+        return False, np.zeros(value.size)
+    weights = np.zeros(value.size)
+    solution = solve_menu(device[allowed], x[allowed], y[allowed], x[allowed] + y[allowed], n)
+    weights[allowed] = solution.weights
+    return solution.feasible, weights
+
+
+def least_level(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray, n: int,
+                integral: bool) -> tuple[float, IntArray | None]:
+    """The least item value the menu reaches (binary search over the values: reachability
+    changes only there); with `integral`, reached by one rounded item per device (returned)."""
+    levels = np.unique(value[np.isfinite(value)])
+    lo, hi, found = 0, levels.size - 1, None
+    best = np.inf
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        ok, weights = _reaches(device, x, y, value, float(levels[mid]), n)
+        pick = None
+        if ok and integral:
+            allowed = value <= levels[mid]
+            pick = _round(device, x, y, np.where(allowed, value, np.inf), weights, n)
+            ok = bool(x[pick].sum() <= 1 + 1e-12 and y[pick].sum() <= 1 + 1e-12
+                      and np.all(value[pick] <= levels[mid]))
+        if ok:
+            best, found, hi = float(levels[mid]), pick, mid - 1
+        else:
+            lo = mid + 1
+    return best, found
+
+
+def solve_max_min(fleet: Fleet, *, gap: float, max_rounds: int,
+                  progress: Progress | None = None) -> FleetSolution:
+    started = time.perf_counter()
+    values = fleet_values(fleet)
+    devices = np.flatnonzero(_servable(fleet, values))
+    evaluate = _Evaluator(fleet, devices, values)
+    n = devices.size
+    x, y, bound = np.zeros(fleet.n_devices), np.zeros(fleet.n_devices), 0.0
+    if n:
+        boxes, points = _first_grid(evaluate, n)
+        for round_number in range(max_rounds + 1):
+            bound = max(bound, least_level(boxes.device, boxes.x0, boxes.y0,
+                                           boxes.value_upper, n, integral=False)[0])
+            (share_x, share_y), primal = _primal_level(points, n, evaluate)
+            rel = (primal - bound) / max(abs(primal), 1e-300)
+            if progress:
+                progress(f"round {round_number}: worst {primal:.6g}, bound {bound:.6g}, "
+                         f"gap {rel:.2e}, {evaluate.calls} evaluations")
+            if rel <= gap or round_number == max_rounds:
+                break
+            boxes = _refine_level(boxes, points, primal, evaluate)
+        x[devices], y[devices] = share_x, share_y
+    return _finish(fleet, "dual-decomposition", "max-min", x, y, bound, started)
+
+
+def _primal_level(points: _Points, n: int, evaluate: _Evaluator
+                  ) -> tuple[tuple[FloatArray, FloatArray], float]:
+    ok = points.finite()
+    device, x, y, value = points.device[ok], points.x[ok], points.y[ok], points.value[ok]
+    _, pick = least_level(device, x, y, value, n, integral=True)
+    if pick is None:  # no rounding fits: every device alone on its least-share point
+        pick = np.array([np.flatnonzero(device == u)[np.argmin((x + y)[device == u])]
+                         for u in range(n)])
+    share_x, share_y = x[pick].copy(), y[pick].copy()
+    idle = (share_x == 0) | (share_y == 0)
+    share_x[idle], share_y[idle] = 0.0, 0.0
+    for share in (share_x, share_y):
+        if share.sum() > 0:
+            share /= share.sum()
+    final = evaluate(np.arange(n), share_x, share_y)
+    points.add(np.arange(n), share_x, share_y, final)
+    return (share_x, share_y), float(final.max(initial=0.0))
+
+
+def _refine_level(boxes: Boxes, points: _Points, level: float, evaluate: _Evaluator) -> Boxes:
+    """Cut the boxes that could still reach below the current worst value: per device the
+    CUTS_PER_DEVICE with the least lower-corner share among those whose upper corner is below
+    it (they are what lets the relaxation reach low levels)."""
+    open_ = boxes.value_upper < level * (1 - 1e-12)
+    cost = boxes.x0 + boxes.y0
+    order = np.lexsort((cost, boxes.device))
+    ranked = order[open_[order]]
+    cut = ranked[_rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]
+    if cut.size == 0:
+        return boxes
+    keep = np.ones(boxes.size, dtype=bool)
+    keep[cut] = False
+    children, cx, cy, owner = split_boxes(boxes.take(cut), 1.0, 1.0)
+    new = evaluate(owner, cx, cy)
+    points.add(owner, cx, cy, new)
+    children.value_upper[np.isnan(children.value_upper)] = new
+    joined = Boxes.join([boxes.take(keep), children])
+    return joined.take(np.isfinite(joined.value_upper))

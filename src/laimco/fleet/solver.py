@@ -1,0 +1,281 @@
+"""The fleet's band and server divided: the least Σ w_u·V_u(b_u, f_u) with Σ b_u ≤ B and
+Σ f_u ≤ F, with a proven lower bound that certifies it (docs/theory.md §7.3).
+
+Each device's share plane is cut into boxes; V_u at a box's upper corner bounds the whole box
+from below (V_u is non-increasing). Dual decomposition over the two resource prices is the
+linear relaxation of "one box per device" (menu_lp.py): its value is a lower bound on the
+optimum. The same relaxation over the evaluated points gives a feasible choice (at most two
+devices are mixed; they are rounded), whose leftover band and cycles are handed out in
+proportion so the sums hold exactly. Boxes that could still hide a better point at the current
+prices are cut in four, and the rounds go on until the gap between the two is small.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from laimco.fleet.boxes import Boxes, grid_boxes, split_boxes
+from laimco.fleet.fleet import Fleet, FleetObjective
+from laimco.fleet.menu_lp import MenuSolution, solve_menu
+from laimco.fleet.solution import FleetSolution
+from laimco.fleet.value import ClassValue, fleet_values
+from laimco.optimize.decision import Decision
+from laimco.optimize.strategies import solve
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+DEFAULT_GAP = 1e-3
+DEFAULT_ROUNDS = 12
+# boxes cut per device and round: the ones with the lowest bound among those still open
+CUTS_PER_DEVICE = 32
+# the first grid: the equal share times powers of GRID_RATIO
+GRID_RATIO = 4.0
+GRID_BELOW = 3
+Progress = Callable[[str], None]
+
+
+@dataclass
+class _Points:
+    """Every share evaluated so far: owner, (x, y) and the weighted value w·V (inf: nothing
+    fits there)."""
+
+    device: IntArray
+    x: FloatArray
+    y: FloatArray
+    value: FloatArray
+
+    def add(self, device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray) -> None:
+        self.device = np.concatenate([self.device, device])
+        self.x = np.concatenate([self.x, x])
+        self.y = np.concatenate([self.y, y])
+        self.value = np.concatenate([self.value, value])
+
+    def finite(self) -> NDArray[np.bool_]:
+        return np.isfinite(self.value)
+
+
+class _Evaluator:
+    """w_u·V_u at shares given as fractions of the totals, for devices of the served subset."""
+
+    def __init__(self, fleet: Fleet, devices: IntArray, values: list[ClassValue]) -> None:
+        self.fleet, self.devices, self.values = fleet, devices, values
+        self.calls = 0
+
+    def __call__(self, device: IntArray, x: FloatArray, y: FloatArray) -> FloatArray:
+        fleet = self.fleet
+        members = self.devices[device]
+        out = np.empty(device.size)
+        for number, value in enumerate(self.values):
+            rows = np.flatnonzero(fleet.class_index[members] == number)
+            if rows.size:
+                u = members[rows]
+                out[rows] = fleet.weight[u] * value.values(
+                    fleet.path_gain[u], x[rows] * fleet.resources.bandwidth_hz,
+                    y[rows] * fleet.resources.server_cycles_per_s)
+        self.calls += device.size
+        return out
+
+
+def first_levels(n_devices: int) -> FloatArray:
+    """0, then the equal share 1/N times powers of GRID_RATIO from GRID_RATIO^-GRID_BELOW up
+    to 1 (the whole resource)."""
+    equal = 1.0 / max(n_devices, 1)
+    top = int(np.ceil(np.log(1 / equal) / np.log(GRID_RATIO) - 1e-9))
+    levels = equal * GRID_RATIO ** np.arange(-GRID_BELOW, top)
+    return np.concatenate([[0.0], levels[levels < 1.0], [1.0]])
+
+
+def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
+                gap: float = DEFAULT_GAP, max_rounds: int = DEFAULT_ROUNDS,
+                progress: Progress | None = None) -> FleetSolution:
+    """The fleet's shares and every device's decision (docs/theory.md §7)."""
+    kind = objective or fleet.objective
+    if kind != "sum":
+        from laimco.fleet.max_min import solve_max_min
+
+        return solve_max_min(fleet, gap=gap, max_rounds=max_rounds, progress=progress)
+    started = time.perf_counter()
+    values = fleet_values(fleet)
+    servable = _servable(fleet, values)
+    devices = np.flatnonzero(servable)
+    evaluate = _Evaluator(fleet, devices, values)
+    x, y, bound = np.zeros(fleet.n_devices), np.zeros(fleet.n_devices), 0.0
+    if devices.size:
+        boxes, points = _first_grid(evaluate, devices.size)
+        for round_number in range(max_rounds + 1):
+            relaxed = _relaxation(boxes, devices.size)
+            choice, primal = _primal(points, devices.size, evaluate)
+            bound = max(bound, relaxed.value)
+            rel = (primal - bound) / max(abs(primal), 1e-300)
+            if progress:
+                progress(f"round {round_number}: objective {primal:.6g}, bound {bound:.6g}, "
+                         f"gap {rel:.2e}, {evaluate.calls} evaluations")
+            if rel <= gap or round_number == max_rounds:
+                break
+            boxes = _refine(boxes, points, relaxed, evaluate)
+        x[devices], y[devices] = choice
+    return _finish(fleet, "dual-decomposition", kind, x, y, bound if devices.size else 0.0,
+                   started)
+
+
+def _servable(fleet: Fleet, values: list[ClassValue]) -> NDArray[np.bool_]:
+    """Devices that could be served if they had the whole band and server: V_u(1, 1) < ∞."""
+    res = fleet.resources
+    out = np.zeros(fleet.n_devices, dtype=bool)
+    for number, value in enumerate(values):
+        u = fleet.members(number)
+        out[u] = np.isfinite(value.values(fleet.path_gain[u], np.full(u.size, res.bandwidth_hz),
+                                          np.full(u.size, res.server_cycles_per_s)))
+    return out
+
+
+def _first_grid(evaluate: _Evaluator, n: int) -> tuple[Boxes, _Points]:
+    levels = first_levels(n)
+    boxes, cx, cy, owner = grid_boxes(n, levels)
+    inside = (cx > 0) & (cy > 0)
+    value = np.empty(cx.size)
+    value[inside] = evaluate(owner[inside], cx[inside], cy[inside])
+    local = evaluate(np.arange(n), np.zeros(n), np.zeros(n))
+    value[~inside] = local[owner[~inside]]
+    boxes = Boxes(boxes.device, boxes.x0, boxes.x1, boxes.y0, boxes.y1, value)
+    points = _Points(np.concatenate([owner[inside], np.arange(n)]),
+                     np.concatenate([cx[inside], np.zeros(n)]),
+                     np.concatenate([cy[inside], np.zeros(n)]),
+                     np.concatenate([value[inside], local]))
+    return boxes.take(np.isfinite(boxes.value_upper)), points
+
+
+def _relaxation(boxes: Boxes, n: int) -> MenuSolution:
+    """The lower bound: one box per device, at its upper corner's cost and lower corner's
+    shares (eq. 7.6), relaxed to mixtures."""
+    return solve_menu(boxes.device, boxes.x0, boxes.y0, boxes.value_upper, n)
+
+
+def _primal(points: _Points, n: int, evaluate: _Evaluator
+            ) -> tuple[tuple[FloatArray, FloatArray], float]:
+    """A feasible choice: the relaxation over evaluated points, its mixed devices rounded,
+    then every leftover share handed out in proportion (exact sums; V only falls)."""
+    ok = points.finite()
+    device, x, y, value = points.device[ok], points.x[ok], points.y[ok], points.value[ok]
+    mixed = solve_menu(device, x, y, value, n)
+    pick = _round(device, x, y, value, mixed.weights, n)
+    share_x, share_y = x[pick].copy(), y[pick].copy()
+    # a share of one resource without the other buys nothing (V(x, 0) = V(0, y) = V(0, 0))
+    idle = (share_x == 0) | (share_y == 0)
+    share_x[idle], share_y[idle] = 0.0, 0.0
+    for share in (share_x, share_y):
+        total = share.sum()
+        if total > 0:
+            share /= total
+    final = evaluate(np.arange(n), share_x, share_y)
+    points.add(np.arange(n), share_x, share_y, final)
+    return (share_x, share_y), float(final.sum())
+
+
+def _round(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray,
+           weights: FloatArray, n: int) -> IntArray:
+    """One point per device: its heaviest item; devices the relaxation mixes try each of their
+    items (at most two such devices in a basic solution) and keep the best combination that
+    fits, else fall back to their least-share item."""
+    order = np.lexsort((-weights, device))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = device[order][1:] != device[order][:-1]
+    pick = order[first]
+    support = weights > 1e-9
+    counts = np.bincount(device[support], minlength=n)
+    mixed = np.flatnonzero(counts > 1)[:4]
+    if mixed.size == 0:
+        return pick
+    options = [np.flatnonzero(support & (device == u)) for u in mixed]
+    best, best_cost = pick.copy(), np.inf
+    for combo in itertools.product(*options):
+        trial = pick.copy()
+        trial[mixed] = combo
+        if x[trial].sum() <= 1 + 1e-12 and y[trial].sum() <= 1 + 1e-12:
+            cost = value[trial].sum()
+            if cost < best_cost:
+                best, best_cost = trial, cost
+    if np.isfinite(best_cost):
+        return best
+    for u, items in zip(mixed, options, strict=True):
+        pick[u] = items[np.argmin(x[items] + y[items])]
+    return pick
+
+
+def _refine(boxes: Boxes, points: _Points, relaxed: MenuSolution,
+            evaluate: _Evaluator) -> Boxes:
+    """Cut the boxes that could still hold a point better, at the relaxation's prices, than
+    the device's best evaluated point: the CUTS_PER_DEVICE lowest of each device."""
+    n = int(boxes.device.max()) + 1
+    lam, mu = relaxed.price_x, relaxed.price_y
+    ok = points.finite()
+    best = np.full(n, np.inf)
+    np.minimum.at(best, points.device[ok],
+                  points.value[ok] + lam * points.x[ok] + mu * points.y[ok])
+    low = boxes.lower_cost(lam, mu)
+    slack = best[boxes.device] - low
+    open_ = slack > 1e-12 * np.maximum(np.abs(best[boxes.device]), 1e-300)
+    order = np.lexsort((low, boxes.device))
+    ranked = order[open_[order]]
+    rank = _rank_within(boxes.device[ranked])
+    cut = ranked[rank < CUTS_PER_DEVICE]
+    if cut.size == 0:
+        return boxes
+    keep = np.ones(boxes.size, dtype=bool)
+    keep[cut] = False
+    children, cx, cy, owner = split_boxes(boxes.take(cut), lam, mu)
+    new = evaluate(owner, cx, cy)
+    points.add(owner, cx, cy, new)
+    unknown = np.isnan(children.value_upper)
+    children.value_upper[unknown] = new
+    joined = Boxes.join([boxes.take(keep), children])
+    return joined.take(np.isfinite(joined.value_upper))
+
+
+def _rank_within(sorted_owner: IntArray) -> IntArray:
+    """0, 1, 2, … within each run of equal owners of an owner-sorted array."""
+    if sorted_owner.size == 0:
+        return sorted_owner
+    start = np.r_[True, sorted_owner[1:] != sorted_owner[:-1]]
+    first_index = np.maximum.accumulate(np.where(start, np.arange(sorted_owner.size), 0))
+    return np.arange(sorted_owner.size) - first_index
+
+
+def _finish(fleet: Fleet, method: str, kind: FleetObjective, x: FloatArray, y: FloatArray,
+            bound: float | None, started: float) -> FleetSolution:
+    """Shares in Hz and cycles/s, and every device's laimco decision at its share."""
+    res = fleet.resources
+    bandwidth = x * res.bandwidth_hz
+    cycles = y * res.server_cycles_per_s
+    solve_time = time.perf_counter() - started
+    decisions = tuple(device_decision(fleet, u, bandwidth[u], cycles[u])
+                      for u in range(fleet.n_devices))
+    objective_u = np.array([d.point.objective if d.point else np.inf for d in decisions])
+    weighted = fleet.weight * objective_u
+    served = np.isfinite(weighted)
+    total = (float(weighted[served].sum()) if kind == "sum"
+             else float(weighted[served].max(initial=0.0)))
+    return FleetSolution(fleet=fleet, objective_kind=kind, method=method,
+                         bandwidth_hz=bandwidth, server_cycles_per_s=cycles,
+                         device_objective=objective_u, decisions=decisions, objective=total,
+                         dual_bound=bound, solve_time_s=solve_time)
+
+
+def device_decision(fleet: Fleet, device: int, bandwidth_hz: float,
+                    server_cycles_per_s: float) -> Decision:
+    """laimco's single-device decision of device u at its shares; with no share of either
+    resource it can only run the whole model itself (split L)."""
+    if bandwidth_hz > 0 and server_cycles_per_s > 0:
+        return solve(fleet.device_scenario(device, bandwidth_hz, server_cycles_per_s))
+    res = fleet.resources
+    scenario = fleet.device_scenario(device, res.bandwidth_hz, res.server_cycles_per_s)
+    from laimco.profile import load_profile
+
+    units = load_profile(scenario.model.profile).n_units
+    return solve(scenario.replace(task={"min_split": units}))
