@@ -29,7 +29,7 @@ def fleet(
     gap: Annotated[float, typer.Option(
         min=0.0, help="stop when the certified relative gap is at most this")] = 1e-3,
     max_rounds: Annotated[int, typer.Option(
-        min=0, help="refinement rounds at most")] = 12,
+        min=0, help="refinement rounds at most")] = 20,
 ) -> None:
     """Divide a fleet's band and server among its devices and decide for every device."""
     from laimco.config import ScenarioError

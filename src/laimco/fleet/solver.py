@@ -31,7 +31,7 @@ from laimco.optimize.strategies import solve
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 DEFAULT_GAP = 1e-3
-DEFAULT_ROUNDS = 12
+DEFAULT_ROUNDS = 20
 # boxes cut per device and round: the ones with the lowest bound among those still open
 CUTS_PER_DEVICE = 32
 # the first grid: the equal share times powers of GRID_RATIO
@@ -110,7 +110,7 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
         boxes, points = _first_grid(evaluate, devices.size)
         for round_number in range(max_rounds + 1):
             relaxed = _relaxation(boxes, devices.size)
-            choice, primal = _primal(points, devices.size, evaluate)
+            choice, primal, mixed = _primal(points, devices.size, evaluate)
             bound = max(bound, relaxed.value)
             rel = (primal - bound) / max(abs(primal), 1e-300)
             if progress:
@@ -118,7 +118,10 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
                          f"gap {rel:.2e}, {evaluate.calls} evaluations")
             if rel <= gap or round_number == max_rounds:
                 break
-            boxes = _refine(boxes, points, relaxed, evaluate)
+            # cut where the bound is slack at both price pairs: the relaxation's and the
+            # primal's (the bound is tight only where the dual functions meet)
+            boxes = _refine(boxes, points, [(relaxed.price_x, relaxed.price_y),
+                                            (mixed.price_x, mixed.price_y)], evaluate)
         x[devices], y[devices] = choice
     return _finish(fleet, "dual-decomposition", kind, x, y, bound if devices.size else 0.0,
                    started)
@@ -158,7 +161,7 @@ def _relaxation(boxes: Boxes, n: int) -> MenuSolution:
 
 
 def _primal(points: _Points, n: int, evaluate: _Evaluator
-            ) -> tuple[tuple[FloatArray, FloatArray], float]:
+            ) -> tuple[tuple[FloatArray, FloatArray], float, MenuSolution]:
     """A feasible choice: the relaxation over evaluated points, its mixed devices rounded,
     then every leftover share handed out in proportion (exact sums; V only falls)."""
     ok = points.finite()
@@ -175,7 +178,7 @@ def _primal(points: _Points, n: int, evaluate: _Evaluator
             share /= total
     final = evaluate(np.arange(n), share_x, share_y)
     points.add(np.arange(n), share_x, share_y, final)
-    return (share_x, share_y), float(final.sum())
+    return (share_x, share_y), float(final.sum()), mixed
 
 
 def _round(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray,
@@ -208,27 +211,29 @@ def _round(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray,
     return pick
 
 
-def _refine(boxes: Boxes, points: _Points, relaxed: MenuSolution,
+def _refine(boxes: Boxes, points: _Points, prices: list[tuple[float, float]],
             evaluate: _Evaluator) -> Boxes:
-    """Cut the boxes that could still hold a point better, at the relaxation's prices, than
-    the device's best evaluated point: the CUTS_PER_DEVICE lowest of each device."""
+    """Cut the boxes that could still hold a point better, at some of the given prices, than
+    the device's best evaluated point there: per device and price pair the CUTS_PER_DEVICE
+    boxes with the lowest bound."""
     n = int(boxes.device.max()) + 1
-    lam, mu = relaxed.price_x, relaxed.price_y
     ok = points.finite()
-    best = np.full(n, np.inf)
-    np.minimum.at(best, points.device[ok],
-                  points.value[ok] + lam * points.x[ok] + mu * points.y[ok])
-    low = boxes.lower_cost(lam, mu)
-    slack = best[boxes.device] - low
-    open_ = slack > 1e-12 * np.maximum(np.abs(best[boxes.device]), 1e-300)
-    order = np.lexsort((low, boxes.device))
-    ranked = order[open_[order]]
-    rank = _rank_within(boxes.device[ranked])
-    cut = ranked[rank < CUTS_PER_DEVICE]
+    cut_mask = np.zeros(boxes.size, dtype=bool)
+    for lam, mu in prices:
+        best = np.full(n, np.inf)
+        np.minimum.at(best, points.device[ok],
+                      points.value[ok] + lam * points.x[ok] + mu * points.y[ok])
+        low = boxes.lower_cost(lam, mu)
+        slack = best[boxes.device] - low
+        open_ = slack > 1e-12 * np.maximum(np.abs(best[boxes.device]), 1e-300)
+        order = np.lexsort((low, boxes.device))
+        ranked = order[open_[order]]
+        cut_mask[ranked[_rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]] = True
+    cut = np.flatnonzero(cut_mask)
     if cut.size == 0:
         return boxes
-    keep = np.ones(boxes.size, dtype=bool)
-    keep[cut] = False
+    lam, mu = prices[0]
+    keep = ~cut_mask
     children, cx, cy, owner = split_boxes(boxes.take(cut), lam, mu)
     new = evaluate(owner, cx, cy)
     points.add(owner, cx, cy, new)
