@@ -11,7 +11,14 @@ LOS, with d_3D = √(d_2D² + (h_BS − h_UT)²), f_c in GHz and distances in me
 NLOS:
     PL = max(PL_LOS, 35.3·log10(d_3D) + 22.4 + 21.3·log10(f_c) − 0.3·(h_UT − 1.5))
 Ranges of validity: 10 m ≤ d_2D ≤ 5000 m, h_BS = 10 m, 1.5 m ≤ h_UT ≤ 22.5 m, and
-0.5 GHz ≤ f_c ≤ 100 GHz (TR 38.901 §7.4.1)."""
+0.5 GHz ≤ f_c ≤ 100 GHz (TR 38.901 §7.4.1).
+
+LOS probability (Table 7.4.2-1, UMi street canyon), used by the fleet generator (docs/fleet.md):
+    P_LOS(d_2D) = 1                                        d_2D ≤ 18 m
+                = 18/d_2D + exp(−d_2D/36)·(1 − 18/d_2D)    d_2D > 18 m
+
+`UmiStreetCanyon.path_gain` works on one distance; `path_gains` is the same law over arrays of
+distances and LOS flags (a fleet of 100,000 devices)."""
 
 from __future__ import annotations
 
@@ -98,6 +105,38 @@ class UmiStreetCanyon:
     def path_gain(self, distance_2d_m: float, *, line_of_sight: bool = True) -> float:
         """The linear mean power gain 10^(−PL/10), the value of `channel.path_gain`."""
         return gain_of_loss_db(self.path_loss_db(distance_2d_m, line_of_sight=line_of_sight))
+
+    def path_gains(self, distance_2d_m: ArrayLike,
+                   line_of_sight: ArrayLike = True) -> NDArray[np.float64]:
+        """`path_gain` elementwise over ground distances (m) and LOS flags (broadcast together):
+        PL1/PL2 for LOS, max(PL_LOS, PL_NLOS) otherwise, gain 10^(−PL/10)."""
+        d2 = np.asarray(distance_2d_m, dtype=np.float64)
+        los = np.asarray(line_of_sight, dtype=bool)
+        low, high = DISTANCE_RANGE_M
+        outside = ~((d2 >= low) & (d2 <= high))  # NaN is outside too
+        if np.any(outside):
+            _check("distance_m", float(d2[outside].flat[0]), DISTANCE_RANGE_M,
+                   "m (ground distance)")
+        height_m = BS_HEIGHT_M - self.ut_height_m
+        log_d3 = np.log10(np.hypot(d2, height_m))
+        log_fc = math.log10(self.carrier_ghz)
+        breakpoint_m = self.breakpoint_distance_m
+        pl1 = 32.4 + 21 * log_d3 + 20 * log_fc
+        pl2 = (32.4 + 40 * log_d3 + 20 * log_fc
+               - 9.5 * math.log10(breakpoint_m**2 + height_m**2))
+        los_loss = np.where(d2 <= breakpoint_m, pl1, pl2)
+        nlos_loss = np.maximum(los_loss, 35.3 * log_d3 + 22.4 + 21.3 * log_fc
+                               - 0.3 * (self.ut_height_m - 1.5))
+        loss_db = np.where(los, los_loss, nlos_loss)
+        return np.asarray(10.0 ** (-loss_db / 10.0), dtype=np.float64)
+
+
+def los_probability(distance_2d_m: ArrayLike) -> NDArray[np.float64]:
+    """P_LOS of UMi street canyon (TR 38.901 Table 7.4.2-1) elementwise over ground distances
+    in metres: 1 up to 18 m, then 18/d + exp(−d/36)·(1 − 18/d)."""
+    d2 = np.asarray(distance_2d_m, dtype=np.float64)
+    far = np.maximum(d2, 18.0)  # the d > 18 m branch, evaluated only where it applies
+    return np.where(d2 <= 18.0, 1.0, 18.0 / far + np.exp(-far / 36.0) * (1.0 - 18.0 / far))
 
 
 def gain_of_loss_db(loss_db: float) -> float:
