@@ -28,7 +28,7 @@ runner = CliRunner()
 
 def _repository_examples() -> list[str]:
     """The example files as the repository's top-level folders list them."""
-    return sorted(f"{folder}/{p.name}" for folder in ("scenarios", "sweeps")
+    return sorted(f"{folder}/{p.name}" for folder in ("scenarios", "sweeps", "fleets")
                   for p in (ROOT / folder).glob("*.toml"))
 
 

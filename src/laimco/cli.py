@@ -36,17 +36,20 @@ def _main(version: Annotated[bool, typer.Option(
 
 def examples(
     dest: Annotated[Path, typer.Argument(
-        help="folder to copy the shipped scenarios/ and sweeps/ into (created if missing)")],
+        help="folder to copy the shipped scenarios/, sweeps/ and fleets/ into (created if "
+        "missing)")],
 ) -> None:
-    """Copy the shipped example scenarios and sweep files into a folder (never overwrites)."""
+    """Copy the shipped example scenarios, sweep and fleet files into a folder (never
+    overwrites)."""
     from laimco.examples import ExamplesError, copy_examples
 
     try:
         written = copy_examples(dest)
     except (ExamplesError, OSError) as err:
         fail(str(err))
-    console.print(escape(f"copied {len(written)} files to {dest}: scenarios/ and sweeps/ "
-                         f"(try: laimco optimize {dest / 'scenarios' / 'minilm-phone.toml'})"),
+    console.print(escape(f"copied {len(written)} files to {dest}: scenarios/, sweeps/ and "
+                         f"fleets/ (try: laimco optimize "
+                         f"{dest / 'scenarios' / 'minilm-phone.toml'})"),
                   highlight=False)
 
 

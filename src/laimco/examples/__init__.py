@@ -1,13 +1,14 @@
-"""The example scenarios and sweep files shipped inside the package (README "Scenarios",
-docs/study.md), so that an installed laimco runs without a checkout. The repository's top-level
-`scenarios/` and `sweeps/` link here; `laimco examples DEST` copies both folders out."""
+"""The example scenarios, sweep files and fleet files shipped inside the package (README
+"Scenarios", docs/study.md, docs/fleet.md), so that an installed laimco runs without a checkout.
+The repository's top-level `scenarios/`, `sweeps/` and `fleets/` link here; `laimco examples
+DEST` copies the three folders out."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-EXAMPLE_FOLDERS = ("scenarios", "sweeps")
+EXAMPLE_FOLDERS = ("scenarios", "sweeps", "fleets")
 
 
 class ExamplesError(ValueError):
@@ -15,7 +16,7 @@ class ExamplesError(ValueError):
 
 
 def examples_dir() -> Path:
-    """The folder holding `scenarios/` and `sweeps/` in the installed package."""
+    """The folder holding `scenarios/`, `sweeps/` and `fleets/` in the installed package."""
     return Path(__file__).resolve().parent
 
 
@@ -29,6 +30,12 @@ def sweeps_dir() -> Path:
     return examples_dir() / "sweeps"
 
 
+def fleets_dir() -> Path:
+    """The shipped fleet files (`*.toml`); they name packaged scenarios, so they load from
+    anywhere."""
+    return examples_dir() / "fleets"
+
+
 def example_files() -> list[Path]:
     """Every shipped example file, relative to `examples_dir()`."""
     root = examples_dir()
@@ -37,9 +44,9 @@ def example_files() -> list[Path]:
 
 
 def copy_examples(dest: str | Path) -> list[Path]:
-    """Copy `scenarios/` and `sweeps/` into `dest` (created if missing), keeping the layout the
-    sweep files' relative `base` paths need. Nothing is overwritten: if any target file exists,
-    nothing is copied and ExamplesError names the files."""
+    """Copy `scenarios/`, `sweeps/` and `fleets/` into `dest` (created if missing), keeping the
+    layout the sweep files' relative `base` paths need. Nothing is overwritten: if any target
+    file exists, nothing is copied and ExamplesError names the files."""
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise ExamplesError(f"{dest} is a file: give a folder to copy the examples into")
