@@ -116,6 +116,8 @@ def _describe(schema: JsonSchema, variant: JsonSchema) -> str | None:
             else text
     if kind == "string":
         return "a string"
+    if kind == "boolean":
+        return "true or false"
     if kind == "array":
         most = variant.get("maxItems")
         return "a list" + (f" of at most {most} items" if most is not None else "")

@@ -215,9 +215,10 @@ class FleetFile(_Table):
     @model_validator(mode="after")
     def _one_source(self) -> FleetFile:
         if (self.devices is None) == (self.generator is None):
-            which = "both" if self.devices is not None else "neither"
-            raise ValueError(f"the fleet file has {which} [[devices]] and [generator]: give "
-                             "exactly one (an explicit list, or a generator)")
+            which = ("both [[devices]] and" if self.devices is not None
+                     else "neither [[devices]] nor")
+            raise ValueError(f"the fleet file has {which} [generator]: give exactly one (an "
+                             "explicit list of devices, or a generator)")
         return self
 
 
