@@ -16,6 +16,7 @@ from laimco.system.pathloss import (
     UmiStreetCanyon,
     los_pl1_db,
     los_pl1_distance_m,
+    los_probability,
 )
 
 runner = CliRunner()
@@ -79,6 +80,35 @@ def test_outside_the_range_of_validity_is_refused(kwargs: dict, distance_m: floa
                                                   name: str) -> None:
     with pytest.raises(PathLossError, match=name):
         UmiStreetCanyon(**kwargs).path_loss_db(distance_m)
+
+
+@pytest.mark.parametrize(("carrier_ghz", "ut_height_m"), [(3.5, 1.5), (28.0, 2.0), (0.5, 22.5)])
+def test_array_path_gains_equal_the_scalar_ones(carrier_ghz: float, ut_height_m: float) -> None:
+    model = UmiStreetCanyon(carrier_ghz=carrier_ghz, ut_height_m=ut_height_m)
+    bp = model.breakpoint_distance_m  # both sides of the LOS breakpoint, where inside the range
+    distances = np.unique(np.clip(np.concatenate([np.geomspace(10.0, 5000.0, 200),
+                                                  [bp * (1 - 1e-9), bp, bp * (1 + 1e-9)]]),
+                                  10.0, 5000.0))
+    for los in (True, False):
+        scalar = [model.path_gain(d, line_of_sight=los) for d in distances]
+        np.testing.assert_allclose(model.path_gains(distances, los), scalar, rtol=1e-12)
+    flags = np.arange(distances.size) % 3 == 0
+    mixed = [model.path_gain(d, line_of_sight=bool(f)) for d, f in zip(distances, flags,
+                                                                      strict=True)]
+    np.testing.assert_allclose(model.path_gains(distances, flags), mixed, rtol=1e-12)
+    with pytest.raises(PathLossError, match="distance_m = 5"):
+        model.path_gains(np.array([100.0, 5.0]))
+    with pytest.raises(PathLossError, match="distance_m"):
+        model.path_gains(np.array([math.nan]))
+
+
+def test_los_probability_matches_the_3gpp_table() -> None:
+    # TR 38.901 Table 7.4.2-1 UMi: 1 up to 18 m; 36 m: 0.5 + e^-1·0.5; 100 m: 0.18 + e^-25/9·0.82
+    hand = [(10.0, 1.0), (18.0, 1.0), (36.0, 0.5 + math.exp(-1) * 0.5),
+            (100.0, 0.18 + math.exp(-100 / 36) * 0.82), (1000.0, 0.018 + math.exp(-1000 / 36)
+                                                         * 0.982)]
+    distances, expected = zip(*hand, strict=True)
+    np.testing.assert_allclose(los_probability(np.array(distances)), expected, rtol=1e-12)
 
 
 def test_cli_prints_the_gain_to_put_in_the_scenario() -> None:
