@@ -303,6 +303,25 @@ def test_a_class_scenario_that_fails_to_load_is_named_by_its_fleet_key(tmp_path:
     assert "channel.bandwith_hz: unknown key" in message  # the scenario's own message
 
 
+def test_two_scenario_files_with_one_name_or_an_unsafe_name_are_refused(tmp_path: Path) -> None:
+    text = (scenarios_dir() / "minilm-phone.toml").read_text()
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "phone.toml").write_text(text)
+    (tmp_path / "my phone.toml").write_text(text)
+    twins = _explicit({"scenario": "a/phone.toml"}, {"scenario": "b/phone.toml"})
+    with pytest.raises(FleetError, match=re.escape("devices[1].scenario: another scenario "
+                                                   "file is also named 'phone'")):
+        fleet_from_dict(twins, tmp_path)
+    # the same file named two ways is one class
+    same = fleet_from_dict(_explicit({"scenario": "a/phone.toml"},
+                                     {"scenario": "b/../a/phone.toml"}), tmp_path)
+    assert len(same.classes) == 1 and same.ids == ("phone-1", "phone-2")
+    with pytest.raises(FleetError, match=re.escape("devices[0].scenario: the scenario file "
+                                                   "name 'my phone'")):
+        fleet_from_dict(_explicit({"scenario": "my phone.toml"}), tmp_path)
+
+
 @pytest.mark.parametrize(("content", "words"), [
     (b"\xff\xfe[resources]\n", "not UTF-8"),
     (b"[resources\nbandwidth_hz = 1\n", "not valid TOML"),

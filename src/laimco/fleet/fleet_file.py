@@ -29,15 +29,9 @@ from pydantic import (
     model_validator,
 )
 
-from laimco.config import (
-    FlopsPerCycle,
-    MemoryBytes,
-    PathGain,
-    Scenario,
-    ScenarioError,
-    load_scenario,
-)
-from laimco.fleet.fleet import DeviceClass, Fleet, SharedResources
+from laimco.config import FlopsPerCycle, MemoryBytes, PathGain, Scenario, ScenarioError
+from laimco.fleet.device_classes import NAME_PATTERN, ClassCatalog
+from laimco.fleet.fleet import Fleet, SharedResources
 from laimco.fleet.generator import (
     DevicePlacement,
     DistanceLaw,
@@ -55,7 +49,6 @@ from laimco.system.pathloss import (
 
 MAX_FLEET_BYTES = 1 << 24  # 16 MiB: an explicit list of 100,000 devices; checked before reading
 MAX_DEVICES = 1_000_000
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # one safe path component
 
 
 class FleetError(ValueError):
@@ -236,54 +229,6 @@ def parse_fleet_file(data: dict[str, object]) -> FleetFile:
         raise FleetError("invalid fleet file:\n  " + "\n  ".join(lines)) from None
 
 
-def scenario_file(reference: str, base_dir: Path) -> Path:
-    """The scenario file a fleet names: a packaged scenario when `reference` is a bare name
-    (no '/', no '.toml'), else a path relative to `base_dir` (the fleet file's folder)."""
-    from laimco.examples import scenarios_dir
-
-    if "/" in reference or "\\" in reference or reference.endswith(".toml"):
-        file = base_dir / reference
-        if not file.is_file():
-            raise ScenarioError(f"scenario file {str(file)!r} does not exist")
-        return file
-    file = scenarios_dir() / f"{reference}.toml"
-    if not file.is_file():
-        names = ", ".join(sorted(p.stem for p in scenarios_dir().glob("*.toml")))
-        raise ScenarioError(f"{reference!r} is not a packaged scenario (they are: {names}); "
-                            "for a file of your own give its path ending in .toml")
-    return file
-
-
-class _Classes:
-    """The fleet's device classes, one per distinct scenario file, in order of appearance."""
-
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir = base_dir
-        self.classes: list[DeviceClass] = []
-        self._index: dict[Path, int] = {}
-
-    def number(self, reference: str, key: str) -> int:
-        """The class number of the scenario `reference` (loaded on first use); `key` names
-        the reference in the fleet file for the error message."""
-        try:
-            file = scenario_file(reference, self.base_dir).resolve()
-            if file in self._index:
-                return self._index[file]
-            scenario = load_scenario(file)
-        except ScenarioError as err:
-            raise FleetError(f"{key}: {err}") from None
-        name = file.stem
-        if not re.fullmatch(NAME_PATTERN, name):
-            raise FleetError(f"{key}: the scenario file name {name!r} is not a safe class name "
-                             "(letters, digits, '_', '-', '.'): rename the file")
-        if any(c.name == name for c in self.classes):
-            raise FleetError(f"{key}: another scenario file is also named {name!r}: device "
-                             "classes are named after their files, so rename one")
-        self._index[file] = len(self.classes)
-        self.classes.append(DeviceClass(name=name, scenario=scenario))
-        return self._index[file]
-
-
 def _numbered_ids(class_index: NDArray[np.intp], names: list[str]) -> list[str]:
     """'<class>-<k>': k = 1, 2, ... over the devices of each class, in fleet order."""
     seen = [0] * len(names)
@@ -294,9 +239,16 @@ def _numbered_ids(class_index: NDArray[np.intp], names: list[str]) -> list[str]:
     return ids
 
 
-def _explicit(devices: list[DeviceEntry], classes: _Classes) -> tuple[
+def _class_number(classes: ClassCatalog, reference: str, key: str) -> int:
+    try:
+        return classes.number(reference)
+    except ScenarioError as err:
+        raise FleetError(f"{key}: {err}") from None
+
+
+def _explicit(devices: list[DeviceEntry], classes: ClassCatalog) -> tuple[
         NDArray[np.intp], NDArray[np.float64], NDArray[np.float64], list[str]]:
-    numbers = [classes.number(d.scenario, f"devices[{i}].scenario")
+    numbers = [_class_number(classes, d.scenario, f"devices[{i}].scenario")
                for i, d in enumerate(devices)]
     class_index = np.asarray(numbers, dtype=np.intp)
     gain = np.array([d.path_gain_of(classes.classes[n].scenario)
@@ -313,9 +265,9 @@ def _explicit(devices: list[DeviceEntry], classes: _Classes) -> tuple[
     return class_index, gain, weight, ids
 
 
-def _generated(generator: GeneratorSection, classes: _Classes) -> tuple[
+def _generated(generator: GeneratorSection, classes: ClassCatalog) -> tuple[
         NDArray[np.intp], NDArray[np.float64], NDArray[np.float64], list[str]]:
-    numbers = [classes.number(c.scenario, f"generator.classes[{i}].scenario")
+    numbers = [_class_number(classes, c.scenario, f"generator.classes[{i}].scenario")
                for i, c in enumerate(generator.classes)]
     counts = [c.count for c in generator.classes]
     class_index = np.repeat(np.asarray(numbers, dtype=np.intp), counts)
@@ -330,7 +282,7 @@ def fleet_from_dict(data: dict[str, object], base_dir: str | Path,
     """Validate a fleet given as nested dictionaries; scenario paths are relative to
     `base_dir`. The name is `data["name"]`, else `default_name`."""
     spec = parse_fleet_file(data)
-    classes = _Classes(Path(base_dir))
+    classes = ClassCatalog(Path(base_dir))
     if spec.devices is not None:
         class_index, gain, weight, ids = _explicit(spec.devices, classes)
     else:
@@ -353,8 +305,8 @@ def load_fleet(path: str | Path) -> Fleet:
         size = file.stat().st_size
         if size > MAX_FLEET_BYTES:
             raise FleetError(f"{path}: {size} bytes is too large for a fleet file (at most "
-                             f"{MAX_FLEET_BYTES}); give a TOML fleet file (see fleets/), a "
-                             "[generator] for large fleets")
+                             f"{MAX_FLEET_BYTES}); give a TOML fleet file (see fleets/), with a "
+                             "[generator] for a large fleet")
         data = tomllib.loads(file.read_bytes().decode("utf-8"))
     except UnicodeDecodeError:
         raise FleetError(f"{path}: not a text file (not UTF-8); a fleet is a TOML file "
