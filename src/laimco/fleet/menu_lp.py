@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linprog
 from scipy.sparse import coo_array, vstack
+from scipy.spatial import ConvexHull, QhullError
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -30,10 +31,50 @@ class MenuSolution:
     price_y: float
 
 
+def lower_hull_items(device: IntArray, x: FloatArray, y: FloatArray,
+                     cost: FloatArray) -> IntArray:
+    """The items that can carry weight in an optimal mixture: per device the vertices of the
+    lower convex hull of its points (x, y, cost). Any other item lies on or above a facet, so
+    a mixture of that facet's vertices uses the same shares at no more cost: dropping it
+    leaves the relaxation's value unchanged (docs/theory.md §7.3). Devices whose points are
+    too few or degenerate for a hull keep all their items."""
+    order = np.argsort(device, kind="stable")
+    starts = np.flatnonzero(np.r_[True, device[order][1:] != device[order][:-1]])
+    kept = []
+    for lo, hi in zip(starts, np.r_[starts[1:], order.size], strict=True):
+        items = order[lo:hi]
+        if items.size <= 4:
+            kept.append(items)
+            continue
+        c = cost[items]
+        span = c.max() - c.min()
+        points = np.column_stack([x[items], y[items], (c - c.min()) / (span or 1.0)])
+        try:
+            hull = ConvexHull(points)
+        except QhullError:  # flat or too few distinct points: keep them all
+            kept.append(items)
+            continue
+        lower = hull.equations[:, 2] < 0
+        kept.append(items[np.unique(hull.simplices[lower])])
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.intp)
+
+
 def solve_menu(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatArray,
                n_devices: int, capacity_x: float = 1.0, capacity_y: float = 1.0) -> MenuSolution:
     """min Σ cost·z  s.t.  Σ_{items of u} z = 1 for every device u, Σ x·z ≤ capacity_x,
-    Σ y·z ≤ capacity_y, z ≥ 0 (every device must own at least one item)."""
+    Σ y·z ≤ capacity_y, z ≥ 0 (every device must own at least one item). Solved over the
+    lower-hull items only (same value); the weights are returned for every item."""
+    keep = lower_hull_items(device, x, y, cost)
+    reduced = _solve(device[keep], x[keep], y[keep], cost[keep], n_devices, capacity_x,
+                     capacity_y)
+    weights = np.zeros(cost.size)
+    weights[keep] = reduced.weights
+    return MenuSolution(reduced.feasible, reduced.value, weights, reduced.price_x,
+                        reduced.price_y)
+
+
+def _solve(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatArray,
+           n_devices: int, capacity_x: float, capacity_y: float) -> MenuSolution:
     n_items = cost.size
     columns = np.arange(n_items)
     a_eq = coo_array((np.ones(n_items), (device, columns)), shape=(n_devices, n_items))
