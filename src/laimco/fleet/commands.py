@@ -57,31 +57,57 @@ def fleet(
 def _print(solution: FleetSolution, title: str) -> None:
     fl = solution.fleet
     res = fl.resources
-    gap = solution.relative_gap
     console.print(escape(
         f"{title}: {fl.n_devices} devices, {solution.status}; objective "
         f"({solution.objective_kind}) {solution.objective:.6g}, lower bound "
-        f"{solution.dual_bound:.6g}, certified gap {gap:.2e}; solved in "
+        f"{solution.dual_bound:.6g}, certified gap {solution.relative_gap:.2e}; solved in "
         f"{solution.solve_time_s:.2f} s"), highlight=False)
     console.print(escape(
         f"band used {solution.bandwidth_hz.sum() / 1e6:.4g} of {res.bandwidth_hz / 1e6:.4g} MHz, "
         f"server {solution.server_cycles_per_s.sum() / 1e9:.4g} of "
         f"{res.server_cycles_per_s / 1e9:.4g} Gcycles/s"), highlight=False)
-    table = Table(title=None)
+    console.print(_class_table(solution))
+    table = Table(title=f"devices with the largest band shares (of {fl.n_devices}; all with "
+                        "--json)" if fl.n_devices > TABLE_ROWS else "devices")
     for name in ("device", "class", "split", "ρ_d", "ρ_s", "bits", "band MHz", "server Gc/s",
                  "latency ms", "energy mJ", "objective"):
-        table.add_column(name, justify="left" if name in ("device", "class") else "right")
-    for u in range(min(fl.n_devices, TABLE_ROWS)):
-        table.add_row(*_row(solution, u))
+        table.add_column(name, justify="left" if name in ("device", "class") else "right",
+                         no_wrap=name in ("device", "class"))
+    order = np.argsort(-solution.bandwidth_hz, kind="stable")[:TABLE_ROWS]
+    for u in order:
+        table.add_row(*_row(solution, int(u)))
     console.print(table)
-    if fl.n_devices > TABLE_ROWS:
-        console.print(escape(f"… {fl.n_devices - TABLE_ROWS} more devices (all with --json)"),
-                      highlight=False)
     unserved = np.flatnonzero(~solution.served)
     for u in unserved[:TABLE_ROWS]:
         for reason in solution.decisions[u].reasons:
             console.print(escape(f"  {fl.ids[u]}: {reason.message}"), style="dim",
                           highlight=False)
+
+
+def _class_table(solution: FleetSolution) -> Table:
+    """Per device class: how many devices, served, offloading, their splits and mean shares."""
+    fl = solution.fleet
+    table = Table(title="per class")
+    for name in ("class", "devices", "served", "offload", "splits (count)", "mean band MHz",
+                 "mean server Gc/s", "mean objective"):
+        table.add_column(name, justify="left" if name in ("class", "splits (count)") else "right",
+                         no_wrap=name == "class")
+    for number, device_class in enumerate(fl.classes):
+        members = fl.members(number)
+        if members.size == 0:
+            continue
+        splits = [solution.decisions[u].point.split for u in members
+                  if solution.decisions[u].point is not None]
+        counts = np.unique(splits, return_counts=True) if splits else ([], [])
+        served = solution.served[members]
+        objective = solution.device_objective[members][served]
+        table.add_row(device_class.name, str(members.size), str(int(served.sum())),
+                      str(int((solution.bandwidth_hz[members] > 0).sum())),
+                      " ".join(f"{s}({c})" for s, c in zip(*counts, strict=True)),
+                      f"{solution.bandwidth_hz[members].mean() / 1e6:.4g}",
+                      f"{solution.server_cycles_per_s[members].mean() / 1e9:.4g}",
+                      f"{objective.mean():.4g}" if objective.size else "—")
+    return table
 
 
 def _row(solution: FleetSolution, u: int) -> list[str]:

@@ -30,6 +30,7 @@ from laimco.fleet.solver import (
     _rank_within,
     _round,
     _servable,
+    hand_out_leftover,
 )
 from laimco.fleet.value import fleet_values
 
@@ -109,9 +110,7 @@ def _primal_level(points: _Points, n: int, evaluate: _Evaluator
     share_x, share_y = x[pick].copy(), y[pick].copy()
     idle = (share_x == 0) | (share_y == 0)
     share_x[idle], share_y[idle] = 0.0, 0.0
-    for share in (share_x, share_y):
-        if share.sum() > 0:
-            share /= share.sum()
+    hand_out_leftover(share_x, share_y, value[pick])
     final = evaluate(np.arange(n), share_x, share_y)
     points.add(np.arange(n), share_x, share_y, final)
     return (share_x, share_y), float(final.max(initial=0.0))

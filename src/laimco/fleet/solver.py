@@ -172,13 +172,23 @@ def _primal(points: _Points, n: int, evaluate: _Evaluator
     # a share of one resource without the other buys nothing (V(x, 0) = V(0, y) = V(0, 0))
     idle = (share_x == 0) | (share_y == 0)
     share_x[idle], share_y[idle] = 0.0, 0.0
-    for share in (share_x, share_y):
-        total = share.sum()
-        if total > 0:
-            share /= total
+    hand_out_leftover(share_x, share_y, value[pick])
     final = evaluate(np.arange(n), share_x, share_y)
     points.add(np.arange(n), share_x, share_y, final)
     return (share_x, share_y), float(final.sum()), mixed
+
+
+def hand_out_leftover(share_x: FloatArray, share_y: FloatArray, value: FloatArray) -> None:
+    """Make both sums exactly 1 in place: the leftover goes to the devices that hold shares and
+    could still gain (value > 0), in proportion to their shares (to every holder when none
+    can). No value rises: V is non-increasing (docs/theory.md §7.3)."""
+    holders = share_x > 0
+    gaining = holders & (value > 0)
+    receivers = gaining if gaining.any() else holders
+    for share in (share_x, share_y):
+        held = share[receivers].sum()
+        if held > 0:
+            share[receivers] *= (1.0 - (share.sum() - held)) / held
 
 
 def _round(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray,
