@@ -34,6 +34,8 @@ DEFAULT_GAP = 1e-3
 DEFAULT_ROUNDS = 20
 # boxes cut per device and round: the ones with the lowest bound among those still open
 CUTS_PER_DEVICE = 32
+# a box is cut only if its slack exceeds this share of the gap target per device
+SLACK_SHARE = 0.25
 # the first grid: the equal share times powers of GRID_RATIO
 GRID_RATIO = 4.0
 GRID_BELOW = 3
@@ -121,7 +123,8 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
             # cut where the bound is slack at both price pairs: the relaxation's and the
             # primal's (the bound is tight only where the dual functions meet)
             boxes = _refine(boxes, points, [(relaxed.price_x, relaxed.price_y),
-                                            (mixed.price_x, mixed.price_y)], evaluate)
+                                            (mixed.price_x, mixed.price_y)], evaluate,
+                            worth=SLACK_SHARE * gap * abs(primal) / devices.size)
         x[devices], y[devices] = choice
     return _finish(fleet, "dual-decomposition", kind, x, y, bound if devices.size else 0.0,
                    started)
@@ -222,9 +225,10 @@ def _round(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray,
 
 
 def _refine(boxes: Boxes, points: _Points, prices: list[tuple[float, float]],
-            evaluate: _Evaluator) -> Boxes:
+            evaluate: _Evaluator, worth: float = 0.0) -> Boxes:
     """Cut the boxes that could still hold a point better, at some of the given prices, than
-    the device's best evaluated point there: per device and price pair the CUTS_PER_DEVICE
+    the device's best evaluated point there by more than `worth` (a box whose slack is below it
+    cannot keep the gap above the target): per device and price pair the CUTS_PER_DEVICE
     boxes with the lowest bound."""
     n = int(boxes.device.max()) + 1
     ok = points.finite()
@@ -235,7 +239,7 @@ def _refine(boxes: Boxes, points: _Points, prices: list[tuple[float, float]],
                       points.value[ok] + lam * points.x[ok] + mu * points.y[ok])
         low = boxes.lower_cost(lam, mu)
         slack = best[boxes.device] - low
-        open_ = slack > 1e-12 * np.maximum(np.abs(best[boxes.device]), 1e-300)
+        open_ = slack > np.maximum(worth, 1e-12 * np.abs(best[boxes.device]))
         order = np.lexsort((low, boxes.device))
         ranked = order[open_[order]]
         cut_mask[ranked[_rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]] = True
