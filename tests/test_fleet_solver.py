@@ -9,6 +9,7 @@ import pytest
 from laimco.config import load_scenario
 from laimco.fleet.boxes import Boxes, split_boxes
 from laimco.fleet.fleet import DeviceClass, Fleet, SharedResources
+from laimco.fleet.server_memory import server_part_key
 from laimco.fleet.solver import first_levels, solve_fleet
 from laimco.fleet.value import fleet_values
 from laimco.optimize.strategies import solve
@@ -157,3 +158,21 @@ def test_max_min_bound_below_worst_device() -> None:
     assert answer.dual_bound is not None and answer.dual_bound <= answer.objective * (1 + 1e-12)
     assert answer.objective == pytest.approx(
         float(np.max(fleet.weight * answer.device_objective)), rel=1e-12)
+
+
+def test_server_memory_counts_each_distinct_part_once() -> None:
+    """Devices deciding the same server part share one copy; its bytes are the server units'
+    weights (profile split table: prunable server weights + all fixed weights − the device's
+    fixed ones) at 4 bytes in the paper mode's dense storage."""
+    fleet = _fleet(12, seed=8)
+    answer = solve_fleet(fleet, max_rounds=2)
+    keys = {server_part_key(fleet, u, d) for u, d in enumerate(answer.decisions)} - {None}
+    memory = answer.server_memory
+    assert memory.parts == len(keys)
+    profile = load_profile(fleet.classes[0].scenario.model.profile)
+    table = profile.split_table()
+    total_fixed = profile.column("n_fixed").sum()
+    expected = 0.0
+    for _, split, _, _, _ in keys:
+        expected += 4 * (table.prunable_server[split] + total_fixed - table.fixed_device[split])
+    assert memory.used_bytes == pytest.approx(expected, rel=1e-12)

@@ -66,6 +66,15 @@ def _print(solution: FleetSolution, title: str) -> None:
         f"band used {solution.bandwidth_hz.sum() / 1e6:.4g} of {res.bandwidth_hz / 1e6:.4g} MHz, "
         f"server {solution.server_cycles_per_s.sum() / 1e9:.4g} of "
         f"{res.server_cycles_per_s / 1e9:.4g} Gcycles/s"), highlight=False)
+    memory = solution.server_memory
+    limit = "no limit" if memory.limit_bytes is None else f"{memory.limit_bytes / 1e9:.4g} GB"
+    console.print(escape(f"server hosts {memory.parts} distinct parts, "
+                         f"{memory.used_bytes / 1e9:.4g} GB ({limit})"), highlight=False,
+                  style=None if memory.fits else "bold red")
+    if not memory.fits:
+        console.print("the server's memory is too small for these parts: raise "
+                      "resources.server_memory_bytes (the solver does not divide memory yet)",
+                      style="bold red")
     console.print(_class_table(solution))
     table = Table(title=f"devices with the largest band shares (of {fl.n_devices}; all with "
                         "--json)" if fl.n_devices > TABLE_ROWS else "devices")

@@ -3,6 +3,7 @@ bound that certifies it, and the `laimco fleet --json` contract (docs/fleet.md).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ from numpy.typing import NDArray
 
 from laimco.config import Scenario
 from laimco.fleet.fleet import Fleet, FleetObjective
+from laimco.fleet.server_memory import ServerMemory, server_memory
 from laimco.optimize.decision import Decision
 
 FloatArray = NDArray[np.float64]
@@ -54,6 +56,11 @@ class FleetSolution:
         scale = max(abs(self.objective), 1e-300)
         return max(self.objective - self.dual_bound, 0.0) / scale if self.objective else 0.0
 
+    @functools.cached_property
+    def server_memory(self) -> ServerMemory:
+        """The distinct server parts the answer asks the server to host, against its memory."""
+        return server_memory(self.fleet, self.decisions)
+
     def scenario(self, device: int) -> Scenario:
         """Device u's single-device scenario at its shares."""
         return self.fleet.device_scenario(device, float(self.bandwidth_hz[device]),
@@ -65,6 +72,10 @@ class FleetSolution:
             "status": self.status, "objective_kind": self.objective_kind, "method": self.method,
             "objective": self.objective, "dual_bound": self.dual_bound,
             "relative_gap": self.relative_gap, "solve_time_s": self.solve_time_s,
+            "server_memory": {"used_bytes": self.server_memory.used_bytes,
+                              "limit_bytes": self.server_memory.limit_bytes,
+                              "parts": self.server_memory.parts,
+                              "fits": self.server_memory.fits},
             "shares": {"bandwidth_hz": [float(b) for b in self.bandwidth_hz],
                        "server_cycles_per_s": [float(f) for f in self.server_cycles_per_s]},
             "devices": [self._device_json(u) for u in range(self.fleet.n_devices)]}
