@@ -176,3 +176,37 @@ def test_server_memory_counts_each_distinct_part_once() -> None:
     for _, split, _, _, _ in keys:
         expected += 4 * (table.prunable_server[split] + total_fixed - table.fixed_device[split])
     assert memory.used_bytes == pytest.approx(expected, rel=1e-12)
+
+
+def _needy_fleet(n: int, band_hz: float) -> Fleet:
+    """Devices that cannot run the whole model themselves (a 100 MHz CPU cannot finish it in
+    the latency budget) and so need a share of the band and the server."""
+    slow = load_scenario("scenarios/paper-minilm-phone.toml").replace(
+        device={"cpu_freq_max_hz": 1e8})
+    return Fleet(name="needy", resources=SharedResources(band_hz, 2e8 * n, 64.0),
+                 classes=(DeviceClass("slow-phone", slow),),
+                 class_index=np.zeros(n, dtype=np.intp),
+                 path_gain=np.geomspace(1e-7, 1e-9, n), weight=np.ones(n),
+                 ids=tuple(f"slow{u}" for u in range(n)))
+
+
+@pytest.mark.parametrize("objective", ["sum", "max-min"])
+def test_a_crowded_fleet_names_who_cannot_be_served(objective: str) -> None:
+    """With a band too small for every needy device (each fits alone: checked by `solve` at
+    the totals), some are left out with a reason naming the fleet's totals; the others are
+    served within the totals; with 20× the band everyone is served."""
+    roomy = solve_fleet(_needy_fleet(6, 40e6), objective, max_rounds=1)
+    assert np.isinf(fleet_values(roomy.fleet)[0].local_value)
+    assert roomy.status == "optimal"
+    fleet = _needy_fleet(6, 2e6)
+    for u in range(6):
+        assert solve(fleet.device_scenario(u, 2e6, 12e8)).success
+    crowded = solve_fleet(fleet, objective, max_rounds=1)
+    assert crowded.status == "partial"
+    out = np.flatnonzero(~crowded.served)
+    assert 0 < out.size < 6
+    for u in out:
+        assert [r.limit for r in crowded.decisions[u].reasons] == ["fleet"]
+        assert "resources.bandwidth_hz" in crowded.decisions[u].reasons[0].message
+    assert crowded.bandwidth_hz.sum() <= 2e6 * (1 + 1e-12)
+    assert np.all(crowded.bandwidth_hz[out] == 0)

@@ -16,16 +16,18 @@ import time
 import numpy as np
 from numpy.typing import NDArray
 
-from laimco.fleet.boxes import Boxes, split_boxes
+from laimco.fleet.boxes import Boxes
 from laimco.fleet.fleet import Fleet
 from laimco.fleet.menu_lp import solve_menu
 from laimco.fleet.solution import FleetSolution
 from laimco.fleet.solver import (
     CUTS_PER_DEVICE,
     Progress,
+    _cut,
     _Evaluator,
     _finish,
     _first_grid,
+    _fit_everyone,
     _Points,
     _rank_within,
     _round,
@@ -82,8 +84,12 @@ def solve_max_min(fleet: Fleet, *, gap: float, max_rounds: int,
     evaluate = _Evaluator(fleet, devices, values)
     n = devices.size
     x, y, bound = np.zeros(fleet.n_devices), np.zeros(fleet.n_devices), 0.0
+    crowded: list[int] = []
     if n:
         boxes, points = _first_grid(evaluate, n)
+        boxes, points, crowded = _fit_everyone(boxes, points, evaluate)
+        devices, n = evaluate.devices, evaluate.devices.size
+    if n:
         for round_number in range(max_rounds + 1):
             bound = max(bound, least_level(boxes.device, boxes.x0, boxes.y0,
                                            boxes.value_upper, n, integral=False)[0])
@@ -96,7 +102,7 @@ def solve_max_min(fleet: Fleet, *, gap: float, max_rounds: int,
                 break
             boxes = _refine_level(boxes, points, primal, evaluate)
         x[devices], y[devices] = share_x, share_y
-    return _finish(fleet, "dual-decomposition", "max-min", x, y, bound, started)
+    return _finish(fleet, "dual-decomposition", "max-min", x, y, bound, started, crowded)
 
 
 def _primal_level(points: _Points, n: int, evaluate: _Evaluator
@@ -125,13 +131,4 @@ def _refine_level(boxes: Boxes, points: _Points, level: float, evaluate: _Evalua
     order = np.lexsort((cost, boxes.device))
     ranked = order[open_[order]]
     cut = ranked[_rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]
-    if cut.size == 0:
-        return boxes
-    keep = np.ones(boxes.size, dtype=bool)
-    keep[cut] = False
-    children, cx, cy, owner = split_boxes(boxes.take(cut), 1.0, 1.0)
-    new = evaluate(owner, cx, cy)
-    points.add(owner, cx, cy, new)
-    children.value_upper[np.isnan(children.value_upper)] = new
-    joined = Boxes.join([boxes.take(keep), children])
-    return joined.take(np.isfinite(joined.value_upper))
+    return _cut(boxes, cut, points, evaluate, 1.0, 1.0)

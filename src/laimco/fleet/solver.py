@@ -25,7 +25,7 @@ from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.menu_lp import MenuSolution, solve_menu
 from laimco.fleet.solution import FleetSolution
 from laimco.fleet.value import ClassValue, fleet_values
-from laimco.optimize.decision import Decision
+from laimco.optimize.decision import Decision, Reason, infeasible
 from laimco.optimize.strategies import solve
 
 FloatArray = NDArray[np.float64]
@@ -34,6 +34,8 @@ DEFAULT_GAP = 1e-3
 DEFAULT_ROUNDS = 20
 # boxes cut per device and round: the ones with the lowest bound among those still open
 CUTS_PER_DEVICE = 32
+# rounds of cuts that try to fit every device before one is left out
+FEASIBILITY_CUTS = 12
 # a box is cut only if its slack exceeds this share of the gap target per device
 SLACK_SHARE = 0.25
 # the first grid: the equal share times powers of GRID_RATIO
@@ -108,8 +110,12 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
     devices = np.flatnonzero(servable)
     evaluate = _Evaluator(fleet, devices, values)
     x, y, bound = np.zeros(fleet.n_devices), np.zeros(fleet.n_devices), 0.0
+    crowded: list[int] = []
     if devices.size:
         boxes, points = _first_grid(evaluate, devices.size)
+        boxes, points, crowded = _fit_everyone(boxes, points, evaluate)
+        devices = evaluate.devices
+    if devices.size:
         for round_number in range(max_rounds + 1):
             relaxed = _relaxation(boxes, devices.size)
             choice, primal, mixed = _primal(points, devices.size, evaluate)
@@ -127,7 +133,56 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
                             worth=SLACK_SHARE * gap * abs(primal) / devices.size)
         x[devices], y[devices] = choice
     return _finish(fleet, "dual-decomposition", kind, x, y, bound if devices.size else 0.0,
-                   started)
+                   started, crowded)
+
+
+def _fit_everyone(boxes: Boxes, points: _Points, evaluate: _Evaluator
+                  ) -> tuple[Boxes, _Points, list[int]]:
+    """Leave out devices until the rest fit together. While the box relaxation has no solution
+    the fleet provably cannot serve them all (§7.3): the device needing the largest least share
+    (x₀ + y₀ over its boxes) goes. While the boxes fit but no evaluated points do, the boxes the
+    relaxation uses are cut (their upper corners are shares that may fit), up to
+    FEASIBILITY_CUTS times, before the device needing the most (over its points) goes.
+    Returns boxes and points renumbered over the devices kept, and the fleet indices of those
+    left out (their reason says the fleet is too small for them)."""
+    left_out: list[int] = []
+    cuts = 0
+    while evaluate.devices.size:
+        n = evaluate.devices.size
+        ok = points.finite()
+        relaxed = _relaxation(boxes, n)
+        if relaxed.feasible:
+            if solve_menu(points.device[ok], points.x[ok], points.y[ok], points.value[ok],
+                          n).feasible:
+                break
+            if cuts < FEASIBILITY_CUTS:
+                cuts += 1
+                boxes = _cut(boxes, np.flatnonzero(relaxed.weights > 1e-9), points, evaluate,
+                             1.0, 1.0)
+                continue
+            need = np.full(n, np.inf)
+            np.minimum.at(need, points.device[ok], points.x[ok] + points.y[ok])
+        else:
+            need = np.full(n, np.inf)
+            np.minimum.at(need, boxes.device, boxes.x0 + boxes.y0)
+        worst = int(np.argmax(need))
+        left_out.append(int(evaluate.devices[worst]))
+        boxes, points = _without(boxes, points, worst, n)
+        evaluate.devices = np.delete(evaluate.devices, worst)
+    return boxes, points, left_out
+
+
+def _without(boxes: Boxes, points: _Points, device: int, n: int) -> tuple[Boxes, _Points]:
+    """Boxes and points of every device but one, renumbered."""
+    renumber = np.full(n, -1)
+    keep = np.delete(np.arange(n), device)
+    renumber[keep] = np.arange(keep.size)
+    boxes = boxes.take(boxes.device != device)
+    stay = points.device != device
+    return (Boxes(renumber[boxes.device], boxes.x0, boxes.x1, boxes.y0, boxes.y1,
+                  boxes.value_upper),
+            _Points(renumber[points.device[stay]], points.x[stay], points.y[stay],
+                    points.value[stay]))
 
 
 def _servable(fleet: Fleet, values: list[ClassValue]) -> NDArray[np.bool_]:
@@ -243,16 +298,21 @@ def _refine(boxes: Boxes, points: _Points, prices: list[tuple[float, float]],
         order = np.lexsort((low, boxes.device))
         ranked = order[open_[order]]
         cut_mask[ranked[_rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]] = True
-    cut = np.flatnonzero(cut_mask)
+    return _cut(boxes, np.flatnonzero(cut_mask), points, evaluate, *prices[0])
+
+
+def _cut(boxes: Boxes, cut: IntArray, points: _Points, evaluate: _Evaluator, price_x: float,
+         price_y: float) -> Boxes:
+    """The boxes `cut` cut in two (split_boxes), their new corners evaluated and added to the
+    points; boxes that turn out infeasible (∞ at the upper corner) dropped."""
     if cut.size == 0:
         return boxes
-    lam, mu = prices[0]
-    keep = ~cut_mask
-    children, cx, cy, owner = split_boxes(boxes.take(cut), lam, mu)
+    keep = np.ones(boxes.size, dtype=bool)
+    keep[cut] = False
+    children, cx, cy, owner = split_boxes(boxes.take(cut), price_x, price_y)
     new = evaluate(owner, cx, cy)
     points.add(owner, cx, cy, new)
-    unknown = np.isnan(children.value_upper)
-    children.value_upper[unknown] = new
+    children.value_upper[np.isnan(children.value_upper)] = new
     joined = Boxes.join([boxes.take(keep), children])
     return joined.take(np.isfinite(joined.value_upper))
 
@@ -267,14 +327,18 @@ def _rank_within(sorted_owner: IntArray) -> IntArray:
 
 
 def _finish(fleet: Fleet, method: str, kind: FleetObjective, x: FloatArray, y: FloatArray,
-            bound: float | None, started: float) -> FleetSolution:
-    """Shares in Hz and cycles/s, and every device's laimco decision at its share."""
+            bound: float | None, started: float, crowded: list[int] | None = None
+            ) -> FleetSolution:
+    """Shares in Hz and cycles/s, and every device's laimco decision at its share; the
+    devices in `crowded` are left out for lack of room (their own reason says so)."""
     res = fleet.resources
     bandwidth = x * res.bandwidth_hz
     cycles = y * res.server_cycles_per_s
     solve_time = time.perf_counter() - started
     decisions = tuple(device_decision(fleet, u, bandwidth[u], cycles[u])
                       for u in range(fleet.n_devices))
+    for u in crowded or []:
+        decisions = (*decisions[:u], _crowded_out(fleet, u), *decisions[u + 1:])
     objective_u = np.array([d.point.objective if d.point else np.inf for d in decisions])
     weighted = fleet.weight * objective_u
     served = np.isfinite(weighted)
@@ -284,6 +348,17 @@ def _finish(fleet: Fleet, method: str, kind: FleetObjective, x: FloatArray, y: F
                          bandwidth_hz=bandwidth, server_cycles_per_s=cycles,
                          device_objective=objective_u, decisions=decisions, objective=total,
                          dual_bound=bound, solve_time_s=solve_time)
+
+
+def _crowded_out(fleet: Fleet, device: int) -> Decision:
+    """A device the fleet cannot serve together with the others."""
+    res = fleet.resources
+    return infeasible("joint", [Reason("fleet", (
+        f"device {fleet.ids[device]!r} cannot be served together with the others: it cannot "
+        "run the whole model itself and the rest of resources.bandwidth_hz = "
+        f"{res.bandwidth_hz:.4g} Hz and resources.server_cycles_per_s = "
+        f"{res.server_cycles_per_s:.4g} cycles/s is too small for it; raise them or remove "
+        "devices"))])
 
 
 def device_decision(fleet: Fleet, device: int, bandwidth_hz: float,

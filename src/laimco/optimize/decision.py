@@ -24,8 +24,10 @@ from laimco.optimize.tolerances import ACTIVE_TOL, ROUNDING_TOL, TIE_TOL, TINY
 Status = Literal["optimal", "infeasible"]
 # why a strategy found nothing: one limit that alone makes it infeasible, "several" when no
 # single relaxation is enough, "search" when a generic solver found no feasible point, "check"
-# when the re-check of a found point failed (a bug to report)
-ReasonKind = Literal["latency", "energy", "memory", "privacy", "several", "search", "check"]
+# when the re-check of a found point failed (a bug to report), "fleet" when a fleet's shared
+# band and server cannot serve the device together with the others
+ReasonKind = Literal["latency", "energy", "memory", "privacy", "several", "search", "check",
+                     "fleet"]
 _RESOURCE_LIMITS = frozenset({"latency", "energy", "tx_power", "cpu_freq_device",
                               "cpu_freq_server"})
 
