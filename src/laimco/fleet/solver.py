@@ -335,8 +335,17 @@ def _finish(fleet: Fleet, method: str, kind: FleetObjective, x: FloatArray, y: F
     bandwidth = x * res.bandwidth_hz
     cycles = y * res.server_cycles_per_s
     solve_time = time.perf_counter() - started
-    decisions = tuple(device_decision(fleet, u, bandwidth[u], cycles[u])
-                      for u in range(fleet.n_devices))
+    local: dict[int, Decision] = {}  # without a share a device's decision is its class's
+
+    def decision(u: int) -> Decision:
+        if bandwidth[u] > 0 and cycles[u] > 0:
+            return device_decision(fleet, u, bandwidth[u], cycles[u])
+        number = int(fleet.class_index[u])
+        if number not in local:
+            local[number] = device_decision(fleet, u, 0.0, 0.0)
+        return local[number]
+
+    decisions = tuple(decision(u) for u in range(fleet.n_devices))
     for u in crowded or []:
         decisions = (*decisions[:u], _crowded_out(fleet, u), *decisions[u + 1:])
     objective_u = np.array([d.point.objective if d.point else np.inf for d in decisions])
