@@ -24,7 +24,12 @@ from laimco.fleet.boxes import Boxes, grid_boxes, split_boxes
 from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.menu_lp import MenuSolution, solve_menu
 from laimco.fleet.solution import FleetSolution
-from laimco.fleet.value import ClassValue, fleet_values
+from laimco.fleet.value import (
+    REFERENCE_BANDWIDTH_HZ,
+    REFERENCE_SERVER_HZ,
+    ClassValue,
+    fleet_values,
+)
 from laimco.optimize.decision import Decision, Reason, infeasible
 from laimco.optimize.strategies import solve
 
@@ -376,8 +381,7 @@ def device_decision(fleet: Fleet, device: int, bandwidth_hz: float,
     resource it can only run the whole model itself (split L)."""
     if bandwidth_hz > 0 and server_cycles_per_s > 0:
         return solve(fleet.device_scenario(device, bandwidth_hz, server_cycles_per_s))
-    res = fleet.resources
-    scenario = fleet.device_scenario(device, res.bandwidth_hz, res.server_cycles_per_s)
+    scenario = fleet.device_scenario(device, REFERENCE_BANDWIDTH_HZ, REFERENCE_SERVER_HZ)
     from laimco.profile import load_profile
 
     units = load_profile(scenario.model.profile).n_units

@@ -5,10 +5,11 @@ activation width), evaluated for many (device, b, f) at once (docs/theory.md §7
 The devices of one class differ only in their channel gain, and the single-device solver is
 vectorized over an axis of channel gains. A share enters the problem in exactly three places:
 the noise-to-gain power w = N₀·b/g, the bits per hertz S/b of the upload, and the server times
-t_s = W_s/f (work W_s in cycles). So a row (g, b, f) is the reference problem (built at the
-fleet's totals B and F) with the gain g·B/b (w = N₀·B/(g·B/b) = N₀·b/g), the upload S·B/b
-(S·B/b over B hertz = S/b), and the server times scaled by F/f — the same numbers the solver
-would see for the scenario at (b, f), without building a scenario per row.
+t_s = W_s/f (work W_s in cycles). So a row (g, b, f) is the reference problem (built at a
+reference bandwidth B and server frequency F) with the gain g·B/b (w = N₀·B/(g·B/b) =
+N₀·b/g), the upload S·B/b (S·B/b over B hertz = S/b), and the server times scaled by F/f —
+the same numbers the solver would see for the scenario at (b, f), without building a scenario
+per row.
 """
 
 from __future__ import annotations
@@ -128,8 +129,15 @@ class ClassValue:
             server_fixed_s=tile(server_fixed))
 
 
+# the reference shares the rows are scaled from: any valid scenario values do (the scaling is
+# exact), fixed so that a fleet's totals beyond a scenario's ranges (a 10,000-device server)
+# never enter a scenario
+REFERENCE_BANDWIDTH_HZ = 1.0e6
+REFERENCE_SERVER_HZ = 1.0e9
+
+
 def fleet_values(fleet: Fleet) -> list[ClassValue]:
-    """One `ClassValue` per device class of the fleet, at the fleet's totals."""
+    """One `ClassValue` per device class of the fleet."""
     res = fleet.resources
     return [ClassValue(c.scenario.replace(server={"flops_per_cycle": res.server_flops_per_cycle}),
-                       res.bandwidth_hz, res.server_cycles_per_s) for c in fleet.classes]
+                       REFERENCE_BANDWIDTH_HZ, REFERENCE_SERVER_HZ) for c in fleet.classes]
