@@ -75,10 +75,14 @@ def _middle(lo: FloatArray, hi: FloatArray) -> FloatArray:
 def split_boxes(boxes: Boxes, price_x: float, price_y: float
                 ) -> tuple[Boxes, FloatArray, FloatArray, IntArray]:
     """Each box cut in two across the side whose price-weighted width is larger (the part of
-    its bound's slack the prices make, eq. 7.6). Returns the children — the lower half first,
-    whose upper corner is new (value_upper nan), then the upper half, which keeps the parent's
-    upper corner — and the new corners to evaluate, in the order of the lower halves."""
-    along_x = price_x * (boxes.x1 - boxes.x0) >= price_y * (boxes.y1 - boxes.y0)
+    its bound's slack the prices make, eq. 7.6; the wider side when they tie). Returns the
+    children — the lower half first, whose upper corner is new (value_upper nan), then the
+    upper half, which keeps the parent's upper corner — and the new corners to evaluate, in
+    the order of the lower halves."""
+    width_x, width_y = boxes.x1 - boxes.x0, boxes.y1 - boxes.y0
+    weighted_x, weighted_y = price_x * width_x, price_y * width_y
+    # ties (zero prices: a resource to spare) go to the wider side
+    along_x = (weighted_x > weighted_y) | ((weighted_x == weighted_y) & (width_x >= width_y))
     xm = np.where(along_x, _middle(boxes.x0, boxes.x1), boxes.x1)
     ym = np.where(along_x, boxes.y1, _middle(boxes.y0, boxes.y1))
     lower = Boxes(boxes.device, boxes.x0, xm, boxes.y0, ym, np.full(boxes.size, np.nan))

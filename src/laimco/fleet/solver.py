@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from laimco.fleet.boxes import Boxes, grid_boxes, split_boxes
+from laimco.fleet.branching import BranchResult, branch_and_bound
 from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.menu_lp import MenuSolution, solve_menu
 from laimco.fleet.solution import FleetSolution
@@ -39,6 +40,11 @@ DEFAULT_GAP = 1e-3
 DEFAULT_ROUNDS = 20
 # boxes cut per device and round: the ones with the lowest bound among those still open
 CUTS_PER_DEVICE = 32
+# small fleets branch on the devices the relaxation mixes (branching.py), at most this many
+# relaxations, once the rounds have brought the gap below BRANCH_WHEN_GAP (or at the end)
+BRANCH_DEVICES = 24
+BRANCH_NODES = 256
+BRANCH_WHEN_GAP = 0.05
 # rounds of cuts that try to fit every device before one is left out
 FEASIBILITY_CUTS = 12
 # a box is cut only if its slack exceeds this share of the gap target per device
@@ -121,21 +127,35 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
         boxes, points, crowded = _fit_everyone(boxes, points, evaluate)
         devices = evaluate.devices
     if devices.size:
+        choice, primal = (np.zeros(devices.size), np.zeros(devices.size)), np.inf
         for round_number in range(max_rounds + 1):
             relaxed = _relaxation(boxes, devices.size)
-            choice, primal, mixed = _primal(points, devices.size, evaluate)
+            found, value, mixed = _primal(points, devices.size, evaluate)
+            if value < primal:  # the best answer so far (rounding is not monotone)
+                choice, primal = found, value
             bound = max(bound, relaxed.value)
             rel = (primal - bound) / max(abs(primal), 1e-300)
             if progress:
                 progress(f"round {round_number}: objective {primal:.6g}, bound {bound:.6g}, "
                          f"gap {rel:.2e}, {evaluate.calls} evaluations")
+            if rel > gap and devices.size <= BRANCH_DEVICES and (
+                    round_number == max_rounds or rel < BRANCH_WHEN_GAP):
+                branched = _branch(boxes, points, evaluate, primal, gap)
+                bound = max(bound, branched.bound)
+                if branched.shares is not None and branched.value < primal:
+                    choice, primal = branched.shares, branched.value
+                rel = (primal - bound) / max(abs(primal), 1e-300)
+                if progress:
+                    progress(f"branched ({branched.nodes} relaxations): objective "
+                             f"{primal:.6g}, bound {bound:.6g}, gap {rel:.2e}")
             if rel <= gap or round_number == max_rounds:
                 break
             # cut where the bound is slack at both price pairs: the relaxation's and the
             # primal's (the bound is tight only where the dual functions meet)
             boxes = _refine(boxes, points, [(relaxed.price_x, relaxed.price_y),
                                             (mixed.price_x, mixed.price_y)], evaluate,
-                            worth=SLACK_SHARE * gap * abs(primal) / devices.size)
+                            worth=SLACK_SHARE * gap * abs(primal) / devices.size,
+                            used=relaxed.weights > 1e-9)
         x[devices], y[devices] = choice
     return _finish(fleet, "dual-decomposition", kind, x, y, bound if devices.size else 0.0,
                    started, crowded)
@@ -228,8 +248,18 @@ def _primal(points: _Points, n: int, evaluate: _Evaluator
     """A feasible choice: the relaxation over evaluated points, its mixed devices rounded,
     then every leftover share handed out in proportion (exact sums; V only falls)."""
     ok = points.finite()
-    device, x, y, value = points.device[ok], points.x[ok], points.y[ok], points.value[ok]
-    mixed = solve_menu(device, x, y, value, n)
+    mixed = solve_menu(points.device[ok], points.x[ok], points.y[ok], points.value[ok], n)
+    shares, total = _recover(points, ok, mixed, n, evaluate)
+    return shares, total, mixed
+
+
+def _recover(points: _Points, usable: NDArray[np.bool_], mixed: MenuSolution, n: int,
+             evaluate: _Evaluator, record: bool = True
+             ) -> tuple[tuple[FloatArray, FloatArray], float]:
+    """The relaxation's mixture over the `usable` points rounded to one point per device, the
+    leftover handed out, V evaluated at the final shares (and kept as points)."""
+    device, x, y = points.device[usable], points.x[usable], points.y[usable]
+    value = points.value[usable]
     pick = _round(device, x, y, value, mixed.weights, n)
     share_x, share_y = x[pick].copy(), y[pick].copy()
     # a share of one resource without the other buys nothing (V(x, 0) = V(0, y) = V(0, 0))
@@ -237,8 +267,31 @@ def _primal(points: _Points, n: int, evaluate: _Evaluator
     share_x[idle], share_y[idle] = 0.0, 0.0
     hand_out_leftover(share_x, share_y, value[pick])
     final = evaluate(np.arange(n), share_x, share_y)
-    points.add(np.arange(n), share_x, share_y, final)
-    return (share_x, share_y), float(final.sum()), mixed
+    if record:
+        points.add(np.arange(n), share_x, share_y, final)
+    return (share_x, share_y), float(final.sum())
+
+
+def _branch(boxes: Boxes, points: _Points, evaluate: _Evaluator, incumbent: float,
+            gap: float) -> BranchResult:
+    """Branch and bound over the boxes (branching.py) with each branch's answer from its
+    points."""
+    n = evaluate.devices.size
+    frozen = _Points(points.device.copy(), points.x.copy(), points.y.copy(),
+                     points.value.copy())
+
+    def primal(mask: NDArray[np.bool_]) -> tuple[tuple[FloatArray, FloatArray], float] | None:
+        usable = mask & frozen.finite()
+        if np.bincount(frozen.device[usable], minlength=n).min() == 0:
+            return None
+        mixed = solve_menu(frozen.device[usable], frozen.x[usable], frozen.y[usable],
+                           frozen.value[usable], n)
+        if not mixed.feasible:
+            return None
+        return _recover(frozen, usable, mixed, n, evaluate, record=False)
+
+    return branch_and_bound(boxes, n, frozen.x, frozen.y, frozen.device, primal, incumbent,
+                            gap, BRANCH_NODES)
 
 
 def hand_out_leftover(share_x: FloatArray, share_y: FloatArray, value: FloatArray) -> None:
@@ -285,14 +338,16 @@ def _round(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray,
 
 
 def _refine(boxes: Boxes, points: _Points, prices: list[tuple[float, float]],
-            evaluate: _Evaluator, worth: float = 0.0) -> Boxes:
-    """Cut the boxes that could still hold a point better, at some of the given prices, than
-    the device's best evaluated point there by more than `worth` (a box whose slack is below it
-    cannot keep the gap above the target): per device and price pair the CUTS_PER_DEVICE
-    boxes with the lowest bound."""
+            evaluate: _Evaluator, worth: float = 0.0,
+            used: NDArray[np.bool_] | None = None) -> Boxes:
+    """Cut the boxes the relaxation uses (`used`: their lower corners are what makes it
+    optimistic) and those that could still hold a point better, at some of the given prices,
+    than the device's best evaluated point there by more than `worth` (a box whose slack is
+    below it cannot keep the gap above the target): per device and price pair the
+    CUTS_PER_DEVICE boxes with the lowest bound."""
     n = int(boxes.device.max()) + 1
     ok = points.finite()
-    cut_mask = np.zeros(boxes.size, dtype=bool)
+    cut_mask = np.zeros(boxes.size, dtype=bool) if used is None else used.copy()
     for lam, mu in prices:
         best = np.full(n, np.inf)
         np.minimum.at(best, points.device[ok],
