@@ -50,8 +50,8 @@ FEASIBILITY_CUTS = 12
 # a box is cut only if its slack exceeds this share of the gap target per device
 SLACK_SHARE = 0.25
 # the first grid: the equal share times powers of GRID_RATIO
-GRID_RATIO = 4.0
-GRID_BELOW = 3
+GRID_RATIO = 16.0
+GRID_BELOW = 1
 Progress = Callable[[str], None]
 
 
