@@ -17,6 +17,8 @@ from scipy.spatial import ConvexHull, QhullError
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
+# menus with at most this many items are solved whole
+HULL_FROM_ITEMS = 5000
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def solve_menu(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatArray,
     """min Σ cost·z  s.t.  Σ_{items of u} z = 1 for every device u, Σ x·z ≤ capacity_x,
     Σ y·z ≤ capacity_y, z ≥ 0 (every device must own at least one item). Solved over the
     lower-hull items only (same value); the weights are returned for every item."""
+    if cost.size <= HULL_FROM_ITEMS:  # small: the hulls cost more than they save
+        return _solve(device, x, y, cost, n_devices, capacity_x, capacity_y)
     keep = lower_hull_items(device, x, y, cost)
     reduced = _solve(device[keep], x[keep], y[keep], cost[keep], n_devices, capacity_x,
                      capacity_y)

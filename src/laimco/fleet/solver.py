@@ -40,11 +40,10 @@ DEFAULT_GAP = 1e-3
 DEFAULT_ROUNDS = 20
 # boxes cut per device and round: the ones with the lowest bound among those still open
 CUTS_PER_DEVICE = 32
-# small fleets branch on the devices the relaxation mixes (branching.py), at most this many
-# relaxations, once the rounds have brought the gap below BRANCH_WHEN_GAP (or at the end)
+# small fleets branch on the devices the relaxation mixes (branching.py) after the last
+# round, with at most this many relaxations
 BRANCH_DEVICES = 24
-BRANCH_NODES = 256
-BRANCH_WHEN_GAP = 0.05
+BRANCH_NODES = 64
 # rounds of cuts that try to fit every device before one is left out
 FEASIBILITY_CUTS = 12
 # a box is cut only if its slack exceeds this share of the gap target per device
@@ -138,8 +137,7 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
             if progress:
                 progress(f"round {round_number}: objective {primal:.6g}, bound {bound:.6g}, "
                          f"gap {rel:.2e}, {evaluate.calls} evaluations")
-            if rel > gap and devices.size <= BRANCH_DEVICES and (
-                    round_number == max_rounds or rel < BRANCH_WHEN_GAP):
+            if rel > gap and devices.size <= BRANCH_DEVICES and round_number == max_rounds:
                 branched = _branch(boxes, points, evaluate, primal, gap)
                 bound = max(bound, branched.bound)
                 if branched.shares is not None and branched.value < primal:
