@@ -24,6 +24,13 @@ from laimco.fleet.boxes import Boxes, grid_boxes, split_boxes
 from laimco.fleet.branching import BranchResult, branch_and_bound
 from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.menu_lp import MenuSolution, solve_menu
+from laimco.fleet.small_fleet import (
+    EXHAUSTIVE_DEVICES,
+    POLISH_DEVICES,
+    best_combinations,
+    exhaustive_bound,
+    polish,
+)
 from laimco.fleet.solution import FleetSolution
 from laimco.fleet.value import (
     REFERENCE_BANDWIDTH_HZ,
@@ -133,6 +140,13 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
             if value < primal:  # the best answer so far (rounding is not monotone)
                 choice, primal = found, value
             bound = max(bound, relaxed.value)
+            used = relaxed.weights > 1e-9
+            exhaustive = (exhaustive_bound(boxes, devices.size)
+                          if devices.size <= EXHAUSTIVE_DEVICES else None)
+            if exhaustive is not None:
+                bound = max(bound, exhaustive[0])
+                for combination in exhaustive[1]:
+                    used[combination] = True
             rel = (primal - bound) / max(abs(primal), 1e-300)
             if progress:
                 progress(f"round {round_number}: objective {primal:.6g}, bound {bound:.6g}, "
@@ -153,10 +167,24 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
             boxes = _refine(boxes, points, [(relaxed.price_x, relaxed.price_y),
                                             (mixed.price_x, mixed.price_y)], evaluate,
                             worth=SLACK_SHARE * gap * abs(primal) / devices.size,
-                            used=relaxed.weights > 1e-9)
+                            used=used)
+        if devices.size <= POLISH_DEVICES:
+            choice, primal = _polished(choice, evaluate, progress)
         x[devices], y[devices] = choice
     return _finish(fleet, "dual-decomposition", kind, x, y, bound if devices.size else 0.0,
                    started, crowded)
+
+
+def _polished(choice: tuple[FloatArray, FloatArray], evaluate: _Evaluator,
+              progress: Progress | None) -> tuple[tuple[FloatArray, FloatArray], float]:
+    """The answer of a small fleet polished by share moves between devices (small_fleet.py)."""
+    n = evaluate.devices.size
+    x, y = choice
+    start = evaluate(np.arange(n), x, y)
+    x, y, value = polish(x, y, start, evaluate)
+    if progress:
+        progress(f"polished: objective {start.sum():.9g} → {value.sum():.9g}")
+    return (x, y), float(value.sum())
 
 
 def _fit_everyone(boxes: Boxes, points: _Points, evaluate: _Evaluator
@@ -248,6 +276,16 @@ def _primal(points: _Points, n: int, evaluate: _Evaluator
     ok = points.finite()
     mixed = solve_menu(points.device[ok], points.x[ok], points.y[ok], points.value[ok], n)
     shares, total = _recover(points, ok, mixed, n, evaluate)
+    if n <= EXHAUSTIVE_DEVICES:  # few devices: the best combination of points, exactly
+        found = best_combinations(points.device, points.x, points.y, points.value, n)
+        if found is not None and found[1]:
+            pick = found[1][0]
+            share_x, share_y = points.x[pick].copy(), points.y[pick].copy()
+            hand_out_leftover(share_x, share_y, points.value[pick])
+            final = evaluate(np.arange(n), share_x, share_y)
+            points.add(np.arange(n), share_x, share_y, final)
+            if final.sum() < total:
+                shares, total = (share_x, share_y), float(final.sum())
     return shares, total, mixed
 
 
