@@ -37,6 +37,7 @@ import numpy as np
 from laimco.runtime.guard import bearer
 from laimco.runtime.protocol import (
     ACTIVATION_BYTES_PARAMETER,
+    BATCH_PARAMETER,
     BITS_PARAMETER,
     DATATYPE_OF,
     GRANULARITY_PARAMETER,
@@ -235,6 +236,8 @@ class ServerConnection:
                 record.timings.server_call_s = parameters[SERVER_CALL_PARAMETER].int64_param / 1e9
             record.timings.server_activation_bytes = (
                 parameters[ACTIVATION_BYTES_PARAMETER].int64_param)
+            if BATCH_PARAMETER in parameters:
+                record.timings.server_batch_requests = parameters[BATCH_PARAMETER].int64_param
             record.status = "ok"
             return Reply(result.as_numpy(OUTPUT_NAME), record)
         last = record.attempts[-1]
