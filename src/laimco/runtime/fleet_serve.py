@@ -72,15 +72,23 @@ def is_fleet_serve_output(folder: Path) -> bool:
     return isinstance(report, dict) and {"devices", "parts", "options"} <= set(report)
 
 
-def check_fleet_options(options: FleetServeOptions, n_devices: int, out: Path) -> None:
-    """FleetServeError naming the option, before any model is loaded or file written."""
-    from laimco.data import calibration_sentences, heldout_sentences
-
+def check_devices(options: FleetServeOptions, n_devices: int) -> None:
+    """FleetServeError unless --devices names 1..N of the fleet's devices."""
     if n_devices < 1:
         raise FleetServeError("the fleet has no devices: give a fleet file with at least one")
     if options.devices is not None and not 1 <= options.devices <= n_devices:
         raise FleetServeError(f"--devices {options.devices}: give 1..{n_devices} (the fleet's "
                               "devices; the first K are served)")
+
+
+def check_fleet_options(options: FleetServeOptions, out: Path) -> None:
+    """FleetServeError naming the option, before any fleet or model is loaded or any file
+    written."""
+    from laimco.data import calibration_sentences, heldout_sentences
+
+    if options.devices is not None and options.devices < 1:
+        raise FleetServeError(f"--devices {options.devices}: give at least 1 (the first K "
+                              "devices of the fleet are served)")
     if options.requests_per_device is None and not options.duration_s > 0:
         raise FleetServeError(f"--duration-s {options.duration_s}: give a positive duration")
     if options.requests_per_device is not None and options.requests_per_device < 1:
@@ -127,7 +135,8 @@ def serve_fleet(solution: FleetSolution, out: str | Path,
     options = options or FleetServeOptions()
     say = progress or (lambda message: None)
     out = Path(out)
-    check_fleet_options(options, solution.fleet.n_devices, out)
+    check_fleet_options(options, out)
+    check_devices(options, solution.fleet.n_devices)
     devices = list(range(options.devices or solution.fleet.n_devices))
     loaded, profile = load_fleet_model(solution, devices)
     started = time.perf_counter()
@@ -264,15 +273,17 @@ def json_line(device_id: str, record: RequestRecord) -> str:
 
 def _drive(client: DeviceClient, run: DeviceRun, inputs: list[Crossing],
            options: FleetServeOptions, start: threading.Barrier) -> None:
-    """Warm up, wait for every client, then send inputs round-robin until the duration is over
-    or the count is sent; any client-side exception ends this client and is recorded."""
+    """Warm up, wait for every client, then send inputs round-robin (each device from its own
+    offset, so that a batch mixes different sentences) until the duration is over or the count
+    is sent; any client-side exception ends this client and is recorded."""
     from laimco.runtime.deploy_measure import compared_rows
 
     def send(k: int) -> None:
-        batch = inputs[k % len(inputs)]
+        index = (k + run.plan.index) % len(inputs)
+        batch = inputs[index]
         reply = client.infer_inputs(batch)
         run.records.append(reply.record)
-        run.inputs.append(k % len(inputs))
+        run.inputs.append(index)
         if reply.output is not None:
             run.rows[len(run.records) - 1] = compared_rows(reply.output, batch,
                                                            client.pruned.loaded.family)
