@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import numpy as np
+from bench_runtime import TOKEN, load_level  # the same load loop as the runtime benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "minilm-phone.toml"
-TOKEN = "bench-fleet-token"
 MODELS = ("unbatched", "batched")
 CLIENTS = (1, 32)
 
@@ -69,49 +65,6 @@ def crossings(folder: Path, url: str, seq_len: int, count: int = 16) -> list[dic
                 for text in heldout_sentences()[:count]]
 
 
-def load_level(url: str, sha: str, model: str, sent: list[dict], uplink: object,
-               clients: int, seconds: float) -> dict[str, float]:
-    """`clients` threads, each with its own connection, sending back to back for `seconds`."""
-    from laimco.runtime.client import RetryPolicy, ServerConnection
-
-    connections = [ServerConnection(url, sha, model_name=model, token=TOKEN, uplink=uplink,
-                                    retry=RetryPolicy(max_attempts=3, timeout_s=120.0))
-                   for _ in range(clients)]
-    started = [0] * clients
-    barrier = threading.Barrier(clients + 1)
-    stop = threading.Event()
-
-    def run(k: int) -> None:
-        barrier.wait()
-        i = k
-        while not stop.is_set():
-            started[k] += 1
-            connections[k].send(sent[i % len(sent)])
-            i += 1
-
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    began = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    records = [r for c in connections for r in c.log]
-    for connection in connections:
-        connection.close()
-    ok = [r for r in records if r.status == "ok"]
-    failed = sum(r.status == "failed" for r in records)
-    return {"clients": clients, "model": model, "duration_s": elapsed, "ok": len(ok),
-            "failed": failed, "lost": sum(started) - len(ok) - failed,
-            "throughput": len(ok) / elapsed,
-            "p50_ms": statistics.median(r.timings.rpc_s for r in ok) * 1e3 if ok else 0.0,
-            "batch": float(np.mean([r.timings.server_batch_requests for r in ok])) if ok
-            else 0.0}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seq-lens", type=int, nargs="+", default=[128, 16])
@@ -140,11 +93,12 @@ def main() -> int:
             for seq_len in args.seq_lens:
                 sent = crossings(folder, server.url, seq_len)
                 for model in MODELS:
-                    load_level(server.url, sha, model, sent, uplink, 1, 2.0)  # warm-up
+                    load_level(server.url, sha, sent, 1, 2.0, model_name=model,
+                               uplink=uplink)  # warm-up
                     for clients in CLIENTS:
-                        row = load_level(server.url, sha, model, sent, uplink, clients,
-                                         args.seconds)
-                        rows.append({"seq_len": seq_len, **row})
+                        row = load_level(server.url, sha, sent, clients, args.seconds,
+                                         model_name=model, uplink=uplink)
+                        rows.append({"seq_len": seq_len, "model": model, **row})
     return report(rows, args.max_batch_time_s)
 
 
@@ -155,10 +109,10 @@ def report(rows: list[dict], batch_time_s: float) -> int:
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['seq_len']} | {r['model']} | {r['clients']} | {r['duration_s']:.1f} | "
-              f"{r['ok']} | {r['failed']} | {r['lost']} | {r['throughput']:.2f} | "
+              f"{r['ok']} | {r['failed']} | {r['lost']} | {r['throughput_per_s']:.2f} | "
               f"{r['p50_ms']:.1f} | {r['batch']:.2f} |")
     print()
-    by = {(r["seq_len"], r["model"], r["clients"]): r["throughput"] for r in rows}
+    by = {(r["seq_len"], r["model"], r["clients"]): r["throughput_per_s"] for r in rows}
     for seq_len in sorted({r["seq_len"] for r in rows}, reverse=True):
         on = by[seq_len, "batched", 32] / by[seq_len, "batched", 1]
         off = by[seq_len, "unbatched", 32] / by[seq_len, "unbatched", 1]
