@@ -133,9 +133,11 @@ def test_identical_server_parts_share_one_model_distinct_ones_do_not(tmp_path):
 
 @pytest.mark.slow
 def test_short_fleet_run_has_no_failures_and_exact_bytes(tmp_path):
-    """5 devices (2 phones at 6 bits sharing one part, 2 IoT devices at float32 sharing
-    another, a laptop at split L), 6 requests each through one server."""
+    """5 devices (2 phones at 6 bits sharing one part although phone-1's device part is pruned
+    differently — two folders, one server part —, 2 IoT devices at float32 sharing another, a
+    laptop at split L), 6 requests each through one server."""
     solution = equal_shares(make_fleet([0, 0, 1, 1, 2], [1e-7, 1e-7, 1e-8, 1e-7, 1e-7]))
+    solution = with_point(solution, 1, rho_device=0.3)
     out = tmp_path / "run"
     report = serve_fleet(solution, out, FleetServeOptions(requests_per_device=6, sentences=8))
     assert report["status"] == "ok"
@@ -144,6 +146,7 @@ def test_short_fleet_run_has_no_failures_and_exact_bytes(tmp_path):
     assert [p["devices"] for p in report["parts"]] == [["phone-0", "phone-1"],
                                                       ["iot-2", "iot-3"]]
     assert sum(p["requests"] for p in report["parts"]) == 4 * 6
+    assert [p["folders"] for p in report["parts"]] == [2, 1]
     for device in report["devices"][:4]:
         upload = device["measured"]["upload"]
         # the quantizer's byte count, payload_bits(n, H)/8 per request, met to the byte
