@@ -98,9 +98,10 @@ def test_cli_bad_input_exits_2_with_one_message(tmp_path):
 @pytest.mark.slow
 def test_identical_server_parts_share_one_model_distinct_ones_do_not(tmp_path):
     """phone-0/phone-1 decide identically (same gain) → one folder, one model; phone-2 is
-    given ρ_s 0.3 and phone-3 ρ_s 0.3 + 1e-7 (two decisions, but pruning rounds every matrix to
-    the same count: the same server weights → one model, two folders); the IoT devices split
-    elsewhere (another model); the laptop runs everything (no model)."""
+    given ρ_d 0.3, ρ_s 0.3 and phone-3 ρ_d 0.2, ρ_s 0.3 + 1e-7 (two folders, but pruning rounds
+    every server matrix to the same count: the same server weights → one model); phone-4 is
+    phone-0's decision with ρ_d + 1e-7 (the same weights: phone-0's folder); the IoT device
+    splits elsewhere (another model); the laptop runs everything (no model)."""
     import torch
     from safetensors.torch import load_file
 
@@ -109,24 +110,29 @@ def test_identical_server_parts_share_one_model_distinct_ones_do_not(tmp_path):
     from laimco.runtime.fleet_parts import build_parts
     from laimco.runtime.pruned_folder import read_checked_manifest
 
-    solution = equal_shares(make_fleet([0, 0, 0, 0, 1, 2], [1e-7] * 6))
-    solution = with_point(with_point(solution, 2, rho_server=0.3), 3, rho_server=0.3 + 1e-7)
-    parts, unserved = build_parts(solution, list(range(6)), load_model("minilm"),
+    solution = equal_shares(make_fleet([0, 0, 0, 0, 0, 1, 2], [1e-7] * 7))
+    solution = with_point(solution, 2, rho_device=0.3, rho_server=0.3)
+    solution = with_point(solution, 3, rho_device=0.2, rho_server=0.3 + 1e-7)
+    solution = with_point(solution, 4, rho_device=solution.decisions[0].point.rho_device + 1e-7)
+    parts, unserved = build_parts(solution, list(range(7)), load_model("minilm"),
                                   load_profile("minilm-l6"), tmp_path, None, lambda m: None)
     assert unserved == []
-    assert [p.devices for p in parts.parts] == [(0, 1), (2, 3), (4,)]
+    assert [p.devices for p in parts.parts] == [(0, 1, 4), (2, 3), (5,)]
     assert [len(p.manifests) for p in parts.parts] == [1, 2, 1]
-    assert parts.part_of(parts.devices[5]) is None and not parts.devices[5].remote
+    assert parts.part_of(parts.devices[6]) is None and not parts.devices[6].remote
     folders = [parts.folders[d.folder].path for d in parts.devices]
-    assert folders[0] == folders[1] and len(set(folders)) == 5
+    assert folders[0] == folders[1] == folders[4] and len(set(folders)) == 5
+    assert len(list(tmp_path.iterdir())) == 5  # the duplicate's folder is not kept
 
-    def server_weights(folder: Path) -> dict[str, torch.Tensor]:
-        return load_file(folder / read_checked_manifest(folder).files["server"].name)
+    def weights(folder: Path, side: str) -> dict[str, torch.Tensor]:
+        return load_file(folder / read_checked_manifest(folder).files[side].name)
 
-    same, other = server_weights(folders[2]), server_weights(folders[3])
-    assert same.keys() == other.keys() and all(torch.equal(same[k], other[k]) for k in same)
-    dense = server_weights(folders[0])
-    assert any(not torch.equal(dense[k], same[k]) for k in same if k in dense)
+    def equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    assert equal(weights(folders[2], "server"), weights(folders[3], "server"))
+    assert not equal(weights(folders[2], "device"), weights(folders[3], "device"))
+    assert not equal(weights(folders[0], "server"), weights(folders[2], "server"))
     hosted = [p.hosted(32, 0.005) for p in parts.parts]
     assert [h.max_batch_size for h in hosted] == [32, 32, 1]  # batching only where shared
 

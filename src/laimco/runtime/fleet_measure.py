@@ -135,7 +135,7 @@ def fleet_report(solution: FleetSolution, parts: FleetParts, unserved: list[int]
             inputs[0]["attention_mask"].shape[1]) if "attention_mask" in inputs[0] else None,
         "window_s": window_s, "server_startup_s": startup_s,
         "requests": dict(totals), "clients_with_errors": errors,
-        "decisions_pruned": len(parts.folders),
+        "pruned_folders": len(parts.folders),
         "parts": [part_row(part, runs, options, window_s) for part in parts.parts],
         "devices": devices,
         "unserved": [{"id": solution.fleet.ids[u],

@@ -1,19 +1,21 @@
 """The pruned parts a fleet's decisions need, and which of them one server hosts (docs/runtime.md,
 "Serving a fleet").
 
-Every distinct decision (split, each side's rule and ratio, the uplink's bits, granularity,
-clip and coding) is pruned and saved once, as `laimco deploy` does for one device
-(`prune_split_model`, `save_pruned`). Devices whose folders have the same server part — the
-same split, the same server weights (SHA-256 of the saved file, so two ratios that pruning
-rounds to the same masks count as one), the same structure and the same wire format (bits,
-granularity, coding) — share one served model; a device at split L has none. Each device's
-upload rate is its own allocated rate r_u = b_u·log2(1 + p_u·g_u/(N0·b_u)) (docs/theory.md
-eq. 2.4, §7) at its bandwidth share and its decision's power.
+Every distinct decision (split, each side's rule and ratio, the uplink's bits, granularity, clip
+and coding) is pruned and saved once, as `laimco deploy` does for one device (`prune_split_model`,
+`save_pruned`); a decision whose saved weights and wire format equal an earlier one's (pruning
+rounded its ratios to the same counts) reuses that folder. Devices whose folders have the same
+server part — the same split, the same server weights (SHA-256 of the saved file, so two ratios
+that pruning rounds to the same masks count as one), the same structure and the same wire format
+(bits, granularity, coding) — share one served model; a device at split L has none. Each device's
+upload rate is its own allocated rate r_u = b_u·log2(1 + p_u·g_u/(N0·b_u)) (docs/theory.md eq. 2.4,
+§7) at its bandwidth share and its decision's power.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +118,19 @@ def server_identity(folder: Path) -> str | None:
                        manifest.activation_granularity, manifest.coding])
 
 
+def folder_identity(folder: Path) -> str:
+    """Both parts and the wire format: two folders with the same identity hold the same
+    weights (pruning rounded their ratios to the same counts) and send the same tensors."""
+    from laimco.runtime.pruned_folder import read_checked_manifest
+
+    manifest = read_checked_manifest(folder)
+    return json.dumps([manifest.model, manifest.split,
+                       {side: entry.sha256 for side, entry in manifest.files.items()
+                        if side != "masks"},
+                       manifest.activation_bits, manifest.activation_granularity,
+                       manifest.activation_clip, manifest.coding])
+
+
 def plan_devices(solution: FleetSolution, devices: list[int], profile: ModelProfile,
                  n_units: int) -> tuple[list[tuple[int, Scenario, OperatingPoint,
                                                    UplinkSettings, float]], list[int]]:
@@ -147,13 +162,14 @@ def build_parts(solution: FleetSolution, devices: list[int], loaded: LoadedModel
 
     served, unserved = plan_devices(solution, devices, profile, loaded.n_units)
     keys: dict[tuple[Any, ...], int] = {}
+    identities: dict[str, int] = {}
     folders: list[PrunedFolder] = []
     plans = []
     for u, scenario, point, uplink, rate in served:
         key = decision_key(point, uplink)
         if key not in keys:
             rule_device, rule_server = key[1], key[2]
-            say(f"pruning decision {len(folders)}: split {point.split}, ρ_d {point.rho_device:.3f}"
+            say(f"pruning decision {len(keys)}: split {point.split}, ρ_d {point.rho_device:.3f}"
                 f" ({rule_device}), ρ_s {point.rho_server:.3f} ({rule_server}), "
                 f"{uplink.quantizer.bits} bits")
             pruned = prune_split_model(loaded, point.split, point.rho_device, point.rho_server,
@@ -161,8 +177,14 @@ def build_parts(solution: FleetSolution, devices: list[int], loaded: LoadedModel
                                        rule_server=rule_server)
             path = save_pruned(pruned, root / f"decision-{len(folders)}",
                                activation=uplink.quantizer, coding=uplink.coding)
-            keys[key] = len(folders)
-            folders.append(PrunedFolder(path, manifest_sha256(path), server_identity(path)))
+            identity = folder_identity(path)
+            if identity in identities:  # the same weights as an earlier decision's
+                shutil.rmtree(path)
+                keys[key] = identities[identity]
+            else:
+                keys[key] = identities[identity] = len(folders)
+                folders.append(PrunedFolder(path, manifest_sha256(path),
+                                            server_identity(path)))
         plans.append(DevicePlan(u, solution.fleet.ids[u], scenario, point, uplink, rate,
                                 keys[key], loaded.n_units))
     return FleetParts(tuple(plans), tuple(folders), _group(plans, folders)), unserved

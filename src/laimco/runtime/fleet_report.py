@@ -74,8 +74,8 @@ def markdown(report: dict[str, Any]) -> str:
     req = report["requests"]
     lines = [f"# fleet-serve: {report['fleet']}", "",
              f"{len(report['devices'])} devices served by one MLServer process hosting "
-             f"{len(report['parts'])} server part(s) ({report['decisions_pruned']} distinct "
-             f"decisions pruned); measured window {report['window_s']:.1f} s; status "
+             f"{len(report['parts'])} server part(s) ({report['pruned_folders']} distinct pruned "
+             f"folders); measured window {report['window_s']:.1f} s; status "
              f"**{report['status']}**.", "",
              f"Requests: {req.get('sent', 0)} sent, {req.get('ok', 0)} ok, "
              f"{req.get('failed', 0)} failed, {req.get('lost', 0)} lost "

@@ -191,7 +191,7 @@ def _run(solution: FleetSolution, devices: list[int], loaded: Any, profile: Any,
     inputs = held_out_inputs(loaded, options.sentences, seq_len)
     with torch.no_grad():
         dense = [compared_rows(run_full(loaded, b), b, loaded.family) for b in inputs]
-    say(f"{len(parts.devices)} devices, {len(parts.folders)} distinct decisions, "
+    say(f"{len(parts.devices)} devices, {len(parts.folders)} distinct pruned folders, "
         f"{len(parts.parts)} server parts")
     runs, window_s, startup_s = _serve(parts, inputs, options, staging, say)
     return fleet_report(solution, parts, unserved, runs, inputs, dense, profile, loaded,

@@ -256,6 +256,12 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
                 raise InferenceError(call.error[1])
             return self._response(call.outputs[self._interface.output.name], call.reply,
                                   started, typed=True)
+        first = payload.inputs[0]
+        if sum(int(c.inputs[first.name].shape[0]) if first.name in c.inputs else 0
+               for c in calls) != int(first.shape[0]):  # typed requests batched with binary ones
+            raise InferenceError("requests with typed contents were batched with binary ones on "
+                                 "this model: send every request's tensors binary (as "
+                                 "tritonclient's set_data_from_numpy does)")
         ready = [self._prepare(call, single=len(calls) == 1) for call in calls]
         groups: dict[tuple[Any, ...], list[_Prepared]] = {}
         for item in ready:
@@ -269,10 +275,10 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
         handler_ns = time.perf_counter_ns() - started
         for call in calls:
             call.reply[SERVER_HANDLER_PARAMETER] = handler_ns
-        first = next((c for c in calls if c.error is None), calls[0])
+        answered = next((c for c in calls if c.error is None), calls[0])
         rows = sum(int(next(iter(c.outputs.values())).shape[0]) for c in calls if c.outputs)
-        empty = np.zeros((rows, *self._output_tail(first)), np.float32)
-        return self._response(empty, first.reply, started, typed=False)
+        empty = np.zeros((rows, *self._output_tail(answered)), np.float32)
+        return self._response(empty, answered.reply, started, typed=False)
 
     def _pending_calls(self, payload: InferenceRequest) -> list[BinaryCall]:
         """The guard's binary calls behind this (possibly merged) request, in request order."""
