@@ -3,13 +3,14 @@
 Run: python benchmarks/bench_fleet_serve.py --out runs/fleet-32 [--devices 32] [--duration-s 60]
      [--shares equal|solver]
 
-The fleet: the shipped MiniLM classes (scenarios/minilm-phone, -iot, -laptop; half phones, a
-third IoT devices, the rest laptops), channel gains drawn log-uniform in [10^-8.5, 10^-6.5]
-(seed 7), 2 MHz of band and 0.2 GHz of server cycles per device. Shares: "equal" gives every
-device B/N and F/N and `laimco optimize`'s decision there (heterogeneous: each phone prunes its
-device part to its own ratio); "solver" is `laimco.fleet.solver.solve_fleet`. Then
-`laimco.runtime.fleet_serve.serve_fleet` (the `laimco fleet-serve` run) writes its report to
---out; this prints fleet_serve.md and exits 1 when a request failed or was lost.
+The fleet: the shipped MiniLM classes (scenarios/minilm-phone, -iot, -laptop; half phones, a third
+IoT devices, the rest laptops), channel gains drawn log-uniform in [10^-8.5, 10^-6.5] (seed 7), 2
+MHz of band and 0.2 GHz of server cycles per device. Shares: "equal"
+(`laimco.fleet.baselines.equal_shares`) gives every device B/N and F/N and `laimco optimize`'s
+decision there (heterogeneous: each phone prunes its device part to its own ratio); "solver" is
+`laimco.fleet.solver.solve_fleet`. Then `laimco.runtime.fleet_serve.serve_fleet` (the `laimco
+fleet-serve` run) writes its report to --out; this prints fleet_serve.md and exits 1 when a request
+failed or was lost.
 """
 
 from __future__ import annotations
@@ -39,21 +40,6 @@ def make_fleet(n: int, seed: int = 7):  # type: ignore[no-untyped-def]
                  gains, np.ones(n), ids)
 
 
-def equal_shares(fleet):  # type: ignore[no-untyped-def]
-    """Every device at B/N and F/N with its own `laimco optimize` decision there."""
-    from laimco.fleet.solution import FleetSolution
-    from laimco.optimize import solve
-
-    n = fleet.n_devices
-    bandwidth = np.full(n, fleet.resources.bandwidth_hz / n)
-    cycles = np.full(n, fleet.resources.server_cycles_per_s / n)
-    decisions = tuple(solve(fleet.device_scenario(u, bandwidth[u], cycles[u]))
-                      for u in range(n))
-    value = np.array([d.point.objective if d.point else np.inf for d in decisions])
-    return FleetSolution(fleet, "sum", "equal-shares", bandwidth, cycles, value, decisions,
-                         float(np.sum(fleet.weight * value)), None, 0.0)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -65,6 +51,8 @@ def main() -> int:
 
     fleet = make_fleet(args.devices)
     if args.shares == "equal":
+        from laimco.fleet.baselines import equal_shares
+
         solution = equal_shares(fleet)
     else:
         from laimco.fleet.solver import solve_fleet

@@ -101,7 +101,7 @@ def test_identical_server_parts_share_one_model_distinct_ones_do_not(tmp_path):
     given ρ_d 0.3, ρ_s 0.3 and phone-3 ρ_d 0.2, ρ_s 0.3 + 1e-7 (two folders, but pruning rounds
     every server matrix to the same count: the same server weights → one model); phone-4 is
     phone-0's decision with ρ_d + 1e-7 (the same weights: phone-0's folder); the IoT device
-    splits elsewhere (another model); the laptop runs everything (no model)."""
+    splits elsewhere (another model); the laptop runs everything (no model) and has no share."""
     import torch
     from safetensors.torch import load_file
 
@@ -114,12 +114,17 @@ def test_identical_server_parts_share_one_model_distinct_ones_do_not(tmp_path):
     solution = with_point(solution, 2, rho_device=0.3, rho_server=0.3)
     solution = with_point(solution, 3, rho_device=0.2, rho_server=0.3 + 1e-7)
     solution = with_point(solution, 4, rho_device=solution.decisions[0].point.rho_device + 1e-7)
+    no_share = np.arange(7) == 6  # the laptop runs everything: a solver may give it nothing
+    solution = dataclasses.replace(
+        solution, bandwidth_hz=np.where(no_share, 0.0, solution.bandwidth_hz),
+        server_cycles_per_s=np.where(no_share, 0.0, solution.server_cycles_per_s))
     parts, unserved = build_parts(solution, list(range(7)), load_model("minilm"),
                                   load_profile("minilm-l6"), tmp_path, None, lambda m: None)
     assert unserved == []
     assert [p.devices for p in parts.parts] == [(0, 1, 4), (2, 3), (5,)]
     assert [len(p.manifests) for p in parts.parts] == [1, 2, 1]
     assert parts.part_of(parts.devices[6]) is None and not parts.devices[6].remote
+    assert parts.devices[6].rate_bps == 0.0
     folders = [parts.folders[d.folder].path for d in parts.devices]
     assert folders[0] == folders[1] == folders[4] and len(set(folders)) == 5
     assert len(list(tmp_path.iterdir())) == 5  # the duplicate's folder is not kept

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from laimco.runtime.repository import HostedModel
 
 if TYPE_CHECKING:
-    from laimco.config import Scenario
     from laimco.fleet.solution import FleetSolution
     from laimco.models.loading import LoadedModel
     from laimco.optimize.decision import OperatingPoint
@@ -36,13 +35,12 @@ RATIO_DIGITS = 9  # ratios equal to 1e-9 are one decision (pruning counts whole 
 
 @dataclass(frozen=True)
 class DevicePlan:
-    """One served device: its index and id in the fleet, its scenario at its shares, its
-    decision's operating point, the uplink it sends with, its allocated rate and its folder
+    """One served device: its index and id in the fleet, its decision's operating point, the
+    uplink it sends with, its allocated rate (0 at split L: nothing is sent) and its folder
     (index into `FleetParts.folders`)."""
 
     index: int
     device_id: str
-    scenario: Scenario
     point: OperatingPoint
     uplink: UplinkSettings
     rate_bps: float
@@ -131,11 +129,22 @@ def folder_identity(folder: Path) -> str:
                        manifest.activation_clip, manifest.coding])
 
 
+def allocated_rate_bps(solution: FleetSolution, device: int, point: OperatingPoint,
+                       n_units: int) -> float:
+    """r_u = b_u·log2(1 + p_u·g_u/(N0·b_u)) at the device's share and its decision's power
+    (eq. 2.4); 0 at split L, where nothing is sent (such a device may have no share at all, and
+    a scenario of zero bandwidth does not exist)."""
+    if point.split >= n_units or solution.bandwidth_hz[device] <= 0:
+        return 0.0
+    channel = solution.scenario(device).channel.to_channel()
+    return float(channel.rate_bps(point.power_w, channel.design_gain()))
+
+
 def plan_devices(solution: FleetSolution, devices: list[int], profile: ModelProfile,
-                 n_units: int) -> tuple[list[tuple[int, Scenario, OperatingPoint,
-                                                   UplinkSettings, float]], list[int]]:
-    """For each served device among `devices`: (index, scenario, point, uplink, rate); and the
-    devices not served (infeasible decisions)."""
+                 n_units: int) -> tuple[list[tuple[int, OperatingPoint, UplinkSettings, float]],
+                                        list[int]]:
+    """For each served device among `devices`: (index, point, uplink, rate); and the devices
+    not served (infeasible decisions)."""
     from laimco.runtime.deploy_uplink import decision_uplink
 
     served, unserved = [], []
@@ -144,11 +153,8 @@ def plan_devices(solution: FleetSolution, devices: list[int], profile: ModelProf
         if decision.point is None:
             unserved.append(u)
             continue
-        scenario = solution.scenario(u)
-        channel = scenario.channel.to_channel()
-        rate = float(channel.rate_bps(decision.point.power_w, channel.design_gain()))
-        served.append((u, scenario, decision.point,
-                       decision_uplink(decision, profile, n_units), rate))
+        served.append((u, decision.point, decision_uplink(decision, profile, n_units),
+                       allocated_rate_bps(solution, u, decision.point, n_units)))
     return served, unserved
 
 
@@ -165,7 +171,7 @@ def build_parts(solution: FleetSolution, devices: list[int], loaded: LoadedModel
     identities: dict[str, int] = {}
     folders: list[PrunedFolder] = []
     plans = []
-    for u, scenario, point, uplink, rate in served:
+    for u, point, uplink, rate in served:
         key = decision_key(point, uplink)
         if key not in keys:
             rule_device, rule_server = key[1], key[2]
@@ -185,7 +191,7 @@ def build_parts(solution: FleetSolution, devices: list[int], loaded: LoadedModel
                 keys[key] = identities[identity] = len(folders)
                 folders.append(PrunedFolder(path, manifest_sha256(path),
                                             server_identity(path)))
-        plans.append(DevicePlan(u, solution.fleet.ids[u], scenario, point, uplink, rate,
+        plans.append(DevicePlan(u, solution.fleet.ids[u], point, uplink, rate,
                                 keys[key], loaded.n_units))
     return FleetParts(tuple(plans), tuple(folders), _group(plans, folders)), unserved
 
