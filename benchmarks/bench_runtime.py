@@ -127,10 +127,14 @@ class EchoClient:
 # ---------------------------------------------------------------- load test
 
 def load_level(url: str, sha: str, crossings: list[dict[str, np.ndarray]], clients: int,
-               duration_s: float) -> dict[str, float]:
+               duration_s: float, *, model_name: str = "laimco",
+               uplink: object = None) -> dict[str, float]:
+    """`clients` threads, each with its own connection, sending back to back for
+    `duration_s` (also used by bench_fleet_batching.py, with a model name and an uplink)."""
     from laimco.runtime.client import RetryPolicy, ServerConnection
 
-    connections = [ServerConnection(url, sha, token=TOKEN,
+    connections = [ServerConnection(url, sha, token=TOKEN, model_name=model_name,
+                                    uplink=uplink,  # type: ignore[arg-type]
                                     retry=RetryPolicy(max_attempts=5, timeout_s=60.0))
                    for _ in range(clients)]
     started = [0] * clients
@@ -168,7 +172,9 @@ def load_level(url: str, sha: str, crossings: list[dict[str, np.ndarray]], clien
             "retried": sum(len(r.attempts) > 1 for r in records),
             "throughput_per_s": ok / elapsed,
             "p50_ms": float(np.percentile(all_latencies, 50) * 1e3),
-            "p99_ms": float(np.percentile(all_latencies, 99) * 1e3)}
+            "p99_ms": float(np.percentile(all_latencies, 99) * 1e3),
+            "batch": float(np.mean([r.timings.server_batch_requests for r in records
+                                    if r.status == "ok"] or [0.0]))}
 
 
 def load_figure(rows: list[dict[str, float]], path: Path) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 from laimco.runtime.guard import bearer
 from laimco.runtime.protocol import (
     ACTIVATION_BYTES_PARAMETER,
+    BATCH_PARAMETER,
     BITS_PARAMETER,
     DATATYPE_OF,
     GRANULARITY_PARAMETER,
@@ -53,6 +54,7 @@ from laimco.runtime.request_log import Attempt, Reply, RequestRecord, RetryPolic
 from laimco.runtime.uplink_wire import activation_bytes, activation_tensors
 
 if TYPE_CHECKING:
+    from laimco.models.pruned import PrunedSplit
     from laimco.models.split import Crossing
 
 __all__ = ["Attempt", "AuthenticationError", "DeviceClient", "ModelMismatchError", "Reply",
@@ -235,6 +237,8 @@ class ServerConnection:
                 record.timings.server_call_s = parameters[SERVER_CALL_PARAMETER].int64_param / 1e9
             record.timings.server_activation_bytes = (
                 parameters[ACTIVATION_BYTES_PARAMETER].int64_param)
+            if BATCH_PARAMETER in parameters:
+                record.timings.server_batch_requests = parameters[BATCH_PARAMETER].int64_param
             record.status = "ok"
             return Reply(result.as_numpy(OUTPUT_NAME), record)
         last = record.attempts[-1]
@@ -264,11 +268,13 @@ class DeviceClient:
     """Runs the device part of a pruned folder and the server part through a `ServerConnection`.
 
     `url` is the server's host:port; with `uplink_rate_bps` the upload goes through a
-    `ShapedUplink` (laimco.runtime.link) at that rate."""
+    `ShapedUplink` (laimco.runtime.link) at that rate. `pruned`: the folder's parts already
+    loaded (clients of one folder can share them), else they are loaded here."""
 
     def __init__(self, folder: str | Path, url: str, *, token: str | None = None,
                  model_name: str = DEFAULT_MODEL_NAME, retry: RetryPolicy | None = None,
-                 uplink_rate_bps: float | None = None, check: bool = True) -> None:
+                 uplink_rate_bps: float | None = None, check: bool = True,
+                 pruned: PrunedSplit | None = None) -> None:
         import torch
 
         from laimco.models.pruned import load_pruned
@@ -293,7 +299,7 @@ class DeviceClient:
         try:
             if check and self.split < self.n_units:
                 self.connection.check()  # before loading weights: wrong setups fail fast
-            self.pruned = load_pruned(self.folder, verify=False)  # verified above
+            self.pruned = pruned or load_pruned(self.folder, verify=False)  # verified above
         except BaseException:
             self.close()
             raise

@@ -1,4 +1,5 @@
-"""The runtime's commands: `laimco serve`, `laimco infer`, `laimco deploy`.
+"""The runtime's commands: `laimco serve`, `laimco infer`, `laimco deploy` (and `laimco
+fleet-serve`, in `fleet_commands`).
 
 `register(app)` adds them to the `laimco` Typer app. Heavy imports (torch, MLServer,
 tritonclient) happen inside the commands, so `laimco --help` stays fast.
@@ -345,10 +346,13 @@ def deploy(
 
 
 def register(app: typer.Typer) -> None:
-    """Add serve, infer and deploy to the `laimco` command line."""
+    """Add serve, infer, deploy and fleet-serve to the `laimco` command line."""
+    from laimco.runtime.fleet_commands import fleet_serve
+
     app.command("serve")(serve)
     app.command("infer")(infer)
     app.command("deploy")(deploy)
+    app.command("fleet-serve")(fleet_serve)
 
 
 if __name__ == "__main__":  # `python -m laimco.runtime.commands` without touching cli.py

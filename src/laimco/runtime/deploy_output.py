@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -49,7 +49,8 @@ def remove_stale_staging(out: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def staged_output(out: Path, replace: bool) -> Iterator[Path]:
+def staged_output(out: Path, replace: bool,
+                  is_ours: Callable[[Path], bool] = is_deploy_output) -> Iterator[Path]:
     """A hidden sibling folder of `out` to write everything into; renamed to `out` when the
     block ends normally (replacing an earlier deployment only with `replace`), removed when it
     fails. So a failed or interrupted deploy never leaves a partial `out`."""
@@ -61,7 +62,7 @@ def staged_output(out: Path, replace: bool) -> Iterator[Path]:
     try:
         yield staging
         if out.exists():
-            if not (replace and (is_deploy_output(out) or not any(out.iterdir()))):
+            if not (replace and (is_ours(out) or not any(out.iterdir()))):
                 raise DeployError(f"--out {out} appeared while deploying; it is left untouched")
             shutil.rmtree(out)
         os.replace(staging, out)

@@ -15,17 +15,20 @@ A `grpc.aio` server interceptor:
   absurdly large messages are cut by gRPC itself (RESOURCE_EXHAUSTED).
 
 Binary tensors that pass are decoded here, once, with `np.frombuffer` (a 1×128×384 activation in
-about 0.05 ms), handed to the runtime in a `BinaryCall` through the context variable
-`BINARY_CALL` (same asyncio task: the server runs with `parallel_workers = 0`), and removed from
-the message. MLServer 1.7.1 would otherwise turn every element into a Python float
-(`struct.unpack`, then a list): 6.4 ms for the same activation, more than the whole gRPC round
-trip. The runtime leaves its output arrays in the same `BinaryCall` (and an empty typed tensor
-in MLServer's response), so the answer goes back as `raw_output_contents` (as `tritonclient`
-reads it) without a round trip through Python floats either. A request without binary tensors
-(typed `contents`) takes MLServer's own path unchanged; typed outputs of a binary request are
-made binary here. The response gets the parameter `server_call_ns`: the time from the guard's
-decode to the finished response, i.e. everything the server process spent on the call after
-gRPC delivered the message.
+about 0.05 ms; MLServer 1.7.1 would turn every element into a Python float, `struct.unpack` then a
+list: 6.4 ms for the same activation, more than the whole gRPC round trip), handed to the runtime
+in a `BinaryCall` and removed from the message. The call is registered in `PENDING_CALLS` under a
+fresh id that every input tensor of the message carries as its parameter `laimco_call` (same
+process: the server runs with `parallel_workers = 0`). The id survives MLServer's adaptive
+batching, which concatenates the requests of a batch and merges each input's parameter into a list
+in request order (`mlserver.batching.requests`), so the runtime finds every request of a merged
+batch, checks each on its own and leaves each its own output rows, reply parameters or error. The
+runtime leaves its output arrays in the same `BinaryCall` (and an empty typed tensor in MLServer's
+response), so the answer goes back as `raw_output_contents` (as `tritonclient` reads it) without a
+round trip through Python floats either. A request without binary tensors (typed `contents`) takes
+MLServer's own path unchanged; typed outputs of a binary request are made binary here. The
+response gets the parameter `server_call_ns`: the time from the guard's decode to the finished
+response, i.e. everything the server process spent on the call after gRPC delivered the message.
 
 MLServer also serves the same protocol over REST (it cannot be switched off in 1.7.1);
 `RestGuard`, an ASGI middleware, asks the same token there (401 otherwise), with the same
@@ -43,11 +46,11 @@ Everything semantic (names, datatypes, dimensions, NaN/Inf, identity) is checked
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,17 +71,34 @@ INFER_METHOD = SERVICE + "ModelInfer"
 TOKEN_HEADER = "authorization"
 
 
+CALL_PARAMETER = "laimco_call"  # input-tensor parameter: the id of the call in PENDING_CALLS
+
+
 @dataclass
 class BinaryCall:
-    """One binary ModelInfer call: its input tensors as the guard decoded them, and the output
-    tensors the runtime leaves to be sent back raw (by output name)."""
+    """One binary ModelInfer call: its input tensors as the guard decoded them (with their
+    declared datatypes and the request's parameters), and what the runtime leaves for its
+    answer: the output tensors to be sent back raw (by output name), the int64 response
+    parameters of this call (they replace a batch's shared ones) or the error that ends it."""
 
     inputs: dict[str, np.ndarray[Any, Any]]
     outputs: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    datatypes: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    reply: dict[str, int] = field(default_factory=dict)
+    error: tuple[grpc.StatusCode, str] | None = None
 
 
-# the binary ModelInfer call being handled (shared object: the runtime fills in its outputs)
-BINARY_CALL: ContextVar[BinaryCall | None] = ContextVar("laimco_binary_call", default=None)
+# the binary ModelInfer calls being handled, by the id their tensors carry (CALL_PARAMETER)
+PENDING_CALLS: dict[str, BinaryCall] = {}
+_CALL_IDS = itertools.count()
+
+
+def request_parameters(request: Any) -> dict[str, Any]:
+    """A ModelInferRequest's parameters as Python values."""
+    return {key: getattr(value, value.WhichOneof("parameter_choice"))
+            for key, value in request.parameters.items()
+            if value.WhichOneof("parameter_choice")}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -100,6 +120,10 @@ def request_problem(request: Any, max_request_bytes: int) -> str | None:
     if size > max_request_bytes:
         return (f"the request is {size} bytes; this server takes at most {max_request_bytes} "
                 "bytes per request (--max-request-bytes)")
+    names = [tensor.name for tensor in request.inputs]
+    for name in names:
+        if names.count(name) > 1:
+            return f"input {name!r} is given twice"
     for tensor in request.inputs:
         problem = shape_problem(tensor.name, tensor.datatype, list(tensor.shape),
                                 max_request_bytes)
@@ -146,6 +170,9 @@ def make_raw_outputs(response: Any,
         if array is None:
             values = getattr(output.contents, TYPED_FIELD[output.datatype])
             array = np.asarray(values, dtype=NUMPY_DTYPE[output.datatype])
+        else:  # the array's own shape (a batch's split answer may state another)
+            del output.shape[:]
+            output.shape.extend(array.shape)
         raw.append(np.ascontiguousarray(array, dtype=NUMPY_DTYPE[output.datatype]).tobytes())
         output.ClearField("contents")
     response.raw_output_contents.extend(raw)
@@ -209,12 +236,22 @@ class Guard(aio.ServerInterceptor):  # type: ignore[misc]
             if not request.raw_input_contents:
                 return await inner(request, context)
             start = time.perf_counter_ns()
-            call = BinaryCall(inputs=take_raw_tensors(request))
-            token = BINARY_CALL.set(call)
+            call_id = f"{next(_CALL_IDS)}"
+            call = BinaryCall(inputs=take_raw_tensors(request),
+                              datatypes={t.name: t.datatype for t in request.inputs},
+                              parameters=request_parameters(request))
+            for tensor in request.inputs:
+                tensor.parameters[CALL_PARAMETER].string_param = call_id
+            PENDING_CALLS[call_id] = call
             try:
-                response = make_raw_outputs(await inner(request, context), call.outputs)
+                response = await inner(request, context)
             finally:
-                BINARY_CALL.reset(token)
+                PENDING_CALLS.pop(call_id, None)
+            if call.error is not None:
+                await context.abort(*call.error)
+            response = make_raw_outputs(response, call.outputs)
+            for key, value in call.reply.items():
+                response.parameters[key].int64_param = value
             response.parameters[SERVER_CALL_PARAMETER].int64_param = (
                 time.perf_counter_ns() - start)
             return response

@@ -56,6 +56,7 @@ SERVER_CALL_PARAMETER = "server_call_ns"  # the whole call inside the server pro
 BITS_PARAMETER = "activation_bits"  # int64: bits per element of the activation sent
 GRANULARITY_PARAMETER = "activation_granularity"  # "token" | "tensor"
 ACTIVATION_BYTES_PARAMETER = "server_activation_bytes"  # bytes of activation tensors received
+BATCH_PARAMETER = "server_batch_requests"  # requests in the forward pass that answered this one
 HIDDEN, CODES, SCALES, PAYLOAD, MASK = ("hidden_states", "hidden_codes", "hidden_scales",
                                         "hidden_payload", "attention_mask")
 ACTIVATION_TENSORS = (HIDDEN, CODES, SCALES, PAYLOAD)

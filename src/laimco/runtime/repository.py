@@ -88,21 +88,43 @@ def folder_interface(folder: str | Path) -> Interface:
     return interface_for(manifest.model_dump(), read_config(folder), manifest_sha256(folder))
 
 
-def model_settings(folder: str | Path, options: ServeOptions) -> dict[str, Any]:
-    """The model-settings.json of the server part of `folder`."""
+@dataclass(frozen=True)
+class HostedModel:
+    """One model of a repository: the pruned folder whose server part it serves, its name, the
+    manifests of other folders with the same server part and wire format whose clients it
+    also answers (a fleet's devices that share it), and MLServer's adaptive batching (at most
+    `max_batch_size` requests merged, waiting at most `max_batch_time_s` for them; 1 = off)."""
+
+    folder: Path
+    name: str = DEFAULT_MODEL_NAME
+    accepted_manifests: tuple[str, ...] = ()
+    max_batch_size: int = 1
+    max_batch_time_s: float = 0.0
+
+
+def model_settings(folder: str | Path, options: ServeOptions,
+                   hosted: HostedModel | None = None) -> dict[str, Any]:
+    """The model-settings.json of the server part of `folder` (named and batched as `hosted`
+    says; default: `options.model_name`, no batching)."""
     folder = Path(folder).resolve()
+    hosted = hosted or HostedModel(folder, options.model_name)
     iface = folder_interface(folder)
-    return {
-        "name": options.model_name,
+    others = [sha for sha in hosted.accepted_manifests if sha != iface.manifest_sha256]
+    settings: dict[str, Any] = {
+        "name": hosted.name,
         "implementation": RUNTIME_CLASS,
         "platform": "laimco-split-server",
-        "versions": [iface.manifest_sha256],
+        "versions": [iface.manifest_sha256, *others],
         "inputs": [spec.metadata() for spec in iface.inputs],
         "outputs": [iface.output.metadata()],
         "parameters": {"uri": str(folder), "version": iface.manifest_sha256,
                        "extra": {"limits": asdict(options.limits), "model": iface.model,
-                                 "split": iface.split}},
+                                 "split": iface.split, "accepted_manifests": others}},
     }
+    if hosted.max_batch_size > 1:
+        settings |= {"max_batch_size": hosted.max_batch_size,
+                     "max_batch_time": hosted.max_batch_time_s}
+    return settings
 
 
 def server_settings(options: ServeOptions) -> dict[str, Any]:
@@ -130,18 +152,33 @@ def write_repository(folder: str | Path, out: str | Path, options: ServeOptions)
 
     `out` must be missing, empty, or a repository laimco wrote before (ValueError otherwise):
     nothing laimco did not write is overwritten."""
+    return write_models_repository([HostedModel(Path(folder), options.model_name)], out,
+                                   options)
+
+
+def write_models_repository(models: list[HostedModel], out: str | Path,
+                            options: ServeOptions) -> Path:
+    """Write one MLServer model repository hosting every model of `models` (one folder of
+    model-settings each) into `out`, which must be missing, empty or laimco's."""
+    names = [model.name for model in models]
+    for name in names:
+        problem = model_name_problem(name)
+        if problem or names.count(name) > 1:
+            raise ValueError(problem or f"model name {name!r} is given twice")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--repository {out} is a file; give a folder")
     if out.is_dir() and any(out.iterdir()) and not is_repository(out):
         raise ValueError(f"--repository {out} is not empty and was not written by laimco "
                          f"(no {GUARD_FILE}); give a new or empty folder")
-    (out / options.model_name).mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "settings.json").write_text(json.dumps(server_settings(options), indent=2) + "\n")
     (out / GUARD_FILE).write_text(json.dumps(
         {"max_request_bytes": options.limits.max_request_bytes}, indent=2) + "\n")
-    (out / options.model_name / "model-settings.json").write_text(
-        json.dumps(model_settings(folder, options), indent=2) + "\n")
+    for model in models:
+        (out / model.name).mkdir(exist_ok=True)
+        (out / model.name / "model-settings.json").write_text(
+            json.dumps(model_settings(model.folder, options, model), indent=2) + "\n")
     return out
 
 

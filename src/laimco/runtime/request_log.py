@@ -55,6 +55,7 @@ class Timings:
     payload_bytes: int = 0  # bytes of every tensor sent (activation, mask, ids)
     activation_bytes: int = 0  # bytes of the tensors that carry the activation, as sent
     server_activation_bytes: int = 0  # the same, as the server counted them on receipt
+    server_batch_requests: int = 0  # requests in the server's forward pass (adaptive batching)
 
     @property
     def uplink_s(self) -> float:

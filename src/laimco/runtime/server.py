@@ -26,9 +26,10 @@ from types import TracebackType
 from laimco.runtime.launch import TOKEN_ENV
 from laimco.runtime.repository import (
     LOOPBACK,
+    HostedModel,
     ServeOptions,
     temporary_repository,
-    write_repository,
+    write_models_repository,
 )
 
 LOG_FILE = "server.log"
@@ -82,14 +83,16 @@ def _log_tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-def wait_until_ready(url: str, model_name: str, timeout_s: float,
+def wait_until_ready(url: str, model_name: str | list[str], timeout_s: float,
                      process: subprocess.Popen[bytes] | None = None,
                      log: Path | None = None) -> float:
-    """Poll the gRPC health endpoints until server and model are ready; the time it took."""
+    """Poll the gRPC health endpoints until the server and the model (every model of a list)
+    are ready; the time it took."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
     start = time.monotonic()
+    names = [model_name] if isinstance(model_name, str) else list(model_name)
     client = grpcclient.InferenceServerClient(url)
     try:
         while True:
@@ -98,8 +101,8 @@ def wait_until_ready(url: str, model_name: str, timeout_s: float,
                                        f"while starting; its log ends with:\n"
                                        f"{_log_tail(log) if log else ''}")
             try:
-                if client.is_server_ready(client_timeout=1.0) and client.is_model_ready(
-                        model_name, client_timeout=1.0):
+                if client.is_server_ready(client_timeout=1.0) and all(
+                        client.is_model_ready(name, client_timeout=1.0) for name in names):
                     return time.monotonic() - start
             except InferenceServerException:
                 pass
@@ -176,14 +179,23 @@ def start_server(folder: str | Path, options: ServeOptions | None = None, *,
     Without `options` the server listens on 127.0.0.1 on two free ports (gRPC, HTTP). Without
     `repository` the settings go to a temporary folder (laimco-serve-<pid>-…) removed by stop();
 one left behind by a killed process is removed by the next start."""
-    folder = Path(folder)
+    options = options or ServeOptions(grpc_port=free_port(), http_port=free_port())
+    return start_models([HostedModel(Path(folder), options.model_name)], options, token=token,
+                        repository=repository, ready_timeout_s=ready_timeout_s)
+
+
+def start_models(models: list[HostedModel], options: ServeOptions | None = None, *,
+                 token: str | None = None, repository: str | Path | None = None,
+                 ready_timeout_s: float = 120.0) -> ServerProcess:
+    """Start one MLServer process hosting every model of `models` (a fleet's distinct server
+    parts, docs/runtime.md "Serving a fleet") and wait until all are ready; as start_server."""
     if options is None:
         options = ServeOptions(grpc_port=free_port(), http_port=free_port())
     tmp = None
     if repository is None:
         tmp = repository = temporary_repository()  # named after this process: see stop()
     try:
-        repo = write_repository(folder, Path(repository).absolute(), options)
+        repo = write_models_repository(models, Path(repository).absolute(), options)
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -198,10 +210,10 @@ one left behind by a killed process is removed by the next start."""
             [sys.executable, "-m", "laimco.runtime.launch", str(repo)], cwd=repo, env=env,
             stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
-    server = ServerProcess(folder=folder, repository=repo, options=options, process=process,
-                           _tmp=tmp)
+    server = ServerProcess(folder=models[0].folder, repository=repo, options=options,
+                           process=process, _tmp=tmp)
     try:
-        server.startup_s = wait_until_ready(options.connect_url, options.model_name,
+        server.startup_s = wait_until_ready(options.connect_url, [m.name for m in models],
                                             ready_timeout_s, process, log)
     except BaseException:
         server.stop(grace_s=2.0)  # the exception already holds the log's end

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 from fastapi import status
 from mlserver import MLModel
@@ -44,9 +45,10 @@ from mlserver.types import (
     TensorData,
 )
 
-from laimco.runtime.guard import BINARY_CALL, BinaryCall
+from laimco.runtime.guard import CALL_PARAMETER, PENDING_CALLS, BinaryCall
 from laimco.runtime.protocol import (
     ACTIVATION_BYTES_PARAMETER,
+    BATCH_PARAMETER,
     BITS_PARAMETER,
     GRANULARITY_PARAMETER,
     HIDDEN,
@@ -67,6 +69,7 @@ from laimco.runtime.protocol import (
 )
 from laimco.runtime.uplink_wire import activation_bytes, hidden_from_tensors
 
+_Prepared = tuple[BinaryCall, dict[str, np.ndarray[Any, Any]], int]  # call, arrays, bytes received
 # messages of folders that failed to load in this process (read by `launch` for its exit code)
 LOAD_FAILURES: list[str] = []
 # a forward predicted to take longer than this runs in a worker thread (health stays answered)
@@ -118,6 +121,7 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
             extra = dict(parameters.extra or {})
             self._limits = Limits(**extra.get("limits", {}))
             self._interface = interface_for(manifest.model_dump(), read_config(folder), sha)
+            self._manifests = frozenset([sha, *extra.get("accepted_manifests", [])])
             pruned = load_pruned(folder, verify=False)  # verified just above
         except (PrunedFolderError, ModelLoadError, FileNotFoundError) as err:
             raise ServedFolderError(str(err)) from None
@@ -142,7 +146,8 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
         iface = self._interface
         q = iface.uplink.quantizer
         return MetadataModelResponse(
-            name=self.name, platform="laimco-split-server", versions=[iface.manifest_sha256],
+            name=self.name, platform="laimco-split-server",
+            versions=[iface.manifest_sha256, *sorted(self._manifests - {iface.manifest_sha256})],
             inputs=[MetadataTensor(**spec.metadata()) for spec in iface.inputs],
             outputs=[MetadataTensor(**iface.output.metadata())],
             parameters=Parameters(model=iface.model, family=iface.family, split=iface.split,
@@ -151,20 +156,15 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
                                      GRANULARITY_PARAMETER: q.granularity,
                                      "coding": iface.uplink.coding}))
 
-    def _decode(self, payload: InferenceRequest, call: BinaryCall | None
-                ) -> dict[str, np.ndarray[Any, Any]]:
-        """The request's tensors: binary ones as decoded by the guard, typed ones from
-        MLServer's payload."""
-        raw = call.inputs if call is not None else {}
+    def _decode(self, payload: InferenceRequest) -> dict[str, np.ndarray[Any, Any]]:
+        """The tensors of a request with typed contents (binary ones come decoded by the
+        guard)."""
         arrays: dict[str, np.ndarray[Any, Any]] = {}
         for inp in payload.inputs:
             if inp.name in arrays:
                 raise CrossingError(f"input {inp.name!r} is given twice")
             spec = check_header(self._interface, inp.name, str(inp.datatype), list(inp.shape),
                                 self._limits)
-            if inp.name in raw:
-                arrays[inp.name] = raw[inp.name]
-                continue
             data = getattr(inp.data, "root", inp.data)
             flat = np.asarray(data, dtype=spec.dtype)
             if flat.size != int(np.prod(inp.shape)):
@@ -212,42 +212,137 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
                 "infinite value(s) for these inputs: the activations are finite but too large "
                 "for FP32 arithmetic (overflow); send the device part's own activations")
 
+    def _check_request(self, parameters: dict[str, Any]) -> None:
+        """The request's identity and uplink settings (IdentityError / CrossingError)."""
+        check_identity(self._interface, self._accepted(parameters.get(MANIFEST_PARAMETER)))
+        check_uplink(self._interface, parameters.get(BITS_PARAMETER),
+                     parameters.get(GRANULARITY_PARAMETER))
+
+    def _checked(self, arrays: dict[str, np.ndarray[Any, Any]]
+                 ) -> tuple[dict[str, np.ndarray[Any, Any]], int]:
+        """One request's tensors checked; the arrays the server part takes (a quantized
+        activation dequantized into its (batch, T, H) positions) and the activation bytes
+        received (CrossingError says what is wrong)."""
+        check_arrays(self._interface, arrays, self._limits)
+        received = activation_bytes(arrays)
+        if self._interface.quantized:
+            arrays = {HIDDEN: hidden_from_tensors(arrays, self._interface), MASK: arrays[MASK]}
+        return arrays, received
+
+    def _accepted(self, sent: object) -> object:
+        """The hosted manifest when the request names one of the folders whose server part
+        this model is (a fleet's devices that share it, `accepted_manifests`), else as sent."""
+        return self._interface.manifest_sha256 if sent in self._manifests else sent
+
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        """Answer one request, or a batch MLServer's adaptive batching merged: the binary calls
+        the guard registered (their ids in the inputs' `laimco_call` parameter, in request
+        order) are checked one by one, run together (one forward per tensor shape) and each
+        gets its own output rows (docs/runtime.md, "Serving a fleet")."""
         started = time.perf_counter_ns()
-        call = BINARY_CALL.get()  # set by the guard for binary requests, None otherwise
-        parameters = payload.parameters.model_dump() if payload.parameters else {}
-        try:
-            check_identity(self._interface, parameters.get(MANIFEST_PARAMETER))
-            check_uplink(self._interface, parameters.get(BITS_PARAMETER),
-                         parameters.get(GRANULARITY_PARAMETER))
-            arrays = self._decode(payload, call)
-            check_arrays(self._interface, arrays, self._limits)
-            received = activation_bytes(arrays)
-            if self._interface.quantized:
-                arrays = {HIDDEN: hidden_from_tensors(arrays, self._interface),
-                          MASK: arrays[MASK]}
-        except IdentityError as err:
-            raise MLServerError(str(err), status.HTTP_422_UNPROCESSABLE_ENTITY) from None
-        except CrossingError as err:
-            raise InferenceError(str(err)) from None
-        output, compute_ns = await self._run_forward(arrays)
-        try:
-            self._check_output(output)
-        except CrossingError as err:
-            raise InferenceError(str(err)) from None
-        name = self._interface.output.name
-        if call is not None:  # a binary request: the guard sends the array back raw
-            call.outputs[name] = output
-            values: list[float] = []
-        else:
-            values = output.ravel().tolist()
-        encoded = ResponseOutput.model_construct(  # trusted values: skip re-validation
-            name=name, shape=list(output.shape), datatype="FP32", parameters=None,
-            data=TensorData.model_construct(values))
+        calls = self._pending_calls(payload)
+        if not calls:  # typed contents: MLServer's own path, the (merged) request as one
+            parameters = payload.parameters.model_dump() if payload.parameters else {}
+            try:
+                self._check_request(parameters)
+                arrays, received = self._checked(self._decode(payload))
+            except IdentityError as err:
+                raise MLServerError(str(err), status.HTTP_422_UNPROCESSABLE_ENTITY) from None
+            except CrossingError as err:
+                raise InferenceError(str(err)) from None
+            call = BinaryCall(inputs={})
+            await self._run_group([(call, arrays, received)])
+            if call.error is not None:
+                raise InferenceError(call.error[1])
+            return self._response(call.outputs[self._interface.output.name], call.reply,
+                                  started, typed=True)
+        first = payload.inputs[0]
+        if sum(int(c.inputs[first.name].shape[0]) if first.name in c.inputs else 0
+               for c in calls) != int(first.shape[0]):  # typed requests batched with binary ones
+            raise InferenceError("requests with typed contents were batched with binary ones on "
+                                 "this model: send every request's tensors binary (as "
+                                 "tritonclient's set_data_from_numpy does)")
+        ready = [self._prepare(call, single=len(calls) == 1) for call in calls]
+        groups: dict[tuple[Any, ...], list[_Prepared]] = {}
+        for item in ready:
+            if item is not None:
+                key = tuple((name, array.shape[1:]) for name, array in item[1].items())
+                groups.setdefault(key, []).append(item)
+        for members in groups.values():
+            await self._run_group(members)
+        if len(calls) == 1 and calls[0].error is not None:
+            raise InferenceError(calls[0].error[1])
         handler_ns = time.perf_counter_ns() - started
-        return InferenceResponse(
-            model_name=self.name, model_version=self.version, outputs=[encoded],
-            parameters=Parameters(**{SERVER_COMPUTE_PARAMETER: int(compute_ns),
-                                     SERVER_HANDLER_PARAMETER: int(handler_ns),
-                                     ACTIVATION_BYTES_PARAMETER: received,
-                                     MANIFEST_PARAMETER: self._interface.manifest_sha256}))
+        for call in calls:
+            call.reply[SERVER_HANDLER_PARAMETER] = handler_ns
+        answered = next((c for c in calls if c.error is None), calls[0])
+        rows = sum(int(next(iter(c.outputs.values())).shape[0]) for c in calls if c.outputs)
+        empty = np.zeros((rows, *self._output_tail(answered)), np.float32)
+        return self._response(empty, answered.reply, started, typed=False)
+
+    def _pending_calls(self, payload: InferenceRequest) -> list[BinaryCall]:
+        """The guard's binary calls behind this (possibly merged) request, in request order."""
+        if not payload.inputs or payload.inputs[0].parameters is None:
+            return []
+        tag = payload.inputs[0].parameters.model_dump().get(CALL_PARAMETER)
+        ids = [tag] if isinstance(tag, str) else list(tag or [])
+        return [PENDING_CALLS[i] for i in ids if i in PENDING_CALLS]
+
+    def _prepare(self, call: BinaryCall, single: bool) -> _Prepared | None:
+        """A call checked and decoded, or None with its error recorded (a lone request raises
+        as MLServer expects, so its status code is MLServer's)."""
+        try:
+            self._check_request(call.parameters)
+            for name, array in call.inputs.items():
+                check_header(self._interface, name, call.datatypes.get(name, ""),
+                             list(array.shape), self._limits)
+            arrays, received = self._checked(call.inputs)
+        except IdentityError as err:
+            if single:
+                raise MLServerError(str(err), status.HTTP_422_UNPROCESSABLE_ENTITY) from None
+            call.error = (grpc.StatusCode.FAILED_PRECONDITION, str(err))
+            return None
+        except CrossingError as err:
+            if single:
+                raise InferenceError(str(err)) from None
+            call.error = (grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            return None
+        return call, arrays, received
+
+    async def _run_group(self, members: list[_Prepared]) -> None:
+        """One forward pass over requests of the same tensor shapes (rows concatenated along
+        the first axis); each call gets its own rows and reply parameters, or its error."""
+        names = list(members[0][1])
+        merged = {name: np.concatenate([arrays[name] for _, arrays, _ in members])
+                  for name in names}
+        output, compute_ns = await self._run_forward(merged)
+        sizes = [int(arrays[names[0]].shape[0]) for _, arrays, _ in members]
+        pieces = np.split(output, np.cumsum(sizes)[:-1])
+        for (call, _, received), rows in zip(members, pieces, strict=True):
+            try:
+                self._check_output(rows)
+            except CrossingError as err:
+                call.error = (grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                continue
+            call.outputs[self._interface.output.name] = rows
+            call.reply = {SERVER_COMPUTE_PARAMETER: int(compute_ns),
+                          ACTIVATION_BYTES_PARAMETER: received,
+                          BATCH_PARAMETER: len(members)}
+
+    def _output_tail(self, call: BinaryCall) -> tuple[int, ...]:
+        if call.outputs:
+            return tuple(next(iter(call.outputs.values())).shape[1:])
+        return (1,)
+
+    def _response(self, output: np.ndarray[Any, Any], reply: dict[str, int], started: int,
+                  typed: bool) -> InferenceResponse:
+        """The response: the output's values for a typed request, else an empty typed tensor
+        (the guard sends each call's own array raw) and the parameters of the first call."""
+        values = output.ravel().tolist() if typed else []
+        encoded = ResponseOutput.model_construct(  # trusted values: skip re-validation
+            name=self._interface.output.name, shape=list(output.shape), datatype="FP32",
+            parameters=None, data=TensorData.model_construct(values))
+        parameters = {SERVER_HANDLER_PARAMETER: time.perf_counter_ns() - started, **reply,
+                      MANIFEST_PARAMETER: self._interface.manifest_sha256}
+        return InferenceResponse(model_name=self.name, model_version=self.version,
+                                 outputs=[encoded], parameters=Parameters(**parameters))
