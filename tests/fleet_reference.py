@@ -12,10 +12,14 @@ every one for the server — V_u depends only on device u's own shares, so each 
 once per (band lattice value, server lattice value) and the combinations are summed in numpy —
 then local refinement (a pattern search): a lattice of step h (±m·h, m = `refine_points`,
 h = 1/(n·m) first) around the best point; when a better point is found the search moves there
-at the same step (at most `max_moves` times per step), otherwise h shrinks by m (`rounds` times). Moving
-matters for "max-min", whose best points lie along a valley that a shrinking-only search
-leaves too early. The answer is the best point found, an upper
-bound on the optimum (it is feasible), close to it when V is well resolved by the lattice.
+at the same step (at most `max_moves` times per step), otherwise h shrinks by m (`rounds`
+times). The answer is the best point found: feasible, so an upper bound on the optimum.
+
+"max-min" with 2 devices has its best points on the curve where the two weighted values meet,
+a narrow valley that a lattice resolves poorly, so it is searched on its structure instead
+(`max_min_pair`): V_1 does not increase and V_2 does not decrease in device 1's server fraction
+y, so for each band fraction x the best y is where they cross (bisection), and x is searched by
+a lattice and golden-section refinement.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class BruteForce:
 
 def _compositions(n_devices: int, steps: int) -> np.ndarray:
     """Every vector of n_devices non-negative integers summing to `steps` (rows)."""
-    rows = [c + (steps - sum(c),) for c in itertools.product(range(steps + 1),
+    rows = [(*c, steps - sum(c)) for c in itertools.product(range(steps + 1),
                                                               repeat=n_devices - 1)
             if sum(c) <= steps]
     return np.array(rows, dtype=np.float64)
@@ -107,6 +111,8 @@ def brute_force_shares(fleet: Fleet, objective: FleetObjective | None = None,
     n = fleet.n_devices
     if not 2 <= n <= 3:
         raise ValueError(f"brute force is for 2 or 3 devices, got {n}")
+    if kind == "max-min" and n == 2:
+        return max_min_pair(fleet)
     steps = steps or (20 if n == 2 else 10)
     values = _Values(fleet)
     lattice = _compositions(n, steps) / steps
@@ -128,3 +134,50 @@ def brute_force_shares(fleet: Fleet, objective: FleetObjective | None = None,
     return BruteForce(objective=best, bandwidth_hz=xb * res.bandwidth_hz,
                       server_cycles_per_s=xf * res.server_cycles_per_s,
                       device_objective=per_device, evaluations=len(values.cache))
+
+
+def max_min_pair(fleet: Fleet, lattice: int = 20, tol: float = 1e-10) -> BruteForce:
+    """max(w_1·V_1, w_2·V_2) minimized over 2 devices' shares on its structure (module
+    docstring): for a band fraction x, bisection on the server fraction y for the crossing of
+    the non-increasing w_1·V_1(x, y) and the non-decreasing w_2·V_2(1 − x, 1 − y) (both ends of
+    the last bracket are kept, as V may jump where the split changes); x over a lattice of
+    step 1/`lattice`, then golden-section refinement within one step of the best."""
+    values = _Values(fleet)
+    w = fleet.weight
+
+    def pair(x: float, y: float) -> tuple[float, float]:
+        return (w[0] * values(0, x, y), w[1] * values(1, 1.0 - x, 1.0 - y))
+
+    def best_y(x: float) -> tuple[float, float]:
+        low, high = 0.0, 1.0  # g1 − g2 ≥ 0 at low side, ≤ 0 at high side when they cross
+        g_low, g_high = pair(x, low), pair(x, high)
+        if g_low[0] <= g_low[1]:
+            return max(g_low), low
+        if g_high[0] >= g_high[1]:
+            return max(g_high), high
+        while high - low > tol:
+            mid = 0.5 * (low + high)
+            g = pair(x, mid)
+            low, high = (mid, high) if g[0] > g[1] else (low, mid)
+        return min((max(pair(x, low)), low), (max(pair(x, high)), high))
+
+    xs = np.linspace(0.0, 1.0, lattice + 1)
+    found = [(*best_y(float(x)), float(x)) for x in xs]
+    value, y, x = min(found)
+    a, b = max(x - 1.0 / lattice, 0.0), min(x + 1.0 / lattice, 1.0)
+    ratio = (math.sqrt(5) - 1) / 2
+    while b - a > 1e-9:
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        if best_y(c)[0] <= best_y(d)[0]:
+            b = d
+        else:
+            a = c
+    for x_try in (a, b):
+        v_try, y_try = best_y(x_try)
+        if v_try < value:
+            value, y, x = v_try, y_try, x_try
+    res = fleet.resources
+    return BruteForce(objective=value, bandwidth_hz=np.array([x, 1.0 - x]) * res.bandwidth_hz,
+                      server_cycles_per_s=np.array([y, 1.0 - y]) * res.server_cycles_per_s,
+                      device_objective=np.array([values(0, x, y), values(1, 1.0 - x, 1.0 - y)]),
+                      evaluations=len(values.cache))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -148,18 +148,25 @@ def standalone_scenario(fleet: Fleet, device: int) -> Scenario:
 
 def problem_of_point(scenario: Scenario, point: OperatingPoint) -> SplitProblem:
     """The split problem of a decision's discrete choices in a scenario: its rule pair and its
-    activation width (32 bits when no activation crosses). A side the decision does not prune
-    (rule None) takes the first allowed rule that runs the dense part unchanged at ρ = 0 (the
-    paper mode has one rule pair)."""
+    activation width (32 bits when no activation crosses)."""
+    return problem_for_choices(scenario, point.rule_device, point.rule_server,
+                               point.activation_bits)
+
+
+def problem_for_choices(scenario: Scenario, rule_device: str | None, rule_server: str | None,
+                        activation_bits: int | None) -> SplitProblem:
+    """The split problem of one rule pair and activation width (None: 32 bits) in a scenario.
+    A side with rule None (not pruned) takes the first allowed rule that runs the dense part
+    unchanged at ρ = 0; the paper mode has one rule pair."""
     if scenario.distortion.mode == "paper":
         problem = build_problem(scenario)
     else:
         profile = load_profile(scenario.model.profile)
         allowed = allowed_rules(scenario, profile)
         dense = [r for r in allowed if profile.rules[r].dense_at_zero] or allowed
-        problem = build_problem(scenario, profile, rules=(point.rule_device or dense[0],
-                                                          point.rule_server or dense[0]))
-    return with_activation_bits(problem, point.activation_bits or 32)
+        problem = build_problem(scenario, profile, rules=(rule_device or dense[0],
+                                                          rule_server or dense[0]))
+    return with_activation_bits(problem, activation_bits or 32)
 
 
 _BROKEN_KEYS = {"latency": ("latency", "task.latency_budget_s", "s"),
@@ -283,9 +290,9 @@ def _simplex_sums(x: FloatArray, n: int) -> FloatArray:
     return np.repeat([max(x[:n].sum(), 1e-300), max(x[n:].sum(), 1e-300)], n)
 
 
-def _slsqp_run(kind: FleetObjective, n: int, start: FloatArray, penalized: object) -> FloatArray:
-    """One SLSQP run from a start; returns the shares it ends at, projected on the simplices."""
-    assert callable(penalized)
+def _slsqp_run(kind: FleetObjective, n: int, start: FloatArray,
+               penalized: Callable[[FloatArray], FloatArray]) -> FloatArray:
+    """One SLSQP run from a start; the fractions it ends at, clipped to [0, 1]."""
     equalities = [{"type": "eq", "fun": lambda x: np.sum(x[:n]) - 1.0},
                   {"type": "eq", "fun": lambda x: np.sum(x[n:2 * n]) - 1.0}]
     step = {"eps": 1e-6}
@@ -296,8 +303,7 @@ def _slsqp_run(kind: FleetObjective, n: int, start: FloatArray, penalized: objec
         x = result.x
     else:  # epigraph: min t s.t. t ≥ w_u·V_u(x)
         t0 = float(np.max(penalized(start)))
-        epigraph = [{"type": "eq", "fun": (lambda c: lambda z: c["fun"](z[:-1]))(c)}
-                    for c in equalities]
+        epigraph = list(equalities)  # they read z[:2N] only
         epigraph.append({"type": "ineq", "fun": lambda z: z[-1] - penalized(z[:-1])})
         result = minimize(lambda z: float(z[-1]), np.append(start, t0), method="SLSQP",
                           bounds=[(0.0, 1.0)] * (2 * n) + [(0.0, None)],

@@ -1,0 +1,360 @@
+"""A generic reference for the fleet: one CVXPY conic model of the whole fleet with each
+device's discrete choices fixed (docs/theory.md §7). It needs cvxpy (the `test` extra).
+
+Fixed per device u, taken from a given `FleetSolution` (the fleet solver's, equal shares', …):
+the split s, the rule pair, the activation width, the upload time t_c, and either the server
+ratio ρ_s (`hold="server-ratio"`, the default) or the server time t_s (`hold="server-time"`).
+Optimized jointly: the shares b_u, f_s,u (Σ b_u ≤ B, Σ f_s,u ≤ F) and each device's ρ_d,
+device time t_d, transmit power p, compute energy, and t_s (or ρ_s). Why those are held: the
+split, rules and width are discrete; with ρ_s and f both free the server time C_s(ρ_s)/f is
+bilinear (not convex), so one of ρ_s, t_s is held; with b free the rate constraint
+S ≤ t_c·b·log2(1 + p·g/(N0·b)) has the product t_c·b (not DCP), so t_c is held. Then every
+constraint is convex:
+
+    t_d + t_c + t_s ≤ T'                                  latency (eq. 2.13)
+    C_d(ρ_d) ≤ F_d·t_d                                    f_d = C_d/t_d ≤ F_d, C_d affine (eq. 2.1)
+    κ·C_d³/t_d² + p·t_c ≤ E                               energy (eqs. 2.3, 2.6): power cone
+    t_s ≥ C_s·inv_pos(f_s,u)    (ρ_s held)                server time (eq. 2.7)
+    C_s(ρ_s) ≤ f_s,u·t_s        (t_s held: linear)
+    S·ln2/t_c ≤ −rel_entr(b, b + p·g/N0)                  Shannon rate (eq. 2.4), a perspective:
+                                                          b·ln(1 + p·g/(N0·b)) is jointly concave
+    0 ≤ p ≤ P, memory floor ≤ ρ_d ≤ ρ_max, 0 ≤ ρ_s ≤ ρ_max, ρ_d = ρ_s when the ratios are tied
+
+The objective Σ w_u·(D_d(ρ_d) + D_s(ρ_s) + D_q) (or max_u of the terms) has D_d, D_s convex and
+non-decreasing but not DCP for these laws: each is replaced by the maximum of its tangents (an
+outer approximation) refined by cutting planes, a tangent at each new solution, until the true
+objective and the model's agree (as tests/test_optimizer_cvxpy.py does for one device).
+
+The answer is re-costed from the system model, not taken from the conic solver: the shares are
+scaled to sum exactly to B and F, the power is the one that sends S in t_c over b_u, the device
+runs its cycles in the time left, and ρ_d is raised (by bisection) as little as needed to meet
+the energy and frequency limits again after the solver's rounding; `decide` then re-checks
+every limit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import brentq
+
+from laimco.fleet.baselines import (
+    LEAST_BANDWIDTH_HZ,
+    LEAST_SERVER_CYCLES_PER_S,
+    problem_for_choices,
+    problem_of_point,
+    solution_at_shares,
+)
+from laimco.fleet.fleet import Fleet, FleetObjective
+from laimco.fleet.solution import FleetSolution
+from laimco.optimize import Decision
+from laimco.optimize.decision import Candidate, decide
+from laimco.optimize.problem import SplitProblem
+from laimco.system.channel import LN2
+
+FloatArray = NDArray[np.float64]
+Hold = Literal["server-ratio", "server-time"]
+N_CUTS0 = 24
+N_EXTRA = 40
+AGREE_REL = 1e-10
+
+
+@dataclass(frozen=True)
+class FixedDevice:
+    """One device with its discrete choices fixed: its split problem (at the shares it was
+    decided for), the held values and the per-split constants the model reads (SI units)."""
+
+    problem: SplitProblem
+    split: int
+    rho_server: float
+    upload_time_s: float
+    server_time_s: float
+    upload_bits: float
+    time_s: float                    # T': what the device, the upload and the server share
+    server_cycles_prunable: float    # C_s(ρ) = (1 − ρ)·prunable + fixed (eq. 2.7)
+    server_cycles_fixed: float
+    gain: float
+
+    @property
+    def rho_floor(self) -> float:
+        return float(self.problem.rho_floor_device[self.split])
+
+    @property
+    def rho_max(self) -> float:
+        return float(self.problem.scenario.task.rho_max)
+
+    @property
+    def tied(self) -> bool:
+        table = self.problem.table
+        return (self.problem.scenario.task.ratios == "tied"
+                and table.prunable_device[self.split] > 0
+                and table.prunable_server[self.split] > 0)
+
+    def server_cycles(self, rho_server: float) -> float:
+        return max((1 - rho_server) * self.server_cycles_prunable + self.server_cycles_fixed,
+                   0.0)
+
+    def side(self, which: Literal["device", "server"], rho: FloatArray,
+             derivative: bool) -> FloatArray:
+        """D_d(ρ) or D_s(ρ) at this split (or its derivative), eq. 3.10."""
+        bound, split = self.problem.bound, np.full(np.shape(rho), float(self.split))
+        rho = np.asarray(rho, dtype=np.float64)
+        if derivative:
+            with np.errstate(divide="ignore"):
+                fn = bound.device_derivative_at if which == "device" else \
+                    bound.server_derivative_at
+                return np.asarray(fn(rho, split))
+        fn = bound.device_at if which == "device" else bound.server_at
+        return np.asarray(fn(rho, split.astype(np.intp)))
+
+
+def _fixed_device(problem: SplitProblem, decision: Decision) -> FixedDevice:
+    point = decision.point
+    assert point is not None
+    s = point.split
+    # server_time_s is at the scenario's server frequency and holds −downlink at split L
+    # (nothing comes back there, eq. 2.13): both undone here
+    downlink = problem.scenario.task.downlink_s if s == problem.profile.n_units else 0.0
+    freq = problem.server.cpu_freq_max_hz
+    return FixedDevice(
+        problem=problem, split=s, rho_server=point.rho_server,
+        upload_time_s=point.costs.latency_uplink_s, server_time_s=point.costs.latency_server_s,
+        upload_bits=float(problem.upload_bits[s]), time_s=problem.time_budget_s + downlink,
+        server_cycles_prunable=float(problem.server_prunable_s[s]) * freq,
+        server_cycles_fixed=(float(problem.server_fixed_s[s]) + downlink) * freq,
+        gain=float(np.ravel(problem.gain)[0]))
+
+
+def cvxpy_fixed_split(fixed: FleetSolution, objective: FleetObjective | None = None,
+                      hold: Hold = "server-ratio", solver: str = "CLARABEL") -> FleetSolution:
+    """The best shares and continuous variables for the discrete choices of `fixed` (module
+    docstring), as a FleetSolution with method "cvxpy-fixed-split". A device `fixed` does not
+    serve keeps no share and stays unserved."""
+    import cvxpy as cp  # the test extra: a reference, not a dependency of the toolkit
+
+    started = time.perf_counter()
+    fleet, kind = fixed.fleet, objective or fixed.objective_kind
+    res = fleet.resources
+    served = [u for u in range(fleet.n_devices) if fixed.decisions[u].point is not None]
+    devices = [_fixed_device(problem_of_point(fixed.scenario(u), fixed.decisions[u].point),
+                             fixed.decisions[u]) for u in served]  # type: ignore[arg-type]
+    model = _FleetModel(cp, devices, fleet.weight[served], kind, hold, res.bandwidth_hz,
+                        res.server_cycles_per_s)
+    beta, phi, rho_d, rho_s = model.solve(solver)
+    # shares summing exactly to the totals (a device that needs none gets none; the rest is
+    # given out in proportion, which only loosens the others' limits: V is non-increasing)
+    bandwidth, server = np.zeros(fleet.n_devices), np.zeros(fleet.n_devices)
+    needs_b = np.array([d.upload_bits > 0 for d in devices], dtype=bool)
+    needs_f = np.array([d.server_cycles(r) > 0 for d, r in zip(devices, rho_s, strict=True)],
+                       dtype=bool)
+    beta = np.where(needs_b, np.maximum(beta, 0.0), 0.0)
+    phi = np.where(needs_f, np.maximum(phi, 0.0), 0.0)
+    index = np.array(served, dtype=np.intp)
+    if beta.sum() > 0:
+        bandwidth[index] = res.bandwidth_hz * beta / beta.sum()
+    if phi.sum() > 0:
+        server[index] = res.server_cycles_per_s * phi / phi.sum()
+    decisions = list(fixed.decisions)
+    for k, u in enumerate(served):
+        decisions[u] = _recost(fleet, u, devices[k], float(bandwidth[u]), float(server[u]),
+                               float(rho_d[k]), float(rho_s[k]))
+    return solution_at_shares(fleet, "cvxpy-fixed-split", bandwidth, server, started, kind,
+                              decisions)
+
+
+def _recost(fleet: Fleet, u: int, d: FixedDevice, bandwidth_hz: float,
+            server_cycles_per_s: float, rho_device: float, rho_server: float) -> Decision:
+    """The model's answer for one device re-costed from the system model (module docstring):
+    power from the upload time (capped at P, the time then re-derived), the server's cycles at
+    its share, the device's cycles over the time left, ρ_d raised as little as the energy and
+    frequency limits need."""
+    scenario = fleet.device_scenario(u, max(bandwidth_hz, LEAST_BANDWIDTH_HZ),
+                                     max(server_cycles_per_s, LEAST_SERVER_CYCLES_PER_S))
+    problem = problem_for_choices(scenario, *d.problem.rules, d.problem.activation_bits)
+    s, dev, channel = d.split, problem.device, problem.channel
+    power, upload_s = 0.0, 0.0
+    if d.upload_bits > 0:
+        power = min(float(channel.power_for_time_w(d.upload_bits, d.upload_time_s, d.gain)),
+                    dev.tx_power_max_w)
+        upload_s = float(channel.upload_time_s(d.upload_bits, power, d.gain))
+    server_cycles = d.server_cycles(rho_server)
+    server_s = server_cycles / server_cycles_per_s if server_cycles > 0 else 0.0
+    device_time = d.time_s - upload_s - server_s
+
+    def slack(rho: float) -> float:
+        """min of the energy and device-frequency limits' relative slack at ρ_d."""
+        cycles = float(problem.device_cycles(rho)[s])
+        freq = cycles / device_time if cycles > 0 else 0.0
+        energy = float(dev.compute_energy_j(cycles, freq)) + power * upload_s
+        return min(1 - energy / dev.energy_budget_j, 1 - freq / dev.cpu_freq_max_hz) - 1e-12
+
+    rho = float(np.clip(rho_device, d.rho_floor, d.rho_max))
+    if d.tied:
+        rho = rho_server
+    elif device_time > 0 and slack(rho) < 0 < slack(d.rho_max):
+        rho = float(brentq(slack, rho, d.rho_max, xtol=1e-15, rtol=1e-15))
+        while slack(rho) < 0:
+            rho = math.nextafter(rho, 1.0)
+    cycles = float(problem.device_cycles(rho)[s])
+    freq = cycles / device_time if cycles > 0 and device_time > 0 else 0.0
+    return decide(problem, "cvxpy-fixed-split", Candidate(
+        s, rho, rho_server, power, freq, server_cycles_per_s if server_cycles > 0 else 0.0))
+
+
+class _Cuts:
+    """y ≥ max_k (a_k + b_k·ρ) per device: the tangents of one convex side, refined by adding
+    a tangent at each solution (fixed slots, so one compiled problem is re-solved)."""
+
+    def __init__(self, cp: Any, devices: list[FixedDevice], which: Literal["device", "server"],
+                 rho: Any, low: FloatArray) -> None:
+        n, slots = len(devices), N_CUTS0 + N_EXTRA
+        self.devices, self.which = devices, which
+        self.y = cp.Variable(n)
+        self.a, self.b = cp.Parameter((n, slots)), cp.Parameter((n, slots))
+        ones = np.ones((1, slots))
+        column = cp.reshape(rho, (n, 1), order="C") @ ones
+        self.constraint = (cp.reshape(self.y, (n, 1), order="C") @ ones
+                           >= self.a + cp.multiply(self.b, column))
+        self.points = [list(np.linspace(lo, d.rho_max, N_CUTS0))
+                       for d, lo in zip(devices, low, strict=True)]
+
+    def set(self) -> None:
+        slots = N_CUTS0 + N_EXTRA
+        a = np.zeros((len(self.devices), slots))
+        b = np.zeros_like(a)
+        for k, d in enumerate(self.devices):
+            pts = np.array(self.points[k] + [self.points[k][0]] * (slots - len(self.points[k])))
+            value, slope = d.side(self.which, pts, False), d.side(self.which, pts, True)
+            slope = np.where(np.isfinite(slope), slope, 0.0)
+            a[k], b[k] = value - slope * pts, slope
+        self.a.value, self.b.value = a, b
+
+    def gap(self, rho: FloatArray) -> FloatArray:
+        """True side value minus the model's epigraph variable, per device (≥ 0 up to rounding)."""
+        true = np.array([float(d.side(self.which, np.array(r), False))
+                         for d, r in zip(self.devices, rho, strict=True)])
+        return np.maximum(true - np.asarray(self.y.value, dtype=np.float64), 0.0)
+
+    def add(self, rho: FloatArray) -> None:
+        for k, r in enumerate(rho):
+            self.points[k].append(float(r))
+
+
+class _FleetModel:
+    """The conic model (module docstring), vectorized over devices, in scaled units: times as
+    fractions of T'_u, cycles of C0_u = (E·T'²/κ)^{1/3}, energies of E_u, shares as fractions
+    of B and F, power as a fraction of P_u, distortion over a common scale."""
+
+    def __init__(self, cp: Any, devices: list[FixedDevice], weight: FloatArray,
+                 kind: FleetObjective, hold: Hold, bandwidth_hz: float,
+                 server_cycles_per_s: float) -> None:
+        self.cp, self.devices, self.weight = cp, devices, np.asarray(weight, dtype=np.float64)
+        n = len(devices)
+        self.rd, self.rs = cp.Variable(n), cp.Variable(n)
+        self.beta, self.phi = cp.Variable(n, nonneg=True), cp.Variable(n, nonneg=True)
+        td, ts, energy, power = (cp.Variable(n, nonneg=True) for _ in range(4))
+
+        def arr(f: Any) -> FloatArray:
+            return np.array([f(d) for d in devices], dtype=np.float64)
+
+        T = arr(lambda d: d.time_s)
+        E = arr(lambda d: d.problem.device.energy_budget_j)
+        c0 = (E * T**2 / arr(lambda d: d.problem.device.kappa)) ** (1 / 3)
+        cycles = (cp.multiply(1 - self.rd, arr(lambda d: d.problem.cycles_prunable_device[
+            d.split]) / c0) + arr(lambda d: d.problem.cycles_fixed_device[d.split]) / c0)
+        t_c = arr(lambda d: d.upload_time_s) / T
+        p_max = arr(lambda d: d.problem.device.tx_power_max_w)
+        rho_max = arr(lambda d: d.rho_max)
+        floor = arr(lambda d: d.rho_floor)
+        cons = [td + t_c + ts <= 1,
+                cycles <= cp.multiply(arr(lambda d: d.problem.device.cpu_freq_max_hz) * T / c0,
+                                      td),
+                cp.constraints.PowCone3D(energy, td, cycles, 1 / 3),
+                energy + cp.multiply(p_max * t_c * T / E, power) <= 1, power <= 1,
+                self.rd >= floor, self.rd <= rho_max, self.rs >= 0, self.rs <= rho_max,
+                cp.sum(self.beta) <= 1, cp.sum(self.phi) <= 1]
+        tied = np.flatnonzero(arr(lambda d: d.tied))
+        if tied.size:
+            cons.append(self.rd[tied] == self.rs[tied])
+        scale = server_cycles_per_s * T
+        prunable = arr(lambda d: d.server_cycles_prunable) / scale
+        fixed = arr(lambda d: d.server_cycles_fixed) / scale
+        if hold == "server-ratio":
+            cons.append(self.rs == arr(lambda d: d.rho_server))
+            work = arr(lambda d: d.server_cycles(d.rho_server)) / scale
+            on = np.flatnonzero(work > 0)
+            if on.size:
+                cons.append(ts[on] >= cp.multiply(work[on], cp.inv_pos(self.phi[on])))
+        else:  # server time held: C_s(ρ_s) ≤ f·t_s is linear in (ρ_s, f)
+            held = arr(lambda d: d.server_time_s) / T
+            cons += [ts == held, cp.multiply(1 - self.rs, prunable) + fixed
+                     <= cp.multiply(held, self.phi)]
+            work = np.maximum(prunable + fixed, 0.0)
+        idle = work <= 0
+        if idle.any():
+            cons += [self.phi[idle] == 0, ts[idle] == 0]
+        bits = arr(lambda d: d.upload_bits)
+        up = np.flatnonzero(bits > 0)
+        if up.size:
+            snr = p_max * arr(lambda d: d.gain) / (
+                arr(lambda d: d.problem.channel.noise_psd_w_per_hz) * bandwidth_hz)
+            need = bits[up] * LN2 / (arr(lambda d: d.upload_time_s)[up] * bandwidth_hz)
+            beta_up = self.beta[up]
+            cons.append(-cp.rel_entr(beta_up, beta_up + cp.multiply(snr[up], power[up]))
+                        >= need)
+        if (bits <= 0).any():
+            cons += [self.beta[bits <= 0] == 0, power[bits <= 0] == 0]
+        self.cuts = (_Cuts(cp, devices, "device", self.rd, floor),
+                     _Cuts(cp, devices, "server", self.rs, np.zeros(n)))
+        cons += [c.constraint for c in self.cuts]
+        quantization = arr(lambda d: d.problem.quantization_at(d.split))
+        at_max = arr(lambda d: float(d.side("device", np.array(d.rho_max), False)
+                                     + d.side("server", np.array(d.rho_max), False)))
+        self.scale = max(float(np.max(self.weight * (at_max + quantization))), 1e-12)
+        w = self.weight / self.scale
+        terms = cp.multiply(w, self.cuts[0].y + self.cuts[1].y) + w * quantization
+        self.problem = cp.Problem(cp.Minimize(cp.sum(terms) if kind == "sum"
+                                              else cp.max(terms)), cons)
+
+    def _run(self, solver: str) -> None:
+        """Solve, with other settings when the interior-point method stalls (the rate's
+        exponential cone spans e^±15 at high SNR)."""
+        cp = self.cp
+        settings: list[dict[str, Any]] = [{}]
+        if solver == "CLARABEL":
+            settings += [{"equilibrate_enable": False},
+                         {"max_iter": 1000, "static_regularization_constant": 1e-7}]
+        for extra in settings:
+            try:
+                self.problem.solve(solver=solver, **extra)
+            except cp.error.SolverError:
+                continue
+            if self.problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+                return
+        raise RuntimeError(f"the fixed-split CVXPY model did not solve with {solver} "
+                           f"(settings tried: {settings}); status {self.problem.status}")
+
+    def solve(self, solver: str) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """(β, φ, ρ_d, ρ_s): cutting planes until the true objective at the solution and the
+        model's agree to AGREE_REL (relative to the objective scale)."""
+        lows = [np.array([d.rho_floor for d in self.devices]), np.zeros(len(self.devices))]
+        highs = np.array([d.rho_max for d in self.devices])
+        for _ in range(N_EXTRA + 1):
+            for c in self.cuts:
+                c.set()
+            self._run(solver)
+            rho = [np.clip(np.asarray(v.value, dtype=np.float64), lo, highs)
+                   for v, lo in zip((self.rd, self.rs), lows, strict=True)]
+            gap = sum(float(np.sum(c.gap(r) * self.weight)) for c, r in
+                      zip(self.cuts, rho, strict=True)) / self.scale
+            if gap <= AGREE_REL or len(self.cuts[0].points[0]) >= N_CUTS0 + N_EXTRA:
+                break
+            for c, r in zip(self.cuts, rho, strict=True):
+                c.add(r)
+        return (np.asarray(self.beta.value, dtype=np.float64),
+                np.asarray(self.phi.value, dtype=np.float64), rho[0], rho[1])
