@@ -183,14 +183,16 @@ def test_cvxpy_fixed_split_reproduces_a_single_device_optimum(hold: str) -> None
     print(f"{hold}: cvxpy {result.objective:.9g}, laimco {optimum.point.objective:.9g}")
 
 
-def twenty_devices(objective: str) -> Fleet:
+def twenty_devices(objective: str, bandwidth_hz: float = 50e6,
+                   server_cycles_per_s: float = 5e9) -> Fleet:
+    """20 phones and IoT nodes (seeded), gains 1e-9..1e-7, weights 0.5..2."""
     rng = np.random.default_rng(1)
     n = 20
     return paper_fleet([("phone", scenario("paper-minilm-phone")),
                         ("iot", scenario("paper-minilm-iot"))],
                        list(rng.integers(0, 2, n)), list(10 ** rng.uniform(-9, -7, n)),
-                       list(rng.uniform(0.5, 2, n)), bandwidth_hz=50e6,
-                       server_cycles_per_s=5e9, objective=objective)
+                       list(rng.uniform(0.5, 2, n)), bandwidth_hz=bandwidth_hz,
+                       server_cycles_per_s=server_cycles_per_s, objective=objective)
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from scipy.optimize import minimize
 from laimco.config import Scenario
 from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.solution import FleetSolution
+from laimco.fleet.solver import device_decision
 from laimco.optimize import Decision, OperatingPoint, Reason, solve
 from laimco.optimize.decision import Candidate, decide, infeasible
 from laimco.optimize.evaluate import decision_costs, limit_usage
@@ -45,14 +46,13 @@ SLSQP_MAX_DEVICES = 10
 
 def decision_at_shares(fleet: Fleet, device: int, bandwidth_hz: float,
                        server_cycles_per_s: float) -> Decision:
-    """Device u's best decision at its shares: `solve` (joint) on its scenario. With less than
-    LEAST_BANDWIDTH_HZ of band or LEAST_SERVER_CYCLES_PER_S of server it can use neither, so
-    only the whole model on the device (strategy "on-device", split L) is left."""
+    """Device u's best decision at its shares: the fleet solver's `device_decision` (`solve`,
+    joint, on its scenario). Less than LEAST_BANDWIDTH_HZ of band or LEAST_SERVER_CYCLES_PER_S
+    of server (below what a scenario can hold) counts as no share: the whole model on the
+    device (split L)."""
     if bandwidth_hz < LEAST_BANDWIDTH_HZ or server_cycles_per_s < LEAST_SERVER_CYCLES_PER_S:
-        scenario = fleet.device_scenario(device, max(bandwidth_hz, LEAST_BANDWIDTH_HZ),
-                                         max(server_cycles_per_s, LEAST_SERVER_CYCLES_PER_S))
-        return solve(scenario, "on-device")
-    return solve(fleet.device_scenario(device, bandwidth_hz, server_cycles_per_s))
+        return device_decision(fleet, device, 0.0, 0.0)
+    return device_decision(fleet, device, bandwidth_hz, server_cycles_per_s)
 
 
 def device_value(decision: Decision) -> float:
@@ -63,12 +63,10 @@ def device_value(decision: Decision) -> float:
 def fleet_objective(kind: FleetObjective, weight: FloatArray,
                     device_objective: FloatArray) -> float:
     """Σ w_u·D_u ("sum") or max w_u·D_u ("max-min") over the served devices (finite D_u), as
-    `FleetSolution.objective` is defined; inf when no device is served."""
+    `FleetSolution.objective` is defined (0 when none is served, as the solver reports)."""
     served = np.isfinite(device_objective)
-    if not served.any():
-        return math.inf
     weighted = weight[served] * device_objective[served]
-    return float(weighted.sum() if kind == "sum" else weighted.max())
+    return float(weighted.sum() if kind == "sum" else weighted.max(initial=0.0))
 
 
 def solution_at_shares(fleet: Fleet, method: str, bandwidth_hz: FloatArray,

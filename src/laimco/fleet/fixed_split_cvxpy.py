@@ -26,23 +26,21 @@ outer approximation) refined by cutting planes, a tangent at each new solution, 
 objective and the model's agree (as tests/test_optimizer_cvxpy.py does for one device).
 
 The answer is re-costed from the system model, not taken from the conic solver: the shares are
-scaled to sum exactly to B and F, the power is the one that sends S in t_c over b_u, the device
-runs its cycles in the time left, and ρ_d is raised (by bisection) as little as needed to meet
-the energy and frequency limits again after the solver's rounding; `decide` then re-checks
-every limit.
+scaled to sum exactly to B and F, each device takes the least-energy power and frequency for
+the model's ratios at its share (docs/theory.md §4.5), ρ_d is raised (by bisection) as little
+as needed for every limit to hold after the solver's rounding, and `decide` re-checks them.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import brentq
 
+from laimco.config import Scenario
 from laimco.fleet.baselines import (
     LEAST_BANDWIDTH_HZ,
     LEAST_SERVER_CYCLES_PER_S,
@@ -54,7 +52,10 @@ from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.solution import FleetSolution
 from laimco.optimize import Decision
 from laimco.optimize.decision import Candidate, decide
+from laimco.optimize.evaluate import decision_costs, limit_usage
+from laimco.optimize.operating_point import operating_point
 from laimco.optimize.problem import SplitProblem
+from laimco.optimize.tolerances import LIMIT_TOL
 from laimco.system.channel import LN2
 
 FloatArray = NDArray[np.float64]
@@ -79,6 +80,7 @@ class FixedDevice:
     server_cycles_prunable: float    # C_s(ρ) = (1 − ρ)·prunable + fixed (eq. 2.7)
     server_cycles_fixed: float
     gain: float
+    objective: float                 # the held decision's, D_d + D_s + D_q
 
     @property
     def rho_floor(self) -> float:
@@ -127,7 +129,7 @@ def _fixed_device(problem: SplitProblem, decision: Decision) -> FixedDevice:
         upload_bits=float(problem.upload_bits[s]), time_s=problem.time_budget_s + downlink,
         server_cycles_prunable=float(problem.server_prunable_s[s]) * freq,
         server_cycles_fixed=(float(problem.server_fixed_s[s]) + downlink) * freq,
-        gain=float(np.ravel(problem.gain)[0]))
+        gain=float(np.ravel(problem.gain)[0]), objective=point.objective)
 
 
 def cvxpy_fixed_split(fixed: FleetSolution, objective: FleetObjective | None = None,
@@ -141,8 +143,9 @@ def cvxpy_fixed_split(fixed: FleetSolution, objective: FleetObjective | None = N
     fleet, kind = fixed.fleet, objective or fixed.objective_kind
     res = fleet.resources
     served = [u for u in range(fleet.n_devices) if fixed.decisions[u].point is not None]
-    devices = [_fixed_device(problem_of_point(fixed.scenario(u), fixed.decisions[u].point),
-                             fixed.decisions[u]) for u in served]  # type: ignore[arg-type]
+    devices = [_fixed_device(problem_of_point(_scenario_at(fixed, u),
+                                              fixed.decisions[u].point),  # type: ignore[arg-type]
+                             fixed.decisions[u]) for u in served]
     model = _FleetModel(cp, devices, fleet.weight[served], kind, hold, res.bandwidth_hz,
                         res.server_cycles_per_s)
     beta, phi, rho_d, rho_s = model.solve(solver)
@@ -162,48 +165,65 @@ def cvxpy_fixed_split(fixed: FleetSolution, objective: FleetObjective | None = N
     decisions = list(fixed.decisions)
     for k, u in enumerate(served):
         decisions[u] = _recost(fleet, u, devices[k], float(bandwidth[u]), float(server[u]),
-                               float(rho_d[k]), float(rho_s[k]))
+                               (float(rho_d[k]), float(rho_s[k])))
     return solution_at_shares(fleet, "cvxpy-fixed-split", bandwidth, server, started, kind,
                               decisions)
 
 
+def _scenario_at(solution: FleetSolution, u: int) -> Scenario:
+    """Device u's scenario at its shares; a share below what a scenario holds is raised to that
+    least value (the device then runs split L, where no share enters its costs)."""
+    return solution.fleet.device_scenario(
+        u, max(float(solution.bandwidth_hz[u]), LEAST_BANDWIDTH_HZ),
+        max(float(solution.server_cycles_per_s[u]), LEAST_SERVER_CYCLES_PER_S))
+
+
 def _recost(fleet: Fleet, u: int, d: FixedDevice, bandwidth_hz: float,
-            server_cycles_per_s: float, rho_device: float, rho_server: float) -> Decision:
-    """The model's answer for one device re-costed from the system model (module docstring):
-    power from the upload time (capped at P, the time then re-derived), the server's cycles at
-    its share, the device's cycles over the time left, ρ_d raised as little as the energy and
-    frequency limits need."""
+            server_cycles_per_s: float, ratios: tuple[float, float]) -> Decision:
+    """The model's ratios (ρ_d, ρ_s) for one device made exactly feasible at its (exact-sum)
+    shares: the power and device frequency of least energy for them (`operating_point`,
+    docs/theory.md §4.5, which may move time between the upload and the device), and both
+    ratios raised toward ρ_max by one fraction θ, found by bisection, as little as every limit
+    needs after the conic solver's rounding (θ is of the order of the solver's tolerance, so
+    a held ρ_s moves only by rounding); `decide` then costs and checks the point from the
+    system model."""
     scenario = fleet.device_scenario(u, max(bandwidth_hz, LEAST_BANDWIDTH_HZ),
                                      max(server_cycles_per_s, LEAST_SERVER_CYCLES_PER_S))
     problem = problem_for_choices(scenario, *d.problem.rules, d.problem.activation_bits)
-    s, dev, channel = d.split, problem.device, problem.channel
-    power, upload_s = 0.0, 0.0
-    if d.upload_bits > 0:
-        power = min(float(channel.power_for_time_w(d.upload_bits, d.upload_time_s, d.gain)),
-                    dev.tx_power_max_w)
-        upload_s = float(channel.upload_time_s(d.upload_bits, power, d.gain))
-    server_cycles = d.server_cycles(rho_server)
-    server_s = server_cycles / server_cycles_per_s if server_cycles > 0 else 0.0
-    device_time = d.time_s - upload_s - server_s
-
-    def slack(rho: float) -> float:
-        """min of the energy and device-frequency limits' relative slack at ρ_d."""
-        cycles = float(problem.device_cycles(rho)[s])
-        freq = cycles / device_time if cycles > 0 else 0.0
-        energy = float(dev.compute_energy_j(cycles, freq)) + power * upload_s
-        return min(1 - energy / dev.energy_budget_j, 1 - freq / dev.cpu_freq_max_hz) - 1e-12
-
-    rho = float(np.clip(rho_device, d.rho_floor, d.rho_max))
+    s, table = d.split, problem.table
+    # a side with nothing to prune: the model left its ratio free, it is 0 (ρ_d its floor)
+    rho_d = float(np.clip(ratios[0], d.rho_floor, d.rho_max)) if table.prunable_device[s] \
+        else d.rho_floor
+    rho_s = float(np.clip(ratios[1], 0.0, d.rho_max)) if table.prunable_server[s] else 0.0
     if d.tied:
-        rho = rho_server
-    elif device_time > 0 and slack(rho) < 0 < slack(d.rho_max):
-        rho = float(brentq(slack, rho, d.rho_max, xtol=1e-15, rtol=1e-15))
-        while slack(rho) < 0:
-            rho = math.nextafter(rho, 1.0)
-    cycles = float(problem.device_cycles(rho)[s])
-    freq = cycles / device_time if cycles > 0 and device_time > 0 else 0.0
-    return decide(problem, "cvxpy-fixed-split", Candidate(
-        s, rho, rho_server, power, freq, server_cycles_per_s if server_cycles > 0 else 0.0))
+        rho_d = rho_s
+    def candidate(theta: float) -> Candidate:
+        rd = rho_d + theta * (d.rho_max - rho_d) if table.prunable_device[s] else rho_d
+        rs = rho_s + theta * (d.rho_max - rho_s) if table.prunable_server[s] else rho_s
+        rd = rs if d.tied else rd
+        server_hz = server_cycles_per_s if d.server_cycles(rs) > 0 else 0.0
+        power, freq = operating_point(problem, s, rd, rs, d.gain)
+        return Candidate(s, rd, rs, power, freq, server_hz)
+
+    def excess(theta: float) -> float:
+        """The most-used resource limit's use − 1 − LIMIT_TOL/2 (≤ 0: `decide` accepts it)."""
+        c = candidate(theta)
+        costs = decision_costs(problem, s, c.rho_device, c.rho_server, c.power_w,
+                               c.freq_device_hz, c.freq_server_hz, d.gain)
+        usage = limit_usage(problem, s, c.rho_device, c.rho_server, c.power_w,
+                            c.freq_device_hz, c.freq_server_hz, costs)
+        return max(usage.get(k, 0.0) for k in _REPAIRED) - 1 - LIMIT_TOL / 2
+
+    theta = 0.0
+    if excess(0.0) > 0 >= excess(1.0):  # bisection keeping the feasible end
+        low, theta = 0.0, 1.0
+        for _ in range(60):
+            mid = 0.5 * (low + theta)
+            low, theta = (mid, theta) if excess(mid) > 0 else (low, mid)
+    return decide(problem, "cvxpy-fixed-split", candidate(theta))
+
+
+_REPAIRED = ("latency", "energy", "tx_power", "cpu_freq_device", "memory")
 
 
 class _Cuts:
@@ -240,9 +260,14 @@ class _Cuts:
                          for d, r in zip(self.devices, rho, strict=True)])
         return np.maximum(true - np.asarray(self.y.value, dtype=np.float64), 0.0)
 
-    def add(self, rho: FloatArray) -> None:
+    def add(self, rho: FloatArray) -> bool:
+        """A tangent at each device's ρ (every device, so the slots stay aligned); whether any
+        of them is new."""
+        new = False
         for k, r in enumerate(rho):
+            new |= min(abs(p - float(r)) for p in self.points[k]) > 1e-12
             self.points[k].append(float(r))
+        return new
 
 
 class _FleetModel:
@@ -313,9 +338,14 @@ class _FleetModel:
                      _Cuts(cp, devices, "server", self.rs, np.zeros(n)))
         cons += [c.constraint for c in self.cuts]
         quantization = arr(lambda d: d.problem.quantization_at(d.split))
+        # the objective's scale: the held solution's (a tiny optimum beside a huge D(ρ_max)
+        # leaves the conic solver no digits), or 1e-6 of D(ρ_max) when that is 0
+        given = self.weight * arr(lambda d: d.objective)
         at_max = arr(lambda d: float(d.side("device", np.array(d.rho_max), False)
                                      + d.side("server", np.array(d.rho_max), False)))
-        self.scale = max(float(np.max(self.weight * (at_max + quantization))), 1e-12)
+        held = float(given.sum() if kind == "sum" else given.max())
+        self.scale = held if held > 0 else max(1e-6 * float(np.max(self.weight * at_max)),
+                                               1e-12)
         w = self.weight / self.scale
         terms = cp.multiply(w, self.cuts[0].y + self.cuts[1].y) + w * quantization
         self.problem = cp.Problem(cp.Minimize(cp.sum(terms) if kind == "sum"
@@ -341,20 +371,30 @@ class _FleetModel:
 
     def solve(self, solver: str) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """(β, φ, ρ_d, ρ_s): cutting planes until the true objective at the solution and the
-        model's agree to AGREE_REL (relative to the objective scale)."""
+        model's agree to AGREE_REL (relative to the objective scale), no new tangent is found,
+        or a re-solve fails (then the last solution is kept: it is re-costed anyway, so only
+        its optimality within the model is less certain)."""
         lows = [np.array([d.rho_floor for d in self.devices]), np.zeros(len(self.devices))]
         highs = np.array([d.rho_max for d in self.devices])
+        found: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None
         for _ in range(N_EXTRA + 1):
             for c in self.cuts:
                 c.set()
-            self._run(solver)
+            try:
+                self._run(solver)
+            except RuntimeError:
+                if found is None:
+                    raise
+                break
             rho = [np.clip(np.asarray(v.value, dtype=np.float64), lo, highs)
                    for v, lo in zip((self.rd, self.rs), lows, strict=True)]
+            found = (np.asarray(self.beta.value, dtype=np.float64),
+                     np.asarray(self.phi.value, dtype=np.float64), rho[0], rho[1])
             gap = sum(float(np.sum(c.gap(r) * self.weight)) for c, r in
                       zip(self.cuts, rho, strict=True)) / self.scale
             if gap <= AGREE_REL or len(self.cuts[0].points[0]) >= N_CUTS0 + N_EXTRA:
                 break
-            for c, r in zip(self.cuts, rho, strict=True):
-                c.add(r)
-        return (np.asarray(self.beta.value, dtype=np.float64),
-                np.asarray(self.phi.value, dtype=np.float64), rho[0], rho[1])
+            if not any([c.add(r) for c, r in zip(self.cuts, rho, strict=True)]):
+                break
+        assert found is not None
+        return found
