@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,6 +54,15 @@ def decision_at_shares(fleet: Fleet, device: int, bandwidth_hz: float,
     if bandwidth_hz < LEAST_BANDWIDTH_HZ or server_cycles_per_s < LEAST_SERVER_CYCLES_PER_S:
         return device_decision(fleet, device, 0.0, 0.0)
     return device_decision(fleet, device, bandwidth_hz, server_cycles_per_s)
+
+
+def scenario_at_shares(fleet: Fleet, device: int, bandwidth_hz: float,
+                       server_cycles_per_s: float) -> Scenario:
+    """Device u's scenario at its shares, a share below what a scenario can hold raised to
+    that least value: for costing a decision at split L (which uses no share) or one that is
+    then found to break its limits."""
+    return fleet.device_scenario(device, max(bandwidth_hz, LEAST_BANDWIDTH_HZ),
+                                 max(server_cycles_per_s, LEAST_SERVER_CYCLES_PER_S))
 
 
 def device_value(decision: Decision) -> float:
@@ -95,7 +105,7 @@ def shares_of(total: float, demand: FloatArray) -> FloatArray:
     demand = np.asarray(demand, dtype=np.float64)
     if demand.sum() <= 0:
         return np.full(demand.size, total / demand.size)
-    return total * (demand / demand.sum())
+    return np.asarray(total * (demand / demand.sum()), dtype=np.float64)
 
 
 def equal_shares(fleet: Fleet, objective: FleetObjective | None = None) -> FleetSolution:
@@ -167,10 +177,6 @@ def problem_for_choices(scenario: Scenario, rule_device: str | None, rule_server
     return with_activation_bits(problem, activation_bits or 32)
 
 
-_BROKEN_KEYS = {"latency": ("latency", "task.latency_budget_s", "s"),
-                "energy": ("energy", "device.energy_budget_j", "J")}
-
-
 def recost_at_shares(fleet: Fleet, device: int, decision: Decision, bandwidth_hz: float,
                      server_cycles_per_s: float, method: str) -> Decision:
     """A decision taken elsewhere, kept (split, rules, ratios, power, device frequency) and
@@ -180,8 +186,7 @@ def recost_at_shares(fleet: Fleet, device: int, decision: Decision, bandwidth_hz
     point = decision.point
     if point is None:
         return replace(decision, strategy=method)
-    scenario = fleet.device_scenario(device, max(bandwidth_hz, LEAST_BANDWIDTH_HZ),
-                                     max(server_cycles_per_s, LEAST_SERVER_CYCLES_PER_S))
+    scenario = scenario_at_shares(fleet, device, bandwidth_hz, server_cycles_per_s)
     problem = problem_of_point(scenario, point)
     uses_band = point.uplink_bits > 0
     uses_server = point.costs.latency_server_s > 0
@@ -195,14 +200,16 @@ def recost_at_shares(fleet: Fleet, device: int, decision: Decision, bandwidth_hz
                            point.power_w, point.freq_device_hz, freq_server)
     usage = limit_usage(problem, point.split, point.rho_device, point.rho_server,
                         point.power_w, point.freq_device_hz, freq_server, costs)
-    values = {"latency": costs.latency_total_s, "energy": costs.energy_total_j}
-    reasons = []
-    for name, (limit, key, unit) in _BROKEN_KEYS.items():
-        if usage[limit] > 1 + LIMIT_TOL:  # type: ignore[index]
-            reasons.append(Reason(limit, (  # type: ignore[arg-type]
-                f"decided alone, at its equal share ({bandwidth_hz:.4g} Hz, "
-                f"{server_cycles_per_s:.4g} cycles/s) its {name} {values[name]:.4g} {unit} "
-                f"exceeds {key} by {100 * (usage[limit] - 1):.3g} %")))
+    task, device_section = scenario.task, scenario.device
+    checked: tuple[tuple[Literal["latency", "energy"], float, str, float, str], ...] = (
+        ("latency", costs.latency_total_s, "task.latency_budget_s", task.latency_budget_s, "s"),
+        ("energy", costs.energy_total_j, "device.energy_budget_j",
+         device_section.energy_budget_j, "J"))
+    reasons = [Reason(limit, (
+        f"decided without the fleet, at its share ({bandwidth_hz:.4g} Hz, "
+        f"{server_cycles_per_s:.4g} cycles/s) its {limit} {used:.4g} {unit} exceeds {key} = "
+        f"{allowed:.4g} {unit} by {100 * (usage[limit] - 1):.3g} %"))
+        for limit, used, key, allowed, unit in checked if usage[limit] > 1 + LIMIT_TOL]
     if reasons:
         return infeasible(method, reasons)
     return decide(problem, method, Candidate(point.split, point.rho_device, point.rho_server,

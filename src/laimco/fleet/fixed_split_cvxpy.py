@@ -40,19 +40,17 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from laimco.config import Scenario
 from laimco.fleet.baselines import (
-    LEAST_BANDWIDTH_HZ,
-    LEAST_SERVER_CYCLES_PER_S,
     problem_for_choices,
     problem_of_point,
+    scenario_at_shares,
     solution_at_shares,
 )
 from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.solution import FleetSolution
 from laimco.optimize import Decision
 from laimco.optimize.decision import Candidate, decide
-from laimco.optimize.evaluate import decision_costs, limit_usage
+from laimco.optimize.evaluate import Limit, decision_costs, limit_usage
 from laimco.optimize.operating_point import operating_point
 from laimco.optimize.problem import SplitProblem
 from laimco.optimize.tolerances import LIMIT_TOL
@@ -143,9 +141,10 @@ def cvxpy_fixed_split(fixed: FleetSolution, objective: FleetObjective | None = N
     fleet, kind = fixed.fleet, objective or fixed.objective_kind
     res = fleet.resources
     served = [u for u in range(fleet.n_devices) if fixed.decisions[u].point is not None]
-    devices = [_fixed_device(problem_of_point(_scenario_at(fixed, u),
-                                              fixed.decisions[u].point),  # type: ignore[arg-type]
-                             fixed.decisions[u]) for u in served]
+    devices = [_fixed_device(problem_of_point(
+        scenario_at_shares(fleet, u, float(fixed.bandwidth_hz[u]),
+                           float(fixed.server_cycles_per_s[u])),
+        fixed.decisions[u].point), fixed.decisions[u]) for u in served]  # type: ignore[arg-type]
     model = _FleetModel(cp, devices, fleet.weight[served], kind, hold, res.bandwidth_hz,
                         res.server_cycles_per_s)
     beta, phi, rho_d, rho_s = model.solve(solver)
@@ -170,14 +169,6 @@ def cvxpy_fixed_split(fixed: FleetSolution, objective: FleetObjective | None = N
                               decisions)
 
 
-def _scenario_at(solution: FleetSolution, u: int) -> Scenario:
-    """Device u's scenario at its shares; a share below what a scenario holds is raised to that
-    least value (the device then runs split L, where no share enters its costs)."""
-    return solution.fleet.device_scenario(
-        u, max(float(solution.bandwidth_hz[u]), LEAST_BANDWIDTH_HZ),
-        max(float(solution.server_cycles_per_s[u]), LEAST_SERVER_CYCLES_PER_S))
-
-
 def _recost(fleet: Fleet, u: int, d: FixedDevice, bandwidth_hz: float,
             server_cycles_per_s: float, ratios: tuple[float, float]) -> Decision:
     """The model's ratios (ρ_d, ρ_s) for one device made exactly feasible at its (exact-sum)
@@ -187,8 +178,7 @@ def _recost(fleet: Fleet, u: int, d: FixedDevice, bandwidth_hz: float,
     needs after the conic solver's rounding (θ is of the order of the solver's tolerance, so
     a held ρ_s moves only by rounding); `decide` then costs and checks the point from the
     system model."""
-    scenario = fleet.device_scenario(u, max(bandwidth_hz, LEAST_BANDWIDTH_HZ),
-                                     max(server_cycles_per_s, LEAST_SERVER_CYCLES_PER_S))
+    scenario = scenario_at_shares(fleet, u, bandwidth_hz, server_cycles_per_s)
     problem = problem_for_choices(scenario, *d.problem.rules, d.problem.activation_bits)
     s, table = d.split, problem.table
     # a side with nothing to prune: the model left its ratio free, it is 0 (ρ_d its floor)
@@ -212,7 +202,7 @@ def _recost(fleet: Fleet, u: int, d: FixedDevice, bandwidth_hz: float,
                                c.freq_device_hz, c.freq_server_hz, d.gain)
         usage = limit_usage(problem, s, c.rho_device, c.rho_server, c.power_w,
                             c.freq_device_hz, c.freq_server_hz, costs)
-        return max(usage.get(k, 0.0) for k in _REPAIRED) - 1 - LIMIT_TOL / 2
+        return max(usage.get(k, 0.0) for k in _REPAIRED) - 1.0 - LIMIT_TOL / 2
 
     theta = 0.0
     if excess(0.0) > 0 >= excess(1.0):  # bisection keeping the feasible end
@@ -223,7 +213,7 @@ def _recost(fleet: Fleet, u: int, d: FixedDevice, bandwidth_hz: float,
     return decide(problem, "cvxpy-fixed-split", candidate(theta))
 
 
-_REPAIRED = ("latency", "energy", "tx_power", "cpu_freq_device", "memory")
+_REPAIRED: tuple[Limit, ...] = ("latency", "energy", "tx_power", "cpu_freq_device", "memory")
 
 
 class _Cuts:
@@ -258,7 +248,8 @@ class _Cuts:
         """True side value minus the model's epigraph variable, per device (≥ 0 up to rounding)."""
         true = np.array([float(d.side(self.which, np.array(r), False))
                          for d, r in zip(self.devices, rho, strict=True)])
-        return np.maximum(true - np.asarray(self.y.value, dtype=np.float64), 0.0)
+        return np.asarray(np.maximum(true - np.asarray(self.y.value, dtype=np.float64), 0.0),
+                          dtype=np.float64)
 
     def add(self, rho: FloatArray) -> bool:
         """A tangent at each device's ρ (every device, so the slots stay aligned); whether any
@@ -343,9 +334,9 @@ class _FleetModel:
         given = self.weight * arr(lambda d: d.objective)
         at_max = arr(lambda d: float(d.side("device", np.array(d.rho_max), False)
                                      + d.side("server", np.array(d.rho_max), False)))
-        held = float(given.sum() if kind == "sum" else given.max())
-        self.scale = held if held > 0 else max(1e-6 * float(np.max(self.weight * at_max)),
-                                               1e-12)
+        reference = float(given.sum() if kind == "sum" else given.max())
+        self.scale: float = reference if reference > 0 else max(
+            1e-6 * float(np.max(self.weight * at_max)), 1e-12)
         w = self.weight / self.scale
         terms = cp.multiply(w, self.cuts[0].y + self.cuts[1].y) + w * quantization
         self.problem = cp.Problem(cp.Minimize(cp.sum(terms) if kind == "sum"
