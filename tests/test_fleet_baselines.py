@@ -163,24 +163,35 @@ def test_slsqp_refuses_a_large_fleet() -> None:
 
 @pytest.mark.filterwarnings("ignore:Solution may be inaccurate")
 @pytest.mark.parametrize("hold", ["server-ratio", "server-time"])
-def test_cvxpy_fixed_split_reproduces_a_single_device_optimum(hold: str) -> None:
-    """A fleet of one device owning the phone's band and server, the choices held at laimco's
-    single-device optimum: the conic model's best is that optimum (the continuous optimum is
-    unique for a fixed split)."""
+@pytest.mark.parametrize("name", [
+    "paper-minilm-phone",
+    # calibrated: rule pair (structured, dense server) and a 6-bit activation held
+    pytest.param("minilm-phone", marks=pytest.mark.slow)])
+def test_cvxpy_fixed_split_reproduces_a_single_device_optimum(name: str, hold: str) -> None:
+    """A fleet of one device owning its scenario's band and server, the choices held at
+    laimco's single-device optimum: the conic model's best is that optimum (the continuous
+    optimum is unique for fixed discrete choices), rel 1e-5."""
     from laimco.fleet.fixed_split_cvxpy import cvxpy_fixed_split
 
-    phone = scenario("paper-minilm-phone")
-    fleet = paper_fleet([("phone", phone)], [0], [1e-7], bandwidth_hz=2e6,
-                        server_cycles_per_s=2e8)
-    optimum = solve(fleet.device_scenario(0, 2e6, 2e8))
+    own = scenario(name)
+    b, f = own.channel.bandwidth_hz, own.server.cpu_freq_max_hz
+    fleet = Fleet(name="one", resources=SharedResources(b, f, own.server.flops_per_cycle),
+                  classes=(DeviceClass(name, own),), class_index=np.zeros(1, dtype=np.intp),
+                  path_gain=np.array([own.channel.path_gain]), weight=np.ones(1), ids=("d0",))
+    optimum = solve(fleet.device_scenario(0, b, f))
     assert optimum.point is not None and optimum.point.objective > 0
-    fixed = baselines.solution_at_shares(fleet, "laimco", np.array([2e6]), np.array([2e8]),
+    fixed = baselines.solution_at_shares(fleet, "laimco", np.array([b]), np.array([f]),
                                          time.perf_counter())
     result = cvxpy_fixed_split(fixed, hold=hold)  # type: ignore[arg-type]
     assert result.decisions[0].success, result.decisions[0].reasons
     assert result.objective == pytest.approx(optimum.point.objective, rel=1e-5)
     assert result.objective >= optimum.point.objective * (1 - 1e-9)  # laimco is exact
-    print(f"{hold}: cvxpy {result.objective:.9g}, laimco {optimum.point.objective:.9g}")
+    point = result.decisions[0].point
+    assert point is not None
+    assert (point.split, point.rule_device, point.rule_server, point.activation_bits) == (
+        optimum.point.split, optimum.point.rule_device, optimum.point.rule_server,
+        optimum.point.activation_bits)
+    print(f"{name}, {hold}: cvxpy {result.objective:.9g}, laimco {optimum.point.objective:.9g}")
 
 
 def twenty_devices(objective: str, bandwidth_hz: float = 50e6,

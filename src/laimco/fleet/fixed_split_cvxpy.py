@@ -27,12 +27,13 @@ objective and the model's agree (as tests/test_optimizer_cvxpy.py does for one d
 
 The answer is re-costed from the system model, not taken from the conic solver: the shares are
 scaled to sum exactly to B and F, each device takes the least-energy power and frequency for
-the model's ratios at its share (docs/theory.md §4.5), ρ_d is raised (by bisection) as little
-as needed for every limit to hold after the solver's rounding, and `decide` re-checks them.
+the model's ratios at its share (docs/theory.md §4.5), the ratios are raised (bisection) as
+little as every limit needs after the solver's rounding, and `decide` re-checks them.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,6 +49,7 @@ from laimco.fleet.baselines import (
 )
 from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.solution import FleetSolution
+from laimco.fleet.tangent_cuts import TangentCuts
 from laimco.optimize import Decision
 from laimco.optimize.decision import Candidate, decide
 from laimco.optimize.evaluate import Limit, decision_costs, limit_usage
@@ -70,7 +72,12 @@ class FixedDevice:
 
     problem: SplitProblem
     split: int
+    rho_device: float
     rho_server: float
+    # whether a side's ratio may move: it has prunable weights and a known rule (a side the
+    # calibrated decision left unpruned, rule None, could be any dense-at-zero rule: held at 0)
+    prunes_device: bool
+    prunes_server: bool
     upload_time_s: float
     server_time_s: float
     upload_bits: float
@@ -102,15 +109,14 @@ class FixedDevice:
     def side(self, which: Literal["device", "server"], rho: FloatArray,
              derivative: bool) -> FloatArray:
         """D_d(ρ) or D_s(ρ) at this split (or its derivative), eq. 3.10."""
-        bound, split = self.problem.bound, np.full(np.shape(rho), float(self.split))
+        b, split = self.problem.bound, np.full(np.shape(rho), float(self.split))
         rho = np.asarray(rho, dtype=np.float64)
-        if derivative:
+        if derivative:  # ∞ at ρ = 1 (ρ_max < 1 here)
             with np.errstate(divide="ignore"):
-                fn = bound.device_derivative_at if which == "device" else \
-                    bound.server_derivative_at
-                return np.asarray(fn(rho, split))
-        fn = bound.device_at if which == "device" else bound.server_at
-        return np.asarray(fn(rho, split.astype(np.intp)))
+                return np.asarray((b.device_derivative_at if which == "device"
+                                   else b.server_derivative_at)(rho, split))
+        return np.asarray((b.device_at if which == "device" else b.server_at)(
+            rho, split.astype(np.intp)))
 
 
 def _fixed_device(problem: SplitProblem, decision: Decision) -> FixedDevice:
@@ -121,8 +127,13 @@ def _fixed_device(problem: SplitProblem, decision: Decision) -> FixedDevice:
     # (nothing comes back there, eq. 2.13): both undone here
     downlink = problem.scenario.task.downlink_s if s == problem.profile.n_units else 0.0
     freq = problem.server.cpu_freq_max_hz
+    paper = problem.scenario.distortion.mode == "paper"
     return FixedDevice(
-        problem=problem, split=s, rho_server=point.rho_server,
+        problem=problem, split=s, rho_device=point.rho_device, rho_server=point.rho_server,
+        prunes_device=bool(problem.table.prunable_device[s] > 0
+                           and (paper or point.rule_device is not None)),
+        prunes_server=bool(problem.table.prunable_server[s] > 0
+                           and (paper or point.rule_server is not None)),
         upload_time_s=point.costs.latency_uplink_s, server_time_s=point.costs.latency_server_s,
         upload_bits=float(problem.upload_bits[s]), time_s=problem.time_budget_s + downlink,
         server_cycles_prunable=float(problem.server_prunable_s[s]) * freq,
@@ -151,11 +162,9 @@ def cvxpy_fixed_split(fixed: FleetSolution, objective: FleetObjective | None = N
     # shares summing exactly to the totals (a device that needs none gets none; the rest is
     # given out in proportion, which only loosens the others' limits: V is non-increasing)
     bandwidth, server = np.zeros(fleet.n_devices), np.zeros(fleet.n_devices)
-    needs_b = np.array([d.upload_bits > 0 for d in devices], dtype=bool)
-    needs_f = np.array([d.server_cycles(r) > 0 for d, r in zip(devices, rho_s, strict=True)],
-                       dtype=bool)
-    beta = np.where(needs_b, np.maximum(beta, 0.0), 0.0)
-    phi = np.where(needs_f, np.maximum(phi, 0.0), 0.0)
+    beta = np.where([d.upload_bits > 0 for d in devices], np.maximum(beta, 0.0), 0.0)
+    phi = np.where([d.server_cycles(r) > 0 for d, r in zip(devices, rho_s, strict=True)],
+                   np.maximum(phi, 0.0), 0.0)
     index = np.array(served, dtype=np.intp)
     if beta.sum() > 0:
         bandwidth[index] = res.bandwidth_hz * beta / beta.sum()
@@ -180,16 +189,18 @@ def _recost(fleet: Fleet, u: int, d: FixedDevice, bandwidth_hz: float,
     system model."""
     scenario = scenario_at_shares(fleet, u, bandwidth_hz, server_cycles_per_s)
     problem = problem_for_choices(scenario, *d.problem.rules, d.problem.activation_bits)
-    s, table = d.split, problem.table
-    # a side with nothing to prune: the model left its ratio free, it is 0 (ρ_d its floor)
-    rho_d = float(np.clip(ratios[0], d.rho_floor, d.rho_max)) if table.prunable_device[s] \
-        else d.rho_floor
-    rho_s = float(np.clip(ratios[1], 0.0, d.rho_max)) if table.prunable_server[s] else 0.0
+    s = d.split
+    # a side whose ratio may not move keeps the held one (the model may leave it anywhere
+    # when the side has nothing to prune)
+    rho_d = float(np.clip(ratios[0], d.rho_floor, d.rho_max)) if d.prunes_device \
+        else d.rho_device
+    rho_s = float(np.clip(ratios[1], 0.0, d.rho_max)) if d.prunes_server else d.rho_server
     if d.tied:
         rho_d = rho_s
+
     def candidate(theta: float) -> Candidate:
-        rd = rho_d + theta * (d.rho_max - rho_d) if table.prunable_device[s] else rho_d
-        rs = rho_s + theta * (d.rho_max - rho_s) if table.prunable_server[s] else rho_s
+        rd = rho_d + theta * (d.rho_max - rho_d) if d.prunes_device else rho_d
+        rs = rho_s + theta * (d.rho_max - rho_s) if d.prunes_server else rho_s
         rd = rs if d.tied else rd
         server_hz = server_cycles_per_s if d.server_cycles(rs) > 0 else 0.0
         power, freq = operating_point(problem, s, rd, rs, d.gain)
@@ -214,51 +225,6 @@ def _recost(fleet: Fleet, u: int, d: FixedDevice, bandwidth_hz: float,
 
 
 _REPAIRED: tuple[Limit, ...] = ("latency", "energy", "tx_power", "cpu_freq_device", "memory")
-
-
-class _Cuts:
-    """y ≥ max_k (a_k + b_k·ρ) per device: the tangents of one convex side, refined by adding
-    a tangent at each solution (fixed slots, so one compiled problem is re-solved)."""
-
-    def __init__(self, cp: Any, devices: list[FixedDevice], which: Literal["device", "server"],
-                 rho: Any, low: FloatArray) -> None:
-        n, slots = len(devices), N_CUTS0 + N_EXTRA
-        self.devices, self.which = devices, which
-        self.y = cp.Variable(n)
-        self.a, self.b = cp.Parameter((n, slots)), cp.Parameter((n, slots))
-        ones = np.ones((1, slots))
-        column = cp.reshape(rho, (n, 1), order="C") @ ones
-        self.constraint = (cp.reshape(self.y, (n, 1), order="C") @ ones
-                           >= self.a + cp.multiply(self.b, column))
-        self.points = [list(np.linspace(lo, d.rho_max, N_CUTS0))
-                       for d, lo in zip(devices, low, strict=True)]
-
-    def set(self) -> None:
-        slots = N_CUTS0 + N_EXTRA
-        a = np.zeros((len(self.devices), slots))
-        b = np.zeros_like(a)
-        for k, d in enumerate(self.devices):
-            pts = np.array(self.points[k] + [self.points[k][0]] * (slots - len(self.points[k])))
-            value, slope = d.side(self.which, pts, False), d.side(self.which, pts, True)
-            slope = np.where(np.isfinite(slope), slope, 0.0)
-            a[k], b[k] = value - slope * pts, slope
-        self.a.value, self.b.value = a, b
-
-    def gap(self, rho: FloatArray) -> FloatArray:
-        """True side value minus the model's epigraph variable, per device (≥ 0 up to rounding)."""
-        true = np.array([float(d.side(self.which, np.array(r), False))
-                         for d, r in zip(self.devices, rho, strict=True)])
-        return np.asarray(np.maximum(true - np.asarray(self.y.value, dtype=np.float64), 0.0),
-                          dtype=np.float64)
-
-    def add(self, rho: FloatArray) -> bool:
-        """A tangent at each device's ρ (every device, so the slots stay aligned); whether any
-        of them is new."""
-        new = False
-        for k, r in enumerate(rho):
-            new |= min(abs(p - float(r)) for p in self.points[k]) > 1e-12
-            self.points[k].append(float(r))
-        return new
 
 
 class _FleetModel:
@@ -297,6 +263,11 @@ class _FleetModel:
         tied = np.flatnonzero(arr(lambda d: d.tied))
         if tied.size:
             cons.append(self.rd[tied] == self.rs[tied])
+        for ratio, moves, held_ratio in ((self.rd, "prunes_device", "rho_device"),
+                                         (self.rs, "prunes_server", "rho_server")):
+            still = [k for k, d in enumerate(devices) if not getattr(d, moves)]
+            if still:
+                cons.append(ratio[still] == [getattr(devices[k], held_ratio) for k in still])
         scale = server_cycles_per_s * T
         prunable = arr(lambda d: d.server_cycles_prunable) / scale
         fixed = arr(lambda d: d.server_cycles_fixed) / scale
@@ -325,8 +296,11 @@ class _FleetModel:
                         >= need)
         if (bits <= 0).any():
             cons += [self.beta[bits <= 0] == 0, power[bits <= 0] == 0]
-        self.cuts = (_Cuts(cp, devices, "device", self.rd, floor),
-                     _Cuts(cp, devices, "server", self.rs, np.zeros(n)))
+        sides: tuple[tuple[Literal["device", "server"], Any, FloatArray], ...] = (
+            ("device", self.rd, floor), ("server", self.rs, np.zeros(n)))
+        self.cuts = tuple(
+            TangentCuts(cp, [functools.partial(d.side, which) for d in devices], ratio, low,
+                        rho_max, N_CUTS0, N_EXTRA) for which, ratio, low in sides)
         cons += [c.constraint for c in self.cuts]
         quantization = arr(lambda d: d.problem.quantization_at(d.split))
         # the objective's scale: the held solution's (a tiny optimum beside a huge D(ρ_max)
@@ -383,7 +357,7 @@ class _FleetModel:
                      np.asarray(self.phi.value, dtype=np.float64), rho[0], rho[1])
             gap = sum(float(np.sum(c.gap(r) * self.weight)) for c, r in
                       zip(self.cuts, rho, strict=True)) / self.scale
-            if gap <= AGREE_REL or len(self.cuts[0].points[0]) >= N_CUTS0 + N_EXTRA:
+            if gap <= AGREE_REL or self.cuts[0].full:
                 break
             if not any([c.add(r) for c, r in zip(self.cuts, rho, strict=True)]):
                 break
