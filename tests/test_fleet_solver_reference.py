@@ -41,28 +41,28 @@ def small_fleets() -> dict[str, Fleet]:
 
 
 FLEETS = small_fleets()
-# Cases the solver failed when these tests were written (solver on main at d2440b3): strict
+# Cases the solver failed when these tests were last run (solver on main at 96775f8): strict
 # xfails, so a fix shows up as XPASS and the mark must go. Numbers: solver objective (dual
 # bound) vs the brute force / the best baseline.
-_DEFECT = "solver defect at the time of writing: "
+_DEFECT = "solver short of the reference at 96775f8: "
 KNOWN_FAILURES = {
-    "brute": {
-        ("2 phones, gains 1e-7 / 1e-9", "sum"): "1248.46 (bound 0) vs brute force 694.65",
-        ("2 phones, gains 1e-7 / 1e-9", "max-min"): "348.618 (bound 194.4) vs 347.983",
-        ("3 phones, gains 1e-7 / 1e-8 / 3e-9", "sum"): "1248.46 (bound 0) vs 932.77",
-        ("3 phones, gains 1e-7 / 1e-8 / 3e-9", "max-min"): "316.51 (bound 146.8) vs 311.43",
-        ("phone + iot + phone", "sum"): "2496.92 (bound 0) vs 1289.41",
-        ("phone + iot, weights 1 / 2", "sum"): "107.51 (bound 0) vs 40.95",
-        ("phone + iot, weights 1 / 2", "max-min"): "25.19 (bound 0.75) vs 21.79",
-    },
     "none": {},
+    "brute": {
+        ("2 phones, gains 1e-7 / 1e-9", "sum"): "704.736 (bound 449.99) vs brute force 694.652",
+        ("2 phones, gains 1e-7 / 1e-9", "max-min"): "348.618 (bound 186.90) vs 347.983",
+        ("3 phones, gains 1e-7 / 1e-8 / 3e-9", "sum"): "959.925 (bound 609.58) vs 932.770",
+        ("3 phones, gains 1e-7 / 1e-8 / 3e-9", "max-min"): "316.526 (bound 146.82) vs 311.434",
+        ("phone + iot + phone", "sum"): "1289.4150 (bound 1269.30) vs 1289.4099 (+4e-6)",
+        ("phone + iot, weights 1 / 2", "sum"): "40.9595 (bound 37.01) vs 40.9493",
+        ("phone + iot, weights 1 / 2", "max-min"): "23.030 (bound 0.64) vs 21.790",
+    },
     "baselines": {
-        ("2 phones, gains 1e-7 / 1e-9", "sum"): "1248.46 vs equal shares 761.40",
+        ("2 phones, gains 1e-7 / 1e-9", "sum"): "704.736 vs slsqp 694.652",
         ("2 phones, gains 1e-7 / 1e-9", "max-min"): "348.618 vs slsqp 347.983",
-        ("3 phones, gains 1e-7 / 1e-8 / 3e-9", "sum"): "1248.46 vs equal shares 959.93",
-        ("3 phones, gains 1e-7 / 1e-8 / 3e-9", "max-min"): "316.51 vs slsqp 311.03",
-        ("phone + iot, weights 1 / 2", "sum"): "107.51 vs slsqp 40.95",
-        ("phone + iot, weights 1 / 2", "max-min"): "25.19 vs slsqp 21.79",
+        ("3 phones, gains 1e-7 / 1e-8 / 3e-9", "sum"): "959.925 vs slsqp 932.768",
+        ("3 phones, gains 1e-7 / 1e-8 / 3e-9", "max-min"): "316.526 vs slsqp 311.034",
+        ("phone + iot, weights 1 / 2", "sum"): "40.9595 vs slsqp 40.9493",
+        ("phone + iot, weights 1 / 2", "max-min"): "23.030 vs slsqp 21.790",
     },
 }
 
@@ -157,8 +157,7 @@ def test_cvxpy_at_the_solvers_choices_cannot_beat_its_certificate(objective: str
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", [
     "max-min", pytest.param("sum", marks=pytest.mark.xfail(strict=True, reason=(
-        "solver defect at the time of writing: dual bound 0 (gap 100 %) on this fleet, "
-        "objective 10643; CVXPY at its own choices with server times held reaches 10085")))])
+        _DEFECT + "objective 5887.45, bound 5727.53: gap 2.7e-2")))])
 def test_solver_certifies_its_default_gap_on_20_devices(objective: str) -> None:
     """The certificate must mean something for the evidence above: the solver's relative gap
     reaches its default target (1e-3) on the 20-device fleet."""
