@@ -1,5 +1,6 @@
 """Brute force over the shares of a small fleet (2–3 devices), the reference the fleet solver
-and the baselines are tested against (test helper, not shipped).
+and the baselines are tested against, and the paper-mode test fleets they use (test helper, not
+shipped).
 
 Device u's value V_u(b, f) comes straight from the single-device optimizer (`solve` on
 `fleet.device_scenario(u, b, f)`, inf when infeasible; with no usable share only the whole model
@@ -27,11 +28,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from laimco.config import Scenario, load_scenario
 from laimco.fleet.baselines import decision_at_shares, device_value
-from laimco.fleet.fleet import Fleet, FleetObjective
+from laimco.fleet.fleet import DeviceClass, Fleet, FleetObjective, SharedResources
 
 FloatArray = np.ndarray
 
@@ -181,3 +184,36 @@ def max_min_pair(fleet: Fleet, lattice: int = 20, tol: float = 1e-10) -> BruteFo
                       server_cycles_per_s=np.array([y, 1.0 - y]) * res.server_cycles_per_s,
                       device_objective=np.array([values(0, x, y), values(1, 1.0 - x, 1.0 - y)]),
                       evaluations=len(values.cache))
+
+
+# fleets of paper-mode scenarios for the fleet tests
+SCENARIOS = Path(__file__).parents[1] / "scenarios"
+
+
+def scenario(name: str) -> Scenario:
+    return load_scenario(SCENARIOS / f"{name}.toml")
+
+
+def paper_fleet(classes: list[tuple[str, Scenario]], class_index: list[int],
+                gains: list[float], weights: list[float] | None = None,
+                bandwidth_hz: float = 4e6, server_cycles_per_s: float = 4e8,
+                objective: str = "sum") -> Fleet:
+    n = len(class_index)
+    return Fleet(name="test", resources=SharedResources(bandwidth_hz, server_cycles_per_s, 64.0),
+                 classes=tuple(DeviceClass(name, sc) for name, sc in classes),
+                 class_index=np.array(class_index, dtype=np.intp),
+                 path_gain=np.array(gains, dtype=np.float64),
+                 weight=np.array(weights or [1.0] * n, dtype=np.float64),
+                 ids=tuple(f"d{u}" for u in range(n)), objective=objective)  # type: ignore[arg-type]
+
+
+def twenty_devices(objective: str, bandwidth_hz: float = 50e6,
+                   server_cycles_per_s: float = 5e9) -> Fleet:
+    """20 phones and IoT nodes (seeded), gains 1e-9..1e-7, weights 0.5..2."""
+    rng = np.random.default_rng(1)
+    n = 20
+    return paper_fleet([("phone", scenario("paper-minilm-phone")),
+                        ("iot", scenario("paper-minilm-iot"))],
+                       list(rng.integers(0, 2, n)), list(10 ** rng.uniform(-9, -7, n)),
+                       list(rng.uniform(0.5, 2, n)), bandwidth_hz=bandwidth_hz,
+                       server_cycles_per_s=server_cycles_per_s, objective=objective)

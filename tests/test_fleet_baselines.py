@@ -7,37 +7,17 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from fleet_reference import brute_force_shares
+from fleet_reference import brute_force_shares, paper_fleet, scenario, twenty_devices
 
-from laimco.config import Scenario, load_scenario
 from laimco.fleet import baselines
 from laimco.fleet.fleet import DeviceClass, Fleet, SharedResources
 from laimco.optimize import solve
 from laimco.optimize.evaluate import decision_costs, limit_usage, violations
 
-SCENARIOS = Path(__file__).parents[1] / "scenarios"
 SHARE_SUM_REL = 1e-12
-
-
-def scenario(name: str) -> Scenario:
-    return load_scenario(SCENARIOS / f"{name}.toml")
-
-
-def paper_fleet(classes: list[tuple[str, Scenario]], class_index: list[int],
-                gains: list[float], weights: list[float] | None = None,
-                bandwidth_hz: float = 4e6, server_cycles_per_s: float = 4e8,
-                objective: str = "sum") -> Fleet:
-    n = len(class_index)
-    return Fleet(name="test", resources=SharedResources(bandwidth_hz, server_cycles_per_s, 64.0),
-                 classes=tuple(DeviceClass(name, sc) for name, sc in classes),
-                 class_index=np.array(class_index, dtype=np.intp),
-                 path_gain=np.array(gains, dtype=np.float64),
-                 weight=np.array(weights or [1.0] * n, dtype=np.float64),
-                 ids=tuple(f"d{u}" for u in range(n)), objective=objective)  # type: ignore[arg-type]
 
 
 def mixed_fleet(objective: str = "sum") -> Fleet:
@@ -192,18 +172,6 @@ def test_cvxpy_fixed_split_reproduces_a_single_device_optimum(name: str, hold: s
         optimum.point.split, optimum.point.rule_device, optimum.point.rule_server,
         optimum.point.activation_bits)
     print(f"{name}, {hold}: cvxpy {result.objective:.9g}, laimco {optimum.point.objective:.9g}")
-
-
-def twenty_devices(objective: str, bandwidth_hz: float = 50e6,
-                   server_cycles_per_s: float = 5e9) -> Fleet:
-    """20 phones and IoT nodes (seeded), gains 1e-9..1e-7, weights 0.5..2."""
-    rng = np.random.default_rng(1)
-    n = 20
-    return paper_fleet([("phone", scenario("paper-minilm-phone")),
-                        ("iot", scenario("paper-minilm-iot"))],
-                       list(rng.integers(0, 2, n)), list(10 ** rng.uniform(-9, -7, n)),
-                       list(rng.uniform(0.5, 2, n)), bandwidth_hz=bandwidth_hz,
-                       server_cycles_per_s=server_cycles_per_s, objective=objective)
 
 
 @pytest.mark.slow

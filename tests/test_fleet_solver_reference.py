@@ -10,8 +10,7 @@ import functools
 
 import numpy as np
 import pytest
-from fleet_reference import BruteForce, brute_force_shares
-from test_fleet_baselines import paper_fleet, scenario, twenty_devices
+from fleet_reference import BruteForce, brute_force_shares, paper_fleet, scenario, twenty_devices
 
 from laimco.fleet import baselines
 from laimco.fleet.fleet import Fleet
