@@ -10,7 +10,8 @@ from laimco.config import load_scenario
 from laimco.fleet.boxes import Boxes, split_boxes
 from laimco.fleet.fleet import DeviceClass, Fleet, SharedResources
 from laimco.fleet.server_memory import server_part_key
-from laimco.fleet.solver import first_levels, solve_fleet
+from laimco.fleet.share_points import first_levels
+from laimco.fleet.solver import solve_fleet
 from laimco.fleet.value import fleet_values
 from laimco.optimize.strategies import solve
 from laimco.profile import load_profile

@@ -21,9 +21,9 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 
 from laimco.config import Scenario
+from laimco.fleet.answer import device_decision
 from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.solution import FleetSolution
-from laimco.fleet.solver import device_decision
 from laimco.optimize import Decision, OperatingPoint, Reason, solve
 from laimco.optimize.decision import Candidate, decide, infeasible
 from laimco.optimize.evaluate import decision_costs, limit_usage

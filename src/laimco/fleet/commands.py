@@ -3,6 +3,7 @@ objective and its certificate (docs/fleet.md)."""
 
 from __future__ import annotations
 
+import collections
 import json
 import sys
 from pathlib import Path
@@ -105,14 +106,14 @@ def _class_table(solution: FleetSolution) -> Table:
         members = fl.members(number)
         if members.size == 0:
             continue
-        splits = [solution.decisions[u].point.split for u in members
-                  if solution.decisions[u].point is not None]
-        counts = np.unique(splits, return_counts=True) if splits else ([], [])
+        splits = [point.split for u in members
+                  if (point := solution.decisions[u].point) is not None]
+        split_counts = collections.Counter(splits)
         served = solution.served[members]
         objective = solution.device_objective[members][served]
         table.add_row(device_class.name, str(members.size), str(int(served.sum())),
                       str(int((solution.bandwidth_hz[members] > 0).sum())),
-                      " ".join(f"{s}({c})" for s, c in zip(*counts, strict=True)),
+                      " ".join(f"{s}({c})" for s, c in sorted(split_counts.items())),
                       f"{solution.bandwidth_hz[members].mean() / 1e6:.4g}",
                       f"{solution.server_cycles_per_s[members].mean() / 1e9:.4g}",
                       f"{objective.mean():.4g}" if objective.size else "—")

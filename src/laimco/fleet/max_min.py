@@ -16,24 +16,29 @@ import time
 import numpy as np
 from numpy.typing import NDArray
 
+from laimco.fleet.answer import fleet_answer
 from laimco.fleet.boxes import Boxes
+from laimco.fleet.fitting import fit_everyone
 from laimco.fleet.fleet import Fleet
 from laimco.fleet.menu_lp import solve_menu
-from laimco.fleet.solution import FleetSolution
-from laimco.fleet.solver import (
-    CUTS_PER_DEVICE,
-    Progress,
-    _cut,
-    _Evaluator,
-    _finish,
-    _first_grid,
-    _fit_everyone,
-    _Points,
-    _rank_within,
-    _round,
-    _servable,
-    hand_out_leftover,
+from laimco.fleet.share_points import (
+    SharePoints,
+    ShareValues,
+    cut_boxes,
+    first_grid,
+    rank_within,
+    servable,
 )
+from laimco.fleet.small_fleet import (
+    EXHAUSTIVE_DEVICES,
+    POLISH_DEVICES,
+    best_combinations,
+    exhaustive_bound,
+    polish,
+    simplex_polish,
+)
+from laimco.fleet.solution import FleetSolution
+from laimco.fleet.solver import CUTS_PER_DEVICE, Progress, _round, hand_out_leftover
 from laimco.fleet.value import fleet_values
 
 FloatArray = NDArray[np.float64]
@@ -80,36 +85,56 @@ def solve_max_min(fleet: Fleet, *, gap: float, max_rounds: int,
                   progress: Progress | None = None) -> FleetSolution:
     started = time.perf_counter()
     values = fleet_values(fleet)
-    devices = np.flatnonzero(_servable(fleet, values))
-    evaluate = _Evaluator(fleet, devices, values)
+    devices = np.flatnonzero(servable(fleet, values))
+    evaluate = ShareValues(fleet, devices, values)
     n = devices.size
     x, y, bound = np.zeros(fleet.n_devices), np.zeros(fleet.n_devices), 0.0
     crowded: list[int] = []
     if n:
-        boxes, points = _first_grid(evaluate, n)
-        boxes, points, crowded = _fit_everyone(boxes, points, evaluate)
+        boxes, points = first_grid(evaluate, n)
+        boxes, points, crowded = fit_everyone(boxes, points, evaluate)
         devices, n = evaluate.devices, evaluate.devices.size
     if n:
+        (share_x, share_y), primal = (np.zeros(n), np.zeros(n)), np.inf
         for round_number in range(max_rounds + 1):
             bound = max(bound, least_level(boxes.device, boxes.x0, boxes.y0,
                                            boxes.value_upper, n, integral=False)[0])
-            (share_x, share_y), primal = _primal_level(points, n, evaluate)
+            combos: list[NDArray[np.intp]] = []
+            if n <= EXHAUSTIVE_DEVICES:
+                exhaustive = exhaustive_bound(boxes, n, worst=True)
+                if exhaustive is not None:
+                    bound, combos = max(bound, exhaustive[0]), exhaustive[1]
+            found, value = _primal_level(points, n, evaluate)
+            if value < primal:
+                (share_x, share_y), primal = found, value
             rel = (primal - bound) / max(abs(primal), 1e-300)
             if progress:
                 progress(f"round {round_number}: worst {primal:.6g}, bound {bound:.6g}, "
                          f"gap {rel:.2e}, {evaluate.calls} evaluations")
             if rel <= gap or round_number == max_rounds:
                 break
-            boxes = _refine_level(boxes, points, primal, evaluate)
+            boxes = _refine_level(boxes, points, primal, evaluate, combos)
+        if n <= POLISH_DEVICES:
+            start = evaluate(np.arange(n), share_x, share_y)
+            share_x, share_y, polished = polish(share_x, share_y, start, evaluate, worst=True)
+            if n <= EXHAUSTIVE_DEVICES:
+                share_x, share_y, polished = simplex_polish(share_x, share_y, polished,
+                                                            evaluate, worst=True)
+            if progress:
+                progress(f"polished: worst {start.max():.9g} → {polished.max():.9g}")
         x[devices], y[devices] = share_x, share_y
-    return _finish(fleet, "dual-decomposition", "max-min", x, y, bound, started, crowded)
+    return fleet_answer(fleet, "dual-decomposition", "max-min", x, y, bound, started, crowded)
 
 
-def _primal_level(points: _Points, n: int, evaluate: _Evaluator
+def _primal_level(points: SharePoints, n: int, evaluate: ShareValues
                   ) -> tuple[tuple[FloatArray, FloatArray], float]:
     ok = points.finite()
     device, x, y, value = points.device[ok], points.x[ok], points.y[ok], points.value[ok]
     _, pick = least_level(device, x, y, value, n, integral=True)
+    if n <= EXHAUSTIVE_DEVICES:  # few devices: the best combination of points, exactly
+        found = best_combinations(device, x, y, value, n, worst=True)
+        if found is not None and found[1]:
+            pick = found[1][0]
     if pick is None:  # no rounding fits: every device alone on its least-share point
         pick = np.array([np.flatnonzero(device == u)[np.argmin((x + y)[device == u])]
                          for u in range(n)])
@@ -122,7 +147,8 @@ def _primal_level(points: _Points, n: int, evaluate: _Evaluator
     return (share_x, share_y), float(final.max(initial=0.0))
 
 
-def _refine_level(boxes: Boxes, points: _Points, level: float, evaluate: _Evaluator) -> Boxes:
+def _refine_level(boxes: Boxes, points: SharePoints, level: float, evaluate: ShareValues,
+                  combos: list[NDArray[np.intp]] | None = None) -> Boxes:
     """Cut the boxes that could still reach below the current worst value: per device the
     CUTS_PER_DEVICE with the least lower-corner share among those whose upper corner is below
     it (they are what lets the relaxation reach low levels)."""
@@ -130,5 +156,7 @@ def _refine_level(boxes: Boxes, points: _Points, level: float, evaluate: _Evalua
     cost = boxes.x0 + boxes.y0
     order = np.lexsort((cost, boxes.device))
     ranked = order[open_[order]]
-    cut = ranked[_rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]
-    return _cut(boxes, cut, points, evaluate, 1.0, 1.0)
+    cut = ranked[rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]
+    if combos:  # the best box combinations of a small fleet: where its bound comes from
+        cut = np.union1d(cut, np.concatenate(combos))
+    return cut_boxes(boxes, cut, points, evaluate, 1.0, 1.0)

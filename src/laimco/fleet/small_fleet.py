@@ -4,10 +4,11 @@ polished by moving shares between devices, and for up to three devices the bound
 every combination of boxes instead of the relaxation.
 
 - **Polish** (any N ≤ POLISH_DEVICES): a pattern search on the shares. Each step tries moving
-  a fraction of one device's band, server share, or both to another device (every ordered
-  pair, evaluated exactly in one vectorized call), takes the best move that lowers the
-  objective, and halves the fraction when none does. Sums stay exactly 1; every value is the
-  exact single-device optimum. A local method: it never makes the answer worse.
+  a fraction of one device's band, server share, or both to another device, or band one way
+  and server share the other (every ordered pair, evaluated exactly in one vectorized call),
+  takes the best move that lowers the objective, and halves the fraction when none does.
+  Sums stay exactly 1; every value is the exact single-device optimum. A local method: it
+  never makes the answer worse.
 - **Exhaustive bound** (N ≤ EXHAUSTIVE_DEVICES): the least Σ w·V at the upper corners over all
   combinations of one box per device whose lower corners fit (Σx₀ ≤ 1, Σy₀ ≤ 1). Every
   allocation lies in such a combination, so this is a lower bound with no relaxation gap
@@ -36,24 +37,29 @@ POLISH_STEPS = 400
 COMBINATIONS_MAX = 4_000_000
 
 
-def polish(x: FloatArray, y: FloatArray, value: FloatArray, evaluate: Evaluate
-           ) -> tuple[FloatArray, FloatArray, FloatArray]:
+def polish(x: FloatArray, y: FloatArray, value: FloatArray, evaluate: Evaluate,
+           worst: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Pattern search over share moves between devices (module docstring); returns the
-    polished shares and the devices' weighted values there."""
+    polished shares and the devices' weighted values there. `worst`: the objective is the
+    largest value (max-min), and a move that keeps it but lowers the larger of the two
+    devices it touches is progress too."""
     n = x.size
     x, y, value = x.copy(), y.copy(), value.copy()
     pairs = np.array([(a, b) for a in range(n) for b in range(n) if a != b], dtype=np.intp)
     if pairs.size == 0:
         return x, y, value
-    moves = np.array([(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
+    # band, server share, both, or band one way and server share the other (an exchange)
+    moves = np.array([(1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, -1.0)])
     step = POLISH_START
     for _ in range(POLISH_STEPS):
         if step < POLISH_END:
             break
-        give, take = np.repeat(pairs[:, 0], 3), np.repeat(pairs[:, 1], 3)
+        give, take = np.repeat(pairs[:, 0], len(moves)), np.repeat(pairs[:, 1], len(moves))
         mx, my = np.tile(moves[:, 0], len(pairs)), np.tile(moves[:, 1], len(pairs))
-        dx, dy = step * x[give] * mx, step * y[give] * my
-        useful = (dx > 0) | (dy > 0)
+        # a positive move takes a fraction of the giver's share, a negative one of the taker's
+        dx = step * mx * np.where(mx > 0, x[give], x[take])
+        dy = step * my * np.where(my > 0, y[give], y[take])
+        useful = (dx != 0) | (dy != 0)
         give, take, dx, dy = give[useful], take[useful], dx[useful], dy[useful]
         if give.size == 0:
             break
@@ -62,7 +68,10 @@ def polish(x: FloatArray, y: FloatArray, value: FloatArray, evaluate: Evaluate
         rows_y = np.concatenate([y[give] - dy, y[take] + dy])
         new = evaluate(rows_device, np.maximum(rows_x, 0.0), np.maximum(rows_y, 0.0))
         m = give.size
-        change = (new[:m] + new[m:]) - (value[give] + value[take])
+        if worst:
+            change = _worst_change(value, give, take, new[:m], new[m:])
+        else:
+            change = (new[:m] + new[m:]) - (value[give] + value[take])
         best = int(np.argmin(change))
         if not change[best] < -1e-15 * max(abs(value.sum()), 1e-300):
             step /= 2
@@ -74,18 +83,79 @@ def polish(x: FloatArray, y: FloatArray, value: FloatArray, evaluate: Evaluate
     return x, y, value
 
 
-def exhaustive_bound(boxes: Boxes, n: int) -> tuple[float, list[IntArray]] | None:
-    """The least Σ value at the upper corners over combinations of one box per device whose
-    lower corners fit, and the best combinations' boxes (for cutting); None when there are
-    too many combinations."""
-    return best_combinations(boxes.device, boxes.x0, boxes.y0, boxes.value_upper, n)
+def simplex_polish(x: FloatArray, y: FloatArray, value: FloatArray, evaluate: Evaluate,
+                   worst: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Nelder–Mead (scipy) on the shares of all devices but the last, which gets the rest:
+    for the max of the values, where moves along fixed directions stall on the ridge where
+    two devices tie. Any share outside [0, 1] counts as infinitely bad; the result is kept
+    only if it is better."""
+    from scipy.optimize import minimize
+
+    n = x.size
+    devices = np.arange(n)
+
+    def shares(z: FloatArray) -> tuple[FloatArray, FloatArray]:
+        sx, sy = z[: n - 1], z[n - 1:]
+        return np.append(sx, 1.0 - sx.sum()), np.append(sy, 1.0 - sy.sum())
+
+    def objective(z: FloatArray) -> float:
+        sx, sy = shares(z)
+        if np.any(sx < 0) or np.any(sy < 0):
+            return np.inf
+        v = evaluate(devices, sx, sy)
+        return float(v.max() if worst else v.sum())
+
+    start = np.concatenate([x[:-1], y[:-1]])
+    result = minimize(objective, start, method="Nelder-Mead",
+                      options={"xatol": 1e-12, "fatol": 1e-12 * max(abs(value.sum()), 1.0),
+                               "maxfev": 600, "initial_simplex": _simplex(start)})
+    best = float(value.max() if worst else value.sum())
+    if not result.fun < best:
+        return x, y, value
+    sx, sy = shares(result.x)
+    return sx, sy, evaluate(devices, sx, sy)
+
+
+def _simplex(start: FloatArray) -> FloatArray:
+    """A first simplex of 5 % steps of each share (inward where a share is near 0)."""
+    points = [start]
+    for i in range(start.size):
+        step = 0.05 * max(start[i], 1e-3)
+        point = start.copy()
+        point[i] = start[i] + step if start[i] + step <= 1 else start[i] - step
+        points.append(point)
+    return np.array(points)
+
+
+def _worst_change(value: FloatArray, give: IntArray, take: IntArray, new_give: FloatArray,
+                  new_take: FloatArray) -> FloatArray:
+    """Per move: the change of the largest value, or, where that stays, a small negative
+    number when the larger of the two touched devices falls (progress toward lowering it)."""
+    n = value.size
+    others = np.array([[np.max(np.delete(value, [g, t]), initial=-np.inf)
+                        for t in range(n)] for g in range(n)])
+    new_max = np.maximum(others[give, take], np.maximum(new_give, new_take))
+    old_max = value.max()
+    pair_old = np.maximum(value[give], value[take])
+    pair_new = np.maximum(new_give, new_take)
+    tie = np.isclose(new_max, old_max, rtol=0, atol=1e-15 * max(abs(old_max), 1e-300))
+    return np.asarray(np.where(tie, np.minimum(pair_new - pair_old, 0.0) * 1e-6,
+                               new_max - old_max), dtype=np.float64)
+
+
+def exhaustive_bound(boxes: Boxes, n: int, worst: bool = False
+                     ) -> tuple[float, list[IntArray]] | None:
+    """The least Σ (`worst`: max) value at the upper corners over combinations of one box per
+    device whose lower corners fit, and the best combinations' boxes (for cutting); None when
+    there are too many combinations."""
+    return best_combinations(boxes.device, boxes.x0, boxes.y0, boxes.value_upper, n, worst)
 
 
 def best_combinations(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray,
-                      n: int) -> tuple[float, list[IntArray]] | None:
-    """The least Σ value over combinations of one item per device whose shares fit
-    (Σx ≤ 1, Σy ≤ 1) and the (up to) 8 best combinations, as item indices per device; None
-    when there are too many combinations to enumerate."""
+                      n: int, worst: bool = False) -> tuple[float, list[IntArray]] | None:
+    """The least Σ (`worst`: max) value over combinations of one item per device whose shares
+    fit (Σx ≤ 1, Σy ≤ 1) and the (up to) 8 best combinations, as item indices per device;
+    None when there are too many combinations to enumerate."""
     per_device = [_undominated(device, x, y, value, u) for u in range(n)]
     if any(items.size == 0 for items in per_device):
         return np.inf, []
@@ -94,7 +164,8 @@ def best_combinations(device: IntArray, x: FloatArray, y: FloatArray, value: Flo
     grids = np.meshgrid(*per_device, indexing="ij")
     chosen = np.stack([g.ravel() for g in grids])  # (n, combinations)
     fits = (x[chosen].sum(axis=0) <= 1 + 1e-12) & (y[chosen].sum(axis=0) <= 1 + 1e-12)
-    total = np.where(fits, value[chosen].sum(axis=0), np.inf)
+    combined = value[chosen].max(axis=0) if worst else value[chosen].sum(axis=0)
+    total = np.where(fits, combined, np.inf)
     order = np.argsort(total, kind="stable")[:8]
     return float(total[order[0]]), [chosen[:, k] for k in order if np.isfinite(total[k])]
 

@@ -15,15 +15,24 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from laimco.fleet.boxes import Boxes, grid_boxes, split_boxes
+from laimco.fleet.answer import fleet_answer
+from laimco.fleet.boxes import Boxes
 from laimco.fleet.branching import BranchResult, branch_and_bound
+from laimco.fleet.fitting import fit_everyone
 from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.menu_lp import MenuSolution, solve_menu
+from laimco.fleet.share_points import (
+    SharePoints,
+    ShareValues,
+    cut_boxes,
+    first_grid,
+    rank_within,
+    servable,
+)
 from laimco.fleet.small_fleet import (
     EXHAUSTIVE_DEVICES,
     POLISH_DEVICES,
@@ -32,14 +41,7 @@ from laimco.fleet.small_fleet import (
     polish,
 )
 from laimco.fleet.solution import FleetSolution
-from laimco.fleet.value import (
-    REFERENCE_BANDWIDTH_HZ,
-    REFERENCE_SERVER_HZ,
-    ClassValue,
-    fleet_values,
-)
-from laimco.optimize.decision import Decision, Reason, infeasible
-from laimco.optimize.strategies import solve
+from laimco.fleet.value import fleet_values
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -51,65 +53,9 @@ CUTS_PER_DEVICE = 32
 # round, with at most this many relaxations
 BRANCH_DEVICES = 24
 BRANCH_NODES = 64
-# rounds of cuts that try to fit every device before one is left out
-FEASIBILITY_CUTS = 12
 # a box is cut only if its slack exceeds this share of the gap target per device
 SLACK_SHARE = 0.25
-# the first grid: the equal share times powers of GRID_RATIO
-GRID_RATIO = 16.0
-GRID_BELOW = 1
 Progress = Callable[[str], None]
-
-
-@dataclass
-class _Points:
-    """Every share evaluated so far: owner, (x, y) and the weighted value w·V (inf: nothing
-    fits there)."""
-
-    device: IntArray
-    x: FloatArray
-    y: FloatArray
-    value: FloatArray
-
-    def add(self, device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray) -> None:
-        self.device = np.concatenate([self.device, device])
-        self.x = np.concatenate([self.x, x])
-        self.y = np.concatenate([self.y, y])
-        self.value = np.concatenate([self.value, value])
-
-    def finite(self) -> NDArray[np.bool_]:
-        return np.isfinite(self.value)
-
-
-class _Evaluator:
-    """w_u·V_u at shares given as fractions of the totals, for devices of the served subset."""
-
-    def __init__(self, fleet: Fleet, devices: IntArray, values: list[ClassValue]) -> None:
-        self.fleet, self.devices, self.values = fleet, devices, values
-        self.calls = 0
-
-    def __call__(self, device: IntArray, x: FloatArray, y: FloatArray) -> FloatArray:
-        fleet = self.fleet
-        members = self.devices[device]
-        out = np.empty(device.size)
-        for number, value in enumerate(self.values):
-            rows = np.flatnonzero(fleet.class_index[members] == number)
-            if rows.size:
-                u = members[rows]
-                out[rows] = fleet.weight[u] * value.values(
-                    fleet.path_gain[u], x[rows] * fleet.resources.bandwidth_hz,
-                    y[rows] * fleet.resources.server_cycles_per_s)
-        self.calls += device.size
-        return out
-
-
-def first_levels(n_devices: int) -> FloatArray:
-    """0, then the equal share 1/N times powers of GRID_RATIO from GRID_RATIO^-GRID_BELOW up
-    to 1 (the whole resource)."""
-    equal = 1.0 / max(n_devices, 1)
-    top = int(np.ceil(np.log(1 / equal) / np.log(GRID_RATIO) - 1e-9))
-    levels = equal * GRID_RATIO ** np.arange(-GRID_BELOW, top)
-    return np.concatenate([[0.0], levels[levels < 1.0], [1.0]])
 
 
 def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
@@ -123,14 +69,13 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
         return solve_max_min(fleet, gap=gap, max_rounds=max_rounds, progress=progress)
     started = time.perf_counter()
     values = fleet_values(fleet)
-    servable = _servable(fleet, values)
-    devices = np.flatnonzero(servable)
-    evaluate = _Evaluator(fleet, devices, values)
+    devices = np.flatnonzero(servable(fleet, values))
+    evaluate = ShareValues(fleet, devices, values)
     x, y, bound = np.zeros(fleet.n_devices), np.zeros(fleet.n_devices), 0.0
     crowded: list[int] = []
     if devices.size:
-        boxes, points = _first_grid(evaluate, devices.size)
-        boxes, points, crowded = _fit_everyone(boxes, points, evaluate)
+        boxes, points = first_grid(evaluate, devices.size)
+        boxes, points, crowded = fit_everyone(boxes, points, evaluate)
         devices = evaluate.devices
     if devices.size:
         choice, primal = (np.zeros(devices.size), np.zeros(devices.size)), np.inf
@@ -171,11 +116,11 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
         if devices.size <= POLISH_DEVICES:
             choice, primal = _polished(choice, evaluate, progress)
         x[devices], y[devices] = choice
-    return _finish(fleet, "dual-decomposition", kind, x, y, bound if devices.size else 0.0,
+    return fleet_answer(fleet, "dual-decomposition", kind, x, y, bound if devices.size else 0.0,
                    started, crowded)
 
 
-def _polished(choice: tuple[FloatArray, FloatArray], evaluate: _Evaluator,
+def _polished(choice: tuple[FloatArray, FloatArray], evaluate: ShareValues,
               progress: Progress | None) -> tuple[tuple[FloatArray, FloatArray], float]:
     """The answer of a small fleet polished by share moves between devices (small_fleet.py)."""
     n = evaluate.devices.size
@@ -187,89 +132,13 @@ def _polished(choice: tuple[FloatArray, FloatArray], evaluate: _Evaluator,
     return (x, y), float(value.sum())
 
 
-def _fit_everyone(boxes: Boxes, points: _Points, evaluate: _Evaluator
-                  ) -> tuple[Boxes, _Points, list[int]]:
-    """Leave out devices until the rest fit together. While the box relaxation has no solution
-    the fleet provably cannot serve them all (§7.3): the device needing the largest least share
-    (x₀ + y₀ over its boxes) goes. While the boxes fit but no evaluated points do, the boxes the
-    relaxation uses are cut (their upper corners are shares that may fit), up to
-    FEASIBILITY_CUTS times, before the device needing the most (over its points) goes.
-    Returns boxes and points renumbered over the devices kept, and the fleet indices of those
-    left out (their reason says the fleet is too small for them)."""
-    left_out: list[int] = []
-    cuts = 0
-    while evaluate.devices.size:
-        n = evaluate.devices.size
-        ok = points.finite()
-        relaxed = _relaxation(boxes, n)
-        if relaxed.feasible:
-            if solve_menu(points.device[ok], points.x[ok], points.y[ok], points.value[ok],
-                          n).feasible:
-                break
-            if cuts < FEASIBILITY_CUTS:
-                cuts += 1
-                boxes = _cut(boxes, np.flatnonzero(relaxed.weights > 1e-9), points, evaluate,
-                             1.0, 1.0)
-                continue
-            need = np.full(n, np.inf)
-            np.minimum.at(need, points.device[ok], points.x[ok] + points.y[ok])
-        else:
-            need = np.full(n, np.inf)
-            np.minimum.at(need, boxes.device, boxes.x0 + boxes.y0)
-        worst = int(np.argmax(need))
-        left_out.append(int(evaluate.devices[worst]))
-        boxes, points = _without(boxes, points, worst, n)
-        evaluate.devices = np.delete(evaluate.devices, worst)
-    return boxes, points, left_out
-
-
-def _without(boxes: Boxes, points: _Points, device: int, n: int) -> tuple[Boxes, _Points]:
-    """Boxes and points of every device but one, renumbered."""
-    renumber = np.full(n, -1)
-    keep = np.delete(np.arange(n), device)
-    renumber[keep] = np.arange(keep.size)
-    boxes = boxes.take(boxes.device != device)
-    stay = points.device != device
-    return (Boxes(renumber[boxes.device], boxes.x0, boxes.x1, boxes.y0, boxes.y1,
-                  boxes.value_upper),
-            _Points(renumber[points.device[stay]], points.x[stay], points.y[stay],
-                    points.value[stay]))
-
-
-def _servable(fleet: Fleet, values: list[ClassValue]) -> NDArray[np.bool_]:
-    """Devices that could be served if they had the whole band and server: V_u(1, 1) < ∞."""
-    res = fleet.resources
-    out = np.zeros(fleet.n_devices, dtype=bool)
-    for number, value in enumerate(values):
-        u = fleet.members(number)
-        out[u] = np.isfinite(value.values(fleet.path_gain[u], np.full(u.size, res.bandwidth_hz),
-                                          np.full(u.size, res.server_cycles_per_s)))
-    return out
-
-
-def _first_grid(evaluate: _Evaluator, n: int) -> tuple[Boxes, _Points]:
-    levels = first_levels(n)
-    boxes, cx, cy, owner = grid_boxes(n, levels)
-    inside = (cx > 0) & (cy > 0)
-    value = np.empty(cx.size)
-    value[inside] = evaluate(owner[inside], cx[inside], cy[inside])
-    local = evaluate(np.arange(n), np.zeros(n), np.zeros(n))
-    value[~inside] = local[owner[~inside]]
-    boxes = Boxes(boxes.device, boxes.x0, boxes.x1, boxes.y0, boxes.y1, value)
-    points = _Points(np.concatenate([owner[inside], np.arange(n)]),
-                     np.concatenate([cx[inside], np.zeros(n)]),
-                     np.concatenate([cy[inside], np.zeros(n)]),
-                     np.concatenate([value[inside], local]))
-    return boxes.take(np.isfinite(boxes.value_upper)), points
-
-
 def _relaxation(boxes: Boxes, n: int) -> MenuSolution:
     """The lower bound: one box per device, at its upper corner's cost and lower corner's
     shares (eq. 7.6), relaxed to mixtures."""
     return solve_menu(boxes.device, boxes.x0, boxes.y0, boxes.value_upper, n)
 
 
-def _primal(points: _Points, n: int, evaluate: _Evaluator
+def _primal(points: SharePoints, n: int, evaluate: ShareValues
             ) -> tuple[tuple[FloatArray, FloatArray], float, MenuSolution]:
     """A feasible choice: the relaxation over evaluated points, its mixed devices rounded,
     then every leftover share handed out in proportion (exact sums; V only falls)."""
@@ -289,8 +158,8 @@ def _primal(points: _Points, n: int, evaluate: _Evaluator
     return shares, total, mixed
 
 
-def _recover(points: _Points, usable: NDArray[np.bool_], mixed: MenuSolution, n: int,
-             evaluate: _Evaluator, record: bool = True
+def _recover(points: SharePoints, usable: NDArray[np.bool_], mixed: MenuSolution, n: int,
+             evaluate: ShareValues, record: bool = True
              ) -> tuple[tuple[FloatArray, FloatArray], float]:
     """The relaxation's mixture over the `usable` points rounded to one point per device, the
     leftover handed out, V evaluated at the final shares (and kept as points)."""
@@ -308,12 +177,12 @@ def _recover(points: _Points, usable: NDArray[np.bool_], mixed: MenuSolution, n:
     return (share_x, share_y), float(final.sum())
 
 
-def _branch(boxes: Boxes, points: _Points, evaluate: _Evaluator, incumbent: float,
+def _branch(boxes: Boxes, points: SharePoints, evaluate: ShareValues, incumbent: float,
             gap: float) -> BranchResult:
     """Branch and bound over the boxes (branching.py) with each branch's answer from its
     points."""
     n = evaluate.devices.size
-    frozen = _Points(points.device.copy(), points.x.copy(), points.y.copy(),
+    frozen = SharePoints(points.device.copy(), points.x.copy(), points.y.copy(),
                      points.value.copy())
 
     def primal(mask: NDArray[np.bool_]) -> tuple[tuple[FloatArray, FloatArray], float] | None:
@@ -373,8 +242,8 @@ def _round(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray,
     return pick
 
 
-def _refine(boxes: Boxes, points: _Points, prices: list[tuple[float, float]],
-            evaluate: _Evaluator, worth: float = 0.0,
+def _refine(boxes: Boxes, points: SharePoints, prices: list[tuple[float, float]],
+            evaluate: ShareValues, worth: float = 0.0,
             used: NDArray[np.bool_] | None = None) -> Boxes:
     """Cut the boxes the relaxation uses (`used`: their lower corners are what makes it
     optimistic) and those that could still hold a point better, at some of the given prices,
@@ -393,87 +262,6 @@ def _refine(boxes: Boxes, points: _Points, prices: list[tuple[float, float]],
         open_ = slack > np.maximum(worth, 1e-12 * np.abs(best[boxes.device]))
         order = np.lexsort((low, boxes.device))
         ranked = order[open_[order]]
-        cut_mask[ranked[_rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]] = True
-    return _cut(boxes, np.flatnonzero(cut_mask), points, evaluate, *prices[0])
+        cut_mask[ranked[rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]] = True
+    return cut_boxes(boxes, np.flatnonzero(cut_mask), points, evaluate, *prices[0])
 
-
-def _cut(boxes: Boxes, cut: IntArray, points: _Points, evaluate: _Evaluator, price_x: float,
-         price_y: float) -> Boxes:
-    """The boxes `cut` cut in two (split_boxes), their new corners evaluated and added to the
-    points; boxes that turn out infeasible (∞ at the upper corner) dropped."""
-    if cut.size == 0:
-        return boxes
-    keep = np.ones(boxes.size, dtype=bool)
-    keep[cut] = False
-    children, cx, cy, owner = split_boxes(boxes.take(cut), price_x, price_y)
-    new = evaluate(owner, cx, cy)
-    points.add(owner, cx, cy, new)
-    children.value_upper[np.isnan(children.value_upper)] = new
-    joined = Boxes.join([boxes.take(keep), children])
-    return joined.take(np.isfinite(joined.value_upper))
-
-
-def _rank_within(sorted_owner: IntArray) -> IntArray:
-    """0, 1, 2, … within each run of equal owners of an owner-sorted array."""
-    if sorted_owner.size == 0:
-        return sorted_owner
-    start = np.r_[True, sorted_owner[1:] != sorted_owner[:-1]]
-    first_index = np.maximum.accumulate(np.where(start, np.arange(sorted_owner.size), 0))
-    return np.arange(sorted_owner.size) - first_index
-
-
-def _finish(fleet: Fleet, method: str, kind: FleetObjective, x: FloatArray, y: FloatArray,
-            bound: float | None, started: float, crowded: list[int] | None = None
-            ) -> FleetSolution:
-    """Shares in Hz and cycles/s, and every device's laimco decision at its share; the
-    devices in `crowded` are left out for lack of room (their own reason says so)."""
-    res = fleet.resources
-    bandwidth = x * res.bandwidth_hz
-    cycles = y * res.server_cycles_per_s
-    solve_time = time.perf_counter() - started
-    local: dict[int, Decision] = {}  # without a share a device's decision is its class's
-
-    def decision(u: int) -> Decision:
-        if bandwidth[u] > 0 and cycles[u] > 0:
-            return device_decision(fleet, u, bandwidth[u], cycles[u])
-        number = int(fleet.class_index[u])
-        if number not in local:
-            local[number] = device_decision(fleet, u, 0.0, 0.0)
-        return local[number]
-
-    decisions = tuple(decision(u) for u in range(fleet.n_devices))
-    for u in crowded or []:
-        decisions = (*decisions[:u], _crowded_out(fleet, u), *decisions[u + 1:])
-    objective_u = np.array([d.point.objective if d.point else np.inf for d in decisions])
-    weighted = fleet.weight * objective_u
-    served = np.isfinite(weighted)
-    total = (float(weighted[served].sum()) if kind == "sum"
-             else float(weighted[served].max(initial=0.0)))
-    return FleetSolution(fleet=fleet, objective_kind=kind, method=method,
-                         bandwidth_hz=bandwidth, server_cycles_per_s=cycles,
-                         device_objective=objective_u, decisions=decisions, objective=total,
-                         dual_bound=bound, solve_time_s=solve_time)
-
-
-def _crowded_out(fleet: Fleet, device: int) -> Decision:
-    """A device the fleet cannot serve together with the others."""
-    res = fleet.resources
-    return infeasible("joint", [Reason("fleet", (
-        f"device {fleet.ids[device]!r} cannot be served together with the others: it cannot "
-        "run the whole model itself and the rest of resources.bandwidth_hz = "
-        f"{res.bandwidth_hz:.4g} Hz and resources.server_cycles_per_s = "
-        f"{res.server_cycles_per_s:.4g} cycles/s is too small for it; raise them or remove "
-        "devices"))])
-
-
-def device_decision(fleet: Fleet, device: int, bandwidth_hz: float,
-                    server_cycles_per_s: float) -> Decision:
-    """laimco's single-device decision of device u at its shares; with no share of either
-    resource it can only run the whole model itself (split L)."""
-    if bandwidth_hz > 0 and server_cycles_per_s > 0:
-        return solve(fleet.device_scenario(device, bandwidth_hz, server_cycles_per_s))
-    scenario = fleet.device_scenario(device, REFERENCE_BANDWIDTH_HZ, REFERENCE_SERVER_HZ)
-    from laimco.profile import load_profile
-
-    units = load_profile(scenario.model.profile).n_units
-    return solve(scenario.replace(task={"min_split": units}))
