@@ -17,8 +17,10 @@ from scipy.spatial import ConvexHull, QhullError
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
-# menus with at most this many items are solved whole
+# menus with at most this many items are solved whole; above PRICES_FROM_ITEMS through the
+# two-price dual (menu_dual.py), whose memory and time grow with the items only
 HULL_FROM_ITEMS = 5000
+PRICES_FROM_ITEMS = 20_000
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,13 @@ def solve_menu(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatArray,
     Σ y·z ≤ capacity_y, z ≥ 0 (every device must own at least one item). Solved over the
     lower-hull items only (same value); the weights are returned for every item."""
     if cost.size <= HULL_FROM_ITEMS:  # small: the hulls cost more than they save
-        return _solve(device, x, y, cost, n_devices, capacity_x, capacity_y)
+        return solve_whole(device, x, y, cost, n_devices, capacity_x, capacity_y)
+    if cost.size > PRICES_FROM_ITEMS:  # large: through the two-price dual (menu_dual.py)
+        from laimco.fleet.menu_dual import solve_by_prices
+
+        return solve_by_prices(device, x, y, cost, n_devices, capacity_x, capacity_y)
     keep = lower_hull_items(device, x, y, cost)
-    reduced = _solve(device[keep], x[keep], y[keep], cost[keep], n_devices, capacity_x,
+    reduced = solve_whole(device[keep], x[keep], y[keep], cost[keep], n_devices, capacity_x,
                      capacity_y)
     weights = np.zeros(cost.size)
     weights[keep] = reduced.weights
@@ -77,7 +83,7 @@ def solve_menu(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatArray,
                         reduced.price_y)
 
 
-def _solve(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatArray,
+def solve_whole(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatArray,
            n_devices: int, capacity_x: float, capacity_y: float) -> MenuSolution:
     n_items = cost.size
     columns = np.arange(n_items)
