@@ -110,6 +110,7 @@ def test_bound_never_exceeds_brute_force_and_answer_is_close(seed: int) -> None:
     assert answer.objective <= grid_best * (1 + 1e-9) + (answer.objective - answer.dual_bound)
 
 
+@pytest.mark.slow
 def test_more_band_never_raises_the_optimum() -> None:
     """OPT(2B) ≤ OPT(B): so the certified bound at 2B can never exceed the answer at B (a
     check of the bound's validity), and likewise for the server."""
@@ -142,6 +143,7 @@ def test_shares_sum_exactly_and_decisions_hold_their_shares() -> None:
             assert decision.point.split == units
 
 
+@pytest.mark.slow
 def test_permuting_devices_permutes_the_answer() -> None:
     """Permuted devices: each answer's certified bound is below the other's objective (both
     bounds are valid for the same problem), the objectives agree within the certified gaps,
@@ -199,6 +201,7 @@ def _needy_fleet(n: int, band_hz: float) -> Fleet:
                  ids=tuple(f"slow{u}" for u in range(n)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["sum", "max-min"])
 def test_a_crowded_fleet_names_who_cannot_be_served(objective: str) -> None:
     """With a band too small for every needy device (each fits alone: checked by `solve` at
