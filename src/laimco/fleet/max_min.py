@@ -123,7 +123,25 @@ def solve_max_min(fleet: Fleet, *, gap: float, max_rounds: int,
             if progress:
                 progress(f"polished: worst {start.max():.9g} → {polished.max():.9g}")
         x[devices], y[devices] = share_x, share_y
+        x, y = _spend_the_rest(fleet, x, y, float(evaluate(
+            np.arange(n), share_x, share_y).max(initial=0.0)), n, gap, max_rounds)
     return fleet_answer(fleet, "dual-decomposition", "max-min", x, y, bound, started, crowded)
+
+
+def _spend_the_rest(fleet: Fleet, x: FloatArray, y: FloatArray, worst: float, n_served: int,
+                    gap: float, max_rounds: int) -> tuple[FloatArray, FloatArray]:
+    """Fairness first, then efficiency: the weighted-sum answer is taken instead when it serves
+    as many devices and its worst device is no worse (the max-min optimum often leaves most of the band to no one: only the
+    worst device's value matters to it)."""
+    from laimco.fleet.solver import solve_fleet
+
+    efficient = solve_fleet(fleet, "sum", gap=gap, max_rounds=max_rounds)
+    weighted = fleet.weight * efficient.device_objective
+    served = np.isfinite(weighted)
+    if served.sum() >= n_served and weighted[served].max() <= worst * (1 + 1e-12):
+        return (efficient.bandwidth_hz / fleet.resources.bandwidth_hz,
+                efficient.server_cycles_per_s / fleet.resources.server_cycles_per_s)
+    return x, y
 
 
 def _primal_level(points: SharePoints, n: int, evaluate: ShareValues
