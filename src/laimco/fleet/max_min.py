@@ -131,8 +131,8 @@ def solve_max_min(fleet: Fleet, *, gap: float, max_rounds: int,
 def _spend_the_rest(fleet: Fleet, x: FloatArray, y: FloatArray, worst: float, n_served: int,
                     gap: float, max_rounds: int) -> tuple[FloatArray, FloatArray]:
     """Fairness first, then efficiency: the weighted-sum answer is taken instead when it serves
-    as many devices and its worst device is no worse (the max-min optimum often leaves most of the band to no one: only the
-    worst device's value matters to it)."""
+    as many devices and its worst device is no worse (the max-min optimum often leaves most
+    of the band to no one: only the worst device's value matters to it)."""
     from laimco.fleet.solver import solve_fleet
 
     efficient = solve_fleet(fleet, "sum", gap=gap, max_rounds=max_rounds)
