@@ -1,5 +1,5 @@
-"""`laimco sweep` and `laimco reproduce`: thin command-line shells over the sweep engine and
-the study. `register(app)` adds them to laimco's typer app; `python -m
+"""`laimco sweep`, `reproduce`, `evaluate` and `fleet-study`: thin command-line shells over the
+sweep engine and the studies. `register(app)` adds them to laimco's typer app; `python -m
 laimco.experiments.commands` runs them alone."""
 
 from __future__ import annotations
@@ -238,11 +238,39 @@ def evaluate(
                   "pairs as measured", highlight=False)
 
 
+def fleet_study(
+    out: Annotated[Path, typer.Option(help="folder for fleet_report.md, fleet_study.json and "
+                                      "figures/")] = Path("runs/fleet-study"),
+    sizes: Annotated[str, typer.Option(
+        help="comma-separated fleet sizes N (the first N devices of one cell)")] = (
+        "2,4,8,16,32,64"),
+    seed: Annotated[int, typer.Option(help="seed of the cell's draws")] = 14,
+    max_rounds: Annotated[int, typer.Option(
+        min=0, help="refinement rounds of the fleet solver at most")] = 20,
+) -> None:
+    """The fleet study: N paper-mode devices sharing one band and one edge server, the
+    certified fleet solver against equal and proportional shares (docs/study.md "Fleet")."""
+    from laimco.experiments.study.fleet_study import run_fleet_study
+
+    try:
+        counts = tuple(int(s) for s in sizes.split(",") if s.strip())
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1 or list(counts) != sorted(set(counts)):
+        _fail(f"--sizes must be increasing positive integers separated by commas, got {sizes!r}")
+    data, figures = run_fleet_study(out, sizes=counts, seed=seed, max_rounds=max_rounds,
+                                    progress=lambda text: console.print(escape(text),
+                                                                        highlight=False))
+    console.print(escape(f"wrote {out / 'fleet_report.md'} with {len(figures)} figures in "
+                         f"{data.seconds:.0f} s"), highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `sweep`, `reproduce` and `evaluate` to the laimco command line."""
+    """Add `sweep`, `reproduce`, `evaluate` and `fleet-study` to the laimco command line."""
     app.command("sweep")(sweep)
     app.command("reproduce")(reproduce)
     app.command("evaluate")(evaluate)
+    app.command("fleet-study")(fleet_study)
 
 
 def main() -> None:
