@@ -3,31 +3,35 @@ suite. Run: `nice -n 15 python benchmarks/bench_fleet.py [--sizes 10,100,1000,10
 [--rounds N=R,...] [--baselines-up-to 1000]`, and `--sizes 100000 --rounds 100000=0` alone for
 the memory run.
 
-Per N: a generated paper-mode cell (laimco.experiments.study.fleet_population.cell_fleet, seed
-SEED, totals ∝ N) solved by `solve_fleet` with the default gap 1e-3: wall time, the solver's
-own solve_time_s (before the per-device decisions are built), rounds, evaluations of V, time
-inside the value oracle and inside the LP (HiGHS) — measured by wrapping the solver's calls,
-the solver itself unchanged —, objective, bound, certified gap, and peak RSS of the process
-(resource.getrusage). For N ≤ --baselines-up-to: the equal-shares and proportional baselines'
-objectives over the solver's (≥ 1 means the solver is no worse).
+Per N: the shipped paper-mode city fleet scaled to N devices (fleet_population.city_fleet:
+fleets/city-1000.toml's class mix, placement and per-device totals, seed N, so N = 1,000,
+10,000 and 100,000 are exactly fleets/city-1000/10000/100000.toml), solved by `solve_fleet`
+with the default gap 1e-3: wall time, the solver's own solve_time_s (before the per-device
+decisions are built), rounds, evaluations of V, time inside the value oracle and inside the
+LP (HiGHS) — measured by wrapping the solver's calls, the solver itself unchanged —,
+objective, bound, certified gap, and peak RSS of the process (resource.getrusage). For
+N ≤ --baselines-up-to: the equal-shares and proportional baselines' objectives over the
+solver's (≥ 1 means the solver is no worse).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import laimco.fleet.solver as fleet_solver
-from laimco.experiments.study.fleet_population import cell_fleet
+from laimco.experiments.study.fleet_population import city_fleet
 from laimco.experiments.study.fleet_reference import equal_shares, proportional
+from laimco.fleet.fleet import Fleet
 
-SEED = 14
 TARGETS_S = {1000: 1.0, 10000: 10.0}
 TARGET_GAP = 1e-3
+SCENARIO_MAX_HZ = 1e12  # config.FrequencyHz's upper bound
 
 
 @dataclass
@@ -71,8 +75,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def within_scenario_range(fleet: Fleet) -> Fleet:
+    """The fleet with its server's cycles divided and its FLOPs per cycle multiplied by the
+    same power of ten when the total cycles exceed what a scenario accepts (1e12 cycles/s; the
+    solver builds its reference problems at the totals): the server's FLOP/s, every server
+    time t_s = W/(f·φ) and so every value V_u are unchanged (paper mode: costs are FLOPs)."""
+    res = fleet.resources
+    if res.server_cycles_per_s <= SCENARIO_MAX_HZ:
+        return fleet
+    factor = 10.0 ** math.ceil(math.log10(res.server_cycles_per_s / SCENARIO_MAX_HZ))
+    return replace(fleet, resources=replace(
+        res, server_cycles_per_s=res.server_cycles_per_s / factor,
+        server_flops_per_cycle=res.server_flops_per_cycle * factor))
+
+
 def measure(n: int, max_rounds: int, with_baselines: bool) -> Row:
-    fleet = cell_fleet(n, SEED)
+    fleet = within_scenario_range(city_fleet(n))
     oracle, lp, finish = Clock(), Clock(), Clock()
     saved = (fleet_solver._Evaluator.__call__, fleet_solver.solve_menu, fleet_solver._finish)
     fleet_solver._Evaluator.__call__ = oracle.wrap(saved[0])  # type: ignore[method-assign]
@@ -103,7 +121,7 @@ def measure(n: int, max_rounds: int, with_baselines: bool) -> Row:
 
 def markdown(rows: list[Row], command: str) -> str:
     lines = [
-        "## Solve time and certified gap vs N (paper-mode cell, seed 14, totals ∝ N)", "",
+        "## Solve time and certified gap vs N (city fleets, paper mode, totals ∝ N)", "",
         f"`{command}`", "",
         "| N | rounds (max) | wall s | solve s | oracle s | LP s | decisions s | evaluations "
         "| objective | bound | gap | peak RSS MB | target |",

@@ -65,7 +65,8 @@ def distortion_figure(data: FleetStudyData, folder: Path) -> Figure:
     axes[1].set_ylabel(OBJECTIVE_LABEL.replace("Σ k·N·δ(ρ)", "k·N·δ(ρ) of one device"))
     shared_legend(fig, axes, ncol=3)
     files = save_figure(fig, folder, "fleet_distortion_vs_n")
-    caption = (f"N paper-mode devices (the first N of one cell drawn with seed {data.seed}) "
+    caption = (f"N paper-mode devices (N of {data.sizes[-1].n_devices} city devices drawn "
+               f"with seed {data.seed}, nested) "
                f"share {data.bandwidth_hz / 1e6:g} MHz and {data.server_cycles_per_s / 1e9:g} "
                "Gcycles/s. Left: the fleet's total distortion bound; right: the worst served "
                "device's. The certified solver divides both resources jointly (it stops at "

@@ -1,60 +1,57 @@
-"""The fleets the fleet study and benchmark solve: the paper-mode device classes (phone, IoT
-board, laptop) dropped around one 3.5 GHz base station (docs/study.md "Fleet").
+"""The fleets the fleet study and benchmark solve: the shipped city fleet
+(fleets/city-1000.toml: paper-mode phones, IoT boards and laptops 60/25/15 %, UMi distances
+10–1000 m over the area, 3GPP LOS, Rayleigh fading; 1 MHz and 1.5e8 cycles/s per device) at
+any size, loaded by the fleet-file loader itself (docs/study.md "Fleet").
 
-Device u: class drawn with CLASS_MIX, ground distance uniform over the cell's area
-(d = √(U·(d_max² − d_min²) + d_min²)), mean gain from the 3GPP TR 38.901 UMi street-canyon LOS
-path loss (laimco.system.pathloss), times a Rayleigh power |h|² ~ Exp(1); weight 1. All draws
-from `numpy.random.default_rng(seed)`, so a (n, seed) pair is one fleet.
+`city_fleet(n)` is that file with its class counts and totals scaled to n devices and seed n,
+so n = 1,000, 10,000 and 100,000 give exactly the shipped city-1000/10000/100000 fleets.
 """
 
 from __future__ import annotations
 
+import tomllib
+
 import numpy as np
 
-from laimco.config import load_scenario
-from laimco.examples import scenarios_dir
-from laimco.fleet.fleet import DeviceClass, Fleet, SharedResources
-from laimco.system.pathloss import UmiStreetCanyon
+from laimco.examples import fleets_dir, scenarios_dir
+from laimco.fleet.fleet import Fleet, SharedResources
+from laimco.fleet.fleet_file import fleet_from_dict
 
-PAPER_CLASSES = ("paper-minilm-phone", "paper-minilm-iot", "paper-minilm-laptop")
-CLASS_MIX = (0.60, 0.25, 0.15)
-CELL_RADIUS_M = (10.0, 200.0)
-CARRIER_GHZ = 3.5
-# per-device share of the totals when they grow with N (the shipped campus fleets' ratio)
-BANDWIDTH_PER_DEVICE_HZ = 1.0e6
-SERVER_CYCLES_PER_DEVICE = 1.5e8
-SERVER_FLOPS_PER_CYCLE = 64.0
+TEMPLATE = "city-1000.toml"
+TEMPLATE_DEVICES = 1000
 
 
-def paper_classes(names: tuple[str, ...] = PAPER_CLASSES) -> tuple[DeviceClass, ...]:
-    """The shipped scenarios of those names as device classes."""
-    folder = scenarios_dir()
-    return tuple(DeviceClass(name, load_scenario(folder / f"{name}.toml")) for name in names)
+def city_fleet(n_devices: int, seed: int | None = None,
+               radius_m: float | None = None) -> Fleet:
+    """The city fleet of n devices: each class's count scaled from the template (rounded; the
+    first class takes the remainder), band and server cycles scaled by n/1000, generator seed
+    `seed` (default n), devices out to `radius_m` (default the template's 1000 m)."""
+    data = tomllib.loads((fleets_dir() / TEMPLATE).read_text(encoding="utf-8"))
+    scale = n_devices / TEMPLATE_DEVICES
+    classes = data["generator"]["classes"]
+    counts = [round(c["count"] * scale) for c in classes[1:]]
+    counts.insert(0, n_devices - sum(counts))
+    if min(counts) < 0:
+        raise ValueError(f"{n_devices} devices cannot keep the template's class mix")
+    data["generator"]["classes"] = [{**c, "count": k} for c, k in zip(classes, counts,
+                                                                      strict=True) if k > 0]
+    data["generator"]["seed"] = n_devices if seed is None else seed
+    if radius_m is not None:
+        data["generator"]["distance_m"]["max"] = radius_m
+    for key in ("bandwidth_hz", "server_cycles_per_s"):  # the server's memory stays
+        data["resources"][key] = data["resources"][key] * scale
+    data["name"] = f"city-{n_devices}"
+    return fleet_from_dict(data, scenarios_dir(), default_name=data["name"])
 
 
-def umi_gains(distance_m: np.ndarray) -> np.ndarray:
-    """UMi LOS mean power gain at each ground distance (m)."""
-    model = UmiStreetCanyon(carrier_ghz=CARRIER_GHZ)
-    return np.array([model.path_gain(float(d)) for d in distance_m])
-
-
-def cell_fleet(n_devices: int, seed: int, resources: SharedResources | None = None,
-               classes: tuple[DeviceClass, ...] | None = None) -> Fleet:
-    """n devices of the paper classes in one cell (module docstring); `resources` default to
-    BANDWIDTH_PER_DEVICE_HZ and SERVER_CYCLES_PER_DEVICE per device (totals ∝ N)."""
-    classes = classes or paper_classes()
-    rng = np.random.default_rng(seed)
-    mix = np.asarray(CLASS_MIX[:len(classes)])
-    class_index = rng.choice(len(classes), size=n_devices, p=mix / mix.sum()).astype(np.intp)
-    low, high = CELL_RADIUS_M
-    distance_m = np.sqrt(rng.random(n_devices) * (high**2 - low**2) + low**2)
-    gain = umi_gains(distance_m) * rng.standard_exponential(n_devices)
-    resources = resources or SharedResources(
-        bandwidth_hz=BANDWIDTH_PER_DEVICE_HZ * n_devices,
-        server_cycles_per_s=SERVER_CYCLES_PER_DEVICE * n_devices,
-        server_flops_per_cycle=SERVER_FLOPS_PER_CYCLE)
-    short = [c.name.removeprefix("paper-minilm-") for c in classes]
-    return Fleet(name=f"cell-{n_devices}-seed{seed}", resources=resources, classes=classes,
-                 class_index=class_index, path_gain=np.maximum(gain, 1e-20),
-                 weight=np.ones(n_devices),
-                 ids=tuple(f"{short[c]}-{u}" for u, c in enumerate(class_index)))
+def nested_fleet(n_devices: int, largest: int, seed: int, resources: SharedResources,
+                 radius_m: float | None = None) -> Fleet:
+    """The first n of `largest` city devices drawn with `seed` (out to `radius_m`), in a seeded
+    random order (the generator lists the devices class by class), sharing `resources`: the
+    fleets of growing n are nested."""
+    cell = city_fleet(largest, seed, radius_m)
+    order = np.random.default_rng(seed).permutation(largest)[:n_devices]
+    fleet = cell.subset(np.sort(order), name=f"city-{n_devices}-of-{largest}")
+    return Fleet(name=fleet.name, resources=resources, classes=fleet.classes,
+                 class_index=fleet.class_index, path_gain=fleet.path_gain, weight=fleet.weight,
+                 ids=fleet.ids, objective=fleet.objective)

@@ -3,10 +3,10 @@ paper-mode devices, the certified fleet solver (docs/theory.md §7) against equa
 shares proportional to demand. Writes fleet_study.json (the data), fleet_report.md (tables
 computed from that data) and the figures (figures_fleet.py).
 
-(a, d) The fleets are nested: the first n devices of one drawn cell, at a fixed band and
-server, for every n in SIZES: total and worst-device distortion, solve time and the certified
-gap per n. (b, c) The largest fleet's shares against channel gain, and its chosen splits per
-device class.
+(a, d) The fleets are nested: n of the SIZES[-1] devices of one drawn city fleet
+(fleet_population.py) within RADIUS_M of the base station, at a fixed band and server, for
+every n in SIZES: total and worst-device distortion, solve time and the certified gap per n.
+(b, c) The largest fleet's shares against channel gain, and its chosen splits per device class.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from laimco.experiments.study.figures_style import Figure
-from laimco.experiments.study.fleet_population import SERVER_FLOPS_PER_CYCLE, cell_fleet
+from laimco.experiments.study.fleet_population import nested_fleet
 from laimco.experiments.study.fleet_reference import equal_shares, proportional
 from laimco.experiments.study.numbers import fmt_g
 from laimco.fleet.fleet import Fleet, SharedResources
@@ -35,6 +35,10 @@ SEED = 14
 # (1 MHz, 1.5e8 cycles/s each), so 2 devices are comfortable and 64 contend
 BANDWIDTH_HZ = 16e6
 SERVER_CYCLES_PER_S = 2.4e9
+SERVER_FLOPS_PER_CYCLE = 64.0  # the city fleet's server
+# a campus-size cell (the city fleet's placement out to 200 m instead of 1 km): at 1 km most
+# devices cannot offload at any share, so the division would matter for few of them
+RADIUS_M = 200.0
 MAX_ROUNDS = 20  # the solver's default
 GAP = 1e-3
 JOINT = "joint"
@@ -128,12 +132,11 @@ def device_shares(solution: FleetSolution, method: str) -> list[DeviceShare]:
     return rows
 
 
-def study_fleet(n_devices: int, seed: int = SEED) -> Fleet:
-    """The first n devices of the study's cell (SIZES[-1] or more devices drawn with `seed`)
-    at the fixed band and server."""
+def study_fleet(n_devices: int, seed: int = SEED, largest: int = SIZES[-1]) -> Fleet:
+    """n of `largest` city devices drawn with `seed` (nested in n) at the fixed band and
+    server."""
     resources = SharedResources(BANDWIDTH_HZ, SERVER_CYCLES_PER_S, SERVER_FLOPS_PER_CYCLE)
-    cell = cell_fleet(max(n_devices, SIZES[-1]), seed, resources)
-    return cell.subset(np.arange(n_devices), name=f"study-{n_devices}")
+    return nested_fleet(n_devices, max(n_devices, largest), seed, resources, RADIUS_M)
 
 
 def run_sizes(sizes: Sequence[int], seed: int, max_rounds: int, gap: float,
@@ -142,7 +145,7 @@ def run_sizes(sizes: Sequence[int], seed: int, max_rounds: int, gap: float,
     """(a, d): every method on every nested fleet; the largest fleet's solutions."""
     outcomes, largest = [], {}
     for n in sizes:
-        fleet = study_fleet(n, seed)
+        fleet = study_fleet(n, seed, max(sizes))
         joint = solve_fleet(fleet, "sum", gap=gap, max_rounds=max_rounds)
         solutions = {JOINT: joint, **{name: baseline(fleet)
                                       for name, baseline in BASELINES.items()}}
@@ -237,7 +240,8 @@ def fleet_report(data: FleetStudyData, figures: Sequence[Figure]) -> str:
     largest = data.sizes[-1].n_devices
     parts = [
         "# Fleet study", "",
-        f"Nested paper-mode cells (seed {data.seed}) sharing {data.bandwidth_hz / 1e6:g} MHz "
+        f"Nested paper-mode city fleets within {RADIUS_M:g} m (seed {data.seed}) sharing "
+        f"{data.bandwidth_hz / 1e6:g} MHz "
         f"and {data.server_cycles_per_s / 1e9:g} Gcycles/s; the solver stops at a certified "
         f"gap of {data.gap:g} or after {data.max_rounds} rounds. D: the distortion bound "
         f"(paper mode); Σ over the served devices. Run: {data.seconds:.0f} s.", "",
