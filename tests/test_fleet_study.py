@@ -124,7 +124,7 @@ def test_equal_shares_is_each_device_solved_alone_at_its_share(
     objective on each device's scenario at B/N and F/N (rel 1e-9)."""
     _, data = written
     n = SIZES[-1]
-    fleet = study_fleet(n)
+    fleet = study_fleet(n, largest=n)  # the study drew SIZES[-1] devices
     total = 0.0
     for u in range(n):
         point = solve(fleet.device_scenario(u, BANDWIDTH_HZ / n, SERVER_CYCLES_PER_S / n)).point
