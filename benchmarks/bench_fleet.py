@@ -17,21 +17,18 @@ solver's (≥ 1 means the solver is no worse).
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import resource
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import laimco.fleet.solver as fleet_solver
 from laimco.experiments.study.fleet_population import city_fleet
 from laimco.experiments.study.fleet_reference import equal_shares, proportional
-from laimco.fleet.fleet import Fleet
 
 TARGETS_S = {1000: 1.0, 10000: 10.0}
 TARGET_GAP = 1e-3
-SCENARIO_MAX_HZ = 1e12  # config.FrequencyHz's upper bound
 
 
 @dataclass
@@ -59,6 +56,7 @@ class Row:
     wall_s: float
     solve_s: float
     rounds: int
+    branched: bool
     evaluations: int
     oracle_s: float
     lp_s: float
@@ -75,40 +73,29 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def within_scenario_range(fleet: Fleet) -> Fleet:
-    """The fleet with its server's cycles divided and its FLOPs per cycle multiplied by the
-    same power of ten when the total cycles exceed what a scenario accepts (1e12 cycles/s; the
-    solver builds its reference problems at the totals): the server's FLOP/s, every server
-    time t_s = W/(f·φ) and so every value V_u are unchanged (paper mode: costs are FLOPs)."""
-    res = fleet.resources
-    if res.server_cycles_per_s <= SCENARIO_MAX_HZ:
-        return fleet
-    factor = 10.0 ** math.ceil(math.log10(res.server_cycles_per_s / SCENARIO_MAX_HZ))
-    return replace(fleet, resources=replace(
-        res, server_cycles_per_s=res.server_cycles_per_s / factor,
-        server_flops_per_cycle=res.server_flops_per_cycle * factor))
-
-
 def measure(n: int, max_rounds: int, with_baselines: bool) -> Row:
-    fleet = within_scenario_range(city_fleet(n))
+    fleet = city_fleet(n)
     oracle, lp, finish = Clock(), Clock(), Clock()
     saved = (fleet_solver._Evaluator.__call__, fleet_solver.solve_menu, fleet_solver._finish)
     fleet_solver._Evaluator.__call__ = oracle.wrap(saved[0])  # type: ignore[method-assign]
     fleet_solver.solve_menu = lp.wrap(saved[1])
     fleet_solver._finish = finish.wrap(saved[2])
-    last = [""]
+    messages: list[str] = []
     try:
         started = time.perf_counter()
         answer = fleet_solver.solve_fleet(fleet, max_rounds=max_rounds,
-                                          progress=lambda text: last.__setitem__(0, text))
+                                          progress=messages.append)
         wall = time.perf_counter() - started
     finally:
         (fleet_solver._Evaluator.__call__, fleet_solver.solve_menu,  # type: ignore[method-assign]
          fleet_solver._finish) = saved
-    found = re.match(r"round (\d+):.* (\d+) evaluations", last[0])
-    rounds, evaluations = (int(found[1]), int(found[2])) if found else (0, 0)
+    found = [m for m in map(re.compile(r"round (\d+):.* (\d+) evaluations").match, messages)
+             if m]
+    rounds, evaluations = (int(found[-1][1]), int(found[-1][2])) if found else (0, 0)
+    branched = any(m.startswith("branched") for m in messages)
     row = Row(n=n, max_rounds=max_rounds, wall_s=wall, solve_s=answer.solve_time_s,
-              rounds=rounds, evaluations=evaluations, oracle_s=oracle.seconds, lp_s=lp.seconds,
+              rounds=rounds, branched=branched, evaluations=evaluations,
+              oracle_s=oracle.seconds, lp_s=lp.seconds,
               decisions_s=finish.seconds, objective=answer.objective,
               bound=float(answer.dual_bound or 0.0), gap=float(answer.relative_gap or 0.0),
               peak_rss_mb=peak_rss_mb())
@@ -133,7 +120,8 @@ def markdown(rows: list[Row], command: str) -> str:
             f"gap {r.gap / TARGET_GAP:.1f}× — " + (
                 "met" if r.wall_s <= target and r.gap <= TARGET_GAP else "not met"))
         lines.append(
-            f"| {r.n:,} | {r.rounds} ({r.max_rounds}) | {r.wall_s:.2f} | {r.solve_s:.2f} "
+            f"| {r.n:,} | {r.rounds} ({r.max_rounds}){' + B&B' if r.branched else ''} "
+            f"| {r.wall_s:.2f} | {r.solve_s:.2f} "
             f"| {r.oracle_s:.2f} | {r.lp_s:.2f} | {r.decisions_s:.2f} | {r.evaluations:,} "
             f"| {r.objective:.6g} | {r.bound:.6g} | {r.gap:.2e} | {r.peak_rss_mb:.0f} "
             f"| {verdict} |")
