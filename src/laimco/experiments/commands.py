@@ -242,9 +242,10 @@ def fleet_study(
     out: Annotated[Path, typer.Option(help="folder for fleet_report.md, fleet_study.json and "
                                       "figures/")] = Path("runs/fleet-study"),
     sizes: Annotated[str, typer.Option(
-        help="comma-separated fleet sizes N (the first N devices of one cell)")] = (
+        help="comma-separated increasing fleet sizes N (N of the largest size's devices: "
+             "the fleets are nested)")] = (
         "2,4,8,16,32,64"),
-    seed: Annotated[int, typer.Option(help="seed of the cell's draws")] = 14,
+    seed: Annotated[int, typer.Option(help="seed of the fleet's draws")] = 14,
     max_rounds: Annotated[int, typer.Option(
         min=0, help="refinement rounds of the fleet solver at most")] = 20,
 ) -> None:
