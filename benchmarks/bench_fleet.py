@@ -81,10 +81,16 @@ def measure(n: int, max_rounds: int, with_baselines: bool) -> Row:
     fleet_solver.solve_menu = lp.wrap(saved[1])
     fleet_solver._finish = finish.wrap(saved[2])
     messages: list[str] = []
+
+    def note(text: str) -> None:  # the solver's progress, timed, on stderr
+        messages.append(text)
+        print(f"  {n:,} devices, {time.perf_counter() - started:.1f} s: {text}", file=sys.stderr,
+              flush=True)
+
     try:
         started = time.perf_counter()
         answer = fleet_solver.solve_fleet(fleet, max_rounds=max_rounds,
-                                          progress=messages.append)
+                                          progress=note)
         wall = time.perf_counter() - started
     finally:
         (fleet_solver._Evaluator.__call__, fleet_solver.solve_menu,  # type: ignore[method-assign]
