@@ -8,7 +8,8 @@ fleets/city-1000.toml's class mix, placement and per-device totals, seed N, so N
 10,000 and 100,000 are exactly fleets/city-1000/10000/100000.toml), solved by `solve_fleet`
 with the default gap 1e-3: wall time, the solver's own solve_time_s (before the per-device
 decisions are built), rounds, evaluations of V, time inside the value oracle and inside the
-LP (HiGHS) — measured by wrapping the solver's calls, the solver itself unchanged —,
+menu relaxations (`solve_menu`: HiGHS, or the two-price dual for large menus) — measured by
+wrapping the solver's calls, the solver itself unchanged —,
 objective, bound, certified gap, and peak RSS of the process (resource.getrusage). For
 N ≤ --baselines-up-to: the equal-shares and proportional baselines' objectives over the
 solver's (≥ 1 means the solver is no worse).
@@ -23,9 +24,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import laimco.fleet.share_points as share_points
 import laimco.fleet.solver as fleet_solver
 from laimco.experiments.study.fleet_population import city_fleet
-from laimco.experiments.study.fleet_reference import equal_shares, proportional
+from laimco.fleet.baselines import equal_shares, proportional
 
 TARGETS_S = {1000: 1.0, 10000: 10.0}
 TARGET_GAP = 1e-3
@@ -76,10 +78,11 @@ def peak_rss_mb() -> float:
 def measure(n: int, max_rounds: int, with_baselines: bool) -> Row:
     fleet = city_fleet(n)
     oracle, lp, finish = Clock(), Clock(), Clock()
-    saved = (fleet_solver._Evaluator.__call__, fleet_solver.solve_menu, fleet_solver._finish)
-    fleet_solver._Evaluator.__call__ = oracle.wrap(saved[0])  # type: ignore[method-assign]
+    saved = (share_points.ShareValues.__call__, fleet_solver.solve_menu,
+             fleet_solver.fleet_answer)
+    share_points.ShareValues.__call__ = oracle.wrap(saved[0])  # type: ignore[method-assign]
     fleet_solver.solve_menu = lp.wrap(saved[1])
-    fleet_solver._finish = finish.wrap(saved[2])
+    fleet_solver.fleet_answer = finish.wrap(saved[2])
     messages: list[str] = []
 
     def note(text: str) -> None:  # the solver's progress, timed, on stderr
@@ -93,8 +96,8 @@ def measure(n: int, max_rounds: int, with_baselines: bool) -> Row:
                                           progress=note)
         wall = time.perf_counter() - started
     finally:
-        (fleet_solver._Evaluator.__call__, fleet_solver.solve_menu,  # type: ignore[method-assign]
-         fleet_solver._finish) = saved
+        (share_points.ShareValues.__call__, fleet_solver.solve_menu,  # type: ignore[method-assign]
+         fleet_solver.fleet_answer) = saved
     found = [m for m in map(re.compile(r"round (\d+):.* (\d+) evaluations").match, messages)
              if m]
     rounds, evaluations = (int(found[-1][1]), int(found[-1][2])) if found else (0, 0)

@@ -22,8 +22,8 @@ import numpy as np
 
 from laimco.experiments.study.figures_style import Figure
 from laimco.experiments.study.fleet_population import nested_fleet
-from laimco.experiments.study.fleet_reference import equal_shares, proportional
 from laimco.experiments.study.numbers import fmt_g
+from laimco.fleet.baselines import equal_shares, proportional
 from laimco.fleet.fleet import Fleet, SharedResources
 from laimco.fleet.solution import FleetSolution
 from laimco.fleet.solver import solve_fleet
