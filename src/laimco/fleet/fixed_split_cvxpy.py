@@ -285,17 +285,7 @@ class _FleetModel:
         idle = work <= 0
         if idle.any():
             cons += [self.phi[idle] == 0, ts[idle] == 0]
-        bits = arr(lambda d: d.upload_bits)
-        up = np.flatnonzero(bits > 0)
-        if up.size:
-            snr = p_max * arr(lambda d: d.gain) / (
-                arr(lambda d: d.problem.channel.noise_psd_w_per_hz) * bandwidth_hz)
-            need = bits[up] * LN2 / (arr(lambda d: d.upload_time_s)[up] * bandwidth_hz)
-            beta_up = self.beta[up]
-            cons.append(-cp.rel_entr(beta_up, beta_up + cp.multiply(snr[up], power[up]))
-                        >= need)
-        if (bits <= 0).any():
-            cons += [self.beta[bits <= 0] == 0, power[bits <= 0] == 0]
+        cons += self._upload_constraints(power, p_max, bandwidth_hz)
         sides: tuple[tuple[Literal["device", "server"], Any, FloatArray], ...] = (
             ("device", self.rd, floor), ("server", self.rs, np.zeros(n)))
         self.cuts = tuple(
@@ -315,6 +305,27 @@ class _FleetModel:
         terms = cp.multiply(w, self.cuts[0].y + self.cuts[1].y) + w * quantization
         self.problem = cp.Problem(cp.Minimize(cp.sum(terms) if kind == "sum"
                                               else cp.max(terms)), cons)
+
+    def _upload_constraints(self, power: Any, p_max: FloatArray, bandwidth_hz: float
+                            ) -> list[Any]:
+        """S/t_c ≤ b·log2(1 + p·g/(N0·b)) with t_c held (a perspective: −rel_entr), in the
+        model's units; no band and no power where nothing is sent."""
+        cp, devices = self.cp, self.devices
+        bits = np.array([d.upload_bits for d in devices], dtype=np.float64)
+        cons: list[Any] = []
+        up = np.flatnonzero(bits > 0)
+        if up.size:
+            gain = np.array([d.gain for d in devices], dtype=np.float64)
+            noise = np.array([d.problem.channel.noise_psd_w_per_hz for d in devices])
+            upload_s = np.array([d.upload_time_s for d in devices], dtype=np.float64)
+            snr = p_max * gain / (noise * bandwidth_hz)
+            need = bits[up] * LN2 / (upload_s[up] * bandwidth_hz)
+            beta_up = self.beta[up]
+            cons.append(-cp.rel_entr(beta_up, beta_up + cp.multiply(snr[up], power[up]))
+                        >= need)
+        if (bits <= 0).any():
+            cons += [self.beta[bits <= 0] == 0, power[bits <= 0] == 0]
+        return cons
 
     def _run(self, solver: str) -> None:
         """Solve, with other settings when the interior-point method stalls (the rate's
