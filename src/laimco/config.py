@@ -10,7 +10,6 @@ float)."""
 
 from __future__ import annotations
 
-import functools
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from laimco.schema_messages import describe_validation_error
+from laimco.schema_messages import invalid_file_message
 from laimco.system import Channel, Device, Server
 from laimco.theory.distortion_bound import LawName
 from laimco.uplink.coding import Coding
@@ -236,23 +235,12 @@ class Scenario(_Section):
         return scenario_from_dict(data)
 
 
-def _describe(error: ValidationError) -> str:
-    """One line per bad key: the key path, what is wrong, what was given, what is allowed."""
-    lines = describe_validation_error(error, _scenario_schema(), limit=20)
-    return "invalid scenario:\n  " + "\n  ".join(lines)
-
-
-@functools.cache
-def _scenario_schema() -> dict[str, Any]:
-    return Scenario.model_json_schema()
-
-
 def scenario_from_dict(data: dict[str, object]) -> Scenario:
     """Validate a scenario given as nested dictionaries."""
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        raise ScenarioError(_describe(err)) from None
+        raise ScenarioError(invalid_file_message(err, Scenario, "invalid scenario")) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

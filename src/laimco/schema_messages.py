@@ -4,12 +4,25 @@ read from the model's own JSON schema, so the message cannot drift from the chec
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 # pydantic's model_json_schema() of a file format: a JSON Schema document, so a dict
 JsonSchema = dict[str, Any]
+
+@functools.cache
+def model_schema(model: type[BaseModel]) -> JsonSchema:
+    """A file format's JSON schema, built once per model."""
+    return model.model_json_schema()
+
+
+def invalid_file_message(error: ValidationError, model: type[BaseModel], title: str) -> str:
+    """`title:` then one indented line per bad key (at most 20), for a file of `model`."""
+    lines = describe_validation_error(error, model_schema(model), limit=20)
+    return f"{title}:\n  " + "\n  ".join(lines)
+
 
 _OPEN = ("gt", "lt", "exclusiveMinimum", "exclusiveMaximum")
 _PLAIN = {

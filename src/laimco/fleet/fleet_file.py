@@ -11,7 +11,6 @@ drawn for it (give the drawn gain, or use `[generator]` with `fading = "rayleigh
 
 from __future__ import annotations
 
-import functools
 import re
 import tomllib
 from pathlib import Path
@@ -39,7 +38,7 @@ from laimco.fleet.generator import (
     LineOfSight,
     draw_devices,
 )
-from laimco.schema_messages import describe_validation_error
+from laimco.schema_messages import invalid_file_message
 from laimco.system.pathloss import (
     CARRIER_RANGE_GHZ,
     DISTANCE_RANGE_M,
@@ -215,18 +214,12 @@ class FleetFile(_Table):
         return self
 
 
-@functools.cache
-def _fleet_schema() -> dict[str, Any]:
-    return FleetFile.model_json_schema()
-
-
 def parse_fleet_file(data: dict[str, object]) -> FleetFile:
     """Validate a fleet file given as nested dictionaries (no scenario is loaded)."""
     try:
         return FleetFile.model_validate(data)
     except ValidationError as err:
-        lines = describe_validation_error(err, _fleet_schema(), limit=20)
-        raise FleetError("invalid fleet file:\n  " + "\n  ".join(lines)) from None
+        raise FleetError(invalid_file_message(err, FleetFile, "invalid fleet file")) from None
 
 
 def _numbered_ids(class_index: NDArray[np.intp], names: list[str]) -> list[str]:
