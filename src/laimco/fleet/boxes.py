@@ -33,10 +33,16 @@ class Boxes:
     y0: FloatArray
     y1: FloatArray
     value_upper: FloatArray
+    # where False, value_upper is only a lower bound of V at the upper corner (the device's V
+    # at the whole band and server, which no share beats); None: every value is at its corner
+    exact: NDArray[np.bool_] | None = None
 
     @property
     def size(self) -> int:
         return int(self.device.size)
+
+    def is_exact(self) -> NDArray[np.bool_]:
+        return np.ones(self.size, dtype=bool) if self.exact is None else self.exact
 
     def lower_cost(self, price_x: float, price_y: float) -> FloatArray:
         """The least reduced cost any point of each box can have (eq. 7.6)."""
@@ -44,12 +50,19 @@ class Boxes:
 
     def take(self, keep: NDArray[np.bool_] | IntArray) -> Boxes:
         return Boxes(self.device[keep], self.x0[keep], self.x1[keep], self.y0[keep],
-                     self.y1[keep], self.value_upper[keep])
+                     self.y1[keep], self.value_upper[keep],
+                     None if self.exact is None else self.exact[keep])
+
+    def renumbered(self, device: IntArray) -> Boxes:
+        """The same boxes with new owners."""
+        return Boxes(device, self.x0, self.x1, self.y0, self.y1, self.value_upper, self.exact)
 
     @staticmethod
     def join(parts: list[Boxes]) -> Boxes:
+        exact = (None if all(p.exact is None for p in parts)
+                 else np.concatenate([p.is_exact() for p in parts]))
         return Boxes(*(np.concatenate([getattr(p, name) for p in parts]) for name in (
-            "device", "x0", "x1", "y0", "y1", "value_upper")))
+            "device", "x0", "x1", "y0", "y1", "value_upper")), exact)
 
 
 def grid_boxes(n_devices: int, levels: FloatArray) -> tuple[Boxes, FloatArray, FloatArray,
@@ -85,7 +98,8 @@ def split_boxes(boxes: Boxes, price_x: float, price_y: float
     along_x = (weighted_x > weighted_y) | ((weighted_x == weighted_y) & (width_x >= width_y))
     xm = np.where(along_x, _middle(boxes.x0, boxes.x1), boxes.x1)
     ym = np.where(along_x, boxes.y1, _middle(boxes.y0, boxes.y1))
-    lower = Boxes(boxes.device, boxes.x0, xm, boxes.y0, ym, np.full(boxes.size, np.nan))
+    lower = Boxes(boxes.device, boxes.x0, xm, boxes.y0, ym, np.full(boxes.size, np.nan),
+                  None if boxes.exact is None else np.ones(boxes.size, dtype=bool))
     upper = Boxes(boxes.device, np.where(along_x, xm, boxes.x0), boxes.x1,
-                  np.where(along_x, boxes.y0, ym), boxes.y1, boxes.value_upper)
+                  np.where(along_x, boxes.y0, ym), boxes.y1, boxes.value_upper, boxes.exact)
     return Boxes.join([lower, upper]), xm, ym, boxes.device

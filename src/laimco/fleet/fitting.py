@@ -55,7 +55,6 @@ def _without(boxes: Boxes, points: SharePoints, device: int, n: int) -> tuple[Bo
     renumber[keep] = np.arange(keep.size)
     boxes = boxes.take(boxes.device != device)
     stay = points.device != device
-    return (Boxes(renumber[boxes.device], boxes.x0, boxes.x1, boxes.y0, boxes.y1,
-                  boxes.value_upper),
+    return (boxes.renumbered(renumber[boxes.device]),
             SharePoints(renumber[points.device[stay]], points.x[stay], points.y[stay],
                     points.value[stay]))

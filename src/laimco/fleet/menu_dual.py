@@ -58,8 +58,31 @@ def _cheapest(items: _Sorted, lam: float, mu: float) -> tuple[FloatArray, IntArr
     least = np.minimum.reduceat(reduced, items.starts)
     at = np.flatnonzero(reduced <= np.repeat(least, np.diff(np.r_[items.starts,
                                                                    reduced.size])))
-    _, first = np.unique(items.device[at], return_index=True)
-    return least, at[first]
+    return least, at[_firsts(items.device[at])]
+
+
+def _firsts(sorted_labels: IntArray) -> NDArray[np.bool_]:
+    """Where each run of equal labels begins in a sorted array."""
+    return np.r_[True, sorted_labels[1:] != sorted_labels[:-1]] if sorted_labels.size else (
+        np.zeros(0, dtype=bool))
+
+
+def _frontier(items: _Sorted, near: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """The `near` items no other near item of the same device dominates (both shares no
+    larger; of equal shares the first): the only ones a mixture needs, since the near items
+    cost the same to within the tie margin."""
+    at = np.flatnonzero(near)
+    order = at[np.lexsort((items.y[at], items.x[at], items.device[at]))]
+    device = items.device[order]
+    # within a device, sorted by x then y: an item is kept iff its y is below every earlier
+    # item's; offsetting each device's y by −2·(its rank) keeps the running minimum from
+    # reaching across devices (shares are in [0, 1])
+    rank = np.cumsum(_firsts(device)) - 1
+    shifted = items.y[order] - 2.0 * rank
+    before = np.minimum.accumulate(np.r_[np.inf, shifted[:-1]])
+    keep = np.zeros(near.size, dtype=bool)
+    keep[order[(shifted < before) | _firsts(device)]] = True
+    return keep
 
 
 def menu_feasible(device: IntArray, x: FloatArray, y: FloatArray, n_devices: int,
@@ -135,7 +158,7 @@ def _mixture(items: _Sorted, lam: float, mu: float, n: int, capacity_x: float,
     per_item_least = np.repeat(least, np.diff(np.r_[items.starts, reduced.size]))
     margin = NEAR_TIE * max(float(np.abs(least).max(initial=0.0)), 1.0)
     for _ in range(12):
-        near = reduced <= per_item_least + margin
+        near = _frontier(items, reduced <= per_item_least + margin)
         counts = np.bincount(items.device[near], minlength=n)
         tied = counts > 1
         weights = np.zeros(reduced.size)

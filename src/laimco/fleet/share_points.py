@@ -18,6 +18,8 @@ IntArray = NDArray[np.intp]
 # the first grid: the equal share times powers of GRID_RATIO from GRID_RATIO^-GRID_BELOW of it
 GRID_RATIO = 16.0
 GRID_BELOW = 1
+# first-grid corners beyond this many equal shares are evaluated only when needed
+LAZY_ABOVE = 256.0
 
 
 @dataclass
@@ -83,27 +85,49 @@ def servable(fleet: Fleet, values: list[ClassValue]) -> NDArray[np.bool_]:
 
 
 def first_grid(evaluate: ShareValues, n: int) -> tuple[Boxes, SharePoints]:
+    """Every device's share plane cut by `first_levels`. Boxes whose upper corner lies within
+    LAZY_ABOVE equal shares are evaluated there; the others (a share no device of a large fleet
+    is likely to get) start with the device's value at the whole band and server, a lower
+    bound of V anywhere (V is non-increasing), and are evaluated only when a relaxation uses
+    them (`cut_boxes`)."""
     levels = first_levels(n)
     boxes, cx, cy, owner = grid_boxes(n, levels)
     inside = (cx > 0) & (cy > 0)
+    near = inside & (np.maximum(cx, cy) <= LAZY_ABOVE / n * (1 + 1e-12))
+    lazy = inside & ~near
     value = np.empty(cx.size)
-    value[inside] = evaluate(owner[inside], cx[inside], cy[inside])
+    value[near] = evaluate(owner[near], cx[near], cy[near])
     local = evaluate(np.arange(n), np.zeros(n), np.zeros(n))
     value[~inside] = local[owner[~inside]]
-    boxes = Boxes(boxes.device, boxes.x0, boxes.x1, boxes.y0, boxes.y1, value)
-    points = SharePoints(np.concatenate([owner[inside], np.arange(n)]),
-                     np.concatenate([cx[inside], np.zeros(n)]),
-                     np.concatenate([cy[inside], np.zeros(n)]),
-                     np.concatenate([value[inside], local]))
+    whole = np.zeros(0)
+    if lazy.any():
+        whole = evaluate(np.arange(n), np.ones(n), np.ones(n))
+        value[lazy] = whole[owner[lazy]]
+    boxes = Boxes(boxes.device, boxes.x0, boxes.x1, boxes.y0, boxes.y1, value, ~lazy)
+    every = np.arange(whole.size)
+    points = SharePoints(np.concatenate([owner[near], np.arange(n), every]),
+                         np.concatenate([cx[near], np.zeros(n), np.ones(whole.size)]),
+                         np.concatenate([cy[near], np.zeros(n), np.ones(whole.size)]),
+                         np.concatenate([value[near], local, whole]))
     return boxes.take(np.isfinite(boxes.value_upper)), points
 
 
 def cut_boxes(boxes: Boxes, cut: IntArray, points: SharePoints, evaluate: ShareValues,
               price_x: float, price_y: float) -> Boxes:
-    """The boxes `cut` cut in two (split_boxes), their new corners evaluated and added to the
-    points; boxes that turn out infeasible (∞ at the upper corner) dropped."""
+    """The boxes `cut` refined: a box whose value is still a bound (`first_grid`) gets its
+    upper corner evaluated; the others are cut in two (split_boxes), their new corners
+    evaluated and added to the points. Boxes that turn out infeasible (∞ at the upper corner)
+    are dropped."""
     if cut.size == 0:
         return boxes
+    bounded = cut[~boxes.is_exact()[cut]]
+    if bounded.size:
+        corner = evaluate(boxes.device[bounded], boxes.x1[bounded], boxes.y1[bounded])
+        points.add(boxes.device[bounded], boxes.x1[bounded], boxes.y1[bounded], corner)
+        value, exact = boxes.value_upper.copy(), boxes.is_exact().copy()
+        value[bounded], exact[bounded] = corner, True
+        boxes = Boxes(boxes.device, boxes.x0, boxes.x1, boxes.y0, boxes.y1, value, exact)
+        cut = np.setdiff1d(cut, bounded)
     keep = np.ones(boxes.size, dtype=bool)
     keep[cut] = False
     children, cx, cy, owner = split_boxes(boxes.take(cut), price_x, price_y)
@@ -112,6 +136,30 @@ def cut_boxes(boxes: Boxes, cut: IntArray, points: SharePoints, evaluate: ShareV
     children.value_upper[np.isnan(children.value_upper)] = new
     joined = Boxes.join([boxes.take(keep), children])
     return joined.take(np.isfinite(joined.value_upper))
+
+
+def probe_best_responses(points: SharePoints, evaluate: ShareValues, price_x: float,
+                         price_y: float, ratio: float) -> None:
+    """Every device's best evaluated point at the prices (least w·V + λx + μy) moved by the
+    factor `ratio` up and down in each share (8 neighbours, shares capped at 1), evaluated and
+    added to the points: a pattern-search step towards each device's best response to the
+    prices, which is what the primal's relaxation over points mixes (docs/theory.md §7.3)."""
+    ok = np.flatnonzero(points.finite())
+    n = int(points.device.max()) + 1
+    reduced = points.value[ok] + price_x * points.x[ok] + price_y * points.y[ok]
+    order = ok[np.lexsort((reduced, points.device[ok]))]
+    first = np.r_[True, points.device[order][1:] != points.device[order][:-1]]
+    best = order[first]
+    owner = points.device[best]
+    steps = np.array([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)])
+    bx = points.x[best][:, None] * ratio ** steps[None, :, 0]
+    by = points.y[best][:, None] * ratio ** steps[None, :, 1]
+    owner = np.repeat(owner, steps.shape[0])
+    bx, by = np.minimum(bx.ravel(), 1.0), np.minimum(by.ravel(), 1.0)
+    fresh = (bx > 0) & (by > 0)
+    del n
+    value = evaluate(owner[fresh], bx[fresh], by[fresh])
+    points.add(owner[fresh], bx[fresh], by[fresh], value)
 
 
 def rank_within(sorted_owner: IntArray) -> IntArray:

@@ -55,6 +55,9 @@ BRANCH_DEVICES = 24
 BRANCH_NODES = 64
 # a box is cut only if its slack exceeds this share of the gap target per device
 SLACK_SHARE = 0.25
+# cutting passes per round: each pass cuts the boxes still open after the previous one, at the
+# same prices (cheaper than a round: no relaxation in between)
+REFINE_PASSES = 4
 Progress = Callable[[str], None]
 
 
@@ -109,10 +112,11 @@ def solve_fleet(fleet: Fleet, objective: FleetObjective | None = None, *,
                 break
             # cut where the bound is slack at both price pairs: the relaxation's and the
             # primal's (the bound is tight only where the dual functions meet)
-            boxes = _refine(boxes, points, [(relaxed.price_x, relaxed.price_y),
-                                            (mixed.price_x, mixed.price_y)], evaluate,
-                            worth=SLACK_SHARE * gap * abs(primal) / devices.size,
-                            used=used)
+            for refine_pass in range(REFINE_PASSES):
+                boxes = _refine(boxes, points, [(relaxed.price_x, relaxed.price_y),
+                                                (mixed.price_x, mixed.price_y)], evaluate,
+                                worth=SLACK_SHARE * gap * abs(primal) / devices.size,
+                                used=used if refine_pass == 0 else None)
         if devices.size <= POLISH_DEVICES:
             choice, primal = _polished(choice, evaluate, progress)
         x[devices], y[devices] = choice

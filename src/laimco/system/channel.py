@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special
+
+from laimco.system.lambert_w import lambert_w0, lambert_w_minus1
 
 FloatArray = NDArray[np.float64]
 LN2 = float(np.log(2.0))
@@ -64,7 +65,7 @@ def max_efficiency_for_energy(energy_per_noise_bit: ArrayLike) -> FloatArray:
     c = np.asarray(energy_per_noise_bit, dtype=np.float64)
     ok = np.isfinite(c) & (c > LN2 * (1 + _EFFICIENCY_MARGIN))
     c_ok = np.where(ok, c, 2.0)
-    y = -(c_ok / LN2) * special.lambertw(-(LN2 / c_ok) * np.exp(-LN2 / c_ok), k=-1).real
+    y = -(c_ok / LN2) * lambert_w_minus1(-(LN2 / c_ok) * np.exp(-LN2 / c_ok))
     return np.asarray(np.where(ok, (y - 1) / c_ok, 0.0), dtype=np.float64)
 
 
@@ -76,9 +77,9 @@ def upload_time_for_slope_s(bits_per_hz: FloatArray, noise_to_gain_w: FloatArray
     where nothing is sent."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         arg = (np.asarray(neg_slope_w) / noise_to_gain_w - 1) / np.e
-        # c = 0 sits on W's branch point −1/e, where scipy gives NaN: x = 0 there (τ = ∞)
+        # c = 0 sits on W's branch point −1/e: x = 0 there (τ = ∞)
         x = np.where(arg > -1 / np.e,
-                     1 + special.lambertw(np.maximum(arg, -1 / np.e), k=0).real, 0.0)
+                     1 + lambert_w0(np.maximum(arg, -1 / np.e)), 0.0)
         return np.asarray(np.where(bits_per_hz > 0, bits_per_hz * LN2 / x, 0.0),
                           dtype=np.float64)
 
