@@ -91,6 +91,12 @@ def menu_feasible(device: IntArray, x: FloatArray, y: FloatArray, n_devices: int
     if np.bincount(device, minlength=n_devices).min(initial=1) == 0:
         return False
     items = _sorted(device, x, y, np.zeros(x.size))
+    # enough: each device's item of least larger relative share fits both capacities
+    relative = np.maximum(items.x / capacity_x, items.y / capacity_y)
+    _, pick = _cheapest(_Sorted(items.order, items.device, items.starts, items.x, items.y,
+                                relative), 0.0, 0.0)
+    if items.x[pick].sum() <= capacity_x and items.y[pick].sum() <= capacity_y:
+        return True
 
     def excess(alpha: float) -> float:
         mixed = alpha * items.x + (1 - alpha) * items.y
@@ -107,15 +113,16 @@ def solve_by_prices(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatA
                     n_devices: int, capacity_x: float = 1.0,
                     capacity_y: float = 1.0) -> MenuSolution:
     """The relaxation through its dual (module docstring). `value` is the best dual value
-    found: a proven lower bound on the relaxation's optimum, equal to it at convergence."""
+    found: a proven lower bound on the relaxation's optimum, equal to it at convergence. The
+    search stops only where the cutting-plane model's maximum lies inside the price box."""
     if not menu_feasible(device, x, y, n_devices, capacity_x, capacity_y):
         return MenuSolution(False, np.inf, np.zeros(cost.size), 0.0, 0.0)
     items = _sorted(device, x, y, cost)
     scale = max(float(np.abs(cost).max(initial=0.0)), 1.0)
+    lam = mu = 0.0
     box = np.array([scale, scale])
     cuts: list[tuple[float, float, float, float, float]] = []  # (λ, μ, D, gλ, gμ)
     best = (-np.inf, 0.0, 0.0)
-    lam = mu = 0.0
     for _ in range(KELLEY_ITERATIONS):
         least, pick = _cheapest(items, lam, mu)
         value = float(least.sum() - lam * capacity_x - mu * capacity_y)
@@ -125,11 +132,13 @@ def solve_by_prices(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatA
         if value > best[0]:
             best = (value, lam, mu)
         upper, lam, mu = _master(cuts, box)
-        if upper - best[0] <= KELLEY_TOL * max(abs(best[0]), 1.0):
-            break
+        pressed = False
         for i, at in enumerate((lam, mu)):
             if at >= box[i] * (1 - 1e-9):  # the answer presses on the box: widen it
                 box[i] *= 16
+                pressed = True
+        if not pressed and upper - best[0] <= KELLEY_TOL * max(abs(best[0]), 1.0):
+            break
     value, lam, mu = best
     weights = _mixture(items, lam, mu, n_devices, capacity_x, capacity_y)
     out = np.zeros(cost.size)

@@ -264,8 +264,8 @@ def _refine(boxes: Boxes, points: SharePoints, prices: list[tuple[float, float]]
         low = boxes.lower_cost(lam, mu)
         slack = best[boxes.device] - low
         open_ = slack > np.maximum(worth, 1e-12 * np.abs(best[boxes.device]))
-        order = np.lexsort((low, boxes.device))
-        ranked = order[open_[order]]
+        candidates = np.flatnonzero(open_)
+        ranked = candidates[np.lexsort((low[candidates], boxes.device[candidates]))]
         cut_mask[ranked[rank_within(boxes.device[ranked]) < CUTS_PER_DEVICE]] = True
     return cut_boxes(boxes, np.flatnonzero(cut_mask), points, evaluate, *prices[0])
 
