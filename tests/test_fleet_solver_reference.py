@@ -118,10 +118,7 @@ def test_solver_is_no_worse_than_any_baseline(name: str, objective: str) -> None
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Solution may be inaccurate")
 @pytest.mark.parametrize("hold", ["server-ratio", "server-time"])
-@pytest.mark.parametrize("objective", ["sum", pytest.param("max-min", marks=pytest.mark.xfail(
-    strict=False, raises=RuntimeError,
-    reason="CLARABEL does not solve the max-min model at some of the solver's answers "
-           "(status None with every setting tried): the model's numerics, not a finding"))])
+@pytest.mark.parametrize("objective", ["sum", "max-min"])
 def test_cvxpy_at_the_solvers_choices_cannot_beat_its_certificate(objective: str,
                                                                   hold: str) -> None:
     """Evidence: the conic model keeps the solver's splits, rules, widths, upload times and

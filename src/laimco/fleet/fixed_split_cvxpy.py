@@ -329,21 +329,23 @@ class _FleetModel:
 
     def _run(self, solver: str) -> None:
         """Solve, with other settings when the interior-point method stalls (the rate's
-        exponential cone spans e^±15 at high SNR)."""
+        exponential cone spans e^±15 at high SNR), and CLARABEL's last resort SCS (first
+        order, so less accurate: the answer is re-costed by laimco either way)."""
         cp = self.cp
-        settings: list[dict[str, Any]] = [{}]
+        attempts: list[tuple[str, dict[str, Any]]] = [(solver, {})]
         if solver == "CLARABEL":
-            settings += [{"equilibrate_enable": False},
-                         {"max_iter": 1000, "static_regularization_constant": 1e-7}]
-        for extra in settings:
+            attempts += [(solver, {"equilibrate_enable": False}),
+                         (solver, {"max_iter": 1000, "static_regularization_constant": 1e-7}),
+                         ("SCS", {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000})]
+        for name, extra in attempts:
             try:
-                self.problem.solve(solver=solver, **extra)
+                self.problem.solve(solver=name, **extra)
             except cp.error.SolverError:
                 continue
             if self.problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
                 return
-        raise RuntimeError(f"the fixed-split CVXPY model did not solve with {solver} "
-                           f"(settings tried: {settings}); status {self.problem.status}")
+        raise RuntimeError(f"the fixed-split CVXPY model did not solve (attempts: {attempts}); "
+                           f"status {self.problem.status}")
 
     def solve(self, solver: str) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """(β, φ, ρ_d, ρ_s): cutting planes until the true objective at the solution and the
