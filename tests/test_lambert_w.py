@@ -10,9 +10,18 @@ import mpmath
 import numpy as np
 import pytest
 
-from laimco.system.lambert_w import lambert_w0, lambert_w_minus1
+from laimco.system.lambert_w import SCIPY_BELOW, lambert_w0, lambert_w_minus1
 
 BRANCH = -1.0 / np.e
+# whole arrays take the Halley path; chunks of 7 the small-array path (scipy)
+PATHS = pytest.mark.parametrize("chunk", [None, 7], ids=["halley", "small-arrays"])
+
+
+def _call(function, x: np.ndarray, chunk: int | None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    if chunk is None:
+        assert x.size >= SCIPY_BELOW
+        return function(x)
+    return np.concatenate([function(x[i:i + chunk]) for i in range(0, x.size, chunk)])
 
 
 def _reference(x: np.ndarray, branch: int) -> np.ndarray:
@@ -32,31 +41,41 @@ def _check(got: np.ndarray, want: np.ndarray, x: np.ndarray) -> None:
     assert not bad.any(), f"x = {x[bad][:3]}: got {got[bad][:3]}, mpmath {want[bad][:3]}"
 
 
-def test_principal_branch_matches_mpmath() -> None:
-    x = np.concatenate([BRANCH + np.logspace(-15, -0.5, 120), np.linspace(-0.36, 3.5, 120),
+@PATHS
+def test_principal_branch_matches_mpmath(chunk: int | None) -> None:
+    x = np.concatenate([BRANCH + np.logspace(-15, -0.5, 160), np.linspace(-0.36, 3.5, 160),
                         np.logspace(-300, 300, 200), -np.logspace(-300, np.log10(0.36), 80)])
     x = x[x >= BRANCH]
-    _check(lambert_w0(x), _reference(x, 0), x)
+    _check(_call(lambert_w0, x, chunk), _reference(x, 0), x)
 
 
-def test_lower_branch_matches_mpmath() -> None:
-    x = np.concatenate([BRANCH + np.logspace(-15, -0.5, 120),
-                        -np.logspace(-300, np.log10(0.36), 200)])
+@PATHS
+def test_lower_branch_matches_mpmath(chunk: int | None) -> None:
+    x = np.concatenate([BRANCH + np.logspace(-15, -0.5, 260),
+                        -np.logspace(-300, np.log10(0.36), 300)])
     x = x[(x >= BRANCH) & (x < 0)]
-    got = lambert_w_minus1(x)
+    got = _call(lambert_w_minus1, x, chunk)
     _check(got, _reference(x, -1), x)
     assert np.all(got <= -1.0)
 
 
-def test_special_values_and_domain() -> None:
-    assert lambert_w0(np.array([BRANCH]))[0] == pytest.approx(-1.0, abs=1e-7)
-    assert lambert_w_minus1(np.array([BRANCH]))[0] == pytest.approx(-1.0, abs=1e-7)
-    np.testing.assert_allclose(lambert_w0(np.array([0.0, np.e, 2 * np.e**2])), [0.0, 1.0, 2.0],
-                               rtol=1e-15, atol=1e-300)
-    assert lambert_w0(np.array([np.inf]))[0] == np.inf
-    assert np.isnan(lambert_w0(np.array([-0.5, np.nan]))).all()
-    assert np.isnan(lambert_w_minus1(np.array([-0.5, 0.1]))).all()
-    assert lambert_w_minus1(np.array([0.0]))[0] == -np.inf
+@PATHS
+def test_special_values_and_domain(chunk: int | None) -> None:
+    def w0(values: list[float]) -> np.ndarray:
+        return _call(lambert_w0, np.resize(np.array(values), SCIPY_BELOW), chunk)[:len(values)]
+
+    def wm1(values: list[float]) -> np.ndarray:
+        return _call(lambert_w_minus1, np.resize(np.array(values), SCIPY_BELOW),
+                     chunk)[:len(values)]
+
+    assert w0([BRANCH])[0] == pytest.approx(-1.0, abs=1e-7)
+    assert wm1([BRANCH])[0] == pytest.approx(-1.0, abs=1e-7)
+    np.testing.assert_allclose(w0([0.0, np.e, 2 * np.e**2]), [0.0, 1.0, 2.0], rtol=1e-15,
+                               atol=1e-300)
+    assert w0([np.inf])[0] == np.inf
+    assert np.isnan(w0([-0.5, np.nan])).all()
+    assert np.isnan(wm1([-0.5, 0.1])).all()
+    assert wm1([0.0])[0] == -np.inf
 
 
 def test_solves_its_equation_on_random_arrays() -> None:

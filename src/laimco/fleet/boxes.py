@@ -61,8 +61,10 @@ class Boxes:
     def join(parts: list[Boxes]) -> Boxes:
         exact = (None if all(p.exact is None for p in parts)
                  else np.concatenate([p.is_exact() for p in parts]))
-        return Boxes(*(np.concatenate([getattr(p, name) for p in parts]) for name in (
-            "device", "x0", "x1", "y0", "y1", "value_upper")), exact)
+        device, x0, x1, y0, y1, value = (np.concatenate([getattr(p, name) for p in parts])
+                                         for name in ("device", "x0", "x1", "y0", "y1",
+                                                      "value_upper"))
+        return Boxes(device, x0, x1, y0, y1, value, exact)
 
 
 def grid_boxes(n_devices: int, levels: FloatArray) -> tuple[Boxes, FloatArray, FloatArray,
