@@ -47,10 +47,7 @@ _DEFECT = "solver short of the reference (session 7 main): "
 KNOWN_FAILURES = {
     "none": {},
     "brute": {},
-    "baselines": {
-        # the polish is local: SLSQP from its starts lands lower (the brute force: 311.434)
-        ("3 phones, gains 1e-7 / 1e-8 / 3e-9", "max-min"): "311.182 vs slsqp 311.034",
-    },
+    "baselines": {},
 }
 
 
@@ -71,9 +68,9 @@ def solved(name: str, objective: str) -> tuple[BruteForce, FleetSolution]:
     fleet = FLEETS[name]
     brute = brute_force_shares(fleet, objective)  # type: ignore[arg-type]
     solution = solve_fleet(fleet, objective)  # type: ignore[arg-type]
-    print(f"{name}, {objective}: solver {solution.objective:.9g} (bound "
+    print(f"{name}, {objective}: solver {solution.objective:.12g} (bound "
           f"{solution.dual_bound:.9g}, gap {solution.relative_gap:.2e}), brute force "
-          f"{brute.objective:.9g} ({brute.evaluations} solves)")
+          f"{brute.objective:.12g} ({brute.evaluations} solves)")
     return brute, solution
 
 
@@ -108,8 +105,8 @@ def test_solver_is_no_worse_than_any_baseline(name: str, objective: str) -> None
     for method in (baselines.equal_shares, baselines.proportional, baselines.alone,
                    baselines.slsqp):
         other = method(fleet, objective)  # type: ignore[arg-type]
-        print(f"{name}, {objective}: solver {solution.objective:.9g}, {other.method} "
-              f"{other.objective:.9g} ({other.served.sum()} served)")
+        print(f"{name}, {objective}: solver {solution.objective:.12g}, {other.method} "
+              f"{other.objective:.12g} ({other.served.sum()} served)")
         assert solution.served.sum() >= other.served.sum()
         if np.array_equal(solution.served, other.served):
             assert solution.objective <= other.objective * (1 + 1e-9) + 1e-12

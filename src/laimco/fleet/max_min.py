@@ -20,6 +20,7 @@ from laimco.fleet.answer import fleet_answer
 from laimco.fleet.boxes import Boxes
 from laimco.fleet.fitting import fit_everyone
 from laimco.fleet.fleet import Fleet
+from laimco.fleet.level_frontier import LEVEL_DEVICES, least_level_shares
 from laimco.fleet.menu_lp import solve_menu
 from laimco.fleet.share_points import (
     SharePoints,
@@ -35,7 +36,6 @@ from laimco.fleet.small_fleet import (
     best_combinations,
     exhaustive_bound,
     polish,
-    simplex_polish,
 )
 from laimco.fleet.solution import FleetSolution
 from laimco.fleet.solver import CUTS_PER_DEVICE, Progress, _round, hand_out_leftover
@@ -114,18 +114,39 @@ def solve_max_min(fleet: Fleet, *, gap: float, max_rounds: int,
             if rel <= gap or round_number == max_rounds:
                 break
             boxes = _refine_level(boxes, points, primal, evaluate, combos)
-        if n <= POLISH_DEVICES:
+        if n <= LEVEL_DEVICES:
+            share_x, share_y, bound = _least_level(evaluate, share_x, share_y, bound, progress)
+        elif n <= POLISH_DEVICES:
             start = evaluate(np.arange(n), share_x, share_y)
             share_x, share_y, polished = polish(share_x, share_y, start, evaluate, worst=True)
-            if n <= EXHAUSTIVE_DEVICES:
-                share_x, share_y, polished = simplex_polish(share_x, share_y, polished,
-                                                            evaluate, worst=True)
             if progress:
                 progress(f"polished: worst {start.max():.9g} → {polished.max():.9g}")
         x[devices], y[devices] = share_x, share_y
         x, y = _spend_the_rest(fleet, x, y, float(evaluate(
             np.arange(n), share_x, share_y).max(initial=0.0)), n, gap, max_rounds)
     return fleet_answer(fleet, "dual-decomposition", "max-min", x, y, bound, started, crowded)
+
+
+def _least_level(evaluate: ShareValues, share_x: FloatArray, share_y: FloatArray, bound: float,
+                 progress: Progress | None) -> tuple[FloatArray, FloatArray, float]:
+    """A small fleet's shares from the level search on frontiers (level_frontier.py), started
+    from the rounds' answer and bound; its leftover handed out, its values evaluated again,
+    kept only if its worst device is no worse. Returns the shares and the raised bound."""
+    n = evaluate.devices.size
+    start = evaluate(np.arange(n), share_x, share_y)
+    found = least_level_shares(evaluate, n, bound, float(start.max()), share_x, share_y)
+    x, y = found.x.copy(), found.y.copy()
+    idle = (x == 0) | (y == 0)  # a share of one resource alone buys nothing (§7.2)
+    x[idle], y[idle] = 0.0, 0.0
+    hand_out_leftover(x, y, evaluate(np.arange(n), x, y))
+    final = evaluate(np.arange(n), x, y)
+    bound = max(bound, found.proven_below)
+    if progress:
+        progress(f"level search: worst {start.max():.9g} → {final.max():.9g}, "
+                 f"bound {bound:.9g}")
+    if final.max() <= start.max():
+        return x, y, bound
+    return share_x, share_y, bound
 
 
 def _spend_the_rest(fleet: Fleet, x: FloatArray, y: FloatArray, worst: float, n_served: int,

@@ -83,50 +83,6 @@ def polish(x: FloatArray, y: FloatArray, value: FloatArray, evaluate: Evaluate,
     return x, y, value
 
 
-def simplex_polish(x: FloatArray, y: FloatArray, value: FloatArray, evaluate: Evaluate,
-                   worst: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Nelder–Mead (scipy) on the shares of all devices but the last, which gets the rest:
-    for the max of the values, where moves along fixed directions stall on the ridge where
-    two devices tie. Any share outside [0, 1] counts as infinitely bad; the result is kept
-    only if it is better."""
-    from scipy.optimize import minimize
-
-    n = x.size
-    devices = np.arange(n)
-
-    def shares(z: FloatArray) -> tuple[FloatArray, FloatArray]:
-        sx, sy = z[: n - 1], z[n - 1:]
-        return np.append(sx, 1.0 - sx.sum()), np.append(sy, 1.0 - sy.sum())
-
-    def objective(z: FloatArray) -> float:
-        sx, sy = shares(z)
-        if np.any(sx < 0) or np.any(sy < 0):
-            return np.inf
-        v = evaluate(devices, sx, sy)
-        return float(v.max() if worst else v.sum())
-
-    start = np.concatenate([x[:-1], y[:-1]])
-    result = minimize(objective, start, method="Nelder-Mead",
-                      options={"xatol": 1e-12, "fatol": 1e-12 * max(abs(value.sum()), 1.0),
-                               "maxfev": 600, "initial_simplex": _simplex(start)})
-    best = float(value.max() if worst else value.sum())
-    if not result.fun < best:
-        return x, y, value
-    sx, sy = shares(result.x)
-    return sx, sy, evaluate(devices, sx, sy)
-
-
-def _simplex(start: FloatArray) -> FloatArray:
-    """A first simplex of 5 % steps of each share (inward where a share is near 0)."""
-    points = [start]
-    for i in range(start.size):
-        step = 0.05 * max(start[i], 1e-3)
-        point = start.copy()
-        point[i] = start[i] + step if start[i] + step <= 1 else start[i] - step
-        points.append(point)
-    return np.array(points)
-
-
 def _worst_change(value: FloatArray, give: IntArray, take: IntArray, new_give: FloatArray,
                   new_take: FloatArray) -> FloatArray:
     """Per move: the change of the largest value, or, where that stays, a small negative
