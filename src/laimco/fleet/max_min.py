@@ -7,6 +7,11 @@ summing to at most 1 (the linear relaxation). If some allocation reaches t, each
 lies in a box whose upper corner is at least as good, so the boxes reach t: the least level the
 boxes reach is a lower bound on the optimum. The same test on evaluated points, rounded to one
 point per device, gives a feasible allocation.
+
+Fleets of up to LEVEL_DEVICES devices then get the level search on frontiers
+(level_frontier.py, docs/theory.md §7.5): exact frontiers and lattice fits, a proven lower
+bound, and a least level found by a lattice search and local zooms. Last, efficiency: the
+weighted-sum answer is kept instead when its worst device is no worse (`_spend_the_rest`).
 """
 
 from __future__ import annotations
@@ -134,6 +139,8 @@ def _least_level(evaluate: ShareValues, share_x: FloatArray, share_y: FloatArray
     kept only if its worst device is no worse. Returns the shares and the raised bound."""
     n = evaluate.devices.size
     start = evaluate(np.arange(n), share_x, share_y)
+    if not np.isfinite(start.max()):  # the search starts from a level the shares reach
+        return share_x, share_y, bound
     found = least_level_shares(evaluate, n, bound, float(start.max()), share_x, share_y)
     x, y = found.x.copy(), found.y.copy()
     idle = (x == 0) | (y == 0)  # a share of one resource alone buys nothing (§7.2)

@@ -3,7 +3,8 @@ far from one-choice-per-device (a device half alone, half offloading), so the an
 polished by moving shares between devices, and for up to three devices the bound comes from
 every combination of boxes instead of the relaxation.
 
-- **Polish** (any N ≤ POLISH_DEVICES): a pattern search on the shares. Each step tries moving
+- **Polish** (any N ≤ POLISH_DEVICES; max-min only above level_frontier.LEVEL_DEVICES, whose
+  level search replaces it): a pattern search on the shares. Each step tries moving
   a fraction of one device's band, server share, or both to another device, or band one way
   and server share the other (every ordered pair, evaluated exactly in one vectorized call),
   takes the best move that lowers the objective, and halves the fraction when none does.
