@@ -47,10 +47,10 @@ FIRST_LATTICE = 64           # the first lattice: step 1/FIRST_LATTICE of the ba
 ZOOM = 4                     # each zoom divides the step by this ...
 ZOOM_SPAN = 2 * ZOOM         # ... and spans this many new steps each side of the best shares
 ZOOM_END = 1e-9              # zooms stop when the step falls below this (fraction of the band)
-FRONTIER_TOL = 1e-11         # frontier brackets narrower than this fraction of the server
-LEVEL_TOL = 1e-10            # levels are searched to this relative width
-# on a coarse lattice less is needed: frontiers to step·COARSE_TOL, levels to step·COARSE_TOL
-# relative (the zooms that follow ask for more)
+FRONTIER_TOL = 1e-12         # frontier brackets narrower than this fraction of the server
+LEVEL_TOL = 1e-12            # levels are searched to this relative width
+# coarse lattices need less: frontiers and levels to min(step·COARSE_TOL, step²) (absolute,
+# relative) but no less than the tolerances above (the zooms that follow ask for more)
 COARSE_TOL = 1e-4
 ROOT_STEPS = 200             # at most this many root-search steps (a safeguard, never reached)
 
@@ -99,9 +99,9 @@ class Frontiers:
     """φ_u,t at every grid point of a lattice, for any level t, with every evaluation kept
     (module docstring)."""
 
-    def __init__(self, evaluate: Evaluate, lattice: Lattice, local: FloatArray) -> None:
-        self.evaluate, self.lattice = evaluate, lattice
-        self.tol = max(FRONTIER_TOL, lattice.step * COARSE_TOL)
+    def __init__(self, evaluate: Evaluate, lattice: Lattice, local: FloatArray,
+                 tol: float = FRONTIER_TOL) -> None:
+        self.evaluate, self.lattice, self.tol = evaluate, lattice, tol
         self.device, self.x = lattice.rows()
         top = evaluate(self.device, self.x, np.ones(self.x.size))
         self.ys = [np.zeros(self.x.size), np.ones(self.x.size)]
@@ -219,12 +219,14 @@ def least_level_shares(evaluate: Evaluate, n: int, low: float, high: float, x: F
     local = evaluate(np.arange(n), np.zeros(n), np.zeros(n))
     best = _Best(high, x, y)
     lattice = Lattice.whole(n, FIRST_LATTICE)
-    proven = _search(Frontiers(evaluate, lattice, local), best, low, prove=True)[0]
+    first = Frontiers(evaluate, lattice, local, tol=_precision(lattice.step, FRONTIER_TOL))
+    proven = _search(first, best, low, prove=True)[0]
     step, window, idle = lattice.step, 1e-2, 0
     while step / ZOOM >= ZOOM_END and best.level > 0 and idle < 2:
         step /= ZOOM
         before = best.level
-        frontiers = Frontiers(evaluate, Lattice.around(best.x, step, ZOOM_SPAN), local)
+        frontiers = Frontiers(evaluate, Lattice.around(best.x, step, ZOOM_SPAN), local,
+                              tol=_precision(step, FRONTIER_TOL))
         for _ in range(8):  # widen the window while its low end is reached
             floor = max(proven, low, best.level * (1 - window))
             missed = _search(frontiers, best, floor, prove=False)[1]
@@ -247,7 +249,7 @@ def _search(frontiers: Frontiers, best: _Best, low: float, prove: bool) -> tuple
     levels = Brackets(np.array([low]), np.array([np.inf]), np.array([best.level]),
                       np.array([-np.inf]))
     one = np.array([0], dtype=np.intp)
-    tol = max(LEVEL_TOL, lattice.step * COARSE_TOL)
+    tol = _precision(lattice.step, LEVEL_TOL)
     for _ in range(ROOT_STEPS):
         if levels.hi[0] - levels.lo[0] <= tol * abs(levels.hi[0]):
             break
@@ -256,13 +258,18 @@ def _search(frontiers: Frontiers, best: _Best, low: float, prove: bool) -> tuple
         ends = np.cumsum(lattice.count + 1)[:-1]
         fit, picks = min_plus_fit(np.split(hi, ends), lattice.budget)
         if prove and _proven_unreachable(np.split(lo, ends), lattice.budget):
-            proven = level
+            proven = max(proven, level)
         if fit <= 1.0:
             rows = (np.concatenate([[0], ends]) + picks).astype(np.intp)
             best.level, best.x, best.y = level, frontiers.x[rows], hi[rows]
         missed |= fit > 1.0
         levels.update(one, np.array([level]), np.array([fit - 1.0]))
     return proven, missed
+
+
+def _precision(step: float, finest: float) -> float:
+    """How precisely a lattice of this step is searched (COARSE_TOL)."""
+    return max(finest, min(step * COARSE_TOL, step * step))
 
 
 def _proven_unreachable(low_ends: list[FloatArray], budget: int) -> bool:
