@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fleet_reference import paper_fleet, scenario
 
 from laimco.config import load_scenario
 from laimco.fleet.boxes import Boxes, split_boxes
@@ -81,9 +82,9 @@ def test_fleet_of_one_reproduces_laimco_optimize() -> None:
     assert answer.dual_bound is not None and answer.dual_bound <= answer.objective * (1 + 1e-12)
 
 
-def _brute_force_two(fleet: Fleet, points: int) -> float:
-    """min over a grid of (x, y) for device 0 (device 1 gets the rest) of Σ w·V: an upper
-    bound on the optimum from exact values."""
+def _brute_force_two(fleet: Fleet, points: int, worst: bool = False) -> float:
+    """min over a grid of (x, y) for device 0 (device 1 gets the rest) of Σ w·V (`worst`:
+    max w·V): an upper bound on the optimum from exact values."""
     value = fleet_values(fleet)
     grid = np.linspace(0.0, 1.0, points)
     gx, gy = (a.ravel() for a in np.meshgrid(grid, grid, indexing="ij"))
@@ -93,7 +94,7 @@ def _brute_force_two(fleet: Fleet, points: int) -> float:
         v = value[int(fleet.class_index[u])].values(
             np.full(gx.size, fleet.path_gain[u]), sx * res.bandwidth_hz,
             sy * res.server_cycles_per_s)
-        total += fleet.weight[u] * v
+        total = np.maximum(total, fleet.weight[u] * v) if worst else total + fleet.weight[u] * v
     return float(total.min())
 
 
@@ -108,6 +109,23 @@ def test_bound_never_exceeds_brute_force_and_answer_is_close(seed: int) -> None:
     assert answer.dual_bound is not None
     assert answer.dual_bound <= grid_best * (1 + 1e-12)
     assert answer.objective <= grid_best * (1 + 1e-9) + (answer.objective - answer.dual_bound)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (1.0, 2.0)])
+def test_max_min_of_two_is_no_worse_than_a_share_grid(weights: tuple[float, float]) -> None:
+    """Two paper-mode devices whose shares matter (a phone and a far IoT node): the max-min
+    answer (the level search of docs/theory.md §7.5) is no worse than the best of a 161×161
+    share grid evaluated exactly (1e-9 relative), and its certified bound is not above it."""
+    fleet = paper_fleet([("phone", scenario("paper-minilm-phone")),
+                         ("iot", scenario("paper-minilm-iot"))], [0, 1], [1e-7, 1e-8],
+                        list(weights))
+    answer = solve_fleet(fleet, "max-min", max_rounds=4)
+    grid_best = _brute_force_two(fleet, 161, worst=True)
+    assert answer.status == "optimal" and answer.dual_bound is not None
+    assert answer.objective <= grid_best * (1 + 1e-9)
+    assert answer.dual_bound <= grid_best * (1 + 1e-12)
+    assert answer.bandwidth_hz.sum() == pytest.approx(fleet.resources.bandwidth_hz, rel=1e-12)
 
 
 @pytest.mark.slow
