@@ -11,16 +11,17 @@ with Σx ≤ 1. What is exact and what is a search:
 
 - **Frontiers** (*exact to a tolerance*). φ is bracketed by a root search in y on the monotone
   w·V(x, ·) − t (regula falsi with the Illinois rule, bisection where it stalls or a value is
-  infinite), to FRONTIER_TOL of the resource: w·V > t at the bracket's low end and ≤ t at its
-  high end, both evaluated by the exact oracle (value.py), so φ lies inside. Every evaluation
-  at a grid point is kept and brackets the frontier at the next level.
+  infinite), to FRONTIER_TOL of the resource (coarse lattices: `_precision`): w·V > t at the
+  bracket's low end and ≤ t at its high end, both evaluated by the exact oracle (value.py), so
+  φ lies inside. Every evaluation at a grid point is kept and brackets φ at the next level.
 - **The fit on a lattice** (*exact*). With every x_u on a lattice x₀,u + h·j, j ∈ 0..m_u, the
   least Σ φ(x_u) subject to Σ x ≤ 1 is a resource allocation over integers: a min-plus
   convolution of the devices' frontier arrays (dynamic programming, any N).
 - **A proven lower bound** (*proven*). On the lattice of step h = 1/K from 0, any x_u lies in
   a cell [jh, (j+1)h] with Σ j ≤ K, and on that cell φ(x_u) ≥ φ((j + 1)h) (monotone). If even
   these least frontiers do not fit (the same dynamic programme on the brackets' low ends), no
-  allocation reaches t: t is below the optimum.
+  allocation reaches t: t is below the optimum. The highest such t on the first lattice is
+  found by bisection (to PROOF_TOL) after the search.
 - **The least level** (*search*). Regula falsi on the fit minus 1 (a non-increasing function
   of t) between a level not reached and a reached one, first on the lattice of step 1/K, then
   on lattices 4× finer in a window of ±2 old steps around the best shares found (zooms), down
@@ -52,6 +53,7 @@ LEVEL_TOL = 1e-12            # levels are searched to this relative width
 # coarse lattices need less: frontiers and levels to min(step·COARSE_TOL, step²) (absolute,
 # relative) but no less than the tolerances above (the zooms that follow ask for more)
 COARSE_TOL = 1e-4
+PROOF_TOL = 1e-3             # the proven level is searched to this relative width
 ROOT_STEPS = 200             # at most this many root-search steps (a safeguard, never reached)
 
 
@@ -221,6 +223,7 @@ def least_level_shares(evaluate: Evaluate, n: int, low: float, high: float, x: F
     lattice = Lattice.whole(n, FIRST_LATTICE)
     first = Frontiers(evaluate, lattice, local, tol=_precision(lattice.step, FRONTIER_TOL))
     proven = _search(first, best, low, prove=True)[0]
+    proven = _prove(first, max(proven, low), best.level)
     step, window, idle = lattice.step, 1e-2, 0
     while step / ZOOM >= ZOOM_END and best.level > 0 and idle < 2:
         step /= ZOOM
@@ -265,6 +268,23 @@ def _search(frontiers: Frontiers, best: _Best, low: float, prove: bool) -> tuple
         missed |= fit > 1.0
         levels.update(one, np.array([level]), np.array([fit - 1.0]))
     return proven, missed
+
+
+def _prove(frontiers: Frontiers, low: float, high: float) -> float:
+    """The highest level proven unreachable on the whole lattice of `frontiers`, by bisection
+    between `low` (proven, or not at all) and `high` (reached), to PROOF_TOL relative."""
+    lattice = frontiers.lattice
+    ends = np.cumsum(lattice.count + 1)[:-1]
+    proven = low
+    for _ in range(ROOT_STEPS):
+        if high - low <= PROOF_TOL * high:
+            break
+        level = 0.5 * (low + high)
+        if _proven_unreachable(np.split(frontiers.at(level)[0], ends), lattice.budget):
+            low = proven = level
+        else:
+            high = level
+    return proven
 
 
 def _precision(step: float, finest: float) -> float:
