@@ -4,7 +4,9 @@ tritonclient): requests merged by MLServer's own `BatchedRequests` (the code its
 AdaptiveBatcher runs) are answered by one `ServerSubModel.predict`, and each request gets
 exactly the rows it gets alone — checked against the unbatched predict and against the
 in-process pruned parts (independent of the runtime), for an 8-bit quantized uplink, requests
-of the same and of different token counts, and bad requests inside a batch."""
+of the same and of different token counts, and bad requests inside a batch; a pass runs the
+positions up to its last real token only (laimco.runtime.padding), or every one when
+`cut_padding` is off, with the same answers."""
 
 from __future__ import annotations
 
@@ -51,6 +53,21 @@ def test_batched_predict_gives_each_request_its_own_rows(results):
     assert len(set(lengths)) > 1
 
 
+def test_a_pass_runs_the_positions_up_to_its_last_real_token(results):
+    # padded to 64: each request alone runs its own real tokens, a batch the longest one's,
+    # and the answers are still those of the pruned parts over all 64 positions (above)
+    real = results["same_real_tokens"]
+    assert real.max() < 64
+    assert results["same_alone_positions"].tolist() == real.tolist()
+    assert results["same_batched_positions"].tolist() == [real.max()]
+    # cut_padding off: every position sent is run, with the same answers
+    assert results["every_positions"].tolist() == [64]
+    np.testing.assert_allclose(results["every_batched"], results["same_reference"],
+                               atol=TOLERANCE)
+    np.testing.assert_allclose(results["every_batched"], results["same_batched"],
+                               atol=TOLERANCE)
+
+
 def test_a_bad_request_in_a_batch_fails_alone(results):
     assert results["bad_codes"].tolist() == ["", "FAILED_PRECONDITION", "", "INVALID_ARGUMENT"]
     np.testing.assert_allclose(results["bad_good_rows"], results["bad_reference"],
@@ -75,7 +92,7 @@ def uplink():  # type: ignore[no-untyped-def]
     return UplinkSettings(QuantizerSettings(8, "token", 1.0))
 
 
-def make_model(folder: Path):  # type: ignore[no-untyped-def]
+def make_model(folder: Path, cut_padding: bool = True):  # type: ignore[no-untyped-def]
     from mlserver.settings import ModelParameters, ModelSettings
 
     from laimco.runtime.protocol import manifest_sha256
@@ -83,10 +100,24 @@ def make_model(folder: Path):  # type: ignore[no-untyped-def]
 
     settings = ModelSettings(name="part", implementation=ServerSubModel,
                              parameters=ModelParameters(uri=str(folder),
-                                                        version=manifest_sha256(folder)))
+                                                        version=manifest_sha256(folder),
+                                                        extra={"cut_padding": cut_padding}))
     served = ServerSubModel(settings)
     asyncio.run(served.load())
     return served
+
+
+def recording(model) -> list[int]:  # type: ignore[no-untyped-def]
+    """The number of positions of every forward pass `model` runs from now on."""
+    positions: list[int] = []
+    inner = model._server
+
+    def run(crossing):  # type: ignore[no-untyped-def]
+        positions.append(int(crossing["attention_mask"].shape[1]))
+        return inner(crossing)
+
+    model._server = run
+    return positions
 
 
 def crossings(folder: Path, pad_to: int | None) -> tuple[list[dict], np.ndarray]:
@@ -147,6 +178,7 @@ def child(out: Path) -> None:
 
     folder = make_folder(out)
     model, sha = make_model(folder), manifest_sha256(folder)
+    positions = recording(model)
     saved: dict[str, np.ndarray] = {}
     for case, pad_to in (("same", 64), ("different", None)):
         sent, saved[f"{case}_reference"] = crossings(folder, pad_to)
@@ -156,13 +188,25 @@ def child(out: Path) -> None:
             asyncio.run(model.predict(one))
             alone.append(call.outputs["output"])
             sizes.append(call.reply[BATCH_PARAMETER])
+        saved[f"{case}_alone_positions"] = np.array(positions)
+        positions.clear()
         pairs = [request(arrays, sha) for arrays in sent]
         run_batched(model, [r for r, _ in pairs])
         assert all(call.error is None for _, call in pairs)
         saved |= {f"{case}_alone": np.concatenate(alone), f"{case}_alone_sizes": np.array(sizes),
                   f"{case}_batched": np.concatenate([c.outputs["output"] for _, c in pairs]),
                   f"{case}_sizes": np.array([c.reply[BATCH_PARAMETER] for _, c in pairs]),
-                  f"{case}_lengths": np.array([a["attention_mask"].shape[1] for a in sent])}
+                  f"{case}_lengths": np.array([a["attention_mask"].shape[1] for a in sent]),
+                  f"{case}_real_tokens": np.array([int(a["attention_mask"].sum())
+                                                   for a in sent]),
+                  f"{case}_batched_positions": np.array(positions)}
+        positions.clear()
+    every = make_model(folder, cut_padding=False)  # runs every position sent
+    every_positions = recording(every)
+    pairs = [request(arrays, sha) for arrays in crossings(folder, 64)[0]]
+    run_batched(every, [r for r, _ in pairs])
+    saved |= {"every_batched": np.concatenate([c.outputs["output"] for _, c in pairs]),
+              "every_positions": np.array(every_positions)}
     sent, reference = crossings(folder, 64)
     pairs = [request(arrays, sha) for arrays in sent[:3]]
     pairs[1][1].parameters["manifest_sha256"] = "0" * 64  # another folder's request

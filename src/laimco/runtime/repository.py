@@ -92,14 +92,17 @@ def folder_interface(folder: str | Path) -> Interface:
 class HostedModel:
     """One model of a repository: the pruned folder whose server part it serves, its name, the
     manifests of other folders with the same server part and wire format whose clients it
-    also answers (a fleet's devices that share it), and MLServer's adaptive batching (at most
-    `max_batch_size` requests merged, waiting at most `max_batch_time_s` for them; 1 = off)."""
+    also answers (a fleet's devices that share it), MLServer's adaptive batching (at most
+    `max_batch_size` requests merged, waiting at most `max_batch_time_s` for them; 1 = off) and
+    whether positions after a pass's last real token are skipped where the family allows it
+    (`cut_padding`, laimco.runtime.padding; False runs every position sent)."""
 
     folder: Path
     name: str = DEFAULT_MODEL_NAME
     accepted_manifests: tuple[str, ...] = ()
     max_batch_size: int = 1
     max_batch_time_s: float = 0.0
+    cut_padding: bool = True
 
 
 def model_settings(folder: str | Path, options: ServeOptions,
@@ -119,7 +122,8 @@ def model_settings(folder: str | Path, options: ServeOptions,
         "outputs": [iface.output.metadata()],
         "parameters": {"uri": str(folder), "version": iface.manifest_sha256,
                        "extra": {"limits": asdict(options.limits), "model": iface.model,
-                                 "split": iface.split, "accepted_manifests": others}},
+                                 "split": iface.split, "accepted_manifests": others,
+                                 "cut_padding": hosted.cut_padding}},
     }
     if hosted.max_batch_size > 1:
         settings |= {"max_batch_size": hosted.max_batch_size,

@@ -4,9 +4,10 @@
 `laimco.models.pruned.save_pruned` and answers Open Inference Protocol requests: it checks the
 request's identity (`manifest_sha256` parameter) and tensors (`laimco.runtime.protocol`), decodes
 and dequantizes a quantized activation (`laimco.runtime.uplink_wire`; its bits must be the
-manifest's), runs the forward pass, and returns the output with the server's compute time in
-the response parameters (`server_compute_ns`, int64: the protocol's parameters carry no floats
-in MLServer).
+manifest's), runs the forward pass (for a sentence-embedding model only up to the last real
+token of the pass: `laimco.runtime.padding`), and returns the output with the server's compute
+time in the response parameters (`server_compute_ns`, int64: the protocol's parameters carry no
+floats in MLServer).
 
 Where the forward runs (docs/runtime.md, "Protocol"): a pass predicted to take at most
 INLINE_FORWARD_MAX_S (50 ms, from the last measured cost per position) runs on the event loop's
@@ -46,6 +47,7 @@ from mlserver.types import (
 )
 
 from laimco.runtime.guard import CALL_PARAMETER, PENDING_CALLS, BinaryCall
+from laimco.runtime.padding import cut_to_positions, trims_padding, used_positions
 from laimco.runtime.protocol import (
     ACTIVATION_BYTES_PARAMETER,
     BATCH_PARAMETER,
@@ -127,6 +129,8 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
             raise ServedFolderError(str(err)) from None
         self._server = pruned.server
         self._server.eval()
+        self._trim_padding = (bool(extra.get("cut_padding", True))  # runtime/padding.py
+                              and trims_padding(self._interface.family))
         self._torch = torch
         self._forward_lock = asyncio.Lock()  # one forward at a time, inline or in the thread
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="laimco-forward")
@@ -311,10 +315,14 @@ class ServerSubModel(MLModel):  # type: ignore[misc]
 
     async def _run_group(self, members: list[_Prepared]) -> None:
         """One forward pass over requests of the same tensor shapes (rows concatenated along
-        the first axis); each call gets its own rows and reply parameters, or its error."""
+        the first axis, positions after the pass's last real token cut where the family allows:
+        runtime/padding.py); each call gets its own rows and reply parameters, or its error."""
         names = list(members[0][1])
-        merged = {name: np.concatenate([arrays[name] for _, arrays, _ in members])
-                  for name in names}
+        tensors = [arrays for _, arrays, _ in members]
+        if self._trim_padding and MASK in tensors[0]:  # no pass over trailing padding
+            keep = used_positions([arrays[MASK] for arrays in tensors])
+            tensors = [cut_to_positions(arrays, keep) for arrays in tensors]
+        merged = {name: np.concatenate([arrays[name] for arrays in tensors]) for name in names}
         output, compute_ns = await self._run_forward(merged)
         sizes = [int(arrays[names[0]].shape[0]) for _, arrays, _ in members]
         pieces = np.split(output, np.cumsum(sizes)[:-1])
