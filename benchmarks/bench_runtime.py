@@ -174,7 +174,15 @@ def load_level(url: str, sha: str, crossings: list[dict[str, np.ndarray]], clien
             "p50_ms": float(np.percentile(all_latencies, 50) * 1e3),
             "p99_ms": float(np.percentile(all_latencies, 99) * 1e3),
             "batch": float(np.mean([r.timings.server_batch_requests for r in records
-                                    if r.status == "ok"] or [0.0]))}
+                                    if r.status == "ok"] or [0.0])),
+            # the forward pass as the server timed it, and the whole call in its process
+            "compute_ms": float(np.median([r.timings.server_s for r in records
+                                           if r.status == "ok"] or [0.0]) * 1e3),
+            "call_ms": float(np.median([r.timings.server_call_s for r in records
+                                        if r.status == "ok"] or [0.0]) * 1e3),
+            "compute_per_request_ms": float(np.median(
+                [r.timings.server_s / max(r.timings.server_batch_requests, 1)
+                 for r in records if r.status == "ok"] or [0.0]) * 1e3)}
 
 
 def load_figure(rows: list[dict[str, float]], path: Path) -> None:
