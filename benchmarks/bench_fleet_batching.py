@@ -178,7 +178,7 @@ def main() -> int:
                               cut_padding=False)]
         rows, references = [], {}
         with start_models(hosted, token=TOKEN) as server:
-            print(f"server with both models started in {server.startup_s:.1f} s\n")
+            print(f"server with the three models started in {server.startup_s:.1f} s\n")
             for seq_len in args.seq_lens:
                 sent = crossings(folder, server.url, seq_len)
                 print(f"- {seq_len} tokens: {real_tokens(sent)}")
