@@ -33,6 +33,8 @@ class BranchResult:
     value: float
     shares: tuple[FloatArray, FloatArray] | None
     nodes: int
+    # the boxes the relaxations of branches still below the target use: where cutting helps
+    weak: BoolArray
 
 
 def branch_and_bound(boxes: Boxes, n: int, point_x: FloatArray, point_y: FloatArray,
@@ -47,6 +49,7 @@ def branch_and_bound(boxes: Boxes, n: int, point_x: FloatArray, point_y: FloatAr
     best_value, best_shares = incumbent, None
     bound_of_leaves = np.inf
     nodes = 0
+    weak = np.zeros(boxes.size, dtype=bool)
     heapq.heappush(heap, (-np.inf, next(counter), root, root_points))
     while heap and nodes < max_nodes:
         parent_bound, _, mask, point_mask = heapq.heappop(heap)
@@ -63,6 +66,8 @@ def branch_and_bound(boxes: Boxes, n: int, point_x: FloatArray, point_y: FloatAr
             best_shares, best_value = found
         weights = np.zeros(boxes.size)
         weights[mask] = relaxed.weights
+        if relaxed.value < best_value * (1 - gap):
+            weak |= weights > 1e-9
         split = _branching(boxes, weights)
         if split is None:  # one box per device: nothing to branch on
             bound_of_leaves = min(bound_of_leaves, relaxed.value)
@@ -78,7 +83,25 @@ def branch_and_bound(boxes: Boxes, n: int, point_x: FloatArray, point_y: FloatAr
                                                               == low_side))))
     open_bound = min((b for b, *_ in heap), default=np.inf)
     bound = min(open_bound, bound_of_leaves, best_value)
-    return BranchResult(float(bound), float(best_value), best_shares, nodes)
+    return BranchResult(float(bound), float(best_value), best_shares, nodes, weak)
+
+
+def promising(boxes: Boxes, price_x: float, price_y: float, incumbent: float
+              ) -> BoolArray:
+    """The boxes that can hold a share of an allocation cheaper than `incumbent`, by reduced
+    costs at the prices (λ, μ) (docs/theory.md §7.3): with π_u the least priced lower cost
+    c + λx₀ + μy₀ of u's boxes and L = Σ π_u − λ − μ the dual bound there, any allocation
+    that puts u in box k costs at least L + (c_k + λx₀ₖ + μy₀ₖ − π_u), since the others'
+    priced costs are at least their π and the shares sum to at most 1. Boxes whose reduced
+    cost exceeds incumbent − L are dropped: the least bound over the rest, capped at the
+    incumbent, is still a lower bound on the optimum."""
+    n = int(boxes.device.max()) + 1
+    low = boxes.lower_cost(price_x, price_y)
+    least = np.full(n, np.inf)
+    np.minimum.at(least, boxes.device, low)
+    dual = float(least.sum()) - price_x - price_y
+    reduced = low - least[boxes.device]
+    return np.asarray(reduced <= (incumbent - dual) + 1e-9 * abs(incumbent), dtype=bool)
 
 
 def _branching(boxes: Boxes, weights: FloatArray) -> tuple[int, bool, float] | None:
@@ -93,9 +116,10 @@ def _branching(boxes: Boxes, weights: FloatArray) -> tuple[int, bool, float] | N
     mixed = np.flatnonzero(counts > 1)
     if mixed.size == 0:
         return None
-    largest = np.zeros(counts.size)
-    np.maximum.at(largest, devices, weights[support])
-    device = int(mixed[np.argmin(largest[mixed])])
+    high, low = np.full(counts.size, -np.inf), np.full(counts.size, np.inf)
+    np.maximum.at(high, devices, boxes.value_upper[support])
+    np.minimum.at(low, devices, boxes.value_upper[support])
+    device = int(mixed[np.argmax((high - low)[mixed])])
     items = np.flatnonzero(support & (boxes.device == device))
     w = weights[items]
     spread_x = np.ptp(boxes.x0[items])
