@@ -43,8 +43,6 @@ from laimco.fleet.small_fleet import (
 )
 from laimco.fleet.solution import FleetSolution
 from laimco.fleet.value import fleet_values
-from laimco.optimize.choices import rule_pairs, widths
-from laimco.optimize.strategies import strategy_named
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -356,9 +354,7 @@ def _refine(boxes: Boxes, points: SharePoints, prices: list[tuple[float, float]]
 def _problems_per_evaluation(evaluate: ShareValues) -> float:
     """The single-device problems (rule pairs × activation widths) one evaluation solves,
     averaged over the served devices: what an evaluation costs, in paper-mode units."""
-    problems = np.array([
-        len(rule_pairs(v.scenario, v.profile, strategy_named("joint").ties_ratios))
-        * len(widths(v.scenario, v.profile)) for v in evaluate.values], dtype=float)
+    problems = np.array([v.problems_per_row for v in evaluate.values], dtype=float)
     return float(np.mean(problems[evaluate.fleet.class_index[evaluate.devices]]))
 
 

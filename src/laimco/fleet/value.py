@@ -59,6 +59,12 @@ class ClassValue:
                                                 _JOINT.ties_ratios)))
         self.local_value = self._local_value()
 
+    @property
+    def problems_per_row(self) -> int:
+        """The single-device problems (rule pairs × activation widths) one row solves: what an
+        evaluation costs, in paper-mode units."""
+        return sum(len(choice.variants) for choice in self._choices)
+
     def _local_value(self) -> float:
         """V with no share: only split L, where nothing is sent and the server does nothing,
         so it depends on no share and no gain (inf when the device cannot run it all)."""
