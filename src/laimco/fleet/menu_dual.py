@@ -91,7 +91,7 @@ def menu_feasible(device: IntArray, x: FloatArray, y: FloatArray, n_devices: int
     if np.bincount(device, minlength=n_devices).min(initial=1) == 0:
         return False
     items = _sorted(device, x, y, np.zeros(x.size))
-    # enough: each device's item of least larger relative share fits both capacities
+    # enough: the items of least max(x/X, y/Y), one per device, fit both capacities together
     relative = np.maximum(items.x / capacity_x, items.y / capacity_y)
     _, pick = _cheapest(_Sorted(items.order, items.device, items.starts, items.x, items.y,
                                 relative), 0.0, 0.0)
