@@ -27,12 +27,12 @@ from laimco.fleet.fitting import fit_everyone
 from laimco.fleet.fleet import Fleet
 from laimco.fleet.level_frontier import LEVEL_DEVICES, least_level_shares
 from laimco.fleet.menu_lp import solve_menu
+from laimco.fleet.runs import rank_within
 from laimco.fleet.share_points import (
     SharePoints,
     ShareValues,
     cut_boxes,
     first_grid,
-    rank_within,
     servable,
 )
 from laimco.fleet.small_fleet import (

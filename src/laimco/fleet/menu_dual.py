@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from scipy.optimize import linprog, minimize_scalar
 
 from laimco.fleet.menu_lp import MenuSolution, solve_whole
+from laimco.fleet.runs import run_starts
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -48,7 +49,7 @@ class _Sorted:
 def _sorted(device: IntArray, x: FloatArray, y: FloatArray, cost: FloatArray) -> _Sorted:
     order = np.argsort(device, kind="stable")
     d = device[order]
-    starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+    starts = np.flatnonzero(run_starts(d))
     return _Sorted(order, d, starts, x[order], y[order], cost[order])
 
 
@@ -58,13 +59,7 @@ def _cheapest(items: _Sorted, lam: float, mu: float) -> tuple[FloatArray, IntArr
     least = np.minimum.reduceat(reduced, items.starts)
     at = np.flatnonzero(reduced <= np.repeat(least, np.diff(np.r_[items.starts,
                                                                    reduced.size])))
-    return least, at[_firsts(items.device[at])]
-
-
-def _firsts(sorted_labels: IntArray) -> NDArray[np.bool_]:
-    """Where each run of equal labels begins in a sorted array."""
-    return np.r_[True, sorted_labels[1:] != sorted_labels[:-1]] if sorted_labels.size else (
-        np.zeros(0, dtype=bool))
+    return least, at[run_starts(items.device[at])]
 
 
 def _frontier(items: _Sorted, near: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -77,11 +72,11 @@ def _frontier(items: _Sorted, near: NDArray[np.bool_]) -> NDArray[np.bool_]:
     # within a device, sorted by x then y: an item is kept iff its y is below every earlier
     # item's; offsetting each device's y by −2·(its rank) keeps the running minimum from
     # reaching across devices (shares are in [0, 1])
-    rank = np.cumsum(_firsts(device)) - 1
+    rank = np.cumsum(run_starts(device)) - 1
     shifted = items.y[order] - 2.0 * rank
     before = np.minimum.accumulate(np.r_[np.inf, shifted[:-1]])
     keep = np.zeros(near.size, dtype=bool)
-    keep[order[(shifted < before) | _firsts(device)]] = True
+    keep[order[(shifted < before) | run_starts(device)]] = True
     return keep
 
 

@@ -15,6 +15,8 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_array, vstack
 from scipy.spatial import ConvexHull, QhullError
 
+from laimco.fleet.runs import run_starts
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 # menus with at most this many items are solved whole; above PRICES_FROM_ITEMS through the
@@ -43,7 +45,7 @@ def lower_hull_items(device: IntArray, x: FloatArray, y: FloatArray,
     leaves the relaxation's value unchanged (docs/theory.md §7.3). Devices whose points are
     too few or degenerate for a hull keep all their items."""
     order = np.argsort(device, kind="stable")
-    starts = np.flatnonzero(np.r_[True, device[order][1:] != device[order][:-1]])
+    starts = np.flatnonzero(run_starts(device[order]))
     kept = []
     for lo, hi in zip(starts, np.r_[starts[1:], order.size], strict=True):
         items = order[lo:hi]

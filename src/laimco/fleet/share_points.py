@@ -136,36 +136,3 @@ def cut_boxes(boxes: Boxes, cut: IntArray, points: SharePoints, evaluate: ShareV
     children.value_upper[np.isnan(children.value_upper)] = new
     joined = Boxes.join([boxes.take(keep), children])
     return joined.take(np.isfinite(joined.value_upper))
-
-
-def probe_best_responses(points: SharePoints, evaluate: ShareValues, price_x: float,
-                         price_y: float, ratio: float) -> None:
-    """Every device's best evaluated point at the prices (least w·V + λx + μy) moved by the
-    factor `ratio` up and down in each share (8 neighbours, shares capped at 1), evaluated and
-    added to the points: a pattern-search step towards each device's best response to the
-    prices, which is what the primal's relaxation over points mixes (docs/theory.md §7.3)."""
-    ok = np.flatnonzero(points.finite())
-    n = int(points.device.max()) + 1
-    reduced = points.value[ok] + price_x * points.x[ok] + price_y * points.y[ok]
-    order = ok[np.lexsort((reduced, points.device[ok]))]
-    first = np.r_[True, points.device[order][1:] != points.device[order][:-1]]
-    best = order[first]
-    owner = points.device[best]
-    steps = np.array([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)])
-    bx = points.x[best][:, None] * ratio ** steps[None, :, 0]
-    by = points.y[best][:, None] * ratio ** steps[None, :, 1]
-    owner = np.repeat(owner, steps.shape[0])
-    bx, by = np.minimum(bx.ravel(), 1.0), np.minimum(by.ravel(), 1.0)
-    fresh = (bx > 0) & (by > 0)
-    del n
-    value = evaluate(owner[fresh], bx[fresh], by[fresh])
-    points.add(owner[fresh], bx[fresh], by[fresh], value)
-
-
-def rank_within(sorted_owner: IntArray) -> IntArray:
-    """0, 1, 2, … within each run of equal owners of an owner-sorted array."""
-    if sorted_owner.size == 0:
-        return sorted_owner
-    start = np.r_[True, sorted_owner[1:] != sorted_owner[:-1]]
-    first_index = np.maximum.accumulate(np.where(start, np.arange(sorted_owner.size), 0))
-    return np.arange(sorted_owner.size) - first_index

@@ -26,12 +26,12 @@ from laimco.fleet.diving import dive
 from laimco.fleet.fitting import fit_everyone
 from laimco.fleet.fleet import Fleet, FleetObjective
 from laimco.fleet.menu_lp import HULL_FROM_ITEMS, MenuSolution, solve_menu, solve_whole
+from laimco.fleet.runs import rank_within, run_starts
 from laimco.fleet.share_points import (
     SharePoints,
     ShareValues,
     cut_boxes,
     first_grid,
-    rank_within,
     servable,
 )
 from laimco.fleet.small_fleet import (
@@ -297,9 +297,7 @@ def _round(device: IntArray, x: FloatArray, y: FloatArray, value: FloatArray,
     items (at most two such devices in a basic solution) and keep the best combination that
     fits, else fall back to their least-share item."""
     order = np.lexsort((-weights, device))
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = device[order][1:] != device[order][:-1]
-    pick = order[first]
+    pick = order[run_starts(device[order])]
     support = weights > 1e-9
     counts = np.bincount(device[support], minlength=n)
     mixed = np.flatnonzero(counts > 1)[:4]
